@@ -1,0 +1,37 @@
+# atelier: `make run` installs into .venv and writes a demo stylization to out/; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU wheel first, pinned: an unpinned torch would pull gigabytes of CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/atelier stylize examples/garden.jpg --style examples/van_gogh_wheat_field_with_cypresses.jpg \
+		--size 512 --seed 0 --overwrite -o out/garden_van_gogh.png
+	@echo "demo written to out/garden_van_gogh.png"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/gatys.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

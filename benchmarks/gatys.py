@@ -1,0 +1,125 @@
+"""Gatys speed and quality: atelier next to the `pastiche` CLI, matched settings.
+
+Usage:
+    .venv/bin/python benchmarks/gatys.py [--size 512] [--iterations 100] [--repeats 3]
+
+Matched settings (pastiche's defaults, expressed in atelier's loss):
+    content relu4_2, weight 0.01 on the feature MSE; style relu1_1..relu5_1, 10 per layer on
+    the MSE of Gram matrices normalised by C*H*W (= pastiche's 10/C^2 on Grams normalised by
+    H*W); no TV; max pooling; init from content; L-BFGS lr 1, history 100; style resized to
+    the content's pixel count; the same bundled VGG-19 weights.
+
+Part 1 (speed): seconds per L-BFGS iteration = (time(N iterations) - time(0)) / N, each a
+whole CLI run in a subprocess, median of ``--repeats``.
+Part 2 (quality per time): pastiche 300 single-scale iterations vs atelier's default
+coarse-to-fine schedule; both outputs are re-scored by atelier's fp32 loss (same layers and
+weights) at the output size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+MATCHED = ["--content-layers", "relu4_2", "--content-weight", "0.01", "--style-weight", "50",
+           "--tv-weight", "0", "--pooling", "max", "--init", "content"]
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def pastiche_cmd(content: Path, style: Path, size: int, steps: int, out: Path) -> list[str]:
+    return [str(BIN / "pastiche"), "--device", "cpu", "--seed", "0", "--size", str(size), "--num-steps",
+            str(steps), "--info-step", "1000", "--content", str(content), "--styles", str(style),
+            "--output", str(out)]
+
+
+def atelier_cmd(content: Path, style: Path, size: int, steps: int, out: Path, extra: list[str]) -> list[str]:
+    return [str(BIN / "atelier"), "stylize", str(content), "--style", str(style), "--size", str(size),
+            "--iterations", str(steps), "--seed", "0", "-q", "--overwrite", "-o", str(out), *MATCHED, *extra]
+
+
+def score(paths: dict[str, Path], content: Path, style: Path, size: int) -> dict[str, float]:
+    """atelier's fp32 matched loss of each output image (at that image's size)."""
+    from atelier.encoders import load_vgg19
+    from atelier.io import load_image, resize_longest
+    from atelier.losses import PerceptualCriterion, StyleTarget
+    from atelier.methods.gatys import Gatys, _resize, scaled_style_size
+
+    method = Gatys(content_layers=("relu4_2",), content_weight=0.01, style_weight=50.0, tv_weight=0.0)
+    encoder = load_vgg19()
+    scores = {}
+    for name, path in paths.items():
+        output = load_image(path)
+        hw = tuple(output.shape[-2:])
+        content_image = _resize(resize_longest(load_image(content), size), hw)
+        style_image = load_image(style)
+        style_image = _resize(style_image, scaled_style_size(style_image, hw, 1.0))
+        with torch.no_grad():
+            target = StyleTarget(encoder(style_image, method.config.style_layers))
+            criterion = PerceptualCriterion(encoder, method.build_terms(content_image, [target], encoder))
+            scores[name] = float(criterion(output)[0])
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--content", type=Path, default=DATA / "content" / "golden_gate.jpg")
+    parser.add_argument("--style", type=Path, default=DATA / "style" / "la_muse.jpg")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--long-iterations", type=int, default=300, help="pastiche's run in part 2")
+    parser.add_argument("--skip-part2", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    tmp = Path(tempfile.mkdtemp(prefix="atelier-bench-"))
+    c, s, n = args.content, args.style, args.iterations
+    print(f"# gatys benchmark: {c.name} + {s.name}, {args.size} px, torch threads {torch.get_num_threads()}")
+
+    rows = []
+    for name, make in (
+        ("pastiche", lambda k, o: pastiche_cmd(c, s, args.size, k, o)),
+        ("atelier fp32", lambda k, o: atelier_cmd(c, s, args.size, k, o, ["--scales", "1", "--precision", "fp32"])),
+        ("atelier bf16", lambda k, o: atelier_cmd(c, s, args.size, k, o, ["--scales", "1", "--precision", "bf16"])),
+    ):
+        setup = statistics.median(timed(make(0, tmp / "zero.png")) for _ in range(args.repeats))
+        runs = [timed(make(n, tmp / f"{name.replace(' ', '_')}_{n}.png")) for _ in range(args.repeats)]
+        per_it = (statistics.median(runs) - setup) / n
+        rows.append((name, setup, statistics.median(runs), per_it))
+        print(f"{name:14s} setup {setup:6.1f} s  {n} its {statistics.median(runs):7.1f} s  "
+              f"{per_it:.3f} s/it  (runs: {', '.join(f'{r:.1f}' for r in runs)})", flush=True)
+    base = rows[0][3]
+    for name, *_, per_it in rows[1:]:
+        print(f"speed-up {name} vs pastiche: {base / per_it:.2f}x per iteration")
+    outputs = {f"{name} {n} its": tmp / f"{name.replace(' ', '_')}_{n}.png" for name, *_ in rows}
+
+    if not args.skip_part2:
+        long = args.long_iterations
+        t_pastiche = timed(pastiche_cmd(c, s, args.size, long, tmp / "pastiche_long.png"))
+        t_atelier = timed(atelier_cmd(c, s, args.size, 300, tmp / "atelier_default.png", []))
+        print(f"pastiche {long} its single-scale: {t_pastiche:.1f} s")
+        print(f"atelier default schedule: {t_atelier:.1f} s ({t_atelier / t_pastiche:.2f} of pastiche's time)")
+        outputs[f"pastiche {long} its"] = tmp / "pastiche_long.png"
+        outputs["atelier default multi-scale"] = tmp / "atelier_default.png"
+    for name, value in score(outputs, c, s, args.size).items():
+        print(f"final loss (atelier fp32 matched loss) {name:32s} {value:.4g}")
+    print(f"outputs in {tmp}")
+
+
+if __name__ == "__main__":
+    main()

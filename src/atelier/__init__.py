@@ -1,0 +1,13 @@
+"""atelier: neural style transfer, every method behind one API and CLI.
+
+>>> import atelier
+>>> image = atelier.stylize("photo.jpg", "painting.jpg", method="gatys", size=512)  # doctest: +SKIP
+"""
+
+from .api import StylizationInterrupted, stylize
+from .errors import AtelierError
+from .methods import available_methods, get_method
+
+__version__ = "0.1.0"
+__all__ = ["AtelierError", "StylizationInterrupted", "__version__", "available_methods", "get_method",
+           "stylize"]

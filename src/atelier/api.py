@@ -1,0 +1,181 @@
+"""The public entry point: ``atelier.stylize``.
+
+The shared pipeline around every method: load and validate inputs, normalise blend
+weights, load masks, colour preservation before/after, then call the method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .errors import OptionError
+from .io.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, resize_longest, tensor_to_pil
+from .io.masks import MaskInput, load_masks
+from .methods import StylizeResult, get_method
+from .ops.color import luminance, match_color, transfer_luminance
+
+__all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "normalize_weights", "resolve_device", "stylize",
+           "stylize_tensor"]
+
+PRESERVE_COLOR = ("none", "luminance", "histogram")
+
+
+class StylizationInterrupted(KeyboardInterrupt):
+    """Raised when Ctrl-C stops a run; ``image`` holds the best result so far (PIL)."""
+
+    def __init__(self, image: Image.Image, result: StylizeResult):
+        super().__init__("interrupted")
+        self.image = image
+        self.result = result
+
+
+def normalize_weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    """Validate blend weights (one per style, finite, >= 0, not all 0) and scale to sum 1."""
+    if weights is None:
+        return [1.0 / count] * count
+    weights = list(weights)
+    if len(weights) != count:
+        raise OptionError(f"got {len(weights)} style weight(s) for {count} style(s); give one per style")
+    for weight in weights:
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight):
+            raise OptionError(f"style weights must be finite numbers, got {weight!r}")
+        if weight < 0:
+            raise OptionError(f"style weights must be >= 0, got {weight}")
+    total = sum(weights)
+    if total <= 0:
+        raise OptionError("style weights sum to 0; give at least one positive weight")
+    return [w / total for w in weights]
+
+
+def resolve_device(device: str | torch.device) -> str:
+    """Validate a device string; ``"auto"`` picks CUDA when available."""
+    device = str(device)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise OptionError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise OptionError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or auto")
+    return device
+
+
+def _luminance_rgb(image: Tensor, like: Tensor | None = None) -> Tensor:
+    """Luminance as a gray RGB image; with ``like``, its mean/std matched to ``like``'s
+    luminance (Gatys et al. 2017, sec. 5.1, so the style's luminance range fits the content's)."""
+    y = luminance(image)
+    if like is not None:
+        ref = luminance(like)
+        y = (y - y.mean()) / y.std().clamp_min(1e-6) * ref.std() + ref.mean()
+    return y.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
+
+
+def stylize_tensor(
+    content: Tensor,
+    styles: Sequence[Tensor],
+    method: str = "gatys",
+    *,
+    style_weights: Sequence[float] | None = None,
+    masks: Tensor | None = None,
+    preserve_color: str = "none",
+    device: str = "cpu",
+    seed: int | None = None,
+    progress: bool = True,
+    method_kwargs: dict[str, Any] | None = None,
+    **options: Any,
+) -> StylizeResult:
+    """Tensor-level pipeline: ``content`` ``(1, 3, H, W)`` already at the output size."""
+    if preserve_color not in PRESERVE_COLOR:
+        raise OptionError(f"preserve_color must be one of {', '.join(PRESERVE_COLOR)}, not {preserve_color!r}")
+    weights = normalize_weights(style_weights, len(styles))
+    method_obj = get_method(method)(**options, **(method_kwargs or {}))
+    if masks is not None and not method_obj.supports_masks:
+        raise OptionError(f"method {method!r} does not support masks")
+    if seed is not None:
+        torch.manual_seed(seed)
+    source = content
+    if preserve_color == "luminance":
+        source = _luminance_rgb(content)
+        styles = [_luminance_rgb(s, content) for s in styles]
+    elif preserve_color == "histogram":
+        styles = [match_color(s, content) for s in styles]
+    kwargs: dict[str, Any] = {"seed": seed} if seed is not None else {}
+    result = method_obj.stylize(source, list(styles), style_weights=weights, masks=masks,
+                                device=device, progress=progress, **kwargs)
+    image = result.image.detach().float().cpu()
+    if preserve_color == "luminance":
+        image = transfer_luminance(image, content.cpu())
+    result.image = image.clamp(0, 1)
+    return result
+
+
+def stylize(
+    content: ImageInput,
+    style: ImageInput | Sequence[ImageInput],
+    method: str = "gatys",
+    *,
+    style_weights: Sequence[float] | None = None,
+    masks: Sequence[MaskInput] | None = None,
+    size: int | None = 512,
+    preserve_color: str = "none",
+    device: str = "cpu",
+    seed: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = True,
+    **options: Any,
+) -> Image.Image:
+    """Stylize ``content`` with one or several styles; returns an RGB PIL image.
+
+    Args:
+        content: path, PIL image, ``(H, W, 3)`` uint8 array or ``(1, 3, H, W)`` tensor in [0, 1].
+        style: one such image, or a list of them (blended by ``style_weights``).
+        method: a registered method name (``atelier.methods.available_methods()``).
+        style_weights: one non-negative weight per style; normalised to sum 1.
+        masks: one mask per style (white = that style applies there); same aspect as content.
+        size: longest side of the output in px (None keeps the content's size).
+        preserve_color: ``"none"``, ``"luminance"`` or ``"histogram"`` (Gatys et al. 2017, sec. 5).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        seed: random seed for reproducible runs.
+        max_pixels: inputs above this many pixels raise :class:`~atelier.errors.ImageTooLargeError`.
+        progress: show a progress line on stderr.
+        **options: the method's options (see ``atelier methods``), e.g. ``iterations=200``.
+
+    Raises:
+        atelier.errors.AtelierError: a subclass naming what is wrong with the input.
+        StylizationInterrupted: on Ctrl-C; its ``image`` is the best result so far.
+    """
+    device = resolve_device(device)
+    content_tensor = load_image(content, max_pixels=max_pixels, name="content")
+    style_list = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not style_list:
+        raise OptionError("give at least one style image")
+    styles = [load_image(s, max_pixels=max_pixels, name=f"style {i + 1}") for i, s in enumerate(style_list)]
+    if size is not None:
+        if not isinstance(size, int) or size < 1:
+            raise OptionError(f"size must be a positive whole number of pixels, got {size!r}")
+        if size * size > max_pixels:
+            raise OptionError(
+                f"size {size} px could make an image above the limit of {max_pixels:,} pixels; "
+                "raise max_pixels (--max-pixels) if you have the memory"
+            )
+        content_tensor = resize_longest(content_tensor, size)
+    mask_tensor = None
+    if masks is not None:
+        mask_tensor = load_masks(list(masks), count=len(styles), size=tuple(content_tensor.shape[-2:]))
+    result = stylize_tensor(
+        content_tensor, styles, method, style_weights=style_weights, masks=mask_tensor,
+        preserve_color=preserve_color, device=device, seed=seed, progress=progress, **options,
+    )
+    image = tensor_to_pil(result.image)
+    if result.interrupted:
+        raise StylizationInterrupted(image, result)
+    return image

@@ -1,0 +1,170 @@
+"""Command-line interface: ``atelier stylize``, ``atelier methods``.
+
+argparse lives here only. Method options are generated from the method configs, so every
+option of every method is documented by ``--help`` and spelled the same everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .api import PRESERVE_COLOR, StylizationInterrupted, stylize
+from .errors import AtelierError, OptionError
+from .io.images import DEFAULT_MAX_PIXELS, check_output_path, save_image
+from .methods import available_methods, get_method
+
+__all__ = ["build_parser", "main"]
+
+#: Options the shared pipeline handles itself; they are never method config fields.
+PIPELINE_OPTIONS = ("size", "style_weights", "mask", "preserve_color", "device", "seed", "max_pixels")
+
+
+def _method_options() -> dict[str, tuple[dataclasses.Field, Any, list[str]]]:
+    """``{field name: (field, annotation, [methods having it])}`` over every method config."""
+    found: dict[str, tuple[dataclasses.Field, Any, list[str]]] = {}
+    for name, cls in available_methods().items():
+        hints = typing.get_type_hints(cls.Config)
+        for f in dataclasses.fields(cls.Config):
+            if not f.metadata.get("cli", True):
+                continue
+            if f.name in found:
+                found[f.name][2].append(name)
+            else:
+                found[f.name] = (f, hints[f.name], [name])
+    return found
+
+
+def _add_method_option(group: argparse._ArgumentGroup, f: dataclasses.Field, annotation: Any,
+                       methods: list[str]) -> None:
+    flag = "--" + f.name.replace("_", "-")
+    kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+    default = f.default
+    if typing.get_origin(annotation) is tuple:
+        kwargs["nargs"] = "+"
+        kwargs["metavar"] = f.name.split("_")[-1].upper()
+        default = " ".join(map(str, default)) or "(empty)"
+    elif annotation is bool:
+        kwargs["type"] = lambda v: v.lower() in ("1", "true", "yes", "on")
+    if f.metadata.get("choices"):
+        kwargs["choices"] = f.metadata["choices"]
+    where = f"[{', '.join(methods)}] " if len(methods) < len(available_methods()) else ""
+    kwargs["help"] = f"{where}{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")
+    group.add_argument(flag, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser (built on demand, never at import)."""
+    parser = argparse.ArgumentParser(
+        prog="atelier", description="Neural style transfer: every method behind one CLI.",
+    )
+    parser.add_argument("--version", action="version", version=f"atelier {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "stylize", help="stylize a content image with one or more styles",
+        description="Stylize CONTENT with one or more --style images and write the result.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run.add_argument("content", help="content image (photo)")
+    common = run.add_argument_group("options common to all methods")
+    common.add_argument("--style", "-s", action="append", required=True, metavar="IMAGE",
+                        help="style image; repeat to blend several styles")
+    common.add_argument("--method", "-m", default="gatys", help="method name (see `atelier methods`)")
+    common.add_argument("--output", "-o", default=None,
+                        help="output image (.png, .jpg, .webp); default out/<content>_<method>.png")
+    common.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    common.add_argument("--size", type=int, default=512, help="longest side of the output in px")
+    common.add_argument("--style-weights", type=float, nargs="+", metavar="W", default=None,
+                        help="blend weight of each style, one per --style (normalised to sum 1)")
+    common.add_argument("--mask", action="append", default=None, metavar="PNG",
+                        help="mask per style (white = that style applies there); one per --style")
+    common.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
+                        help="keep the content's colours: luminance-only transfer (YIQ) or match the "
+                             "style's colour histogram to the content first (Gatys et al. 2017)")
+    common.add_argument("--seed", type=int, default=None, help="random seed for reproducible results")
+    common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    common.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse images above this many pixels")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    specific = run.add_argument_group("method options (each applies to the methods named in brackets, "
+                                      "or to all when none are named)")
+    for _, (f, annotation, methods) in sorted(_method_options().items()):
+        _add_method_option(specific, f, annotation, methods)
+
+    listing = commands.add_parser("methods", help="list methods and their options")
+    listing.add_argument("name", nargs="?", help="show only this method")
+    return parser
+
+
+def _list_methods(name: str | None) -> int:
+    methods = available_methods() if name is None else {name: get_method(name)}
+    for method_name, cls in methods.items():
+        print(f"{method_name}: {cls.summary}")
+        print(f"  paper: {cls.paper}")
+        hints = typing.get_type_hints(cls.Config)
+        for f in dataclasses.fields(cls.Config):
+            kind = getattr(hints[f.name], "__name__", str(hints[f.name]))
+            print(f"  --{f.name.replace('_', '-'):<24} {kind:<8} default {f.default!r}: {f.metadata.get('help', '')}")
+        print()
+    return 0
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    cls = get_method(args.method)
+    method_fields = set(cls.Config.field_names())
+    all_options = _method_options()
+    options = {}
+    for name in all_options:
+        if hasattr(args, name):
+            if name not in method_fields:
+                raise OptionError(
+                    f"--{name.replace('_', '-')} does not apply to method {args.method!r} "
+                    f"(it applies to: {', '.join(all_options[name][2])})"
+                )
+            options[name] = getattr(args, name)
+    output = args.output or str(Path("out") / f"{Path(args.content).stem}_{args.method}.png")
+    output_path = check_output_path(output, overwrite=args.overwrite)
+    try:
+        image = stylize(
+            args.content, args.style, method=args.method, style_weights=args.style_weights,
+            masks=args.mask, size=args.size, preserve_color=args.preserve_color, device=args.device,
+            seed=args.seed, max_pixels=args.max_pixels, progress=not args.quiet, **options,
+        )
+    except StylizationInterrupted as stop:
+        save_image(stop.image, output_path, overwrite=True)
+        print(f"interrupted: wrote the best image so far to {output_path}", file=sys.stderr)
+        return 130
+    save_image(image, output_path, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"wrote {output_path}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "stylize":
+            return _stylize(args)
+        if args.command == "methods":
+            return _list_methods(args.name)
+        parser.print_help()
+        return 2
+    except AtelierError as error:
+        print(f"atelier: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("atelier: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Style transfer methods, one module each, chosen by name from a registry.
+
+Every method module is imported here explicitly so none can silently go missing.
+"""
+
+from . import gatys  # noqa: F401  (registers the method)
+from .base import Method, MethodConfig, StylizeResult, available_methods, get_method, register
+
+__all__ = ["Method", "MethodConfig", "StylizeResult", "available_methods", "get_method", "register"]

@@ -1,0 +1,86 @@
+"""Colour-space conversions and colour transfer for colour preservation.
+
+Gatys, Ecker, Bethge, Hertzmann, Shechtman 2017, "Controlling Perceptual Factors in Neural
+Style Transfer", sec. 5: (a) luminance-only transfer in YIQ, (b) matching the style's colour
+mean and covariance to the content's before transfer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._checks import check_bchw
+
+__all__ = ["luminance", "match_color", "rgb_to_yiq", "transfer_luminance", "yiq_to_rgb"]
+
+# NTSC YIQ (FCC 1953 coefficients).
+_RGB_TO_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
+)
+
+
+def rgb_to_yiq(image: Tensor) -> Tensor:
+    """RGB ``(B, 3, H, W)`` in [0, 1] to YIQ ``(B, 3, H, W)``."""
+    check_bchw(image, "image", channels=3)
+    matrix = _RGB_TO_YIQ.to(image)
+    return torch.einsum("ij,bjhw->bihw", matrix, image)
+
+
+def yiq_to_rgb(image: Tensor) -> Tensor:
+    """YIQ ``(B, 3, H, W)`` to RGB ``(B, 3, H, W)`` (not clamped)."""
+    check_bchw(image, "image", channels=3)
+    matrix = torch.linalg.inv(_RGB_TO_YIQ.double()).to(image)
+    return torch.einsum("ij,bjhw->bihw", matrix, image)
+
+
+def luminance(image: Tensor) -> Tensor:
+    """Luminance Y of an RGB image, ``(B, 1, H, W)``."""
+    return rgb_to_yiq(image)[:, :1]
+
+
+def transfer_luminance(stylized: Tensor, content: Tensor) -> Tensor:
+    """Keep the luminance of ``stylized`` and the chroma (I, Q) of ``content`` (sec. 5.1).
+
+    Both ``(B, 3, H, W)`` of the same size. Returns RGB clamped to [0, 1].
+    """
+    if stylized.shape != content.shape:
+        raise ValueError(f"shapes differ: {tuple(stylized.shape)} vs {tuple(content.shape)}")
+    yiq = torch.cat([rgb_to_yiq(stylized)[:, :1], rgb_to_yiq(content)[:, 1:]], dim=1)
+    return yiq_to_rgb(yiq).clamp(0, 1)
+
+
+def _sqrt_and_inv_sqrt(cov: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    values, vectors = torch.linalg.eigh(cov)
+    values = values.clamp_min(eps)
+    sqrt = vectors @ torch.diag_embed(values.sqrt()) @ vectors.transpose(-1, -2)
+    inv_sqrt = vectors @ torch.diag_embed(values.rsqrt()) @ vectors.transpose(-1, -2)
+    return sqrt, inv_sqrt
+
+
+def match_color(source: Tensor, reference: Tensor, eps: float = 1e-5) -> Tensor:
+    r"""Affine colour transfer: give ``source`` the RGB mean and covariance of ``reference``.
+
+    ``x' = \Sigma_r^{1/2} \Sigma_s^{-1/2} (x - \mu_s) + \mu_r`` with symmetric matrix square
+    roots (the "Image Analogies" variant of Gatys et al. 2017, sec. 5.2, eq. 7–8).
+
+    Args:
+        source: ``(B, 3, H, W)`` in [0, 1], the image to recolour (the style).
+        reference: ``(B, 3, H', W')`` whose colour statistics are wanted (the content).
+        eps: floor on eigenvalues, so flat images do not blow up.
+
+    Returns:
+        ``(B, 3, H, W)`` clamped to [0, 1].
+    """
+    check_bchw(source, "source", channels=3)
+    check_bchw(reference, "reference", channels=3)
+    x = source.double().flatten(2)
+    r = reference.double().flatten(2)
+    mu_x, mu_r = x.mean(-1, keepdim=True), r.mean(-1, keepdim=True)
+    xc, rc = x - mu_x, r - mu_r
+    cov_x = xc @ xc.transpose(1, 2) / x.shape[-1]
+    cov_r = rc @ rc.transpose(1, 2) / r.shape[-1]
+    _, inv_sqrt_x = _sqrt_and_inv_sqrt(cov_x, eps)
+    sqrt_r, _ = _sqrt_and_inv_sqrt(cov_r, eps)
+    out = sqrt_r @ inv_sqrt_x @ xc + mu_r
+    return out.reshape(source.shape).to(source.dtype).clamp(0, 1)

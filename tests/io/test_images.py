@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from atelier.errors import ImageError, ImageTooLargeError, MaskError, OutputExistsError
+from atelier.io import load_image, load_masks, resize_longest, save_image
+
+
+def gradient_rgb(w=20, h=10):
+    array = np.zeros((h, w, 3), np.uint8)
+    array[..., 0] = np.linspace(0, 255, w)[None]
+    array[..., 1] = np.linspace(0, 255, h)[:, None]
+    array[..., 2] = 128
+    return array
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "I;16", "I", "F", "1"])
+def test_every_mode_becomes_rgb(tmp_path, mode):
+    image = Image.fromarray(gradient_rgb())
+    if mode == "I;16":
+        converted = image.convert("L").convert("I").point(lambda v: v * 257).convert("I;16")
+    elif mode == "F":
+        converted = Image.fromarray(np.asarray(image.convert("L"), np.float32) / 255.0, "F")
+    else:
+        converted = image.convert(mode)
+    suffix = ".tif" if mode in ("CMYK", "I;16", "I", "F") else ".png"
+    path = tmp_path / f"img{suffix}"
+    converted.save(path)
+    tensor = load_image(path)
+    assert tensor.shape == (1, 3, 10, 20) and tensor.dtype == torch.float32
+    assert 0 <= tensor.min() and tensor.max() <= 1
+    if mode in ("L", "I;16", "I", "F"):
+        assert torch.allclose(tensor[:, 0], tensor[:, 1]) and tensor[..., -1].mean() > tensor[..., 0].mean()
+
+
+def test_alpha_composited_on_white():
+    rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent black
+    tensor = load_image(Image.fromarray(rgba, "RGBA"))
+    assert torch.allclose(tensor, torch.ones_like(tensor))
+
+
+def test_exif_orientation_applied(tmp_path):
+    image = Image.fromarray(gradient_rgb(20, 10))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif)
+    assert load_image(path).shape == (1, 3, 20, 10)
+
+
+def test_arrays_and_tensors():
+    array = gradient_rgb()
+    tensor = load_image(array)
+    assert torch.allclose(load_image(tensor), tensor)
+    with pytest.raises(ImageError, match="uint8"):
+        load_image(array.astype(np.float32))
+    with pytest.raises(ImageError, match=r"\(H, W, 3\)"):
+        load_image(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ImageError, match=r"\[0, 1\]"):
+        load_image(torch.full((1, 3, 4, 4), 2.0))
+
+
+def test_missing_corrupt_and_truncated(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    (tmp_path / "junk.jpg").write_bytes(b"this is not a jpeg")
+    with pytest.raises(ImageError, match="junk.jpg: not a readable image"):
+        load_image(tmp_path / "junk.jpg")
+    Image.fromarray(gradient_rgb(200, 200)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="cut.png: corrupt or truncated"):
+        load_image(tmp_path / "cut.png")
+    with pytest.raises(ImageError, match="is a folder"):
+        load_image(tmp_path)
+
+
+def test_pixel_limit(tmp_path):
+    Image.fromarray(gradient_rgb(100, 100)).save(tmp_path / "big.png")
+    message = r"100x100 px is above the limit of 5,000 pixels; pass a larger max_pixels"
+    with pytest.raises(ImageTooLargeError, match=message):
+        load_image(tmp_path / "big.png", max_pixels=5000)
+    assert load_image(tmp_path / "big.png", max_pixels=10_000).shape == (1, 3, 100, 100)
+
+
+def test_resize_longest():
+    assert resize_longest(torch.rand(1, 3, 100, 50), 40).shape == (1, 3, 40, 20)
+
+
+def test_save_is_atomic_and_refuses_overwrite(tmp_path, monkeypatch):
+    path = tmp_path / "out.png"
+    save_image(torch.rand(1, 3, 8, 8), path)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        save_image(torch.rand(1, 3, 8, 8), path)
+    before = path.read_bytes()
+
+    def failing_save(self, fp, format=None, **params):
+        fp.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_image(torch.rand(1, 3, 8, 8), path, overwrite=True)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_masks(tmp_path):
+    mask = np.zeros((10, 20), np.uint8)
+    mask[:, :10] = 255
+    Image.fromarray(mask).save(tmp_path / "left.png")
+    Image.fromarray(255 - mask).save(tmp_path / "right.png")
+    masks = load_masks([tmp_path / "left.png", tmp_path / "right.png"], count=2, size=(20, 40))
+    assert masks.shape == (1, 2, 20, 40)
+    assert masks[0, 0, :, :15].min() == 1 and masks[0, 0, :, 25:].max() == 0
+    with pytest.raises(MaskError, match="got 1 mask"):
+        load_masks([tmp_path / "left.png"], count=2, size=(20, 40))
+    with pytest.raises(MaskError, match="mask is 20x10 px but the content is 20x20 px"):
+        load_masks([tmp_path / "left.png"], count=1, size=(20, 20))
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    with pytest.raises(MaskError, match="bad.png"):
+        load_masks([tmp_path / "bad.png"], count=1, size=(20, 40))

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import atelier
+from atelier.api import normalize_weights
+from atelier.encoders import random_vgg19
+from atelier.errors import AtelierError, ImageTooSmallError, OptionError
+from atelier.methods import gatys
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setattr(gatys, "load_vgg19", lambda *a, **k: random_vgg19())
+
+
+def test_stylize_accepts_paths_pil_and_arrays(tmp_path, tiny):
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "c.png")
+    for content in (tmp_path / "c.png", str(tmp_path / "c.png"), Image.fromarray(array), array):
+        out = atelier.stylize(content, [array, Image.fromarray(array)], size=40, iterations=1, progress=False,
+                              style_weights=[2, 1])
+        assert isinstance(out, Image.Image) and out.size == (40, 30) and out.mode == "RGB"
+
+
+def test_normalize_weights():
+    assert normalize_weights([2, 6], 2) == [0.25, 0.75]
+    assert normalize_weights(None, 4) == [0.25] * 4
+    for bad, message in (([1], "1 style weight"), ([-1, 2], ">= 0"), ([0, 0], "sum to 0"),
+                         ([float("nan"), 1], "finite"), (["a", 1], "finite")):
+        with pytest.raises(OptionError, match=message):
+            normalize_weights(bad, 2)
+
+
+def test_typed_errors(tiny):
+    array = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ImageTooSmallError):
+        atelier.stylize(array, array, size=8, iterations=1, progress=False)
+    with pytest.raises(AtelierError, match="preserve_color"):
+        atelier.stylize(array, array, size=32, preserve_color="sepia", progress=False)
+    with pytest.raises(OptionError, match="at least one style"):
+        atelier.stylize(array, [], size=32)
+
+
+def test_registry_lists_gatys():
+    methods = atelier.available_methods()
+    assert "gatys" in methods
+    for name, cls in methods.items():
+        assert cls.name == name and cls.summary and cls.paper
+        cls.Config()  # defaults are valid

@@ -1,0 +1,148 @@
+"""CLI behaviour: option parsing, listing, errors -> exit 2 with one line and no output file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from atelier import cli
+from atelier.encoders import random_vgg19
+from atelier.methods import gatys
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(0)
+    content = tmp_path / "content.png"
+    style = tmp_path / "style.png"
+    Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(content)
+    Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(style)
+    return content, style
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Route the CLI's encoder loading to the tiny random encoder."""
+    monkeypatch.setattr(gatys, "load_vgg19", lambda *a, **k: random_vgg19())
+
+
+def test_methods_lists_every_option(capsys):
+    assert cli.main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "gatys:" in out and "--content-weight" in out and "--style-layers" in out
+
+
+def test_help_documents_common_and_method_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["stylize", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--size", "--iterations", "--scales", "--seed", "--device", "--style-weights",
+                 "--content-weight", "--preserve-color", "--mask", "--output", "--overwrite", "--histogram-weight"):
+        assert flag in out, flag
+
+
+def test_stylize_writes_output(images, tmp_path, tiny, capsys):
+    content, style = images
+    out = tmp_path / "out.png"
+    code = cli.main(["stylize", str(content), "--style", str(style), "--size", "48", "--iterations", "2",
+                     "-o", str(out), "--seed", "1"])
+    assert code == 0 and Image.open(out).size == (48, 34)
+    assert "gatys 48x34" in capsys.readouterr().err
+
+
+def test_two_styles_with_weights_and_masks(images, tmp_path, tiny):
+    content, style = images
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.full((40, 56), 255, np.uint8)).save(mask)
+    out = tmp_path / "two.png"
+    code = cli.main(["stylize", str(content), "--style", str(style), "--style", str(content), "--style-weights",
+                     "0.7", "0.3", "--mask", str(mask), "--mask", str(mask), "--size", "40", "--iterations", "1",
+                     "-q", "-o", str(out)])
+    assert code == 0 and out.exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--style-weights", "1", "2"], "2 style weight(s) for 1 style"),
+    (["--style-weights", "-1"], "must be >= 0"),
+    (["--content-weight", "-3"], "content_weight must be >= 0"),
+    (["--style-layers", "relu9_1"], "unknown VGG-19 layer 'relu9_1'"),
+    (["--method", "gatsy"], "did you mean gatys"),
+    (["--size", "8"], "too small"),
+    (["--mask", "MISSING.png"], "MISSING.png"),
+    (["--device", "cuda:0"], "no CUDA GPU"),
+    (["--max-pixels", "100"], "above the limit"),
+])
+def test_bad_input_exit_2_one_line_no_output(images, tmp_path, tiny, capsys, extra, message):
+    content, style = images
+    out = tmp_path / "out.png"
+    code = cli.main(["stylize", str(content), "--style", str(style), "--iterations", "1", "-q", "-o", str(out), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1, err
+    assert err.startswith("atelier: error: ")
+    assert (not out.exists() and list(tmp_path.iterdir()) == [content, style]) or not out.exists()
+
+
+def test_non_numeric_weights(images, capsys):
+    content, style = images
+    assert cli.main(["stylize", str(content), "--style", str(style), "--style-weight", "lots"]) == 2
+    assert capsys.readouterr().err.strip() == "atelier: error: style_weight must be a number, not 'lots'"
+    with pytest.raises(SystemExit) as exit_info:  # argparse-typed common options
+        cli.main(["stylize", str(content), "--style", str(style), "--style-weights", "lots"])
+    assert exit_info.value.code == 2
+    assert "invalid float value: 'lots'" in capsys.readouterr().err
+
+
+def test_existing_output_refused_before_work(images, tmp_path, capsys):
+    content, style = images
+    out = tmp_path / "exists.png"
+    out.write_bytes(b"keep me")
+    assert cli.main(["stylize", str(content), "--style", str(style), "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"keep me"
+
+
+def test_unknown_output_format(images, tmp_path, capsys):
+    content, style = images
+    assert cli.main(["stylize", str(content), "--style", str(style), "-o", str(tmp_path / "x.gifx")]) == 2
+    assert "unknown image format" in capsys.readouterr().err
+
+
+def test_corrupt_content_file(images, tmp_path, tiny, capsys):
+    _, style = images
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    assert cli.main(["stylize", str(bad), "--style", str(style), "-o", str(tmp_path / "o.png")]) == 2
+    assert "bad.jpg" in capsys.readouterr().err and not (tmp_path / "o.png").exists()
+
+
+def test_interrupt_writes_best_image_and_exits_130(images, tmp_path, tiny, monkeypatch, capsys):
+    import atelier.optim.loop as loop
+
+    content, style = images
+    real = loop.optimize_image
+
+    def interrupted(criterion, init, **kwargs):
+        calls = {"n": 0}
+
+        def crit(image):
+            calls["n"] += 1
+            if calls["n"] > 3:
+                raise KeyboardInterrupt
+            return criterion(image)
+        return real(crit, init, **kwargs)
+
+    monkeypatch.setattr(gatys, "optimize_image", interrupted)
+    out = tmp_path / "best.png"
+    code = cli.main(["stylize", str(content), "--style", str(style), "--size", "48", "--iterations", "50",
+                     "-o", str(out)])
+    assert code == 130 and out.exists()
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_python_m_entry_point():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "atelier", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("atelier ")
