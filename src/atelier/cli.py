@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
                         help="keep the content's colours: luminance-only transfer (YIQ) or match the "
                              "style's colour histogram to the content first (Gatys et al. 2017)")
+    common.add_argument("--photo-smooth", action="store_true",
+                        help="post-process: edge-aware smoothing guided by the content photo (local affine colour "
+                             "fit) that removes painterly residue; works after any method")
     common.add_argument("--seed", type=int, default=None, help="random seed for reproducible results")
     common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     common.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -134,7 +137,8 @@ def _stylize(args: argparse.Namespace) -> int:
     try:
         image = stylize(
             args.content, args.style, method=args.method, style_weights=args.style_weights,
-            masks=args.mask, size=args.size, preserve_color=args.preserve_color, device=args.device,
+            masks=args.mask, size=args.size, preserve_color=args.preserve_color, photo_smooth=args.photo_smooth,
+            device=args.device,
             seed=args.seed, max_pixels=args.max_pixels, progress=not args.quiet, **options,
         )
     except StylizationInterrupted as stop:

@@ -3,7 +3,7 @@
 Every method module is imported here explicitly so none can silently go missing.
 """
 
-from . import gatys  # noqa: F401  (registers the method)
+from . import gatys, photo  # noqa: F401  (registers the methods)
 from .base import Method, MethodConfig, StylizeResult, available_methods, get_method, register
 
 __all__ = ["Method", "MethodConfig", "StylizeResult", "available_methods", "get_method", "register"]

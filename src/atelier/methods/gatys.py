@@ -193,12 +193,14 @@ class Gatys(Method):
         seed: int | None = None,
         style_masks: Sequence[Tensor | None] | None = None,
         extra_terms: Sequence[LossTerm] = (),
+        init_image: Tensor | None = None,
     ) -> StylizeResult:
         """Optimise an image; see :class:`GatysConfig` for the options.
 
         ``style_masks`` (one per style, ``(1, 1, h, w)`` or None) restrict which part of each
         style image provides its statistics; ``extra_terms`` are added to the criterion at the
-        finest scale (used by the photorealistic method).
+        finest scale and ``init_image`` replaces ``config.init`` (both used by the
+        photorealistic method's refinement stage).
         """
         cfg = self.config
         torch_device = torch.device(device)
@@ -218,7 +220,7 @@ class Gatys(Method):
         sizes = pyramid_sizes(height, width, scales, min_side=max(min_side, 32))
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
         content = content.to(torch_device)
-        image = self._initial(content, generator)
+        image = self._initial(content, generator) if init_image is None else init_image.to(content)
         history: list[float] = []
         total = cfg.iterations * len(sizes)
         interrupted = False
