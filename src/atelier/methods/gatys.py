@@ -65,7 +65,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 class GatysConfig(MethodConfig):
     """Options of the Gatys method; defaults cite their source."""
 
-    iterations: int = option(300, "optimizer steps at each scale")
+    iterations: int = option(100, "optimizer steps at each scale")
     scales: int = option(0, "coarse-to-fine levels, each doubling the size; 0 = auto (coarsest ~256 px), "
                             "1 = single scale")
     optimizer: str = option("lbfgs", "lbfgs (Gatys et al. 2016, sec. 3) or adam", choices=("lbfgs", "adam"))

@@ -58,7 +58,29 @@ def _sqrt_and_inv_sqrt(cov: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     return sqrt, inv_sqrt
 
 
-def match_color(source: Tensor, reference: Tensor, eps: float = 1e-5) -> Tensor:
+def _weighted_moments(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Mean ``(B, 3, 1)`` and covariance ``(B, 3, 3)`` of flattened pixels ``x`` ``(B, 3, N)``."""
+    if mask is None:
+        w = torch.full_like(x[:, :1], 1.0 / x.shape[-1])
+    else:
+        check_bchw(mask, "mask", channels=1)
+        if mask.shape[-1] * mask.shape[-2] != x.shape[-1]:
+            raise ValueError(f"mask {tuple(mask.shape[-2:])} does not match the image it weights")
+        w = mask.double().flatten(2).expand(x.shape[0], 1, -1)
+        w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+    mu = (x * w).sum(-1, keepdim=True)
+    xc = x - mu
+    return mu, (xc * w) @ xc.transpose(1, 2)
+
+
+def match_color(
+    source: Tensor,
+    reference: Tensor,
+    eps: float = 1e-5,
+    *,
+    source_mask: Tensor | None = None,
+    reference_mask: Tensor | None = None,
+) -> Tensor:
     r"""Affine colour transfer: give ``source`` the RGB mean and covariance of ``reference``.
 
     ``x' = \Sigma_r^{1/2} \Sigma_s^{-1/2} (x - \mu_s) + \mu_r`` with symmetric matrix square
@@ -68,6 +90,11 @@ def match_color(source: Tensor, reference: Tensor, eps: float = 1e-5) -> Tensor:
         source: ``(B, 3, H, W)`` in [0, 1], the image to recolour (the style).
         reference: ``(B, 3, H', W')`` whose colour statistics are wanted (the content).
         eps: floor on eigenvalues, so flat images do not blow up.
+        source_mask: optional ``(B or 1, 1, H, W)`` weights on ``source``; its statistics are
+            then those of the masked region (region-to-region transfer, as for the semantic
+            labels of Luan et al. 2017). The transform is applied to all of ``source``;
+            callers blend regions with the masks.
+        reference_mask: the same for ``reference``, at its size.
 
     Returns:
         ``(B, 3, H, W)`` clamped to [0, 1].
@@ -76,10 +103,9 @@ def match_color(source: Tensor, reference: Tensor, eps: float = 1e-5) -> Tensor:
     check_bchw(reference, "reference", channels=3)
     x = source.double().flatten(2)
     r = reference.double().flatten(2)
-    mu_x, mu_r = x.mean(-1, keepdim=True), r.mean(-1, keepdim=True)
-    xc, rc = x - mu_x, r - mu_r
-    cov_x = xc @ xc.transpose(1, 2) / x.shape[-1]
-    cov_r = rc @ rc.transpose(1, 2) / r.shape[-1]
+    mu_x, cov_x = _weighted_moments(x, source_mask)
+    mu_r, cov_r = _weighted_moments(r, reference_mask)
+    xc = x - mu_x
     _, inv_sqrt_x = _sqrt_and_inv_sqrt(cov_x, eps)
     sqrt_r, _ = _sqrt_and_inv_sqrt(cov_r, eps)
     out = sqrt_r @ inv_sqrt_x @ xc + mu_r
