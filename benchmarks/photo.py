@@ -70,7 +70,7 @@ def run_pair(n: int, size: int, work: Path, encoder) -> dict:
     return record
 
 
-def contact_sheet(ids: list[int], work: Path, size: int, path: Path, cell: int = 120, per_row: int = 2) -> None:
+def contact_sheet(ids: list[int], work: Path, size: int, path: Path, cell: int = 100, per_row: int = 2) -> None:
     from atelier.io import load_image, resize_longest, tensor_to_pil
 
     rows = []
@@ -92,7 +92,7 @@ def contact_sheet(ids: list[int], work: Path, size: int, path: Path, cell: int =
                 sheet.paste(im, (left, y * (cell + 4)))
                 left += im.width + 4
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, quality=80, optimize=True)
+    sheet.save(path, quality=72, optimize=True)
 
 
 def main() -> None:

@@ -8,12 +8,12 @@ import atelier
 from atelier.api import normalize_weights
 from atelier.encoders import random_vgg19
 from atelier.errors import AtelierError, ImageTooSmallError, OptionError
-from atelier.methods import gatys
+from atelier.methods import base
 
 
 @pytest.fixture
 def tiny(monkeypatch):
-    monkeypatch.setattr(gatys, "load_vgg19", lambda *a, **k: random_vgg19())
+    monkeypatch.setattr(base, "load_vgg19", lambda *a, **k: random_vgg19())
 
 
 def test_stylize_accepts_paths_pil_and_arrays(tmp_path, tiny):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from atelier import cli
 from atelier.encoders import random_vgg19
-from atelier.methods import gatys, photo
+from atelier.methods import base, gatys
 
 
 @pytest.fixture
@@ -24,8 +24,7 @@ def images(tmp_path):
 @pytest.fixture
 def tiny(monkeypatch):
     """Route the CLI's encoder loading to the tiny random encoder."""
-    monkeypatch.setattr(gatys, "load_vgg19", lambda *a, **k: random_vgg19())
-    monkeypatch.setattr(photo, "load_vgg19", lambda *a, **k: random_vgg19())
+    monkeypatch.setattr(base, "load_vgg19", lambda *a, **k: random_vgg19())
 
 
 def test_methods_lists_every_option(capsys):

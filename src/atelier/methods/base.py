@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..encoders.vgg import suggest
+from ..encoders.vgg import VGGEncoder, suggest
+from ..encoders.weights import load_vgg19
 from ..errors import OptionError, UnknownNameError
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Method",
     "MethodConfig",
     "StylizeResult",
+    "VGGMethod",
     "available_methods",
     "get_method",
     "option",
@@ -169,6 +171,26 @@ class Method(ABC):
         progress: bool = True,
     ) -> StylizeResult:
         """Stylize ``content`` ``(1, 3, H, W)`` with ``styles`` (each ``(1, 3, h, w)``)."""
+
+class VGGMethod(Method):
+    """A method built on the VGG-19 encoder its config names (``weights``, ``pooling``).
+
+    The encoder is loaded on first use, so building a method, listing options or validating
+    a config never touches the weights; tests pass a small ``encoder`` instead.
+    """
+
+    def __init__(self, config: MethodConfig | None = None, *, encoder: VGGEncoder | None = None, **options: Any):
+        super().__init__(config, **options)
+        self._encoder = encoder
+
+    @property
+    def encoder(self) -> VGGEncoder:
+        """The VGG-19 encoder, loaded on first use."""
+        if self._encoder is None:
+            cfg = typing.cast(Any, self.config)
+            self._encoder = load_vgg19(cfg.weights, pooling=cfg.pooling)
+        return self._encoder
+
 
 #: Options of the shared pipeline (``atelier.stylize``), which every method accepts.
 COMMON_OPTIONS: dict[str, str] = {

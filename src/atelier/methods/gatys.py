@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..encoders.vgg import VGGEncoder
-from ..encoders.weights import load_vgg19
 from ..errors import ImageTooSmallError, OptionError
 from ..io.images import load_image, save_image
 from ..losses import (
@@ -44,7 +43,7 @@ from ..losses import (
 from ..optim import optimize_image, pyramid_sizes
 from ..optim.schedule import auto_scales
 from ..progress import Progress
-from .base import Method, MethodConfig, StylizeResult, option, register
+from .base import MethodConfig, StylizeResult, VGGMethod, option, register
 
 __all__ = ["Gatys", "GatysConfig", "resolve_precision"]
 
@@ -132,7 +131,7 @@ def scaled_style_size(style: Tensor, output_size: tuple[int, int], style_scale: 
 
 
 @register
-class Gatys(Method):
+class Gatys(VGGMethod):
     """Image optimisation with Gram (and optionally histogram) style losses."""
 
     name = "gatys"
@@ -140,17 +139,6 @@ class Gatys(Method):
     paper = "Gatys et al. 2016; Gatys et al. 2017; Risser et al. 2017"
     Config = GatysConfig
     config: GatysConfig
-
-    def __init__(self, config: GatysConfig | None = None, *, encoder: VGGEncoder | None = None, **options):
-        super().__init__(config, **options)
-        self._encoder = encoder
-
-    @property
-    def encoder(self) -> VGGEncoder:
-        """The VGG-19 encoder, loaded on first use."""
-        if self._encoder is None:
-            self._encoder = load_vgg19(self.config.weights, pooling=self.config.pooling)
-        return self._encoder
 
     def build_terms(
         self, content: Tensor, styles: Sequence[StyleTarget], encoder: VGGEncoder, precision: str = "fp32"

@@ -42,7 +42,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..encoders.vgg import VGGEncoder
-from ..encoders.weights import load_vgg19
 from ..errors import OptionError
 from ..io.segmentation import label_masks, load_segmentation
 from ..losses import LossTerm, encode
@@ -50,7 +49,7 @@ from ..ops.clustering import auto_masks
 from ..ops.color import match_color
 from ..ops.matting import laplacian_to_torch, matting_energy, matting_laplacian
 from ..optim.schedule import auto_scales, pyramid_sizes
-from .base import Method, MethodConfig, StylizeResult, option, register
+from .base import MethodConfig, StylizeResult, VGGMethod, option, register
 from .gatys import Gatys, GatysConfig, resolve_precision, scaled_style_size
 
 __all__ = ["MattingLoss", "Photo", "PhotoConfig", "region_color_transfer"]
@@ -131,7 +130,7 @@ class PhotoConfig(MethodConfig):
 
 
 @register
-class Photo(Method):
+class Photo(VGGMethod):
     """Deep Photo Style Transfer: segmented Gram loss + matting-Laplacian regularization."""
 
     name = "photo"
@@ -140,17 +139,6 @@ class Photo(Method):
     Config = PhotoConfig
     config: PhotoConfig
     supports_masks = False
-
-    def __init__(self, config: PhotoConfig | None = None, *, encoder: VGGEncoder | None = None, **options):
-        super().__init__(config, **options)
-        self._encoder = encoder
-
-    @property
-    def encoder(self) -> VGGEncoder:
-        """The VGG-19 encoder, loaded on first use."""
-        if self._encoder is None:
-            self._encoder = load_vgg19(self.config.weights, pooling=self.config.pooling)
-        return self._encoder
 
     def _gatys(self, **overrides) -> Gatys:
         cfg = self.config
