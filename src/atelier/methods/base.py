@@ -172,6 +172,7 @@ class Method(ABC):
     ) -> StylizeResult:
         """Stylize ``content`` ``(1, 3, H, W)`` with ``styles`` (each ``(1, 3, h, w)``)."""
 
+
 class VGGMethod(Method):
     """A method built on the VGG-19 encoder its config names (``weights``, ``pooling``).
 
