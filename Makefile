@@ -19,7 +19,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/atelier stylize examples/garden.jpg --style examples/van_gogh_wheat_field_with_cypresses.jpg \
 		--size 512 --seed 0 --overwrite -o out/garden_van_gogh.png
-	@echo "demo written to out/garden_van_gogh.png"
+	$(BIN)/atelier stylize examples/garden.jpg --style examples/van_gogh_wheat_field_with_cypresses.jpg \
+		--method adain --size 512 --overwrite -o out/garden_adain.png
+	@echo "demos written to out/garden_van_gogh.png (gatys) and out/garden_adain.png (adain)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -31,7 +33,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/gatys.py
+	$(BIN)/python benchmarks/feedforward.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -57,8 +57,9 @@ def score(paths: dict[str, Path], content: Path, style: Path, size: int) -> dict
     """atelier's fp32 matched loss of each output image (at that image's size)."""
     from atelier.encoders import load_vgg19
     from atelier.io import load_image, resize_longest
+    from atelier.io.images import resize_to, scaled_style_size
     from atelier.losses import PerceptualCriterion, StyleTarget
-    from atelier.methods.gatys import Gatys, _resize, scaled_style_size
+    from atelier.methods.gatys import Gatys
 
     method = Gatys(content_layers=("relu4_2",), content_weight=0.01, style_weight=50.0, tv_weight=0.0)
     encoder = load_vgg19()
@@ -66,9 +67,9 @@ def score(paths: dict[str, Path], content: Path, style: Path, size: int) -> dict
     for name, path in paths.items():
         output = load_image(path)
         hw = tuple(output.shape[-2:])
-        content_image = _resize(resize_longest(load_image(content), size), hw)
+        content_image = resize_to(resize_longest(load_image(content), size), hw)
         style_image = load_image(style)
-        style_image = _resize(style_image, scaled_style_size(style_image, hw, 1.0))
+        style_image = resize_to(style_image, scaled_style_size(style_image, hw, 1.0))
         with torch.no_grad():
             target = StyleTarget(encoder(style_image, method.config.style_layers))
             criterion = PerceptualCriterion(encoder, method.build_terms(content_image, [target], encoder))

@@ -4,10 +4,11 @@
 >>> image = atelier.stylize("photo.jpg", "painting.jpg", method="gatys", size=512)  # doctest: +SKIP
 """
 
+from . import train
 from .api import StylizationInterrupted, stylize
 from .errors import AtelierError
 from .methods import available_methods, get_method
 
 __version__ = "0.1.0"
 __all__ = ["AtelierError", "StylizationInterrupted", "__version__", "available_methods", "get_method",
-           "stylize"]
+           "stylize", "train"]

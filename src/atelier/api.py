@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .devices import resolve_device
 from .errors import OptionError
 from .io.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, resize_longest, tensor_to_pil
 from .io.masks import MaskInput, load_masks
@@ -52,22 +53,6 @@ def normalize_weights(weights: Sequence[float] | None, count: int) -> list[float
     if total <= 0:
         raise OptionError("style weights sum to 0; give at least one positive weight")
     return [w / total for w in weights]
-
-
-def resolve_device(device: str | torch.device) -> str:
-    """Validate a device string; ``"auto"`` picks CUDA when available."""
-    device = str(device)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise OptionError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-    if parsed.type not in ("cpu", "cuda", "mps"):
-        raise OptionError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or auto")
-    return device
 
 
 def _luminance_rgb(image: Tensor, like: Tensor | None = None) -> Tensor:

@@ -1,4 +1,4 @@
-"""Command-line interface: ``atelier stylize``, ``atelier methods``.
+"""Command-line interface: ``atelier stylize``, ``methods``, ``train``, ``models``.
 
 argparse lives here only. Method options are generated from the method configs, so every
 option of every method is documented by ``--help`` and spelled the same everywhere.
@@ -113,6 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("methods", help="list methods and their options")
     listing.add_argument("name", nargs="?", help="show only this method")
+
+    training = commands.add_parser(
+        "train", help="train a network from a YAML config (see configs/)",
+        description="Train the network a config describes. Resumes from <output>/checkpoint.pt when it "
+                    "exists; Ctrl-C saves a checkpoint and stops. At the end the inference weights are "
+                    "exported to <output>/<name>.safetensors with a JSON model card.",
+    )
+    training.add_argument("config", help="training config (YAML), e.g. configs/adain.yaml")
+    training.add_argument("--steps", type=int, help="total steps (overrides the config)")
+    training.add_argument("--output", help="checkpoint/export folder (overrides the config)")
+    training.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
+    training.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override any top-level config key, value in YAML syntax (e.g. --set batch_size=4)")
+    training.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start at step 0")
+    training.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+    models = commands.add_parser("models", help="list trained weights (shipped and in $ATELIER_HOME/weights)")
+    models.add_argument("--json", action="store_true", help="print the model cards as JSON")
     return parser
 
 
@@ -161,6 +179,48 @@ def _stylize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .train import TrainingInterrupted, train
+
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise OptionError(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    for key in ("steps", "output", "device"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    try:
+        result = train(args.config, overrides=overrides, fresh=args.fresh, progress=not args.quiet)
+    except TrainingInterrupted as stop:
+        print(f"atelier: {stop}", file=sys.stderr)
+        return 130
+    for path in result.exported:
+        print(f"exported {path} (model card {path.with_suffix('.json')})", file=sys.stderr)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    import json
+
+    from .nets.pretrained import model_cards
+
+    cards = model_cards()
+    if args.json:
+        print(json.dumps(cards, indent=2))
+        return 0
+    if not cards:
+        print("no trained weights found; train some with `atelier train configs/<name>.yaml`")
+    for card in cards:
+        training = card.get("training", {})
+        print(f"{card['name']:<24} {card.get('task', '?'):<8} {card.get('bytes', 0) / 2**20:6.1f} MB  "
+              f"{training.get('steps', '?')} steps on {training.get('hardware', '?')}  [{card['where']}]")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
@@ -170,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stylize(args)
         if args.command == "methods":
             return _list_methods(args.name)
+        if args.command == "train":
+            return _train(args)
+        if args.command == "models":
+            return _models(args)
         parser.print_help()
         return 2
     except AtelierError as error:

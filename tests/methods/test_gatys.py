@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from atelier.api import stylize_tensor
+from atelier.devices import resolve_precision
 from atelier.errors import ImageTooSmallError, OptionError, UnknownNameError
-from atelier.methods.gatys import Gatys, GatysConfig, resolve_precision
+from atelier.methods.gatys import Gatys, GatysConfig
 from atelier.ops import gram_matrix, rgb_to_yiq
 
 

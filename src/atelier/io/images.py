@@ -8,7 +8,6 @@ palettes, 16-bit and float modes, CMYK.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Union
@@ -20,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from ..errors import ImageError, ImageTooLargeError, OptionError, OutputExistsError
+from .atomic import atomic_path
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -27,7 +27,9 @@ __all__ = [
     "check_output_path",
     "load_image",
     "resize_longest",
+    "resize_to",
     "save_image",
+    "scaled_style_size",
     "tensor_to_pil",
     "to_pil_rgb",
 ]
@@ -165,16 +167,29 @@ def load_image(
     return tensor
 
 
+def resize_to(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize ``(B, C, H, W)`` in [0, 1] to ``size`` = (h, w): bilinear, antialiased when shrinking."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    shrink = size[0] < image.shape[-2]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink).clamp(0, 1)
+
+
 def resize_longest(image: Tensor, size: int) -> Tensor:
     """Resize ``(B, C, H, W)`` so its longest side is ``size`` px (antialiased bilinear)."""
     if size < 1:
         raise OptionError(f"size must be a positive number of pixels, got {size}")
     height, width = image.shape[-2:]
     scale = size / max(height, width)
-    new = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if new == (height, width):
-        return image
-    return F.interpolate(image, size=new, mode="bilinear", align_corners=False, antialias=scale < 1).clamp(0, 1)
+    return resize_to(image, (max(1, round(height * scale)), max(1, round(width * scale))))
+
+
+def scaled_style_size(style: Tensor, output_size: tuple[int, int], style_scale: float) -> tuple[int, int]:
+    """Style size with ``style_scale**2`` times the output's pixel count, aspect kept
+    (the style scale of Gatys et al. 2017, sec. 6)."""
+    h, w = style.shape[-2:]
+    factor = style_scale * ((output_size[0] * output_size[1]) / (h * w)) ** 0.5
+    return max(1, round(h * factor)), max(1, round(w * factor))
 
 
 def tensor_to_pil(image: Tensor) -> Image.Image:
@@ -209,16 +224,8 @@ def save_image(
     """
     path = check_output_path(path, overwrite=overwrite)
     pil = tensor_to_pil(image) if isinstance(image, Tensor) else image
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = SAVE_FORMATS[path.suffix.lower()]
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-            pil.save(file, format=fmt, **options)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_path(path) as temp, open(temp, "wb") as file:
+        pil.save(file, format=fmt, **options)
     return path

@@ -1,5 +1,6 @@
 """Loss terms on encoder features and the criterion that composes them."""
 
+from .moments import CAFFE_FEATURE_SCALES, feature_mse, layer_scale, mean_std_loss
 from .perceptual import (
     ContentLoss,
     GramStyleLoss,
@@ -12,6 +13,7 @@ from .perceptual import (
 )
 
 __all__ = [
+    "CAFFE_FEATURE_SCALES",
     "ContentLoss",
     "GramStyleLoss",
     "HistogramStyleLoss",
@@ -20,4 +22,7 @@ __all__ = [
     "StyleTarget",
     "TotalVariationLoss",
     "encode",
+    "feature_mse",
+    "layer_scale",
+    "mean_std_loss",
 ]

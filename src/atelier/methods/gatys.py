@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
 from ..errors import ImageTooSmallError, OptionError
-from ..io.images import load_image, save_image
+from ..io.images import load_image, resize_to, save_image, scaled_style_size
 from ..losses import (
     ContentLoss,
     GramStyleLoss,
@@ -46,18 +46,6 @@ from ..progress import Progress
 from .base import MethodConfig, StylizeResult, VGGMethod, option, register
 
 __all__ = ["Gatys", "GatysConfig", "resolve_precision"]
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> ``"bf16"`` where the device computes bfloat16 natively, else ``"fp32"``."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    try:
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    except (AttributeError, RuntimeError):
-        return "fp32"
 
 
 @dataclass(frozen=True)
@@ -117,20 +105,6 @@ def _layer_weights(layers: Sequence[str], weights: Sequence[float]) -> dict[str,
     return dict(zip(layers, weights))
 
 
-def _resize(image: Tensor, size: tuple[int, int]) -> Tensor:
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    shrink = size[0] < image.shape[-2]
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink).clamp(0, 1)
-
-
-def scaled_style_size(style: Tensor, output_size: tuple[int, int], style_scale: float) -> tuple[int, int]:
-    """Style size with ``style_scale**2`` times the output's pixel count, aspect kept."""
-    h, w = style.shape[-2:]
-    factor = style_scale * ((output_size[0] * output_size[1]) / (h * w)) ** 0.5
-    return max(1, round(h * factor)), max(1, round(w * factor))
-
-
 @register
 class Gatys(VGGMethod):
     """Image optimisation with Gram (and optionally histogram) style losses."""
@@ -168,7 +142,7 @@ class Gatys(VGGMethod):
         if init == "noise":
             noise = torch.rand(content.shape, generator=generator)
             return noise.to(content)
-        return _resize(load_image(init, name="init image").to(content), tuple(content.shape[-2:]))
+        return resize_to(load_image(init, name="init image").to(content), tuple(content.shape[-2:]))
 
     def stylize(
         self,
@@ -216,7 +190,7 @@ class Gatys(VGGMethod):
         result = None
         bar = Progress(total, enabled=progress)
         for level, size in enumerate(sizes):
-            level_content = _resize(content, size)
+            level_content = resize_to(content, size)
             targets = []
             for index, (style, weight) in enumerate(zip(styles, style_weights)):
                 style_size = scaled_style_size(style, size, cfg.style_scale)
@@ -225,7 +199,7 @@ class Gatys(VGGMethod):
                         f"style {index + 1} resized to {style_size[1]}x{style_size[0]} px is smaller than "
                         f"{min_side} px; raise --style-scale or --size"
                     )
-                style_image = _resize(style.to(torch_device), style_size)
+                style_image = resize_to(style.to(torch_device), style_size)
                 with torch.no_grad():
                     features = encode(encoder, style_image, style_layers, precision)
                 mask = None if masks is None else masks[:, index : index + 1].to(torch_device)
@@ -237,7 +211,7 @@ class Gatys(VGGMethod):
             if level == len(sizes) - 1:
                 terms += list(extra_terms)
             criterion = PerceptualCriterion(encoder, terms, precision=precision)
-            image = _resize(image, size)
+            image = resize_to(image, size)
             offset = level * cfg.iterations
             bar.label = f"gatys {size[1]}x{size[0]} "
             bar.rebase(offset)
@@ -255,7 +229,7 @@ class Gatys(VGGMethod):
         bar.close()
         assert result is not None
         if tuple(image.shape[-2:]) != (height, width):
-            image = _resize(image, (height, width))
+            image = resize_to(image, (height, width))
         info = {"loss": result.loss, "parts": result.parts, "history": history, "sizes": sizes,
                 "precision": precision, "encoder": encoder.source}
         return StylizeResult(image=image, info=info, interrupted=interrupted)

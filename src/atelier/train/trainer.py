@@ -1,0 +1,362 @@
+"""The one training loop every trainable method uses.
+
+A :class:`~atelier.train.task.TrainingTask` supplies the model and its losses; the loop
+supplies everything else: data, Adam with a learning-rate schedule, bf16 autocast where the
+hardware has it, a progress line (losses, images/s, ETA), resumable checkpoints (model,
+optimizer, step, random state), Ctrl-C that saves and stops cleanly, periodic sample grids
+(content | style | output), held-out evaluation, and the export of inference weights to
+safetensors with a JSON model card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from ..devices import resolve_device, resolve_precision
+from ..encoders.vgg import VGGEncoder
+from ..errors import AtelierError, OptionError, WeightsError
+from ..io.atomic import atomic_path
+from ..io.images import save_image
+from ..progress import Progress, format_duration
+from .config import TrainConfig, load_config
+from .data import ImageFolder
+from .task import TrainingTask, get_task, options_for
+
+__all__ = ["TrainResult", "TrainingError", "TrainingInterrupted", "learning_rate", "train"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingError(AtelierError):
+    """Training cannot go on (the loss diverged, a checkpoint does not fit the config)."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training; the checkpoint at ``path`` holds step ``step``."""
+
+    def __init__(self, path: Path, step: int) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {path}; run the same command to resume")
+        self.path, self.step = path, step
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    step: int
+    output: Path
+    exported: list[Path] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate at ``step`` under ``config.schedule`` (see :class:`TrainConfig`)."""
+    if config.schedule == "inverse":
+        return config.lr / (1.0 + config.lr_decay * step)
+    if config.schedule == "cosine":
+        return 0.5 * config.lr * (1.0 + math.cos(math.pi * min(step, config.steps) / config.steps))
+    if config.schedule == "linear":
+        half = config.steps / 2
+        return config.lr * min(1.0, max(0.0, (config.steps - step) / half))
+    return config.lr
+
+
+def hardware() -> str:
+    """A short description of the machine, for model cards."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads (CPU)"
+
+
+def sample_grid(content: Tensor, style: Tensor | None, output: Tensor, pad: int = 2) -> Tensor:
+    """One row per sample: content | style | output, ``(1, 3, H', W')`` in [0, 1]."""
+    columns = [content] + ([style] if style is not None else []) + [output.clamp(0, 1)]
+    rows = [torch.cat([torch.nn.functional.pad(c[i : i + 1], (pad,) * 4, value=1.0) for c in columns], dim=3)
+            for i in range(content.shape[0])]
+    return torch.cat(rows, dim=2)
+
+
+class _Run:
+    """State of one training run (kept in a class so checkpointing sees all of it)."""
+
+    def __init__(self, config: TrainConfig, task: TrainingTask, *, progress: bool) -> None:
+        self.config = config
+        self.task = task
+        self.output = Path(config.output)
+        self.device = torch.device(resolve_device(config.device))
+        self.precision = resolve_precision(config.precision, self.device)
+        self.content = ImageFolder(config.content, crop_size=config.crop_size, crop_scale=config.crop_scale,
+                                   flip=config.flip, what="content images")
+        self.style: ImageFolder | None = None
+        if task.needs_style:
+            if not config.style:
+                raise OptionError(f"task {config.task!r} needs a 'style' folder of images in the config")
+            self.style = ImageFolder(config.style, crop_size=config.crop_size, crop_scale=config.crop_scale,
+                                     flip=config.flip, what="style images")
+        torch.manual_seed(config.seed)  # before building: the initial weights follow the seed
+        self.model = task.build_model().to(self.device)
+        self.encoder = task.encoder.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas,
+                                          weight_decay=config.weight_decay)
+        self.rng = random.Random(config.seed)
+        self.step = 0
+        self.elapsed = 0.0
+        self.ema: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+        self.progress_enabled = progress
+        self.log: list[str] = []
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.output / CHECKPOINT
+
+    def save_checkpoint(self) -> Path:
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+            "python_rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed,
+            "ema": self.ema, "history": self.history, "config": self.config.to_dict(),
+            "skipped": sorted(str(p) for p in self._skipped()),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        with atomic_path(self.checkpoint_path) as temp:
+            torch.save(state, temp)
+        return self.checkpoint_path
+
+    def resume(self) -> bool:
+        """Load the checkpoint in the output folder, if any; returns whether one was found."""
+        path = self.checkpoint_path
+        if not path.exists():
+            return False
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as error:  # corrupt or foreign file
+            raise TrainingError(f"{path}: unreadable checkpoint ({error}); delete it or pass --fresh") from None
+        saved_task = state.get("config", {}).get("task")
+        if saved_task != self.config.task:
+            raise TrainingError(f"{path}: checkpoint of task {saved_task!r}, config says {self.config.task!r}; "
+                                "use another output folder or --fresh")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as error:
+            raise TrainingError(f"{path}: checkpoint does not fit this model ({str(error).splitlines()[0]}); "
+                                "the options changed since it was written: use --fresh") from None
+        self.step = int(state["step"])
+        version, internal, gauss = state["python_rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.elapsed = float(state["elapsed"])
+        self.ema = dict(state["ema"])
+        self.history = list(state["history"])
+        return True
+
+    def _skipped(self) -> set[Path]:
+        return self.content.skipped | (self.style.skipped if self.style is not None else set())
+
+    # -- the loop ----------------------------------------------------------------------------
+    def batch(self) -> tuple[Tensor, Tensor | None]:
+        content = self.content.batch(self.config.batch_size, self.rng)
+        style = self.style.batch(self.config.batch_size, self.rng) if self.style is not None else None
+        return self._to_device(content), self._to_device(style)
+
+    def _to_device(self, images: Tensor | None) -> Tensor | None:
+        if images is None:
+            return None
+        return images.to(self.device).contiguous(memory_format=torch.channels_last)
+
+    def _autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def train_step(self) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, self.step)
+        content, style = self.batch()
+        self.model.train()
+        with self._autocast():
+            parts = self.task.losses(self.model, content, style)
+        loss = torch.stack([p.float() for p in parts.values()]).sum()
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the loss became {loss.item()} at step {self.step + 1}; lower lr or "
+                                "restart from the last checkpoint")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        values = {"loss": loss.item()} | {k: v.detach().item() for k, v in parts.items()}
+        for key, value in values.items():
+            self.ema[key] = value if key not in self.ema else 0.95 * self.ema[key] + 0.05 * value
+        return values
+
+    def write_samples(self, content: Tensor, style: Tensor | None) -> Path:
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            output = self.task.sample(self.model, self._to_device(content), self._to_device(style))
+        grid = sample_grid(content, style, output.float().cpu())
+        path = self.output / "samples" / f"step_{self.step:06d}.png"
+        save_image(grid, path, overwrite=True)
+        return path
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        fixed_content = self.content.fixed(cfg.sample_count, cfg.crop_size)
+        fixed_style = self.style.fixed(cfg.sample_count, cfg.crop_size) if self.style is not None else None
+        if fixed_style is not None:
+            count = min(len(fixed_content), len(fixed_style))
+            fixed_content, fixed_style = fixed_content[:count], fixed_style[:count]
+        bar = Progress(cfg.steps, label=f"train {cfg.run_name} ", unit="step", enabled=self.progress_enabled)
+        bar.rebase(self.step)
+        images = cfg.batch_size * (2 if self.style is not None else 1)
+        try:
+            while self.step < cfg.steps:
+                start = time.perf_counter()
+                values = self.train_step()
+                seconds = time.perf_counter() - start
+                self.elapsed += seconds
+                self.history.append({"step": self.step, **values})
+                shown = {k: self.ema[k] for k in values} | {"img/s": images / seconds}
+                bar.update(self.step, **shown)
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.write_samples(fixed_content, fixed_style)
+        except KeyboardInterrupt:
+            bar.close()
+            raise TrainingInterrupted(self.save_checkpoint(), self.step) from None
+        bar.close()
+        self.save_checkpoint()
+        if cfg.sample_every:
+            self.write_samples(fixed_content, fixed_style)
+        metrics = {f"final_{k}": v for k, v in self.ema.items()}
+        metrics |= self.evaluate()
+        exported = self.export(metrics)
+        return TrainResult(step=self.step, output=self.output, exported=exported, metrics=metrics,
+                           history=self.history)
+
+    def evaluate(self) -> dict[str, float]:
+        cfg = self.config
+        if not cfg.eval_content:
+            return {}
+        content = ImageFolder(cfg.eval_content, crop_size=cfg.eval_size, what="evaluation content images")
+        images = content.fixed(cfg.eval_count, cfg.eval_size)
+        style = None
+        if self.style is not None:
+            folder = ImageFolder(cfg.eval_style or cfg.style, crop_size=cfg.eval_size, what="evaluation styles")
+            style = folder.fixed(cfg.eval_count, cfg.eval_size)
+            count = min(len(images), len(style))
+            images, style = images[:count], style[:count]
+        self.model.eval()
+        with self._autocast():
+            return self.task.evaluate(self.model, self._to_device(images), self._to_device(style))
+
+    # -- export ------------------------------------------------------------------------------
+    def export(self, metrics: dict[str, float]) -> list[Path]:
+        cfg = self.config
+        dtype = getattr(torch, cfg.export_dtype)
+        written = []
+        for stem, state in self.task.export(self.model).items():
+            tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+                       for k, v in state.items()}
+            metadata = self.task.metadata(stem) | {"steps": str(self.step)}
+            path = self.output / f"{stem}.safetensors"
+            with atomic_path(path) as temp:
+                save_file(tensors, str(temp), metadata=metadata)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            card = {
+                "name": stem, "file": path.name, "sha256": digest, "bytes": path.stat().st_size,
+                "dtype": cfg.export_dtype, "parameters": sum(t.numel() for t in tensors.values()),
+                "task": cfg.task, "encoder": metadata.get("encoder"), "layer": metadata.get("layer"),
+                "options": self.task.options.to_dict(),
+                "data": {
+                    "content": {"folder": cfg.content, "images": len(self.content),
+                                "skipped_unreadable": len(self.content.skipped)},
+                    "style": None if self.style is None else {
+                        "folder": cfg.style, "images": len(self.style),
+                        "skipped_unreadable": len(self.style.skipped)},
+                },
+                "training": {
+                    "steps": self.step, "batch_size": cfg.batch_size, "crop_size": cfg.crop_size,
+                    "images_seen": self.step * cfg.batch_size, "wall_time": format_duration(self.elapsed),
+                    "wall_time_s": round(self.elapsed, 1), "hardware": hardware(), "precision": self.precision,
+                    "torch": torch.__version__, "init": cfg.init or None, "config": cfg.to_dict(),
+                },
+                "metrics": {k: round(v, 6) for k, v in metrics.items()},
+            }
+            with atomic_path(self.output / f"{stem}.json") as temp:
+                temp.write_text(json.dumps(card, indent=2) + "\n")
+            written.append(path)
+        return written
+
+
+def read_safetensors(path: str | Path) -> dict[str, Tensor]:
+    """Tensors of a safetensors file, with a clear error for a missing or corrupt one."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    try:
+        return load_file(str(path))
+    except Exception as error:
+        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def train(
+    config: TrainConfig | str | Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    encoder: VGGEncoder | None = None,
+) -> TrainResult:
+    """Train the model a config describes; resumes from ``<output>/checkpoint.pt`` unless ``fresh``.
+
+    Args:
+        config: a :class:`TrainConfig` or the path of a YAML file (see ``configs/``).
+        overrides: keys replacing the config's (e.g. ``{"steps": 10}``).
+        fresh: ignore an existing checkpoint and start from step 0.
+        progress: print a progress line on stderr.
+        encoder: a VGG-19 encoder to use instead of loading the config's weights (tests).
+
+    Raises:
+        atelier.errors.AtelierError: a bad config, data folder or checkpoint.
+        TrainingInterrupted: on Ctrl-C, after saving a checkpoint.
+    """
+    if isinstance(config, TrainConfig):
+        cfg = config.replace(**overrides) if overrides else config
+    else:
+        cfg = load_config(config, overrides)
+    task_cls = get_task(cfg.task)
+    task = task_cls(options_for(task_cls, cfg.options), encoder=encoder)
+    run = _Run(cfg, task, progress=progress)
+    resumed = False if fresh else run.resume()
+    if not resumed and cfg.init:
+        message = task.load_init(run.model, read_safetensors(cfg.init))
+        if progress:
+            print(f"init from {cfg.init}: {message}", flush=True, file=sys.stderr)
+    elif resumed and progress:
+        print(f"resuming {cfg.run_name} at step {run.step} from {run.checkpoint_path}", file=sys.stderr)
+    return run.run()
