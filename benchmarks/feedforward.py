@@ -215,7 +215,7 @@ def reconstruction(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         scores = {}
         with torch.no_grad():
             for name, image in images.items():
-                features = method.encode(image, [layer], precision)[layer]
+                features = method.encode_layer(image, layer, precision)
                 scores[name] = psnr(method.decode(layer, features, precision), image)
         worst, best = min(scores, key=scores.get), max(scores, key=scores.get)
         rows.append(f"| {label} | {statistics.mean(scores.values()):.2f} | {statistics.median(scores.values()):.2f} "
@@ -315,6 +315,7 @@ def main() -> None:
     parser.add_argument("--sheet-max-kb", type=int, default=400, help="lower the JPEG quality until under this")
     parser.add_argument("--skip-peer", action="store_true", help=f"do not time {PEER}")
     parser.add_argument("--skip-psnr", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-sheet", action="store_true")
     parser.add_argument("--table", type=Path, help="also write the markdown tables to this file")
     args = parser.parse_args()
@@ -344,7 +345,7 @@ def main() -> None:
 
     lines: list[str] = []
     notes: list[str] = []
-    if runners or peer is not None:
+    if (runners or peer is not None) and not args.skip_speed:
         table, failed = speed(args, runners, peer)
         lines += [*table, ""]
         notes += failed

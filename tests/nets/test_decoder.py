@@ -37,3 +37,32 @@ def test_decoder_errors():
         VGGDecoder("relu4_2")
     with pytest.raises(OptionError, match=r"\(B, 64, H, W\)"):
         VGGDecoder("relu1_1")(torch.zeros(1, 3, 4, 4))
+
+
+def test_input_scale_is_saved_and_divides_the_features():
+    torch.manual_seed(0)
+    scaled = VGGDecoder("relu2_1", widths=(4, 8, 12, 16, 16), input_scale=10.0)
+    assert float(scaled.state_dict()["input_scale"]) == 10.0
+    plain = VGGDecoder("relu2_1", widths=(4, 8, 12, 16, 16))
+    plain.load_state_dict({**scaled.state_dict(), "input_scale": torch.tensor(1.0)})
+    features = torch.rand(1, 8, 6, 6) * 10
+    assert torch.allclose(scaled(features), plain(features / 10), atol=1e-6)
+    with pytest.raises(OptionError, match="input_scale"):
+        VGGDecoder("relu2_1", input_scale=0)
+
+
+def test_least_squares_fit_of_the_linear_decoder():
+    from atelier.nets.decoder import fit_linear_decoder
+    from helpers import smooth_image
+
+    encoder = random_vgg19(widths=(16, 8, 12, 16, 16))
+    images = torch.cat([smooth_image(32, 32, seed=s) for s in range(4)])
+    features = encoder(images, ["relu1_1"])["relu1_1"]
+    decoder = VGGDecoder("relu1_1", widths=encoder.widths, input_scale=3.0)
+    with torch.no_grad():
+        before = float(((decoder(features) - images) ** 2).mean())
+        psnr = fit_linear_decoder(decoder, features, images)
+        after = float(((decoder(features) - images) ** 2).mean())
+    assert psnr > 30 and after < 1e-2 * before
+    with pytest.raises(OptionError, match="only the linear relu1_1"):
+        fit_linear_decoder(VGGDecoder("relu2_1"), features, images)

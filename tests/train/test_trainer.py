@@ -87,6 +87,18 @@ def test_reconstruction_training_lowers_the_loss(folders, tmp_path, encoder):
     assert last < 0.5 * first
 
 
+def test_fresh_wct_run_starts_its_relu1_1_decoder_at_the_least_squares_fit(folders, tmp_path, capsys,
+                                                                           monkeypatch):
+    encoder = random_vgg19(widths=(16, 8, 12, 16, 16))
+    cfg = _config(folders, tmp_path, "wct", steps=1, lr=1e-9, sample_every=0, eval_content="",
+                  options={"layers": ["relu1_1"]})
+    fitted = train(cfg, encoder=encoder).history
+    assert "fitted by least squares" in capsys.readouterr().err
+    monkeypatch.setattr(get_task("wct"), "initialize", lambda *args: "")
+    plain = train(cfg.replace(output=str(tmp_path / "plain")), encoder=encoder, progress=False).history
+    assert fitted[0]["loss"] < 0.1 * plain[0]["loss"]
+
+
 def test_init_from_an_exported_decoder(folders, tmp_path, encoder):
     source = train(_config(folders, tmp_path, "wct", steps=1, sample_every=0, eval_content="",
                            options={"layers": ["relu4_1"]}), encoder=encoder, progress=False).exported[0]
@@ -144,3 +156,27 @@ def test_shipped_configs_are_valid():
         cfg = load_config(path)
         task = get_task(cfg.task)
         task.Options.from_dict(cfg.options, method=task.name)
+
+
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(folders, tmp_path, encoder, monkeypatch):
+    import os
+    import signal
+
+    cfg = _config(folders, tmp_path, "wct", steps=5, checkpoint_every=0, sample_every=0, eval_content="",
+                  options={"layers": ["relu1_1"]})
+    task = get_task("wct")
+    original = task.losses
+    calls = {"n": 0}
+
+    def terminating(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *args)
+
+    monkeypatch.setattr(task, "losses", terminating)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted) as stop:
+        train(cfg, encoder=encoder, progress=False)
+    assert stop.value.step == 1 and stop.value.path.is_file()
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored

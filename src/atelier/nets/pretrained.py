@@ -21,7 +21,14 @@ from ..errors import WeightsError
 __all__ = ["SHIPPED", "locate", "model_cards", "read_weights", "shipped_dir"]
 
 #: ``{file stem: sha256}`` of the weights committed in ``atelier/pretrained/``.
-SHIPPED: dict[str, str] = {}
+SHIPPED: dict[str, str] = {
+    "adain_decoder": "ba614e7cb37c64f0963d1650d90d98df6b747aaf74d4a55083242f2baa6d583d",
+    "wct_decoder_relu1_1": "48b297de9b2f5fe146c791eeb973d3aae2460dc1892fd01bec3f568a7942a95f",
+    "wct_decoder_relu2_1": "5db867bbb58dc10cd99a7731cc76e8148514a40d0e0d7a32ec0f99cad2d14c1a",
+    "wct_decoder_relu3_1": "8ebf9c98370229ab21b699e0f58d8749482a084a8d63d78948f9299b28605055",
+    "wct_decoder_relu4_1": "30f0734546f2abf1074b8878e6b981e120041102bd8839623424cebf0ef5d131",
+    "wct_decoder_relu5_1": "1a47b3fe31f8cef17670c94a4520195a616fba446bc1275771fa427631bdd2a4",
+}
 
 
 def shipped_dir() -> Path:

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..encoders.vgg import VGGEncoder, suggest
+from ..encoders.vgg import VGGEncoder
 from ..encoders.weights import load_vgg19
-from ..errors import UnknownNameError
 from ..options import MethodConfig
+from ..registry import Registry
 
 __all__ = ["TrainingTask", "available_tasks", "get_task", "load_matching", "register_task"]
 
@@ -69,6 +69,10 @@ class TrainingTask(ABC):
         with torch.no_grad():
             return {f"eval_{k}": float(v) for k, v in self.losses(model, content, style).items()}
 
+    def initialize(self, model: nn.Module, content: Tensor, style: Tensor | None) -> str:
+        """Data-dependent start before step 1 of a fresh run (no ``init`` file); '' = none."""
+        return ""
+
     def load_init(self, model: nn.Module, state: dict[str, Tensor]) -> str:
         """Start from ``state`` (a previous export): copy every tensor whose name and shape match."""
         loaded, total = load_matching(model, state)
@@ -85,31 +89,25 @@ def load_matching(model: nn.Module, state: dict[str, Tensor]) -> tuple[int, int]
     return len(matched), len(own)
 
 
-_TASKS: dict[str, type[TrainingTask]] = {}
+_TASKS: Registry[TrainingTask] = Registry("training task")
 
 
 def register_task(cls: type[TrainingTask]) -> type[TrainingTask]:
     """Class decorator adding a training task under ``cls.name``."""
-    if cls.name in _TASKS and _TASKS[cls.name] is not cls:
-        raise ValueError(f"training task {cls.name!r} registered twice")
-    _TASKS[cls.name] = cls
-    return cls
+    return _TASKS.register(cls)
 
 
 def available_tasks() -> dict[str, type[TrainingTask]]:
     """``{name: task class}``, sorted by name."""
     from .. import methods  # noqa: F401  (method modules register their tasks)
 
-    return dict(sorted(_TASKS.items()))
+    return _TASKS.available()
 
 
 def get_task(name: str) -> type[TrainingTask]:
     """The task called ``name``; :class:`UnknownNameError` with suggestions otherwise."""
-    tasks = available_tasks()
-    if name not in tasks:
-        raise UnknownNameError(f"unknown training task {name!r}{suggest(name, tasks)} "
-                               f"(available: {', '.join(tasks)})")
-    return tasks[name]
+    available_tasks()
+    return _TASKS.get(name)
 
 
 def options_for(task: type[TrainingTask], values: dict[str, Any]) -> MethodConfig:

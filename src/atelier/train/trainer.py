@@ -15,8 +15,11 @@ import json
 import math
 import platform
 import random
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +101,19 @@ def sample_grid(content: Tensor, style: Tensor | None, output: Tensor, pad: int 
     return torch.cat(rows, dim=2)
 
 
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Treat SIGTERM (job schedulers, ``kill``) like Ctrl-C while training, so both save a
+    checkpoint; returns the function that restores the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 class _Run:
     """State of one training run (kept in a class so checkpointing sees all of it)."""
 
@@ -126,7 +142,6 @@ class _Run:
         self.ema: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
         self.progress_enabled = progress
-        self.log: list[str] = []
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
@@ -178,6 +193,15 @@ class _Run:
 
     def _skipped(self) -> set[Path]:
         return self.content.skipped | (self.style.skipped if self.style is not None else set())
+
+    def initialize(self) -> str:
+        """The task's data-dependent start, on batches from their own random stream (so the
+        training batches are those of a run without it)."""
+        rng = random.Random(self.config.seed + 1)
+        content = self.content.batch(4 * self.config.batch_size, rng).to(self.device)
+        style = self.style.batch(4 * self.config.batch_size, rng).to(self.device) if self.style else None
+        with torch.no_grad():
+            return self.task.initialize(self.model, content, style)
 
     # -- the loop ----------------------------------------------------------------------------
     def batch(self) -> tuple[Tensor, Tensor | None]:
@@ -232,6 +256,7 @@ class _Run:
         bar = Progress(cfg.steps, label=f"train {cfg.run_name} ", unit="step", enabled=self.progress_enabled)
         bar.rebase(self.step)
         images = cfg.batch_size * (2 if self.style is not None else 1)
+        restore = _sigterm_as_interrupt()
         try:
             while self.step < cfg.steps:
                 start = time.perf_counter()
@@ -248,6 +273,8 @@ class _Run:
         except KeyboardInterrupt:
             bar.close()
             raise TrainingInterrupted(self.save_checkpoint(), self.step) from None
+        finally:
+            restore()
         bar.close()
         self.save_checkpoint()
         if cfg.sample_every:
@@ -357,6 +384,10 @@ def train(
         message = task.load_init(run.model, read_safetensors(cfg.init))
         if progress:
             print(f"init from {cfg.init}: {message}", flush=True, file=sys.stderr)
-    elif resumed and progress:
+    elif not resumed:
+        message = run.initialize()
+        if message and progress:
+            print(message, flush=True, file=sys.stderr)
+    elif progress:
         print(f"resuming {cfg.run_name} at step {run.step} from {run.checkpoint_path}", file=sys.stderr)
     return run.run()
