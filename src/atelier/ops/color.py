@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_bchw
+from .linalg import symmetric_power
 
 __all__ = ["luminance", "match_color", "rgb_to_yiq", "transfer_luminance", "yiq_to_rgb"]
 
@@ -48,14 +49,6 @@ def transfer_luminance(stylized: Tensor, content: Tensor) -> Tensor:
         raise ValueError(f"shapes differ: {tuple(stylized.shape)} vs {tuple(content.shape)}")
     yiq = torch.cat([rgb_to_yiq(stylized)[:, :1], rgb_to_yiq(content)[:, 1:]], dim=1)
     return yiq_to_rgb(yiq).clamp(0, 1)
-
-
-def _sqrt_and_inv_sqrt(cov: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    values, vectors = torch.linalg.eigh(cov)
-    values = values.clamp_min(eps)
-    sqrt = vectors @ torch.diag_embed(values.sqrt()) @ vectors.transpose(-1, -2)
-    inv_sqrt = vectors @ torch.diag_embed(values.rsqrt()) @ vectors.transpose(-1, -2)
-    return sqrt, inv_sqrt
 
 
 def _weighted_moments(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -106,7 +99,7 @@ def match_color(
     mu_x, cov_x = _weighted_moments(x, source_mask)
     mu_r, cov_r = _weighted_moments(r, reference_mask)
     xc = x - mu_x
-    _, inv_sqrt_x = _sqrt_and_inv_sqrt(cov_x, eps)
-    sqrt_r, _ = _sqrt_and_inv_sqrt(cov_r, eps)
+    inv_sqrt_x = symmetric_power(cov_x, -0.5, eps)
+    sqrt_r = symmetric_power(cov_r, 0.5, eps)
     out = sqrt_r @ inv_sqrt_x @ xc + mu_r
     return out.reshape(source.shape).to(source.dtype).clamp(0, 1)

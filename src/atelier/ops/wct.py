@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_bchw
+from .linalg import symmetric_power
 
 __all__ = ["covariance", "whiten_color"]
 
@@ -57,15 +58,6 @@ def covariance(
     return mean + shift, cov
 
 
-def _eig_power(cov: Tensor, power: float, eps: float) -> Tensor:
-    """``cov ** power`` through the eigendecomposition, eigenvalues below ``eps`` dropped
-    (Li et al.'s reference code drops them for stability)."""
-    values, vectors = torch.linalg.eigh(cov)
-    keep = values > eps
-    scaled = torch.where(keep, values.clamp_min(eps).pow(power), torch.zeros_like(values))
-    return vectors @ torch.diag_embed(scaled) @ vectors.transpose(-1, -2)
-
-
 def whiten_color(
     content: Tensor,
     style: Tensor,
@@ -96,7 +88,7 @@ def whiten_color(
         raise ValueError(f"channel counts differ: {content.shape[1]} vs {style.shape[1]}")
     mean_c, cov_c = covariance(content, content_mask, dtype)
     mean_s, cov_s = covariance(style, style_mask, dtype)
-    matrix = _eig_power(cov_s, 0.5, eps) @ _eig_power(cov_c, -0.5, eps)
+    matrix = symmetric_power(cov_s, 0.5, eps, drop_small=True) @ symmetric_power(cov_c, -0.5, eps, drop_small=True)
     offset = mean_s - matrix @ mean_c
     matrix, offset = matrix.to(content.dtype), offset.to(content.dtype)
     x = content.flatten(2)
