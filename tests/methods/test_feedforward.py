@@ -192,3 +192,6 @@ def test_auto_tiling_under_a_small_memory_budget(encoder, style_image, monkeypat
     monkeypatch.setenv("ATELIER_MEMORY_GB", "4")  # whole images and feature maps fit, full activations do not
     tile = method.plan_tiles(4000, 6000, "fp32", 1)
     assert tile >= 256 and tile % 16 == 0
+    monkeypatch.setenv("ATELIER_MEMORY_GB", "lots")
+    with pytest.raises(OptionError, match="ATELIER_MEMORY_GB must be a positive number"):
+        method.plan_tiles(100, 100, "fp32", 1)

@@ -96,7 +96,14 @@ def blend_features(
 def memory_budget() -> int:
     """Bytes a stylization may use: ``$ATELIER_MEMORY_GB`` or 70% of the memory available now."""
     if "ATELIER_MEMORY_GB" in os.environ:
-        return int(float(os.environ["ATELIER_MEMORY_GB"]) * 2**30)
+        value = os.environ["ATELIER_MEMORY_GB"]
+        try:
+            gigabytes = float(value)
+        except ValueError:
+            gigabytes = -1.0
+        if not gigabytes > 0:
+            raise OptionError(f"ATELIER_MEMORY_GB must be a positive number of GiB, got {value!r}")
+        return int(gigabytes * 2**30)
     try:
         for line in open("/proc/meminfo"):
             if line.startswith("MemAvailable:"):

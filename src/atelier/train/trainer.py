@@ -199,7 +199,7 @@ class _Run:
         training batches are those of a run without it)."""
         rng = random.Random(self.config.seed + 1)
         content = self.content.batch(4 * self.config.batch_size, rng).to(self.device)
-        style = self.style.batch(4 * self.config.batch_size, rng).to(self.device) if self.style else None
+        style = self.style.batch(4 * self.config.batch_size, rng).to(self.device) if self.style is not None else None
         with torch.no_grad():
             return self.task.initialize(self.model, content, style)
 
