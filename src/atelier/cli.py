@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .api import PRESERVE_COLOR, StylizationInterrupted, stylize
-from .errors import AtelierError, OptionError
-from .io.images import DEFAULT_MAX_PIXELS, check_output_path, save_image
-from .methods import available_methods, get_method
+from .api import PRESERVE_COLOR, StylizationInterrupted, style_count, stylize, stylize_video
+from .errors import AtelierError, ImageError, OptionError, OutputExistsError
+from .io.images import DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
+from .io.video import VIDEO_SUFFIXES, is_video
+from .methods import Method, available_methods, get_method
 
 __all__ = ["build_parser", "main"]
 
@@ -78,21 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser(
-        "stylize", help="stylize a content image with one or more styles",
-        description="Stylize CONTENT with one or more --style images and write the result.",
+        "stylize", help="stylize an image, a folder of images or a video",
+        description="Stylize CONTENT with one or more --style images (or the styles of a trained --model) "
+                    "and write the result. CONTENT may be a folder (every image in it) or a video "
+                    f"({', '.join(VIDEO_SUFFIXES)}).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    run.add_argument("content", help="content image (photo)")
+    run.add_argument("content", help="content image (photo), folder of images, or video")
     common = run.add_argument_group("options common to all methods")
-    common.add_argument("--style", "-s", action="append", required=True, metavar="IMAGE",
-                        help="style image; repeat to blend several styles")
-    common.add_argument("--method", "-m", default="gatys", help="method name (see `atelier methods`)")
+    common.add_argument("--style", "-s", action="append", default=None, metavar="IMAGE",
+                        help="style image; repeat to blend several styles (not with --model)")
+    common.add_argument("--method", "-m", default=None,
+                        help="method name (see `atelier methods`); default gatys, or johnson with --model")
     common.add_argument("--output", "-o", default=None,
-                        help="output image (.png, .jpg, .webp); default out/<content>_<method>.png")
+                        help="output image (.png, .jpg, .webp), folder (for a folder) or video; default "
+                             "out/<content>_<method or model>.png (.mp4 for video, a folder for a folder)")
     common.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     common.add_argument("--size", type=int, default=512, help="longest side of the output in px")
     common.add_argument("--style-weights", type=float, nargs="+", metavar="W", default=None,
-                        help="blend weight of each style, one per --style (normalised to sum 1)")
+                        help="blend weight of each style, one per --style or per style of a multi-style --model "
+                             "(normalised to sum 1)")
     common.add_argument("--mask", action="append", default=None, metavar="PNG",
                         help="mask per style (white = that style applies there); one per --style")
     common.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
@@ -147,28 +153,54 @@ def _list_methods(name: str | None) -> int:
     return 0
 
 
-def _stylize(args: argparse.Namespace) -> int:
-    cls = get_method(args.method)
+def _build(args: argparse.Namespace) -> tuple[Method, str]:
+    """The method object the options describe (built once for every image or frame) and the
+    label of default output names (the model's name for trained-model methods)."""
+    model = getattr(args, "model", None)
+    name = args.method or ("johnson" if model else "gatys")
+    cls = get_method(name)
     method_fields = set(cls.Config.field_names())
     all_options = _method_options()
     options = {}
-    for name in all_options:
-        if hasattr(args, name):
-            if name not in method_fields:
+    for option_name in all_options:
+        if hasattr(args, option_name):
+            if option_name not in method_fields:
                 raise OptionError(
-                    f"--{name.replace('_', '-')} does not apply to method {args.method!r} "
-                    f"(it applies to: {', '.join(all_options[name][2])})"
+                    f"--{option_name.replace('_', '-')} does not apply to method {name!r} "
+                    f"(it applies to: {', '.join(all_options[option_name][2])})"
                 )
-            options[name] = getattr(args, name)
-    output = args.output or str(Path("out") / f"{Path(args.content).stem}_{args.method}.png")
-    output_path = check_output_path(output, overwrite=args.overwrite)
+            options[option_name] = getattr(args, option_name)
+    label = Path(model).stem if model and not args.method else name
+    return cls(**options), label
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    method, label = _build(args)
+    styles = args.style or []
+    source = Path(args.content)
+    kwargs: dict[str, Any] = dict(
+        style_weights=args.style_weights, size=args.size, preserve_color=args.preserve_color,
+        device=args.device, seed=args.seed, max_pixels=args.max_pixels,
+    )
+    if source.is_dir():
+        return _stylize_folder(args, method, label, styles, kwargs)
+    if is_video(source):
+        if args.mask or args.photo_smooth:
+            raise OptionError("--mask and --photo-smooth apply to images, not to video")
+        output = Path(args.output or Path("out") / f"{source.stem}_{label}.mp4")
+        if not is_video(output):
+            raise OptionError(f"{output}: the output of a video must be a video ({', '.join(VIDEO_SUFFIXES)})")
+        style_count(method, styles)  # fail before decoding anything
+        stylize_video(source, styles or None, method, output=output, overwrite=args.overwrite,
+                      progress=not args.quiet, **kwargs)
+        if not args.quiet:
+            print(f"wrote {output}", file=sys.stderr)
+        return 0
+    output_path = check_output_path(args.output or Path("out") / f"{source.stem}_{label}.png",
+                                    overwrite=args.overwrite)
     try:
-        image = stylize(
-            args.content, args.style, method=args.method, style_weights=args.style_weights,
-            masks=args.mask, size=args.size, preserve_color=args.preserve_color, photo_smooth=args.photo_smooth,
-            device=args.device,
-            seed=args.seed, max_pixels=args.max_pixels, progress=not args.quiet, **options,
-        )
+        image = stylize(args.content, styles or None, method, masks=args.mask, photo_smooth=args.photo_smooth,
+                        progress=not args.quiet, **kwargs)
     except StylizationInterrupted as stop:
         save_image(stop.image, output_path, overwrite=True)
         print(f"interrupted: wrote the best image so far to {output_path}", file=sys.stderr)
@@ -176,6 +208,44 @@ def _stylize(args: argparse.Namespace) -> int:
     save_image(image, output_path, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {output_path}", file=sys.stderr)
+    return 0
+
+
+def _stylize_folder(args: argparse.Namespace, method: Method, label: str, styles: list[str],
+                    kwargs: dict[str, Any]) -> int:
+    """Every image directly in the folder -> ``<output folder>/<name>.png``; an unreadable
+    image is reported and skipped (exit status 2 at the end), existing outputs are checked first."""
+    source = Path(args.content)
+    files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in SAVE_FORMATS)
+    if not files:
+        raise ImageError(f"{source}: no images ({', '.join(sorted(SAVE_FORMATS))}) in this folder")
+    folder = Path(args.output or Path("out") / f"{source.name}_{label}")
+    if folder.suffix.lower() in SAVE_FORMATS or folder.is_file():
+        raise OptionError(f"{folder}: for a folder of images the output must be a folder")
+    outputs = [folder / f"{path.stem}.png" for path in files]
+    existing = [p for p in outputs if p.exists()]
+    if existing and not args.overwrite:
+        raise OutputExistsError(f"{existing[0]} exists ({len(existing)} of {len(outputs)} outputs do); "
+                                "pass --overwrite to replace them")
+    style_count(method, styles)
+    failed = 0
+    for index, (path, output) in enumerate(zip(files, outputs), start=1):
+        try:
+            image = stylize(path, styles or None, method, masks=args.mask, photo_smooth=args.photo_smooth,
+                            progress=False, **kwargs)
+        except ImageError as error:
+            failed += 1
+            print(f"atelier: skipped {path}: {error}", file=sys.stderr)
+            continue
+        except StylizationInterrupted:
+            print(f"interrupted after {index - 1} of {len(files)} images", file=sys.stderr)
+            return 130
+        save_image(image, output, overwrite=True)
+        if not args.quiet:
+            print(f"[{index}/{len(files)}] wrote {output}", file=sys.stderr)
+    if failed:
+        print(f"atelier: error: {failed} of {len(files)} images could not be read", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -216,8 +286,13 @@ def _models(args: argparse.Namespace) -> int:
         print("no trained weights found; train some with `atelier train configs/<name>.yaml`")
     for card in cards:
         training = card.get("training", {})
-        print(f"{card['name']:<24} {card.get('task', '?'):<8} {card.get('bytes', 0) / 2**20:6.1f} MB  "
+        header = card.get("header", {})
+        use = f"--model {card['name']}" if card.get("task") == "johnson" else f"--method {card.get('task', '?')}"
+        print(f"{card['name']:<22} {use:<20} {card.get('bytes', 0) / 2**20:5.1f} MB  "
               f"{training.get('steps', '?')} steps on {training.get('hardware', '?')}  [{card['where']}]")
+        names = json.loads(header.get("style_names", "[]"))
+        if len(names) > 1:
+            print(f"{'':<22} styles (--style-weights in this order): {', '.join(names)}")
     return 0
 
 

@@ -54,11 +54,18 @@ class Method(ABC):
     Config: ClassVar[type[MethodConfig]]
     #: Whether several styles can be blended / placed with masks.
     supports_masks: ClassVar[bool] = True
+    #: Whether styles come as images (False: the method's trained model holds its styles,
+    #: and the blend weights / masks refer to those; see :meth:`style_count`).
+    uses_style_images: ClassVar[bool] = True
 
     def __init__(self, config: MethodConfig | None = None, **options: Any) -> None:
         if config is not None and options:
             raise OptionError("pass either a config or keyword options, not both")
         self.config = config if config is not None else self.Config.from_dict(options, method=self.name)
+
+    def style_count(self) -> int:
+        """How many styles a method with ``uses_style_images = False`` holds."""
+        raise NotImplementedError
 
     @abstractmethod
     def stylize(

@@ -26,7 +26,7 @@ SHIPPED: dict[str, str] = {
     "wct_decoder_relu1_1": "48b297de9b2f5fe146c791eeb973d3aae2460dc1892fd01bec3f568a7942a95f",
     "wct_decoder_relu2_1": "5db867bbb58dc10cd99a7731cc76e8148514a40d0e0d7a32ec0f99cad2d14c1a",
     "wct_decoder_relu3_1": "8ebf9c98370229ab21b699e0f58d8749482a084a8d63d78948f9299b28605055",
-    "wct_decoder_relu4_1": "30f0734546f2abf1074b8878e6b981e120041102bd8839623424cebf0ef5d131",
+    "wct_decoder_relu4_1": "94bf11c7c2e124fb08882c2d9701044e085350c9a2ec323e2b6eea6f465dda9d",
     "wct_decoder_relu5_1": "1a47b3fe31f8cef17670c94a4520195a616fba446bc1275771fa427631bdd2a4",
 }
 

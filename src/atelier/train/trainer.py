@@ -333,6 +333,7 @@ class _Run:
                     "torch": torch.__version__, "init": cfg.init or None, "config": cfg.to_dict(),
                 },
                 "metrics": {k: round(v, 6) for k, v in metrics.items()},
+                "header": metadata,
             }
             with atomic_path(self.output / f"{stem}.json") as temp:
                 temp.write_text(json.dumps(card, indent=2) + "\n")

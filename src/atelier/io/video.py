@@ -1,0 +1,125 @@
+"""Reading and writing video with PyAV (FFmpeg's libraries, bundled in the ``av`` wheel).
+
+Frames enter and leave atelier as ``(1, 3, H, W)`` float tensors in [0, 1], like images.
+Writing is atomic: frames go to a temporary file next to the output, renamed into place only
+when the last frame is encoded, so Ctrl-C or an error never leaves a broken video behind.
+PyAV is an optional dependency (``pip install 'atelier[video]'``), imported on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ImageError, OptionError, OutputExistsError
+from .atomic import atomic_path
+
+__all__ = ["VIDEO_SUFFIXES", "VideoInfo", "is_video", "probe_video", "read_frames", "write_video"]
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+#: Output container -> (codec, pixel format).
+_CODECS = {".mp4": ("libx264", "yuv420p"), ".m4v": ("libx264", "yuv420p"), ".mov": ("libx264", "yuv420p"),
+           ".mkv": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p"), ".avi": ("mpeg4", "yuv420p")}
+
+
+def _av() -> ModuleType:
+    try:
+        import av
+    except ImportError:
+        raise OptionError("video needs PyAV: pip install 'atelier[video]' (or pip install av)") from None
+    return av
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a video file by its extension."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Size, frame rate and (container-reported, possibly 0) frame count of a video."""
+
+    width: int
+    height: int
+    fps: Fraction
+    frames: int
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's header; :class:`ImageError` for a missing or unreadable file."""
+    av = _av()
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such video file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ImageError(f"{path}: has no video stream")
+            stream = container.streams.video[0]
+            fps = stream.average_rate or stream.guessed_rate or Fraction(25)
+            return VideoInfo(stream.codec_context.width, stream.codec_context.height, Fraction(fps),
+                             int(stream.frames or 0))
+    except av.error.FFmpegError as error:
+        raise ImageError(f"{path}: not a readable video ({error})") from None
+
+
+def read_frames(path: str | os.PathLike) -> Iterator[Tensor]:
+    """The frames of the first video stream as ``(1, 3, H, W)`` float tensors in [0, 1]."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                array = frame.to_ndarray(format="rgb24")
+                yield torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255.0
+    except av.error.FFmpegError as error:
+        raise ImageError(f"{path}: video decoding failed ({error})") from None
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[Tensor], *, fps: Fraction | float,
+                overwrite: bool = False, quality: int = 18) -> int:
+    """Encode ``frames`` (``(1, 3, H, W)`` in [0, 1], all one size) to ``path`` atomically.
+
+    ``quality`` is the x264/VP9 constant rate factor (lower = better; 18 is visually
+    lossless). Odd sizes are cropped by one pixel (4:2:0 chroma needs even sides).
+    Returns the number of frames written.
+    """
+    av = _av()
+    path = Path(path)
+    if path.suffix.lower() not in _CODECS:
+        raise OptionError(f"{path}: unknown video format {path.suffix or '(no extension)'!r}; "
+                          f"use one of {', '.join(_CODECS)}")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+    codec, pixel_format = _CODECS[path.suffix.lower()]
+    count = 0
+    with atomic_path(path) as temp, av.open(str(temp), mode="w", format=_format(path)) as container:
+        stream = None
+        for frame in frames:
+            array = (frame[0].clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+            array = np.ascontiguousarray(array[: array.shape[0] // 2 * 2, : array.shape[1] // 2 * 2])
+            if stream is None:
+                stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(10000))
+                stream.width, stream.height = array.shape[1], array.shape[0]
+                stream.pix_fmt = pixel_format
+                stream.options = {"crf": str(quality)}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                container.mux(packet)
+            count += 1
+        if stream is None:
+            raise ImageError(f"no frames to write to {path}")
+        for packet in stream.encode():
+            container.mux(packet)
+    return count
+
+
+def _format(path: Path) -> str:
+    return {".mkv": "matroska", ".m4v": "mp4", ".avi": "avi", ".webm": "webm", ".mov": "mov"}.get(
+        path.suffix.lower(), "mp4")
