@@ -170,7 +170,7 @@ def _build(args: argparse.Namespace) -> tuple[Method, str]:
                     f"(it applies to: {', '.join(all_options[option_name][2])})"
                 )
             options[option_name] = getattr(args, option_name)
-    label = Path(model).stem if model and not args.method else name
+    label = Path(model).stem if model else name
     return cls(**options), label
 
 

@@ -54,6 +54,9 @@ __all__ = ["Johnson", "JohnsonConfig", "JohnsonTraining", "JohnsonTrainingOption
 CONTENT_LAYERS = ("relu2_2",)
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_4", "relu4_4")
 TASK = "johnson"
+#: Below this many pixels PyTorch (bf16) beats ONNX Runtime on the 2-core CPU of docs/BENCHMARKS.md
+#: (256 px: 0.026 vs 0.044 s; 512 px: 0.118 vs 0.088 s), so ``backend auto`` keeps torch there.
+ONNX_MIN_PIXELS = 384 * 384
 
 
 # -- weights -------------------------------------------------------------------------------------
@@ -91,8 +94,8 @@ class JohnsonConfig(MethodConfig):
                             ".safetensors file")
     precision: str = option("auto", "network precision: auto (bf16 where supported), fp32, bf16",
                             choices=("auto", "fp32", "bf16"))
-    backend: str = option("auto", "what runs the network: auto (onnxruntime on the CPU when installed, else "
-                                  "torch), torch, onnxruntime (CPU, float32; spatial masks use torch)",
+    backend: str = option("auto", "what runs the network: auto (onnxruntime on the CPU from 384x384 px when "
+                                  "installed, else torch), torch, onnxruntime (CPU, float32; spatial masks use torch)",
                           choices=("auto", "torch", "onnxruntime"))
 
 
@@ -131,13 +134,14 @@ class Johnson(Method):
         names = list(self._info.get("style_names") or [])
         return names if len(names) == styles else [f"style {i}" for i in range(styles)]
 
-    def backend(self, device: torch.device, spatial: bool) -> str:
+    def backend(self, device: torch.device, spatial: bool, pixels: int = ONNX_MIN_PIXELS) -> str:
         """``torch`` or ``onnxruntime`` for this call (see the ``backend`` option)."""
         choice = self.config.backend
         if choice == "onnxruntime" and device.type != "cpu":
             raise OptionError(f"backend onnxruntime runs on the CPU, not {device}; use backend torch")
         if choice == "auto":
-            choice = "onnxruntime" if device.type == "cpu" and onnxruntime_available() else "torch"
+            use_onnx = device.type == "cpu" and pixels >= ONNX_MIN_PIXELS and onnxruntime_available()
+            choice = "onnxruntime" if use_onnx else "torch"
         return "torch" if spatial else choice
 
     def _run_onnx(self, image: Tensor, weights: Tensor) -> Tensor:
@@ -187,7 +191,7 @@ class Johnson(Method):
             region = masks.to(torch_device).float()
             covered = region.sum(1, keepdim=True)
             spatial = torch.where(covered > 0, region / covered.clamp_min(1e-8), weights[None, :, None, None])
-        backend = self.backend(torch_device, spatial is not None)
+        backend = self.backend(torch_device, spatial is not None, height * width)
         if backend == "onnxruntime":
             output, precision = self._run_onnx(image, weights), "fp32"
         else:
