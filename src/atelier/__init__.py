@@ -5,10 +5,10 @@
 """
 
 from . import train
-from .api import StylizationInterrupted, stylize
+from .api import StylizationInterrupted, stylize, stylize_video
 from .errors import AtelierError
 from .methods import available_methods, get_method
 
 __version__ = "0.1.0"
 __all__ = ["AtelierError", "StylizationInterrupted", "__version__", "available_methods", "get_method",
-           "stylize", "train"]
+           "stylize", "stylize_video", "train"]

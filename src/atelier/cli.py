@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="blend weight of each style, one per --style or per style of a multi-style --model "
                              "(normalised to sum 1)")
     common.add_argument("--mask", action="append", default=None, metavar="PNG",
-                        help="mask per style (white = that style applies there); one per --style")
+                        help="mask per style (white = that style applies there); one per --style, or per style of "
+                             "a multi-style --model")
     common.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
                         help="keep the content's colours: luminance-only transfer (YIQ) or match the "
                              "style's colour histogram to the content first (Gatys et al. 2017)")
