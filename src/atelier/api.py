@@ -23,7 +23,8 @@ from .methods import Method, StylizeResult, get_method
 from .ops.color import luminance, match_color, transfer_luminance
 from .ops.smoothing import photo_smooth as smooth_with_guide
 
-__all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "build_method", "normalize_weights", "resolve_device",
+__all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "build_method", "load_styles", "normalize_weights",
+           "resolve_device",
            "style_count", "stylize", "stylize_tensor", "stylize_video"]
 
 PRESERVE_COLOR = ("none", "luminance", "histogram")
@@ -95,6 +96,15 @@ def style_count(method: Method, styles: Sequence[Any]) -> int:
         raise OptionError(f"method {method.name!r} takes its styles from its trained model, not from style "
                           "images; drop --style (blend the model's styles with --style-weights)")
     return method.style_count()
+
+
+def load_styles(method: Method, style: ImageInput | Sequence[ImageInput] | None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[Tensor], int]:
+    """The style images as tensors and the number of styles the weights and masks refer to
+    (see :func:`style_count`); one image, a list, or None for trained-model methods."""
+    style_list = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
+    count = style_count(method, style_list)
+    return [load_image(s, max_pixels=max_pixels, name=f"style {i + 1}") for i, s in enumerate(style_list)], count
 
 
 def stylize_tensor(
@@ -186,9 +196,7 @@ def stylize(
     device = resolve_device(device)
     method_obj = build_method(method, options)
     content_tensor = load_image(content, max_pixels=max_pixels, name="content")
-    style_list = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
-    count = style_count(method_obj, style_list)
-    styles = [load_image(s, max_pixels=max_pixels, name=f"style {i + 1}") for i, s in enumerate(style_list)]
+    styles, count = load_styles(method_obj, style, max_pixels)
     if size is not None:
         if not isinstance(size, int) or size < 1:
             raise OptionError(f"size must be a positive whole number of pixels, got {size!r}")
@@ -259,9 +267,7 @@ def stylize_video(
     info = probe_video(source)
     if info.width * info.height > max_pixels:
         raise OptionError(f"{source}: {info.width}x{info.height} frames are above the limit of {max_pixels:,} pixels")
-    style_list = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
-    style_count(method_obj, style_list)
-    styles = [load_image(s, max_pixels=max_pixels, name=f"style {i + 1}") for i, s in enumerate(style_list)]
+    styles, _ = load_styles(method_obj, style, max_pixels)
     bar = Progress(info.frames or 1, label="video ", unit="frame", enabled=progress)
 
     def frames() -> Iterator[Tensor]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .api import PRESERVE_COLOR, StylizationInterrupted, style_count, stylize, stylize_video
+from .api import PRESERVE_COLOR, StylizationInterrupted, load_styles, stylize, stylize_video
 from .errors import AtelierError, ImageError, OptionError, OutputExistsError
 from .io.images import DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
 from .io.video import VIDEO_SUFFIXES, is_video
@@ -191,7 +191,6 @@ def _stylize(args: argparse.Namespace) -> int:
         output = Path(args.output or Path("out") / f"{source.stem}_{label}.mp4")
         if not is_video(output):
             raise OptionError(f"{output}: the output of a video must be a video ({', '.join(VIDEO_SUFFIXES)})")
-        style_count(method, styles)  # fail before decoding anything
         stylize_video(source, styles or None, method, output=output, overwrite=args.overwrite,
                       progress=not args.quiet, **kwargs)
         if not args.quiet:
@@ -200,8 +199,8 @@ def _stylize(args: argparse.Namespace) -> int:
     output_path = check_output_path(args.output or Path("out") / f"{source.stem}_{label}.png",
                                     overwrite=args.overwrite)
     try:
-        image = stylize(args.content, styles or None, method, masks=args.mask, photo_smooth=args.photo_smooth,
-                        progress=not args.quiet, **kwargs)
+        image = stylize(args.content, styles or None, method, progress=not args.quiet, **_image_options(args),
+                        **kwargs)
     except StylizationInterrupted as stop:
         save_image(stop.image, output_path, overwrite=True)
         print(f"interrupted: wrote the best image so far to {output_path}", file=sys.stderr)
@@ -210,6 +209,11 @@ def _stylize(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {output_path}", file=sys.stderr)
     return 0
+
+
+def _image_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options that apply to images (single or in a folder) but not to video."""
+    return {"masks": args.mask, "photo_smooth": args.photo_smooth}
 
 
 def _stylize_folder(args: argparse.Namespace, method: Method, label: str, styles: list[str],
@@ -228,12 +232,12 @@ def _stylize_folder(args: argparse.Namespace, method: Method, label: str, styles
     if existing and not args.overwrite:
         raise OutputExistsError(f"{existing[0]} exists ({len(existing)} of {len(outputs)} outputs do); "
                                 "pass --overwrite to replace them")
-    style_count(method, styles)
+    # Styles are read once for the whole folder (and a bad one stops the run before it starts).
+    loaded, _ = load_styles(method, styles, args.max_pixels)
     failed = 0
     for index, (path, output) in enumerate(zip(files, outputs), start=1):
         try:
-            image = stylize(path, styles or None, method, masks=args.mask, photo_smooth=args.photo_smooth,
-                            progress=False, **kwargs)
+            image = stylize(path, loaded or None, method, progress=False, **_image_options(args), **kwargs)
         except ImageError as error:
             failed += 1
             print(f"atelier: skipped {path}: {error}", file=sys.stderr)

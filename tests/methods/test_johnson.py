@@ -168,6 +168,10 @@ def test_cli_model_file_folder_and_errors(cin_net, tmp_path, capsys):
     assert "skipped" in capsys.readouterr().err
     assert main(["stylize", str(folder), "--model", model, "--style-weights", "0", "1", "-o", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
+    # A bad style image stops a folder run before any image is written, in one line.
+    assert main(["stylize", str(folder), "--style", str(tmp_path / "missing.png"), "--method", "adain",
+                 "-o", str(tmp_path / "none")]) == 2
+    assert "missing.png" in capsys.readouterr().err and not (tmp_path / "none").exists()
 
 
 def test_models_lists_user_networks_with_their_styles(cin_net, tmp_path, monkeypatch, capsys):

@@ -24,10 +24,10 @@ from .atomic import atomic_path
 
 __all__ = ["VIDEO_SUFFIXES", "VideoInfo", "is_video", "probe_video", "read_frames", "write_video"]
 
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
-#: Output container -> (codec, pixel format).
-_CODECS = {".mp4": ("libx264", "yuv420p"), ".m4v": ("libx264", "yuv420p"), ".mov": ("libx264", "yuv420p"),
-           ".mkv": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p"), ".avi": ("mpeg4", "yuv420p")}
+#: Output suffix -> (FFmpeg container format, codec); frames are encoded as 4:2:0 (yuv420p).
+_CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
+               ".mkv": ("matroska", "libx264"), ".webm": ("webm", "libvpx-vp9"), ".avi": ("avi", "mpeg4")}
+VIDEO_SUFFIXES = tuple(_CONTAINERS)
 
 
 def _av() -> ModuleType:
@@ -93,14 +93,14 @@ def write_video(path: str | os.PathLike, frames: Iterable[Tensor], *, fps: Fract
     """
     av = _av()
     path = Path(path)
-    if path.suffix.lower() not in _CODECS:
+    if path.suffix.lower() not in _CONTAINERS:
         raise OptionError(f"{path}: unknown video format {path.suffix or '(no extension)'!r}; "
-                          f"use one of {', '.join(_CODECS)}")
+                          f"use one of {', '.join(VIDEO_SUFFIXES)}")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
-    codec, pixel_format = _CODECS[path.suffix.lower()]
+    container_format, codec = _CONTAINERS[path.suffix.lower()]
     count = 0
-    with atomic_path(path) as temp, av.open(str(temp), mode="w", format=_format(path)) as container:
+    with atomic_path(path) as temp, av.open(str(temp), mode="w", format=container_format) as container:
         stream = None
         for frame in frames:
             array = (frame[0].clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
@@ -108,7 +108,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[Tensor], *, fps: Fract
             if stream is None:
                 stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(10000))
                 stream.width, stream.height = array.shape[1], array.shape[0]
-                stream.pix_fmt = pixel_format
+                stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": str(quality)}
             for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
                 container.mux(packet)
@@ -118,8 +118,3 @@ def write_video(path: str | os.PathLike, frames: Iterable[Tensor], *, fps: Fract
         for packet in stream.encode():
             container.mux(packet)
     return count
-
-
-def _format(path: Path) -> str:
-    return {".mkv": "matroska", ".m4v": "mp4", ".avi": "avi", ".webm": "webm", ".mov": "mov"}.get(
-        path.suffix.lower(), "mp4")

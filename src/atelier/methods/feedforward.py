@@ -26,6 +26,7 @@ from ..nets.decoder import VGGDecoder
 from ..nets.pretrained import locate, read_weights
 from ..nets.tiling import tiled
 from ..ops.masks import resize_mask
+from ..ops.padding import pad_to_multiple
 from .base import MethodConfig, StylizeResult, VGGMethod, option
 
 __all__ = ["FeedForwardConfig", "FeedForwardMethod", "blend_features", "memory_budget"]
@@ -244,8 +245,7 @@ class FeedForwardMethod(VGGMethod):
             resized.append(resize_to(style.to(torch_device), size))
         # Pad to a multiple of the deepest stride (reflection) so pooling loses no rows or columns.
         stride = max(VGGEncoder.downsampling(layer) for layer in self.decoder_layers)
-        pad = (0, -width % stride, 0, -height % stride)
-        padded = F.pad(content.to(torch_device), pad, mode="reflect" if max(pad) < min(height, width) else "replicate")
+        padded, pad = pad_to_multiple(content.to(torch_device), stride)
         if masks is not None:
             masks = F.pad(masks.to(torch_device), pad, mode="replicate")
         with torch.no_grad():

@@ -42,7 +42,7 @@ from ..io.images import load_image, resize_longest
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.onnx import OnnxTransformer, onnxruntime_available
 from ..nets.pretrained import locate, read_weights
-from ..nets.transformer import TransformerNet
+from ..nets.transformer import TransformerNet, is_style_parameter
 from ..ops.gram import gram_matrix
 from ..ops.tv import total_variation
 from ..train.task import TrainingTask, load_matching, register_task
@@ -280,10 +280,10 @@ class JohnsonTraining(TrainingTask):
         load_matching(model, net.state_dict())
         with torch.no_grad():  # new styles start from the mean of the known ones
             for name, table in model.named_parameters():
-                if name.endswith(("norm.weight", "norm.bias")):
+                if is_style_parameter(name):
                     table.copy_(net.get_parameter(name).mean(0, keepdim=True).expand_as(table))
         for name, parameter in model.named_parameters():
-            parameter.requires_grad_(name.endswith(("norm.weight", "norm.bias")))
+            parameter.requires_grad_(is_style_parameter(name))
         return model
 
     # -- losses ------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ class JohnsonTraining(TrainingTask):
             return state
         # Append the new styles' rows to the base network's gamma/beta tables.
         base_state = base[0].state_dict()
-        return {k: torch.cat([base_state[k].to(v), v]) if k.endswith(("norm.weight", "norm.bias")) else v
+        return {k: torch.cat([base_state[k].to(v), v]) if is_style_parameter(k) else v
                 for k, v in state.items()}
 
     def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..encoders.weights import atelier_home
 from ..errors import OptionError
 from ..io.atomic import atomic_path
+from ..ops.padding import pad_to_multiple
 from .transformer import STRIDE, TransformerNet
 
 __all__ = ["OnnxTransformer", "onnxruntime_available"]
@@ -102,8 +102,7 @@ class OnnxTransformer:
     def __call__(self, image: Tensor, style_weights: Tensor) -> Tensor:
         """``image`` ``(1, 3, H, W)`` in [0, 1], ``style_weights`` ``(S,)`` -> ``(1, 3, H, W)``."""
         height, width = image.shape[-2:]
-        pad = (0, -width % STRIDE, 0, -height % STRIDE)
-        padded = F.pad(image.float(), pad, mode="reflect" if max(pad) < min(height, width) else "replicate")
+        padded, _ = pad_to_multiple(image.float(), STRIDE)
         weights = style_weights.float().reshape(1, self.styles).cpu().numpy()
         (output,) = self.session.run(None, {"image": np.ascontiguousarray(padded.cpu().numpy()),
                                             "style_weights": weights})

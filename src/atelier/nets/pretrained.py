@@ -22,15 +22,15 @@ __all__ = ["SHIPPED", "locate", "model_cards", "read_weights", "shipped_dir"]
 
 #: ``{file stem: sha256}`` of the weights committed in ``atelier/pretrained/``.
 SHIPPED: dict[str, str] = {
-    "cin8": "f47e4615204c75fbe690a0ca659c8c5cf53b5da8a7e73fcdc562445327af53eb",
     "adain_decoder": "ba614e7cb37c64f0963d1650d90d98df6b747aaf74d4a55083242f2baa6d583d",
+    "cin8": "f47e4615204c75fbe690a0ca659c8c5cf53b5da8a7e73fcdc562445327af53eb",
+    "small_worlds": "3ae4119a99dfde5bce7ec755db92888ea240140cd7b99ead44cdcae131ae5ce4",
+    "wave": "16b6a24e33460191547ebe413b4b54d976c377c9b2951903ed5f1a151c693755",
     "wct_decoder_relu1_1": "48b297de9b2f5fe146c791eeb973d3aae2460dc1892fd01bec3f568a7942a95f",
     "wct_decoder_relu2_1": "5db867bbb58dc10cd99a7731cc76e8148514a40d0e0d7a32ec0f99cad2d14c1a",
     "wct_decoder_relu3_1": "8ebf9c98370229ab21b699e0f58d8749482a084a8d63d78948f9299b28605055",
     "wct_decoder_relu4_1": "94bf11c7c2e124fb08882c2d9701044e085350c9a2ec323e2b6eea6f465dda9d",
     "wct_decoder_relu5_1": "1a47b3fe31f8cef17670c94a4520195a616fba446bc1275771fa427631bdd2a4",
-    "small_worlds": "3ae4119a99dfde5bce7ec755db92888ea240140cd7b99ead44cdcae131ae5ce4",
-    "wave": "16b6a24e33460191547ebe413b4b54d976c377c9b2951903ed5f1a151c693755",
     "wheat_field": "d0f3210ddf7f2cc6504b4b2da1ca642b7e9831cb0f72dafd129daf799c9bbdc9",
 }
 

@@ -26,8 +26,9 @@ from torch import Tensor, nn
 
 from ..errors import OptionError
 from ..ops.masks import resize_mask
+from ..ops.padding import pad_to_multiple
 
-__all__ = ["ConditionalInstanceNorm2d", "TransformerNet", "style_weight_matrix"]
+__all__ = ["ConditionalInstanceNorm2d", "TransformerNet", "is_style_parameter", "style_weight_matrix"]
 
 #: Total stride of the network: inputs are padded to a multiple of it.
 STRIDE = 4
@@ -59,12 +60,12 @@ class ConditionalInstanceNorm2d(nn.Module):
             beta = (style_weights.to(self.bias) @ self.bias)[:, :, None, None]
         # Statistics in float32 (the variance of a 512 px map loses too many digits in bf16);
         # gamma and beta folded into one scale and shift per channel.
-        var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
-        inv_std = torch.rsqrt(var + self.eps)
-        scale = gamma * inv_std
+        wide = x.float()
+        var, mean = torch.var_mean(wide, dim=(2, 3), keepdim=True, correction=0)
+        scale = gamma * torch.rsqrt(var + self.eps)
         shift = beta - mean * scale
-        if style_weights.dim() == 4:
-            return (x.float() * scale + shift).to(x.dtype)
+        if style_weights.dim() == 4:  # per-pixel scale and shift: already full maps
+            return (wide * scale + shift).to(x.dtype)
         return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
 
 
@@ -140,15 +141,14 @@ class TransformerNet(nn.Module):
         to a multiple of 4, cropped back."""
         batch, _, height, width = image.shape
         weights = style_weight_matrix(style_weights, self.styles, batch, image.device)
-        pad = (0, -width % STRIDE, 0, -height % STRIDE)
-        x = F.pad(image, pad, mode="reflect" if max(pad) < min(height, width) else "replicate")
+        x, pad = pad_to_multiple(image, STRIDE)
         if weights.dim() == 4:
             weights = F.pad(resize_mask(weights, (height, width)), pad, mode="replicate")
         return self.body(x, weights)[..., :height, :width]
 
     def body(self, x: Tensor, style_weights: Tensor) -> Tensor:
         """The network on ``x`` whose sides are multiples of :data:`STRIDE`, with validated
-        ``style_weights`` (what :func:`~atelier.nets.onnx.export_onnx` exports)."""
+        ``style_weights`` (what :class:`~atelier.nets.onnx.OnnxTransformer` exports)."""
         for layer in self.down:
             x = layer(x, style_weights)
         for block in self.residual:
@@ -163,10 +163,14 @@ class TransformerNet(nn.Module):
         if not 0 <= index < self.styles:
             raise OptionError(f"style index {index} out of range: this network has {self.styles} styles")
         single = TransformerNet(width=self.width, blocks=self.blocks, styles=1)
-        state = {k: v[index : index + 1] if k.endswith(("norm.weight", "norm.bias")) else v
-                 for k, v in self.state_dict().items()}
+        state = {k: v[index : index + 1] if is_style_parameter(k) else v for k, v in self.state_dict().items()}
         single.load_state_dict(state)
         return single
+
+
+def is_style_parameter(name: str) -> bool:
+    """Whether the parameter ``name`` is a per-style table (a row per style: gamma or beta)."""
+    return name.endswith(("norm.weight", "norm.bias"))
 
 
 def style_weight_matrix(weights: Tensor | Sequence[float] | None, styles: int, batch: int,

@@ -6,6 +6,7 @@ from .gram import gram_matrix
 from .histogram import match_histograms
 from .masks import resize_mask
 from .matting import laplacian_to_torch, matting_energy, matting_laplacian
+from .padding import pad_to_multiple
 from .smoothing import box_filter, guided_filter, photo_smooth
 from .stats import adain, mean_std
 from .tv import total_variation
@@ -25,6 +26,7 @@ __all__ = [
     "matting_energy",
     "matting_laplacian",
     "mean_std",
+    "pad_to_multiple",
     "photo_smooth",
     "resize_mask",
     "rgb_to_yiq",
