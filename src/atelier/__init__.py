@@ -2,13 +2,14 @@
 
 >>> import atelier
 >>> image = atelier.stylize("photo.jpg", "painting.jpg", method="gatys", size=512)  # doctest: +SKIP
+>>> winter = atelier.translate("summer.jpg", "summer2winter", direction="a2b")  # doctest: +SKIP
 """
 
 from . import train
-from .api import StylizationInterrupted, stylize, stylize_video
+from .api import StylizationInterrupted, stylize, stylize_video, translate
 from .errors import AtelierError
 from .methods import available_methods, get_method
 
 __version__ = "0.1.0"
 __all__ = ["AtelierError", "StylizationInterrupted", "__version__", "available_methods", "get_method",
-           "stylize", "stylize_video", "train"]
+           "stylize", "stylize_video", "train", "translate"]

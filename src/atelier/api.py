@@ -1,4 +1,4 @@
-"""The public entry point: ``atelier.stylize``.
+"""The public entry points: ``atelier.stylize`` and ``atelier.translate``.
 
 The shared pipeline around every method: load and validate inputs, normalise blend
 weights, load masks, colour preservation before/after, then call the method.
@@ -7,6 +7,7 @@ weights, load masks, colour preservation before/after, then call the method.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ from .errors import OptionError
 from .io.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, resize_longest, tensor_to_pil
 from .io.masks import MaskInput, load_masks
 from .methods import Method, StylizeResult, get_method
+from .methods.cyclegan import DIRECTIONS, Translator
 from .ops.color import luminance, match_color, transfer_luminance
 from .ops.smoothing import photo_smooth as smooth_with_guide
 
 __all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "build_method", "load_styles", "normalize_weights",
            "resolve_device",
-           "style_count", "stylize", "stylize_tensor", "stylize_video"]
+           "style_count", "stylize", "stylize_tensor", "stylize_video", "translate"]
 
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 
@@ -286,3 +288,46 @@ def stylize_video(
     finally:
         bar.close()
     return Path(output)
+
+
+def translate(
+    image: ImageInput,
+    model: str | os.PathLike | Translator,
+    *,
+    direction: str = "a2b",
+    size: int | None = None,
+    device: str = "cpu",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Translate ``image`` to the other domain of a trained CycleGAN or U-GAT-IT model.
+
+    Args:
+        image: path, PIL image, ``(H, W, 3)`` uint8 array or ``(1, 3, H, W)`` tensor in [0, 1].
+        model: a trained model's name (``$ATELIER_HOME/weights`` first, then shipped, e.g.
+            ``"summer2winter"``), a ``.safetensors`` file exported by ``atelier train``, or an
+            :class:`atelier.methods.cyclegan.Translator` built once to reuse over many images.
+        direction: ``"a2b"`` (content domain -> style domain of the training config, e.g.
+            summer -> winter) or ``"b2a"``.
+        size: longest side of the output in px (None keeps the input's size).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        max_pixels: inputs above this many pixels raise :class:`~atelier.errors.ImageTooLargeError`.
+
+    Any size works: the network sees the image resized to the nearest multiple of 4 (CycleGAN's
+    test-time convention) and the result is resized back, so the output has the input's size.
+
+    Raises:
+        atelier.errors.AtelierError: a subclass naming what is wrong with the input or the model.
+    """
+    if direction not in DIRECTIONS:
+        raise OptionError(f"direction must be a2b or b2a, not {direction!r}")
+    device = resolve_device(device)
+    translator = model if isinstance(model, Translator) else Translator(str(model))
+    tensor = load_image(image, max_pixels=max_pixels, name="image")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise OptionError(f"size must be a positive whole number of pixels, got {size!r}")
+        if size * size > max_pixels:
+            raise OptionError(f"size {size} px could make an image above the limit of {max_pixels:,} pixels; "
+                              "raise max_pixels (--max-pixels) if you have the memory")
+        tensor = resize_longest(tensor, size)
+    return tensor_to_pil(translator(tensor, direction, device=device))

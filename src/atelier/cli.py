@@ -1,4 +1,4 @@
-"""Command-line interface: ``atelier stylize``, ``methods``, ``train``, ``models``.
+"""Command-line interface: ``atelier stylize``, ``translate``, ``methods``, ``train``, ``models``.
 
 argparse lives here only. Method options are generated from the method configs, so every
 option of every method is documented by ``--help`` and spelled the same everywhere.
@@ -10,12 +10,14 @@ import argparse
 import dataclasses
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from . import __version__
-from .api import PRESERVE_COLOR, StylizationInterrupted, load_styles, stylize, stylize_video
+from .api import PRESERVE_COLOR, StylizationInterrupted, load_styles, stylize, stylize_video, translate
 from .errors import AtelierError, ImageError, OptionError, OutputExistsError
 from .io.images import DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
 from .io.video import VIDEO_SUFFIXES, is_video
@@ -118,6 +120,30 @@ def build_parser() -> argparse.ArgumentParser:
     for _, (f, annotation, methods) in sorted(_method_options().items()):
         _add_method_option(specific, f, annotation, methods)
 
+    translation = commands.add_parser(
+        "translate", help="translate an image or a folder of images with a trained CycleGAN / U-GAT-IT model",
+        description="Translate IMAGE (or every image of a folder) to the other domain of a trained unpaired "
+                    "translation model (e.g. summer -> winter). Any size: the network sees the image resized "
+                    "to the nearest multiple of 4 and the output is resized back to the input's size.",
+    )
+    translation.add_argument("image", help="input image or folder of images")
+    translation.add_argument("--model", "-m", required=True,
+                             help="trained model: a name (in $ATELIER_HOME/weights or shipped, e.g. summer2winter; "
+                                  "see `atelier models`) or a .safetensors file from `atelier train`")
+    translation.add_argument("--direction", "-d", choices=("a2b", "b2a"), default="a2b",
+                             help="a2b (default): the config's content domain to its style domain (summer -> winter); "
+                                  "b2a: back")
+    translation.add_argument("--size", type=int, default=None,
+                             help="longest side of the output in px (default: the input's size)")
+    translation.add_argument("--output", "-o", default=None,
+                             help="output image (.png, .jpg, .webp), or folder for a folder; default "
+                                  "out/<input>_<model>_<direction>.png (a folder for a folder)")
+    translation.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    translation.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    translation.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                             help=f"refuse images above this many pixels (default: {DEFAULT_MAX_PIXELS})")
+    translation.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
     listing = commands.add_parser("methods", help="list methods and their options")
     listing.add_argument("name", nargs="?", help="show only this method")
 
@@ -216,41 +242,75 @@ def _image_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"masks": args.mask, "photo_smooth": args.photo_smooth}
 
 
-def _stylize_folder(args: argparse.Namespace, method: Method, label: str, styles: list[str],
-                    kwargs: dict[str, Any]) -> int:
-    """Every image directly in the folder -> ``<output folder>/<name>.png``; an unreadable
-    image is reported and skipped (exit status 2 at the end), existing outputs are checked first."""
-    source = Path(args.content)
+def _folder_plan(source: Path, output: str | None, label: str, overwrite: bool) -> tuple[list[Path], list[Path]]:
+    """The images directly in ``source`` and their outputs ``<output folder>/<name>.png``
+    (default ``out/<folder>_<label>``); existing outputs are refused before any work unless
+    ``overwrite``."""
     files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in SAVE_FORMATS)
     if not files:
         raise ImageError(f"{source}: no images ({', '.join(sorted(SAVE_FORMATS))}) in this folder")
-    folder = Path(args.output or Path("out") / f"{source.name}_{label}")
+    folder = Path(output or Path("out") / f"{source.name}_{label}")
     if folder.suffix.lower() in SAVE_FORMATS or folder.is_file():
         raise OptionError(f"{folder}: for a folder of images the output must be a folder")
     outputs = [folder / f"{path.stem}.png" for path in files]
     existing = [p for p in outputs if p.exists()]
-    if existing and not args.overwrite:
+    if existing and not overwrite:
         raise OutputExistsError(f"{existing[0]} exists ({len(existing)} of {len(outputs)} outputs do); "
                                 "pass --overwrite to replace them")
-    # Styles are read once for the whole folder (and a bad one stops the run before it starts).
-    loaded, _ = load_styles(method, styles, args.max_pixels)
+    return files, outputs
+
+
+def _run_folder(files: list[Path], outputs: list[Path], process: Callable[[Path], Image.Image], quiet: bool) -> int:
+    """``process`` every file and write its output; an unreadable image is reported and skipped
+    (exit status 2 at the end); Ctrl-C stops after the images done so far (130)."""
     failed = 0
     for index, (path, output) in enumerate(zip(files, outputs), start=1):
         try:
-            image = stylize(path, loaded or None, method, progress=False, **_image_options(args), **kwargs)
+            image = process(path)
         except ImageError as error:
             failed += 1
             print(f"atelier: skipped {path}: {error}", file=sys.stderr)
             continue
-        except StylizationInterrupted:
+        except KeyboardInterrupt:
             print(f"interrupted after {index - 1} of {len(files)} images", file=sys.stderr)
             return 130
         save_image(image, output, overwrite=True)
-        if not args.quiet:
+        if not quiet:
             print(f"[{index}/{len(files)}] wrote {output}", file=sys.stderr)
     if failed:
         print(f"atelier: error: {failed} of {len(files)} images could not be read", file=sys.stderr)
         return 2
+    return 0
+
+
+def _stylize_folder(args: argparse.Namespace, method: Method, label: str, styles: list[str],
+                    kwargs: dict[str, Any]) -> int:
+    """Every image directly in the folder -> ``<output folder>/<name>.png`` (see :func:`_run_folder`)."""
+    files, outputs = _folder_plan(Path(args.content), args.output, label, args.overwrite)
+    # Styles are read once for the whole folder (and a bad one stops the run before it starts).
+    loaded, _ = load_styles(method, styles, args.max_pixels)
+    return _run_folder(files, outputs, lambda path: stylize(path, loaded or None, method, progress=False,
+                                                            **_image_options(args), **kwargs), args.quiet)
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from .methods.cyclegan import Translator
+
+    source = Path(args.image)
+    if not source.exists():
+        raise ImageError(f"{source}: no such file or folder")
+    translator = Translator(args.model)
+    label = f"{Path(args.model).stem}_{args.direction}"
+    kwargs: dict[str, Any] = dict(direction=args.direction, size=args.size, device=args.device,
+                                  max_pixels=args.max_pixels)
+    if source.is_dir():
+        files, outputs = _folder_plan(source, args.output, label, args.overwrite)
+        translator.nets  # noqa: B018  (a bad model stops the run before the first image)
+        return _run_folder(files, outputs, lambda path: translate(path, translator, **kwargs), args.quiet)
+    output = check_output_path(args.output or Path("out") / f"{source.stem}_{label}.png", overwrite=args.overwrite)
+    save_image(translate(source, translator, **kwargs), output, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"wrote {output}", file=sys.stderr)
     return 0
 
 
@@ -293,6 +353,8 @@ def _models(args: argparse.Namespace) -> int:
         training = card.get("training", {})
         header = card.get("header", {})
         use = f"--model {card['name']}" if card.get("task") == "johnson" else f"--method {card.get('task', '?')}"
+        if card.get("task") in ("cyclegan", "ugatit"):
+            use = f"translate --model {card['name']}"
         print(f"{card['name']:<22} {use:<20} {card.get('bytes', 0) / 2**20:5.1f} MB  "
               f"{training.get('steps', '?')} steps on {training.get('hardware', '?')}  [{card['where']}]")
         names = json.loads(header.get("style_names", "[]"))
@@ -308,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "stylize":
             return _stylize(args)
+        if args.command == "translate":
+            return _translate(args)
         if args.command == "methods":
             return _list_methods(args.name)
         if args.command == "train":

@@ -1,6 +1,6 @@
 """Loss terms on encoder features and the criterion that composes them."""
 
-from .moments import CAFFE_FEATURE_SCALES, feature_mse, layer_scale, mean_std_loss
+from .moments import CAFFE_FEATURE_SCALES, covariance_loss, feature_mse, gram_loss, layer_scale, mean_std_loss
 from .perceptual import (
     ContentLoss,
     GramStyleLoss,
@@ -21,8 +21,10 @@ __all__ = [
     "PerceptualCriterion",
     "StyleTarget",
     "TotalVariationLoss",
+    "covariance_loss",
     "encode",
     "feature_mse",
+    "gram_loss",
     "layer_scale",
     "mean_std_loss",
 ]

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from ..ops.gram import gram_matrix
 from ..ops.stats import mean_std
 
-__all__ = ["CAFFE_FEATURE_SCALES", "feature_mse", "layer_scale", "mean_std_loss"]
+__all__ = ["CAFFE_FEATURE_SCALES", "covariance_loss", "feature_mse", "gram_loss", "layer_scale", "mean_std_loss"]
 
 #: Mean activation of relu1_1 ... relu5_1 of the bundled (caffe) VGG-19 on photos and
 #: paintings in [0, 1] (12 images of ../shared/data at 256 px, measured 2026-11-23).
@@ -44,3 +45,29 @@ def mean_std_loss(
         mean_s, std_s = mean_std(style[layer].float())
         total = total + feature_mse(mean_o, mean_s, scale) + feature_mse(std_o, std_s, scale)
     return total
+
+
+def gram_loss(
+    output: Mapping[str, Tensor], style: Mapping[str, Tensor], layers: Sequence[str], scales: Sequence[float],
+) -> Tensor:
+    """``sum_l mean((G(phi_l(g)) - G(phi_l(s)))^2)`` of Gram matrices (Gatys et al. 2016, eq. 4–5) of
+    scaled features, batch item by batch item (the style loss of Linear Style Transfer)."""
+    total = output[layers[0]].new_zeros((), dtype=torch.float32)
+    for layer in layers:
+        scale = layer_scale(layer, scales)
+        total = total + feature_mse(gram_matrix(output[layer].float() / scale),
+                                    gram_matrix(style[layer].float() / scale))
+    return total
+
+
+def covariance_loss(output: Tensor, target: Tensor) -> Tensor:
+    """``mean((cov(o) - cov(t))^2) / mean(cov(t)^2)`` of per-item channel covariances over space
+    (relative, so it does not depend on the features' scale); ``(B, C, H, W)`` inputs."""
+
+    def cov(x: Tensor) -> Tensor:
+        x = x.float().flatten(2)
+        x = x - x.mean(-1, keepdim=True)
+        return x @ x.transpose(1, 2) / x.shape[-1]
+
+    target_cov = cov(target)
+    return torch.mean((cov(output) - target_cov) ** 2) / torch.mean(target_cov**2).clamp_min(1e-12)

@@ -62,7 +62,7 @@ class AdaIN(FeedForwardMethod):
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int) -> Tensor:
         content_features = self.encode_layer(content, LAYER, precision, tile)
-        style_features = [self.encode_layer(style, LAYER, precision, tile) for style in styles]
+        style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
         target = blend_features(content_features, style_features, weights,
                                 lambda c, s, m: adain(c, s, content_mask=m), masks=masks, alpha=self.config.alpha)
         return self.decode(LAYER, target, precision, tile)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
@@ -36,8 +36,12 @@ ENCODER_HALO = 96
 #: Context around decoder tiles, in feature pixels (the decoders see a few feature pixels around).
 DECODER_HALO = 8
 
-#: A feature transform ``(content (1, C, H, W), style (1, C, h, w), content region or None) -> (1, C, H, W)``.
-Transform = Callable[[Tensor, Tensor, Tensor | None], Tensor]
+#: Remembered style computations (resized images, features, style codes) per method object.
+MEMO_ENTRIES = 32
+
+#: A feature transform ``(content (1, C, H, W), style, content region or None) -> (1, C, H, W)``; the style
+#: is what the method passes in ``styles``: features ``(1, C, h, w)`` or a summary of them.
+Transform = Callable[[Tensor, Any, Tensor | None], Tensor]
 
 
 @dataclass(frozen=True)
@@ -67,31 +71,35 @@ class FeedForwardConfig(MethodConfig):
 
 def blend_features(
     content: Tensor,
-    styles: Sequence[Tensor],
+    styles: Sequence[Any],
     weights: Sequence[float],
     transform: Transform,
     *,
     masks: Tensor | None = None,
     alpha: float = 1.0,
+    unstyled: Tensor | None = None,
 ) -> Tensor:
     """Blend the transformed content features of several styles, then trade off with the content.
 
     Without masks: ``t = sum_k w_k T(c, s_k)`` (style interpolation, Huang & Belongie 2017,
     sec. 7.2). With masks ``(1, K, H0, W0)``: each style's transform uses the statistics of
     its own region, ``t = sum_k m_k T(c|m_k, s_k) + (1 - sum_k m_k) c`` (spatial control).
-    Finally ``alpha * t + (1 - alpha) * c`` (eq. 14).
+    Finally ``alpha * t + (1 - alpha) * c`` (eq. 14). ``unstyled`` replaces ``c`` in the
+    uncovered region and in the trade-off where a method's "no style" is not the content
+    features themselves (SANet: the content attending to itself).
     """
+    base = content if unstyled is None else unstyled
     if masks is None:
         mixed = sum(w * transform(content, s, None) for w, s in zip(weights, styles))
     else:
         region = resize_mask(masks.to(content), tuple(content.shape[-2:]))
-        mixed = (1 - region.sum(1, keepdim=True).clamp(max=1)) * content
+        mixed = (1 - region.sum(1, keepdim=True).clamp(max=1)) * base
         for k, style in enumerate(styles):
             mask = region[:, k : k + 1]
             if float(mask.sum()) > 0:
                 mixed = mixed + mask * transform(content, style, mask)
     assert isinstance(mixed, Tensor)
-    return alpha * mixed + (1 - alpha) * content if alpha < 1 else mixed
+    return alpha * mixed + (1 - alpha) * base if alpha < 1 else mixed
 
 
 def memory_budget() -> int:
@@ -120,11 +128,17 @@ class FeedForwardMethod(VGGMethod):
     config: FeedForwardConfig
     #: ``reluN_1`` layers whose decoders the method needs.
     decoder_layers: tuple[str, ...] = ()
+    #: Further encoder layers the transform reads (their stride and receptive field count too).
+    extra_layers: tuple[str, ...] = ()
 
     def __init__(self, config: MethodConfig | None = None, *, encoder: VGGEncoder | None = None,
-                 decoders: dict[str, VGGDecoder] | None = None, **options: Any):
+                 decoders: dict[str, VGGDecoder] | None = None, networks: dict[str, nn.Module] | None = None,
+                 **options: Any):
         super().__init__(config, encoder=encoder, **options)
-        self._decoders: dict[str, VGGDecoder] = dict(decoders or {})
+        self._decoders: dict[str, nn.Module] = dict(decoders or {})
+        self._networks: dict[str, nn.Module] = dict(networks or {})
+        self._memo: list[tuple[Tensor, str, Any]] = []
+        self.show_progress, self.interrupted = True, False
 
     # -- weights -----------------------------------------------------------------------------
     def decoder_file(self, layer: str) -> str:
@@ -138,23 +152,34 @@ class FeedForwardMethod(VGGMethod):
     def train_hint(self, layer: str) -> str:
         return f"atelier train configs/{self.name}.yaml"
 
-    def decoder(self, layer: str) -> VGGDecoder:
+    def build_decoder(self, layer: str) -> nn.Module:
+        """An untrained decoder for ``layer`` (its weights are loaded by :meth:`decoder`)."""
+        return VGGDecoder(layer, widths=self.encoder.widths)
+
+    def decoder(self, layer: str) -> Any:
         """The trained decoder for ``layer``, loaded and checked on first use."""
-        if layer not in self._decoders:
-            path = self.decoder_path(layer) or locate(self.decoder_file(layer), train_hint=self.train_hint(layer))
-            state, _ = read_weights(path, expect={"encoder": self.config.weights, "layer": layer})
-            decoder = VGGDecoder(layer, widths=self.encoder.widths)
+        return self.load_network(self._decoders, layer, self.build_decoder, stem=self.decoder_file(layer),
+                                 path=self.decoder_path(layer), hint=self.train_hint(layer),
+                                 expect={"layer": layer}, what=f"{layer} decoder")
+
+    def load_network(self, cache: dict[str, nn.Module], key: str, build: Callable[[str], nn.Module], *,
+                     stem: str, path: str, hint: str, expect: dict[str, str], what: str) -> Any:
+        """``cache[key]``, else ``build(key)`` with the weights of ``path`` (or the file ``stem``
+        found by :func:`~atelier.nets.pretrained.locate`), frozen and in eval mode."""
+        if key not in cache:
+            file = path or locate(stem, train_hint=hint)
+            state, _ = read_weights(file, expect={"encoder": self.config.weights} | expect)
+            network = build(key)
             try:
-                decoder.load_state_dict({k: v.float() for k, v in state.items()})
+                network.load_state_dict({k: v.float() for k, v in state.items()})
             except RuntimeError as error:
-                raise OptionError(f"{path}: not a {layer} decoder for this encoder "
-                                  f"({str(error).splitlines()[0]})") from None
-            self._decoders[layer] = decoder.eval().requires_grad_(False)
-        return self._decoders[layer]
+                raise OptionError(f"{file}: not a {what} for this encoder ({str(error).splitlines()[0]})") from None
+            cache[key] = network.eval().requires_grad_(False)
+        return cache[key]
 
     # -- running -----------------------------------------------------------------------------
     def min_side(self) -> int:
-        return max(VGGEncoder.min_input_size(self.decoder_layers), 16)
+        return max(VGGEncoder.min_input_size((*self.decoder_layers, *self.extra_layers)), 16)
 
     def plan_tiles(self, height: int, width: int, precision: str, styles: int) -> int:
         """Tile size in px for an output of ``height`` x ``width`` (0 = no tiling).
@@ -169,7 +194,7 @@ class FeedForwardMethod(VGGMethod):
         per_value = 2 if precision == "bf16" else 4
         # Whole float32 maps at each transform layer: the content's, the target, one per style.
         features = max(self.encoder.channels(layer) * pixels // VGGEncoder.downsampling(layer) ** 2
-                       for layer in self.decoder_layers) * 4 * (2 + styles)
+                       for layer in (*self.decoder_layers, *self.extra_layers)) * 4 * (2 + styles)
         images = 4 * 3 * pixels * 4 * (1 + styles)
         if features + images > budget:
             raise ImageTooLargeError(
@@ -184,6 +209,23 @@ class FeedForwardMethod(VGGMethod):
         side = int(((budget - features - images) / 4 / activation) ** 0.5) - 2 * ENCODER_HALO
         return max(256, side // 16 * 16)
 
+    def remember(self, tensor: Tensor, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per (tensor object, ``key``): a style given for every frame of a
+        video is resized, encoded and summarised once. Entries hold their tensor, so an id is
+        never reused while remembered; an in-place change of the tensor makes a new entry."""
+        key = f"{key}@{tensor._version}"
+        for held, held_key, value in self._memo:
+            if held is tensor and held_key == key:
+                return value
+        value = compute()
+        self._memo = [*self._memo, (tensor, key, value)][-MEMO_ENTRIES:]
+        return value
+
+    def style_features(self, style: Tensor, layer: str, precision: str, tile: int = 0) -> Tensor:
+        """:meth:`encode_layer` of a style image, remembered (see :meth:`remember`)."""
+        return self.remember(style, f"{layer}/{precision}/{tile}",
+                             lambda: self.encode_layer(style, layer, precision, tile))
+
     def encode_layer(self, image: Tensor, layer: str, precision: str, tile: int = 0) -> Tensor:
         """float32 features of ``image`` ``(1, 3, H, W)`` at ``layer``, tiled when ``tile`` > 0."""
 
@@ -194,14 +236,22 @@ class FeedForwardMethod(VGGMethod):
             return run(image)
         return tiled(run, image, scale=1 / VGGEncoder.downsampling(layer), tile=tile, halo=ENCODER_HALO)
 
-    def decode(self, layer: str, features: Tensor, precision: str, tile: int = 0) -> Tensor:
-        """Decode features to an image ``(1, 3, H, W)`` in float32 (not clamped), tiled when ``tile`` > 0."""
+    def encode_layers(self, image: Tensor, layers: Sequence[str], precision: str, tile: int = 0) -> list[Tensor]:
+        """:meth:`encode_layer` for several layers: one encoder pass when untiled."""
+        if tile:
+            return [self.encode_layer(image, layer, precision, tile) for layer in layers]
+        features = encode(self.encoder, image, list(layers), precision)
+        return [features[layer].float() for layer in layers]
+
+    def decode(self, layer: str, features: Tensor, precision: str, tile: int = 0, **extra: Any) -> Tensor:
+        """Decode features to an image ``(1, 3, H, W)`` in float32 (not clamped), tiled when ``tile`` > 0;
+        ``extra`` goes to the decoder with every tile."""
         decoder = self.decoder(layer).to(features.device)
 
         def run(part: Tensor) -> Tensor:
             part = part.contiguous(memory_format=torch.channels_last)
             with torch.autocast(part.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                return decoder(part).float()
+                return decoder(part, **extra).float()
 
         if not tile:
             return run(features)
@@ -242,14 +292,17 @@ class FeedForwardMethod(VGGMethod):
             if min(size) < need:
                 raise ImageTooSmallError(f"style {index + 1} resized to {size[1]}x{size[0]} px is smaller than "
                                          f"{need} px; raise --style-scale or --size")
-            resized.append(resize_to(style.to(torch_device), size))
+            resized.append(self.remember(style, f"resize/{size}/{torch_device}",
+                                         lambda s=style, z=size: resize_to(s.to(torch_device), z)))
         # Pad to a multiple of the deepest stride (reflection) so pooling loses no rows or columns.
-        stride = max(VGGEncoder.downsampling(layer) for layer in self.decoder_layers)
+        stride = max(VGGEncoder.downsampling(layer) for layer in (*self.decoder_layers, *self.extra_layers))
         padded, pad = pad_to_multiple(content.to(torch_device), stride)
         if masks is not None:
             masks = F.pad(masks.to(torch_device), pad, mode="replicate")
+        # A transfer that runs a long loop (an optimisation) reads these two.
+        self.show_progress, self.interrupted = progress, False
         with torch.no_grad():
             image = self.transfer(padded, resized, list(style_weights), masks, precision, tile)
         image = image[..., :height, :width]
-        return StylizeResult(image=image.float().clamp(0, 1),
+        return StylizeResult(image=image.float().clamp(0, 1), interrupted=self.interrupted,
                              info={"precision": precision, "encoder": self.encoder.source, "tile": tile})

@@ -100,7 +100,7 @@ class WCT(FeedForwardMethod):
         image = content
         for layer in sorted(self.config.layers, key=decoder_block, reverse=True):
             content_features = self.encode_layer(image, layer, precision, tile)
-            style_features = [self.encode_layer(style, layer, precision, tile) for style in styles]
+            style_features = [self.style_features(style, layer, precision, tile) for style in styles]
             target = blend_features(content_features, style_features, weights, transform, masks=masks,
                                     alpha=self.config.alpha)
             image = self.decode(layer, target, precision, tile).clamp(0, 1)

@@ -23,8 +23,14 @@ __all__ = ["SHIPPED", "locate", "model_cards", "read_weights", "shipped_dir"]
 #: ``{file stem: sha256}`` of the weights committed in ``atelier/pretrained/``.
 SHIPPED: dict[str, str] = {
     "adain_decoder": "ba614e7cb37c64f0963d1650d90d98df6b747aaf74d4a55083242f2baa6d583d",
+    "avatar_decoder": "e74f63ca0dc6f53cdf2d0091c21b00ffdf2c71f5ce28bb8ef2095959094bc077",
     "cin8": "f47e4615204c75fbe690a0ca659c8c5cf53b5da8a7e73fcdc562445327af53eb",
+    "lst_relu3_1": "5c37cbdab2603b2ce101fe734710c58643d37565c7b9fbaed340e624b9385ddd",
+    "lst_relu4_1": "184e4f7ebdc50972c5d53767764fdb73d85b6e17d18263694932eb3fd9cef1db",
+    "sanet_decoder": "caeca4b0eccee0bb45bcbb943da2db4019e0271e92ae89d4163beea9019615b1",
+    "sanet_transform": "5b9e9881879090984a95b3b4944efa67383ba3b41cfb355486ec4375e0eb990c",
     "small_worlds": "3ae4119a99dfde5bce7ec755db92888ea240140cd7b99ead44cdcae131ae5ce4",
+    "style_swap_decoder": "1705f60e8010587c404a811f98a00093f791c23b53cb774ca7beaa75e6ac30f3",
     "wave": "16b6a24e33460191547ebe413b4b54d976c377c9b2951903ed5f1a151c693755",
     "wct_decoder_relu1_1": "48b297de9b2f5fe146c791eeb973d3aae2460dc1892fd01bec3f568a7942a95f",
     "wct_decoder_relu2_1": "5db867bbb58dc10cd99a7731cc76e8148514a40d0e0d7a32ec0f99cad2d14c1a",

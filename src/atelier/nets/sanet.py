@@ -1,0 +1,91 @@
+"""Style-attentional networks (Park & Lee 2019, "Arbitrary Style Transfer with Style-Attentional
+Networks", CVPR).
+
+A SANet module (sec. 3.2, eq. 1–3) lets every content position attend over all style
+positions: with ``F̄`` the mean–variance normalised features,
+
+``F_cs = F_c + W_out · Σ_j softmax_j(f(F̄_c)_i^T g(F̄_s)_j) h(F_s)_j``,
+
+``f, g, h, W_out`` being 1x1 convolutions. Two modules run at relu4_1 and relu5_1; the relu5_1
+output is upsampled, added and merged by a 3x3 convolution (eq. 4) before the decoder.
+
+Initialisation (a deviation that changes no equation): ``W_out`` starts at zero and the merge
+convolution at the identity, so an untrained transform passes the content features through and
+the decoder (initialised from AdaIN's) starts from a reconstruction; the paper trains 160k
+steps from random weights, a CPU run here has a few hundred.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops.attention import attend
+from ..ops.masks import resize_mask
+from ..ops.stats import instance_normalize
+
+__all__ = ["SANet", "SANetTransform"]
+
+
+class SANet(nn.Module):
+    """One style-attentional module on ``channels``-channel features (eq. 1–3)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.f = nn.Conv2d(channels, channels, 1)
+        self.g = nn.Conv2d(channels, channels, 1)
+        self.h = nn.Conv2d(channels, channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, content: Tensor, style: Tensor, temperature: float = 1.0,
+                content_mask: Tensor | None = None) -> Tensor:
+        """``content`` ``(B, C, H, W)`` with ``style`` ``(B, C, H', W')`` -> ``(B, C, H, W)``.
+        ``content_mask`` restricts the content normalisation statistics to a region."""
+        if content_mask is not None:
+            content_mask = resize_mask(content_mask, tuple(content.shape[-2:]))
+        query = self.f(instance_normalize(content, mask=content_mask))
+        key = self.g(instance_normalize(style))
+        attended = attend(query.float(), key.float(), self.h(style).float(), temperature).to(content.dtype)
+        return content + self.out(attended)
+
+
+class SANetTransform(nn.Module):
+    """SANet modules at relu4_1 and relu5_1, upsampled, added and merged (eq. 4).
+
+    Args:
+        channels: channels at relu4_1 and relu5_1 (512 in VGG-19).
+        scales: divisors of the relu4_1 and relu5_1 features on entry; the output is in relu4_1
+            units times ``scales[0]`` again (the decoder divides by its own input scale).
+    """
+
+    def __init__(self, channels: int = 512, scales: tuple[float, float] = (1.0, 1.0)) -> None:
+        super().__init__()
+        self.register_buffer("scales", torch.tensor([float(s) for s in scales]))
+        self.sanet4_1 = SANet(channels)
+        self.sanet5_1 = SANet(channels)
+        self.merge = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3))
+        with torch.no_grad():
+            conv = self.merge[1]
+            conv.weight.zero_()
+            conv.weight[:, :, 1, 1] = torch.eye(channels)
+            conv.bias.zero_()
+
+    def attend(self, content: tuple[Tensor, Tensor], style: tuple[Tensor, Tensor], temperature: float = 1.0,
+               content_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The two modules' outputs (relu4_1, relu5_1 resolution), before the merge, in scaled units."""
+        s4, s5 = self.scales.to(content[0].dtype)
+        return (self.sanet4_1(content[0] / s4, style[0] / s4, temperature, content_mask),
+                self.sanet5_1(content[1] / s5, style[1] / s5, temperature, content_mask))
+
+    def merge_features(self, attended: tuple[Tensor, Tensor]) -> Tensor:
+        """Merge (blends of) the two outputs of :meth:`attend` into relu4_1 features for the decoder."""
+        upsampled = F.interpolate(attended[1], size=attended[0].shape[-2:], mode="nearest")
+        return self.merge(attended[0] + upsampled) * self.scales[0].to(attended[0].dtype)
+
+    def forward(self, content: tuple[Tensor, Tensor], style: tuple[Tensor, Tensor],
+                temperature: float = 1.0) -> Tensor:
+        """``content`` and ``style`` are (relu4_1, relu5_1) feature pairs."""
+        return self.merge_features(self.attend(content, style, temperature))
