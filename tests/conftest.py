@@ -37,6 +37,15 @@ def hermetic(tmp_path_factory, monkeypatch):
     assert not added, f"test wrote into the repository: {sorted(added)}"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks: one intra-op thread is faster, and immune to a busy machine's other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder():
     """A narrow random-weight VGG-19 with the real interface (fast tier)."""

@@ -25,13 +25,7 @@ UGATIT = {"width": 4, "blocks": 1, "disc_width": 4, "global_layers": 4, "local_l
           "size": 32, "name": "s2w_ugatit"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one intra-op thread is faster, and immune to a busy machine's other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(folders, tmp_path, task="cyclegan", name="run", **changes) -> TrainConfig:

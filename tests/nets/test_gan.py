@@ -8,14 +8,7 @@ from atelier.errors import ImageTooSmallError, OptionError
 from atelier.methods.cyclegan import CycleGANOptions, CycleGANTraining
 from atelier.nets.gan import ImagePool, PatchDiscriminator, ResnetGenerator, lsgan_loss, patch_size
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one intra-op thread is faster, and immune to a busy machine's other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize(("height", "width"), [(37, 53), (32, 32), (9, 14)])

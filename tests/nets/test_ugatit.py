@@ -11,14 +11,7 @@ from atelier.methods.ugatit import UGATITOptions, UGATITTraining
 from atelier.nets.gan import patch_size
 from atelier.nets.ugatit import CAM, LIN, AdaLIN, UGATITDiscriminator, UGATITGenerator, clip_rho
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one intra-op thread is faster, and immune to a busy machine's other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _adalin(channels: int, rho: float) -> AdaLIN:

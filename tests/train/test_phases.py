@@ -14,14 +14,7 @@ from atelier.train import TrainConfig, TrainingError, TrainingInterrupted, train
 from atelier.train import task as task_module
 from atelier.train.task import Phase, TrainingTask
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one intra-op thread is faster, and immune to a busy machine's other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass(frozen=True)
