@@ -31,6 +31,7 @@ SHIPPED: dict[str, str] = {
     "sanet_transform": "5b9e9881879090984a95b3b4944efa67383ba3b41cfb355486ec4375e0eb990c",
     "small_worlds": "3ae4119a99dfde5bce7ec755db92888ea240140cd7b99ead44cdcae131ae5ce4",
     "style_swap_decoder": "1705f60e8010587c404a811f98a00093f791c23b53cb774ca7beaa75e6ac30f3",
+    "summer2winter": "bff1863d7d94a98a59c5176a534d017cf65303b4585c300a0e8a8ead04bb4e38",
     "wave": "16b6a24e33460191547ebe413b4b54d976c377c9b2951903ed5f1a151c693755",
     "wct_decoder_relu1_1": "48b297de9b2f5fe146c791eeb973d3aae2460dc1892fd01bec3f568a7942a95f",
     "wct_decoder_relu2_1": "5db867bbb58dc10cd99a7731cc76e8148514a40d0e0d7a32ec0f99cad2d14c1a",
