@@ -14,6 +14,7 @@ from atelier.nets import VGGDecoder
 from atelier.nets.hourglass import HourglassDecoder
 from atelier.nets.linear import LinearTransform
 from atelier.nets.sanet import SANetTransform
+from atelier.ops import whiten_color
 from atelier.train import TrainConfig, train
 
 METHODS = ("avatar", "lst", "sanet", "style_swap")
@@ -166,8 +167,6 @@ def test_lst_untrained_transform_keeps_the_style_mean_and_content_structure(enco
     assert correlation > 0.8
     # T near the identity leaves the compressed covariance gap about as it was; WCT closes it.
     assert 0.8 < compressed_covariance_error(net, c, s) < 1.2
-    from atelier.ops import whiten_color
-
     assert covariance_error(whiten_color(c, s), c, s) < 1e-3
 
 

@@ -23,7 +23,7 @@ from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError
 from ..io.images import resize_to, scaled_style_size
 from ..losses import encode
 from ..nets.decoder import VGGDecoder
-from ..nets.pretrained import locate, read_weights
+from ..nets.pretrained import load_into, locate
 from ..nets.tiling import tiled
 from ..ops.masks import resize_mask
 from ..ops.padding import pad_to_multiple
@@ -168,12 +168,7 @@ class FeedForwardMethod(VGGMethod):
         found by :func:`~atelier.nets.pretrained.locate`), frozen and in eval mode."""
         if key not in cache:
             file = path or locate(stem, train_hint=hint)
-            state, _ = read_weights(file, expect={"encoder": self.config.weights} | expect)
-            network = build(key)
-            try:
-                network.load_state_dict({k: v.float() for k, v in state.items()})
-            except RuntimeError as error:
-                raise OptionError(f"{file}: not a {what} for this encoder ({str(error).splitlines()[0]})") from None
+            network = load_into(build(key), file, expect={"encoder": self.config.weights} | expect, what=what)
             cache[key] = network.eval().requires_grad_(False)
         return cache[key]
 

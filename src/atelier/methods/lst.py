@@ -37,7 +37,7 @@ from ..errors import OptionError
 from ..losses import CAFFE_FEATURE_SCALES, covariance_loss, feature_mse, gram_loss, layer_scale
 from ..nets.decoder import VGGDecoder
 from ..nets.linear import LinearTransform
-from ..nets.pretrained import locate
+from ..nets.pretrained import load_into, locate
 from ..ops.smoothing import photo_smooth
 from ..ops.wct import covariance
 from ..train.task import TrainingTask, load_matching, register_task
@@ -185,19 +185,12 @@ class LSTTraining(TrainingTask):
     options: LSTTrainingOptions
 
     def build_model(self) -> nn.Module:
-        from ..nets.pretrained import read_weights
-
         opts = self.options
         scale = layer_scale(opts.layer, opts.feature_scales)
         transform = LinearTransform(self.encoder.channels(opts.layer), opts.matrix_size, input_scale=scale)
-        decoder = VGGDecoder(opts.layer, widths=self.encoder.widths)
         path = opts.decoder or locate(f"wct_decoder_{opts.layer}", train_hint="atelier train configs/wct.yaml")
-        state, _ = read_weights(path, expect={"encoder": opts.weights, "layer": opts.layer})
-        try:
-            decoder.load_state_dict({k: v.float() for k, v in state.items()})
-        except RuntimeError as error:
-            raise OptionError(f"{path}: not a {opts.layer} decoder for this encoder "
-                              f"({str(error).splitlines()[0]})") from None
+        decoder = load_into(VGGDecoder(opts.layer, widths=self.encoder.widths), path,
+                            expect={"encoder": opts.weights, "layer": opts.layer}, what=f"{opts.layer} decoder")
         return nn.ModuleDict({"transform": transform, "decoder": decoder.requires_grad_(False)})
 
     def _layers(self) -> tuple[str, ...]:

@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 
 from safetensors import safe_open
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..encoders.weights import atelier_home
-from ..errors import WeightsError
+from ..errors import OptionError, WeightsError
 
-__all__ = ["SHIPPED", "locate", "model_cards", "read_weights", "shipped_dir"]
+__all__ = ["SHIPPED", "load_into", "locate", "model_cards", "read_weights", "shipped_dir"]
 
 #: ``{file stem: sha256}`` of the weights committed in ``atelier/pretrained/``.
 SHIPPED: dict[str, str] = {
@@ -90,6 +90,17 @@ def read_weights(path: str | Path, *, expect: dict[str, str] | None = None) -> t
             raise WeightsError(f"{path}: made for {key} {found!r}, but {value!r} is in use; "
                                f"use weights={found} or a file trained for {value}")
     return tensors, metadata
+
+
+def load_into(network: nn.Module, path: str | Path, *, expect: dict[str, str], what: str) -> nn.Module:
+    """Load the verified weights file ``path`` (see :func:`read_weights`) into ``network``, in float32;
+    :class:`OptionError` naming ``what`` when the tensors do not fit. Returns ``network``."""
+    state, _ = read_weights(path, expect=expect)
+    try:
+        network.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as error:
+        raise OptionError(f"{path}: not a {what} for this encoder ({str(error).splitlines()[0]})") from None
+    return network
 
 
 def model_cards() -> list[dict]:
