@@ -1,7 +1,7 @@
 """Unpaired translation (CycleGAN, U-GAT-IT): CPU speed, a domain score, a contact sheet.
 
 Usage:
-    .venv/bin/python benchmarks/translate.py --model runs/cyclegan_summer2winter/summer2winter.safetensors
+    .venv/bin/python benchmarks/translate.py --model summer2winter [summer2winter_ugatit_light ...]
         [--data ../shared/train/unpaired/summer2winter] [--size 256] [--repeats 5] [--threads N]
         [--train-count 300] [--test-count 0] [--classifier-size 128] [--sheet docs/translate_sheet.jpg]
         [--table FILE]
@@ -10,16 +10,20 @@ Part 1 (speed): seconds per image on the CPU for each direction at --size x --si
 --repeats after one warm-up, through :class:`atelier.methods.cyclegan.Translator` on a tensor already
 in memory (generators loaded before timing, so no file I/O is counted).
 
-Part 2 (domain score): a judge independent of the model's own discriminators. Logistic regression
-on frozen VGG-19 statistics (the per-channel mean and standard deviation of relu1_1 ... relu4_1,
-the "style" statistics of AdaIN, 1920 numbers per image, computed at --classifier-size px) learns
-A vs B from the *training* folders only (--train-count images per domain, evenly spaced). It then
-labels the held-out test images: untranslated testA and testB (how well the judge separates the
-domains, and the baseline "share already classified as the target"), and the translations
-testA -> B and testB -> A. A good translator moves the share classified as the target domain from
-the untranslated source's share towards the real target's.
+Part 2 (domain score): a judge independent of the model's own discriminators,
+:class:`atelier.eval.DomainJudge`: logistic regression on frozen VGG-19 statistics (the per-channel
+mean and standard deviation of relu1_1 ... relu4_1, the "style" statistics of AdaIN, 1920 numbers
+per image, computed at --classifier-size px) learns A vs B from the *training* folders only
+(--train-count images per domain, evenly spaced). It then labels the held-out test images:
+untranslated testA and testB (how well the judge separates the domains, and the baseline "share
+already classified as the target"), and the translations testA -> B and testB -> A. A good
+translator moves the share classified as the target domain from the untranslated source's share
+towards the real target's.
 
-Part 3 (contact sheet): ``docs/translate_sheet.jpg``: rows of testA | A -> B | testB | B -> A.
+Part 3 (contact sheet): ``docs/translate_sheet.jpg``: rows of testA | A -> B by each model | testB |
+B -> A by each model.
+
+Several --model are compared side by side on the same images with the same judge.
 
 The judge sees colour and texture statistics (snow, foliage, sky, light), not semantics; a
 translator can score well by matching those statistics, so read the score next to the sheet.
@@ -39,7 +43,6 @@ from torch import Tensor
 from common import ROOT, median_time, rel, save_sheet, square
 
 DATA = ROOT.parent / "shared" / "train" / "unpaired" / "summer2winter"
-LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 
 def images(folder: Path) -> list[Path]:
@@ -64,119 +67,86 @@ def load(path: Path, size: int) -> Tensor:
     return square(load_image(path), size)
 
 
-class Judge:
-    """A logistic-regression domain classifier on VGG-19 mean/std statistics (1 = domain B)."""
-
-    def __init__(self, size: int) -> None:
-        from atelier.encoders import load_vgg19
-
-        self.encoder = load_vgg19()
-        self.size = size
-        self.weight = torch.zeros(0)
-        self.bias = torch.zeros(())
-        self.center = self.scale = torch.zeros(0)
-
-    def features(self, image: Tensor) -> Tensor:
-        """``(1, 1920)`` statistics of one image in [0, 1]."""
-        with torch.no_grad():
-            maps = self.encoder(square(image, self.size), LAYERS)
-        stats = []
-        for layer in LAYERS:
-            std, mean = torch.std_mean(maps[layer].float(), dim=(2, 3))
-            stats += [mean, std]
-        return torch.cat(stats, dim=1)
-
-    def fit(self, a: Tensor, b: Tensor, decay: float = 1e-2) -> float:
-        """Fit on features of domain A (label 0) and B (label 1); returns the training accuracy."""
-        x = torch.cat([a, b])
-        y = torch.cat([torch.zeros(len(a)), torch.ones(len(b))])
-        self.center, self.scale = x.mean(0), x.std(0).clamp_min(1e-6)
-        x = (x - self.center) / self.scale
-        weight = torch.zeros(x.shape[1], requires_grad=True)
-        bias = torch.zeros((), requires_grad=True)
-        # Balanced classes: each sample weighs 1 / (its class size).
-        sample = torch.where(y == 1, 0.5 / len(b), 0.5 / len(a))
-        optimizer = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
-
-        def closure() -> Tensor:
-            optimizer.zero_grad()
-            logits = x @ weight + bias
-            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none") * sample).sum()
-            loss = loss + decay * weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        self.weight, self.bias = weight.detach(), bias.detach()
-        return float(((self.predict(torch.cat([a, b])) > 0.5).float() == y).float().mean())
-
-    def predict(self, features: Tensor) -> Tensor:
-        """Probability of domain B for each row of ``features``."""
-        return torch.sigmoid(((features - self.center) / self.scale) @ self.weight + self.bias)
+def label(translator) -> str:
+    info = translator.info
+    return f"`{info['name']}` ({info['task']}, {info['steps']} steps)"
 
 
-def speed(translator, size: int, repeats: int, sample: Tensor) -> list[str]:
+def speed(translators: list, size: int, repeats: int, sample: Tensor) -> list[str]:
     image = square(sample, size)
-    cells = []
-    for direction in ("a2b", "b2a"):
-        seconds, times = median_time(lambda d=direction: translator(image, d), repeats)
-        cells.append(f"{seconds:.3f}")
-        print(f"{direction} {size} px: {seconds:.3f} s ({', '.join(f'{t:.3f}' for t in times)})", flush=True)
-    nets = translator.nets
-    parameters = sum(p.numel() for p in nets["a2b"].parameters())
+    rows = []
+    for translator in translators:
+        cells = []
+        for direction in ("a2b", "b2a"):
+            seconds, times = median_time(lambda t=translator, d=direction: t(image, d), repeats)
+            cells.append(f"{seconds:.3f}")
+            print(f"{translator.info['name']} {direction} {size} px: {seconds:.3f} s "
+                  f"({', '.join(f'{t:.3f}' for t in times)})", flush=True)
+        parameters = sum(p.numel() for p in translator.nets["a2b"].parameters())
+        rows.append(f"| {label(translator)} | {parameters / 1e6:.2f} M | "
+                    f"{cells[0]} | {cells[1]} |")
     return [f"## Speed: seconds per image on the CPU at {size}x{size} px (median of {repeats} after 1 warm-up, "
             f"{torch.get_num_threads()} threads)", "",
-            "| model | generator parameters | A -> B s/image | B -> A s/image |", "|---|---:|---:|---:|",
-            f"| `{translator.info['name']}` ({translator.info['task']}) | {parameters / 1e6:.2f} M | "
-            f"{cells[0]} | {cells[1]} |"]
+            "| model | generator parameters | A -> B s/image | B -> A s/image |", "|---|---:|---:|---:|", *rows]
 
 
-def domain_score(args: argparse.Namespace, translator) -> tuple[list[str], dict[str, list[Tensor]]]:
-    info = translator.info
+def domain_score(args: argparse.Namespace, translators: list) -> tuple[list[str], dict[str, list[Tensor]]]:
+    """The judge, trained once, on every model's translations of the same test images."""
+    info = translators[0].info
     name_a, name_b = info["domain_a"], info["domain_b"]
+    from atelier.encoders import load_vgg19
+    from atelier.eval import DomainJudge
+
     start = time.perf_counter()
-    judge = Judge(args.classifier_size)
+    judge = DomainJudge(load_vgg19(), size=args.classifier_size)
     train = {d: spaced(images(args.data / f"train{d}"), args.train_count) for d in "AB"}
-    feats = {d: torch.cat([judge.features(load(p, args.size)) for p in files])
-             for d, files in train.items()}
+    feats = {d: judge.features(load(p, args.size) for p in files) for d, files in train.items()}
     accuracy = judge.fit(feats["A"], feats["B"])
     print(f"judge: trained on {len(train['A'])} + {len(train['B'])} training images, training accuracy "
           f"{accuracy:.1%} ({time.perf_counter() - start:.0f} s)", flush=True)
-    rows = []
-    sheet: dict[str, list[Tensor]] = {"A": [], "A2B": [], "B": [], "B2A": []}
+    # Sheet columns: the source, then each model's translation of it, per direction.
+    sheet: dict[str, list[Tensor]] = {}
     untranslated: dict[str, Tensor] = {}
-    translated: dict[str, Tensor] = {}
+    translated: dict[tuple[str, int], Tensor] = {}
     for source, direction in (("A", "a2b"), ("B", "b2a")):
         files = spaced(images(args.data / f"test{source}"), args.test_count)
-        plain, moved = [], []
+        plain: list[Tensor] = []
+        moved: list[list[Tensor]] = [[] for _ in translators]
         for index, path in enumerate(files):
             image = load(path, args.size)
-            output = translator(image, direction)
             plain.append(judge.features(image))
-            moved.append(judge.features(output))
             if index < args.sheet_rows:
-                sheet[source].append(image)
-                sheet[f"{source}2{'B' if source == 'A' else 'A'}"].append(output)
+                sheet.setdefault(source, []).append(image)
+            for number, translator in enumerate(translators):
+                output = translator(image, direction)
+                moved[number].append(judge.features(output))
+                if index < args.sheet_rows:
+                    sheet.setdefault(f"{direction}{number}", []).append(output)
         untranslated[source] = judge.predict(torch.cat(plain))
-        translated[source] = judge.predict(torch.cat(moved))
-        print(f"test{source}: {len(files)} images translated and judged", flush=True)
+        for number in range(len(translators)):
+            translated[source, number] = judge.predict(torch.cat(moved[number]))
+        print(f"test{source}: {len(files)} images translated by {len(translators)} model(s) and judged", flush=True)
     # Shares classified as B (probability > 0.5); for B -> A the target is A, so 1 - that.
     as_b = {k: float((v > 0.5).float().mean()) for k, v in untranslated.items()}
-    moved_b = {k: float((v > 0.5).float().mean()) for k, v in translated.items()}
-    rows.append(f"| {name_a} -> {name_b} (testA, {len(untranslated['A'])}) | {moved_b['A']:.1%} | "
-                f"{as_b['A']:.1%} | {as_b['B']:.1%} |")
-    rows.append(f"| {name_b} -> {name_a} (testB, {len(untranslated['B'])}) | {1 - moved_b['B']:.1%} | "
-                f"{1 - as_b['B']:.1%} | {1 - as_b['A']:.1%} |")
+    rows = []
+    for number, translator in enumerate(translators):
+        moved_a = float((translated["A", number] > 0.5).float().mean())
+        moved_b = float((translated["B", number] > 0.5).float().mean())
+        model = label(translator)
+        rows.append(f"| {model} | {name_a} -> {name_b} (testA, {len(untranslated['A'])}) | {moved_a:.1%} | "
+                    f"{as_b['A']:.1%} | {as_b['B']:.1%} |")
+        rows.append(f"| {model} | {name_b} -> {name_a} (testB, {len(untranslated['B'])}) | {1 - moved_b:.1%} | "
+                    f"{1 - as_b['B']:.1%} | {1 - as_b['A']:.1%} |")
     lines = [f"## Domain score: share classified as the target domain (judge: logistic regression on VGG-19 "
              f"relu1_1-relu4_1 mean/std at {args.classifier_size} px, trained on {len(train['A'])} trainA + "
              f"{len(train['B'])} trainB images, training accuracy {accuracy:.1%})", "",
-             "| direction (test images) | translated | untranslated source | real target images |",
-             "|---|---:|---:|---:|", *rows]
+             "| model | direction (test images) | translated | untranslated source | real target images |",
+             "|---|---|---:|---:|---:|", *rows]
     return lines, sheet
 
 
-def contact_sheet(sheet: dict[str, list[Tensor]], path: Path, cell: int, max_kb: int) -> str:
-    columns = ("A", "A2B", "B", "B2A")
+def contact_sheet(sheet: dict[str, list[Tensor]], models: int, path: Path, cell: int, max_kb: int) -> str:
+    columns = ["A", *(f"a2b{n}" for n in range(models)), "B", *(f"b2a{n}" for n in range(models))]
     rows = min(len(sheet[c]) for c in columns)
     gap = 2
     canvas = torch.ones(1, 3, rows * cell + (rows - 1) * gap, len(columns) * cell + (len(columns) - 1) * gap)
@@ -189,7 +159,9 @@ def contact_sheet(sheet: dict[str, list[Tensor]], path: Path, cell: int, max_kb:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="trained translation model: a name or a .safetensors file")
+    parser.add_argument("--model", required=True, nargs="+",
+                        help="trained translation model(s): names or .safetensors files, compared side by side "
+                             "(one judge, one sheet)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder with trainA, trainB, testA, testB")
     parser.add_argument("--size", type=int, default=256, help="px of the timed and translated test images")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per direction (after 1 warm-up)")
@@ -211,23 +183,29 @@ def main() -> None:
     from atelier.errors import AtelierError
     from atelier.methods.cyclegan import Translator
 
-    translator = Translator(args.model)
+    translators = [Translator(model) for model in args.model]
     try:
-        info = translator.info
+        infos = [translator.info for translator in translators]
     except AtelierError as error:
         raise SystemExit(f"translate benchmark: {error}") from None
-    print(f"# translate benchmark: {info['path']} ({info['task']}, {info['domain_a']} <-> {info['domain_b']}); "
-          f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}",
-          flush=True)
+    if len({(info["domain_a"], info["domain_b"]) for info in infos}) > 1:
+        raise SystemExit("translate benchmark: the models translate between different domains; compare one pair "
+                         "of domains at a time")
+    for info in infos:
+        print(f"# translate benchmark: {info['path']} ({info['task']}, {info['domain_a']} <-> {info['domain_b']}); "
+              f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}",
+              flush=True)
     lines: list[str] = []
     if not args.skip_speed:
         sample = load(images(args.data / "testA")[0], args.size)
-        lines += [*speed(translator, args.size, args.repeats, sample), ""]
+        lines += [*speed(translators, args.size, args.repeats, sample), ""]
     if not args.skip_score:
-        table, sheet = domain_score(args, translator)
+        table, sheet = domain_score(args, translators)
         lines += [*table, ""]
-        size = contact_sheet(sheet, args.sheet, args.sheet_cell, args.sheet_max_kb)
-        lines.append(f"Contact sheet: {rel(args.sheet)} ({size}); rows: testA | A -> B | testB | B -> A.")
+        size = contact_sheet(sheet, len(translators), args.sheet, args.sheet_cell, args.sheet_max_kb)
+        names = ", ".join(info["name"] for info in infos)
+        lines.append(f"Contact sheet: {rel(args.sheet)} ({size}); rows: testA | A -> B by each model ({names}) | "
+                     f"testB | B -> A by each model.")
     text = "\n".join(lines).rstrip() + "\n"
     print("\n" + text)
     if args.table:

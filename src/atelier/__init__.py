@@ -6,10 +6,10 @@
 """
 
 from . import train
-from .api import StylizationInterrupted, stylize, stylize_video, translate
+from .api import StylizationInterrupted, stylize, stylize_video, translate, translate_video
 from .errors import AtelierError
 from .methods import available_methods, get_method
 
 __version__ = "0.1.0"
 __all__ = ["AtelierError", "StylizationInterrupted", "__version__", "available_methods", "get_method",
-           "stylize", "stylize_video", "train", "translate"]
+           "stylize", "stylize_video", "train", "translate", "translate_video"]

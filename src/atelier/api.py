@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,9 @@ from .methods.cyclegan import DIRECTIONS, Translator
 from .ops.color import luminance, match_color, transfer_luminance
 from .ops.smoothing import photo_smooth as smooth_with_guide
 
-__all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "build_method", "load_styles", "normalize_weights",
-           "resolve_device",
-           "style_count", "stylize", "stylize_tensor", "stylize_video", "translate"]
+__all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "build_method", "load_styles", "map_video",
+           "normalize_weights", "resolve_device", "style_count", "stylize", "stylize_tensor", "stylize_video",
+           "translate", "translate_video"]
 
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 
@@ -261,27 +261,55 @@ def stylize_video(
     Returns:
         The output path.
     """
+    device = resolve_device(device)
+    method_obj = build_method(method, options)
+    styles, _ = load_styles(method_obj, style, max_pixels)
+
+    def stylize_frame(frame: Tensor) -> Tensor:
+        if seed is not None:
+            torch.manual_seed(seed)  # the same noise every frame: less flicker
+        return stylize_tensor(frame, styles, method_obj, style_weights=style_weights,
+                              preserve_color=preserve_color, device=device, progress=False).image
+
+    return map_video(source, stylize_frame, output=output, size=size, max_pixels=max_pixels, overwrite=overwrite,
+                     progress=progress)
+
+
+def map_video(
+    source: str | Path,
+    process: Callable[[Tensor], Tensor],
+    *,
+    output: str | Path,
+    size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Apply ``process`` (a ``(1, 3, H, W)`` frame in [0, 1] -> an image tensor) to every frame
+    of ``source`` and write ``output`` at the same frame rate (no audio).
+
+    The frames are read, processed and encoded one at a time (memory does not grow with the
+    video's length); frames above ``max_pixels`` are refused before any work; the output appears
+    only when complete, so Ctrl-C (``KeyboardInterrupt``) leaves no file. Shared by
+    :func:`stylize_video` and :func:`translate_video`.
+    """
     from .io.video import probe_video, read_frames, write_video
     from .progress import Progress
 
-    device = resolve_device(device)
-    method_obj = build_method(method, options)
     info = probe_video(source)
     if info.width * info.height > max_pixels:
         raise OptionError(f"{source}: {info.width}x{info.height} frames are above the limit of {max_pixels:,} pixels")
-    styles, _ = load_styles(method_obj, style, max_pixels)
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise OptionError(f"size must be a positive whole number of pixels, got {size!r}")
     bar = Progress(info.frames or 1, label="video ", unit="frame", enabled=progress)
 
     def frames() -> Iterator[Tensor]:
         for index, frame in enumerate(read_frames(source)):
             if size is not None:
                 frame = resize_longest(frame, size)
-            if seed is not None:
-                torch.manual_seed(seed)  # the same noise every frame: less flicker
-            result = stylize_tensor(frame, styles, method_obj, style_weights=style_weights,
-                                    preserve_color=preserve_color, device=device, progress=False)
+            result = process(frame)
             bar.update(min(index + 1, bar.total))
-            yield result.image
+            yield result
 
     try:
         write_video(output, frames(), fps=info.fps, overwrite=overwrite)
@@ -331,3 +359,33 @@ def translate(
                               "raise max_pixels (--max-pixels) if you have the memory")
         tensor = resize_longest(tensor, size)
     return tensor_to_pil(translator(tensor, direction, device=device))
+
+
+def translate_video(
+    source: str | Path,
+    model: str | os.PathLike | Translator,
+    *,
+    output: str | Path,
+    direction: str = "a2b",
+    size: int | None = None,
+    device: str = "cpu",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Translate every frame of a video with a trained CycleGAN or U-GAT-IT model (see
+    :func:`translate`); same frame rate, no audio, written only when complete.
+
+    Frames are translated independently (the networks have no temporal term), so expect some
+    flicker where the translation is uncertain.
+
+    Returns:
+        The output path.
+    """
+    if direction not in DIRECTIONS:
+        raise OptionError(f"direction must be a2b or b2a, not {direction!r}")
+    device = resolve_device(device)
+    translator = model if isinstance(model, Translator) else Translator(str(model))
+    translator.nets  # noqa: B018  (a bad model fails before the video is opened)
+    return map_video(source, lambda frame: translator(frame, direction, device=device), output=output, size=size,
+                     max_pixels=max_pixels, overwrite=overwrite, progress=progress)

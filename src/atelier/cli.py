@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image
 
 from . import __version__
-from .api import PRESERVE_COLOR, StylizationInterrupted, load_styles, stylize, stylize_video, translate
+from .api import PRESERVE_COLOR, StylizationInterrupted, load_styles, stylize, stylize_video, translate, translate_video
 from .errors import AtelierError, ImageError, OptionError, OutputExistsError
 from .io.images import DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
 from .io.video import VIDEO_SUFFIXES, is_video
@@ -121,12 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         _add_method_option(specific, f, annotation, methods)
 
     translation = commands.add_parser(
-        "translate", help="translate an image or a folder of images with a trained CycleGAN / U-GAT-IT model",
-        description="Translate IMAGE (or every image of a folder) to the other domain of a trained unpaired "
-                    "translation model (e.g. summer -> winter). Any size: the network sees the image resized "
-                    "to the nearest multiple of 4 and the output is resized back to the input's size.",
+        "translate", help="translate an image, a folder of images or a video with a trained CycleGAN / U-GAT-IT model",
+        description="Translate IMAGE (every image of a folder, or every frame of a video) to the other domain of "
+                    "a trained unpaired translation model (e.g. summer -> winter). Any size: the network sees the "
+                    "image resized to the nearest multiple of 4 and the output is resized back to the input's size.",
     )
-    translation.add_argument("image", help="input image or folder of images")
+    translation.add_argument("image", help="input image, folder of images, or video (.mp4, .mov, .mkv, .webm, .avi)")
     translation.add_argument("--model", "-m", required=True,
                              help="trained model: a name (in $ATELIER_HOME/weights or shipped, e.g. summer2winter; "
                                   "see `atelier models`) or a .safetensors file from `atelier train`")
@@ -136,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     translation.add_argument("--size", type=int, default=None,
                              help="longest side of the output in px (default: the input's size)")
     translation.add_argument("--output", "-o", default=None,
-                             help="output image (.png, .jpg, .webp), or folder for a folder; default "
-                                  "out/<input>_<model>_<direction>.png (a folder for a folder)")
+                             help="output image (.png, .jpg, .webp), folder for a folder, video for a video; default "
+                                  "out/<input>_<model>_<direction>.png (a folder for a folder, .mp4 for a video)")
     translation.add_argument("--overwrite", action="store_true", help="replace existing output files")
     translation.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     translation.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -214,9 +214,7 @@ def _stylize(args: argparse.Namespace) -> int:
     if is_video(source):
         if args.mask or args.photo_smooth:
             raise OptionError("--mask and --photo-smooth apply to images, not to video")
-        output = Path(args.output or Path("out") / f"{source.stem}_{label}.mp4")
-        if not is_video(output):
-            raise OptionError(f"{output}: the output of a video must be a video ({', '.join(VIDEO_SUFFIXES)})")
+        output = _video_output(source, args.output, label)
         stylize_video(source, styles or None, method, output=output, overwrite=args.overwrite,
                       progress=not args.quiet, **kwargs)
         if not args.quiet:
@@ -235,6 +233,14 @@ def _stylize(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {output_path}", file=sys.stderr)
     return 0
+
+
+def _video_output(source: Path, output: str | None, label: str) -> Path:
+    """The output of a video (default ``out/<input>_<label>.mp4``); it must be a video too."""
+    path = Path(output or Path("out") / f"{source.stem}_{label}.mp4")
+    if not is_video(path):
+        raise OptionError(f"{path}: the output of a video must be a video ({', '.join(VIDEO_SUFFIXES)})")
+    return path
 
 
 def _image_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -307,6 +313,12 @@ def _translate(args: argparse.Namespace) -> int:
         files, outputs = _folder_plan(source, args.output, label, args.overwrite)
         translator.nets  # noqa: B018  (a bad model stops the run before the first image)
         return _run_folder(files, outputs, lambda path: translate(path, translator, **kwargs), args.quiet)
+    if is_video(source):
+        video = _video_output(source, args.output, label)
+        translate_video(source, translator, output=video, overwrite=args.overwrite, progress=not args.quiet, **kwargs)
+        if not args.quiet:
+            print(f"wrote {video}", file=sys.stderr)
+        return 0
     output = check_output_path(args.output or Path("out") / f"{source.stem}_{label}.png", overwrite=args.overwrite)
     save_image(translate(source, translator, **kwargs), output, overwrite=args.overwrite)
     if not args.quiet:
@@ -349,17 +361,21 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     if not cards:
         print("no trained weights found; train some with `atelier train configs/<name>.yaml`")
+    def usage(card: dict[str, Any]) -> str:
+        if card.get("task") in ("cyclegan", "ugatit"):
+            return f"translate --model {card['name']}"
+        return f"--model {card['name']}" if card.get("task") == "johnson" else f"--method {card.get('task', '?')}"
+
+    name_width = max((len(card["name"]) for card in cards), default=0) + 1
+    use_width = max((len(usage(card)) for card in cards), default=0) + 1
     for card in cards:
         training = card.get("training", {})
         header = card.get("header", {})
-        use = f"--model {card['name']}" if card.get("task") == "johnson" else f"--method {card.get('task', '?')}"
-        if card.get("task") in ("cyclegan", "ugatit"):
-            use = f"translate --model {card['name']}"
-        print(f"{card['name']:<22} {use:<20} {card.get('bytes', 0) / 2**20:5.1f} MB  "
+        print(f"{card['name']:<{name_width}} {usage(card):<{use_width}} {card.get('bytes', 0) / 2**20:5.1f} MB  "
               f"{training.get('steps', '?')} steps on {training.get('hardware', '?')}  [{card['where']}]")
         names = json.loads(header.get("style_names", "[]"))
         if len(names) > 1:
-            print(f"{'':<22} styles (--style-weights in this order): {', '.join(names)}")
+            print(f"{'':<{name_width}} styles (--style-weights in this order): {', '.join(names)}")
     return 0
 
 

@@ -73,7 +73,8 @@ def load_translator(model: str) -> tuple[dict[str, nn.Module], dict[str, Any]]:
 
     Returns:
         ``({"a2b": generator, "b2a": generator}, info)``, the generators in eval mode without
-        gradients; ``info`` has ``path``, ``name``, ``task``, ``domain_a``, ``domain_b``.
+        gradients; ``info`` has ``path``, ``name``, ``task``, ``domain_a``, ``domain_b`` and
+        ``steps`` (training steps, 0 when the header does not say).
 
     Raises:
         OptionError: no model given.
@@ -99,7 +100,8 @@ def load_translator(model: str) -> tuple[dict[str, nn.Module], dict[str, Any]]:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise WeightsError(f"{path}: damaged translation model header or weights ({message})") from None
     info = {"path": str(path), "name": header.get("name", path.stem), "task": header["task"],
-            "domain_a": header.get("domain_a", "A"), "domain_b": header.get("domain_b", "B")}
+            "domain_a": header.get("domain_a", "A"), "domain_b": header.get("domain_b", "B"),
+            "steps": int(header.get("steps", 0))}
     return nets, info
 
 
