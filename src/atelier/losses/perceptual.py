@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..encoders.vgg import VGGEncoder
 from ..ops.gram import gram_matrix
 from ..ops.histogram import match_histograms
+from ..ops.layout import channels_last
 from ..ops.masks import resize_mask
 from ..ops.tv import total_variation
 
@@ -36,7 +37,7 @@ def encode(encoder: VGGEncoder, image: Tensor, layers: Sequence[str], precision:
     Channels-last makes 3x3 convolutions 2.6x faster than NCHW on this project's CPU; bf16
     another 2x. Callers cast features to float32 before taking statistics.
     """
-    image = image.contiguous(memory_format=torch.channels_last)
+    image = channels_last(image)
     if precision == "bf16":
         with torch.autocast(image.device.type, dtype=torch.bfloat16):
             return encoder(image, layers)

@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from ..encoders.vgg import VGGEncoder
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale, mean_std_loss
 from ..nets.decoder import VGGDecoder
+from ..ops.layout import channels_last
 from ..ops.stats import adain
 from ..train.task import TrainingTask, register_task
 from .base import MethodConfig, option, register
@@ -110,7 +110,7 @@ class AdaINTraining(TrainingTask):
         opts = self.options
         target, style_features = self._targets(content, style)
         target = target.detach()
-        output = model(target.contiguous(memory_format=torch.channels_last))
+        output = model(channels_last(target))
         layers = tuple(dict.fromkeys((*opts.style_layers, LAYER)))
         output_features = self.encoder(output, layers)
         scale = layer_scale(LAYER, opts.feature_scales)

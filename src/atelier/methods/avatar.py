@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..errors import OptionError
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.hourglass import SKIP_LAYERS, HourglassDecoder, SkipSource, skip_statistics
+from ..ops.layout import channels_last
 from ..ops.masks import resize_mask
 from ..ops.patch_swap import style_decorator
 from ..ops.tv import total_variation
@@ -145,7 +146,7 @@ class AvatarNetTraining(TrainingTask):
     def _reconstruct(self, model: Any, content: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         features = self.encoder(content, self._layers())
         sources = [(1.0, skip_statistics(features))]
-        return model(features[LAYER].contiguous(memory_format=torch.channels_last), sources), features
+        return model(channels_last(features[LAYER]), sources), features
 
     def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
         opts = self.options

@@ -25,6 +25,7 @@ from ..losses import encode
 from ..nets.decoder import VGGDecoder
 from ..nets.pretrained import load_into, locate
 from ..nets.tiling import tiled
+from ..ops.layout import channels_last
 from ..ops.masks import resize_mask
 from ..ops.padding import pad_to_multiple
 from .base import MethodConfig, StylizeResult, VGGMethod, option
@@ -244,7 +245,7 @@ class FeedForwardMethod(VGGMethod):
         decoder = self.decoder(layer).to(features.device)
 
         def run(part: Tensor) -> Tensor:
-            part = part.contiguous(memory_format=torch.channels_last)
+            part = channels_last(part)
             with torch.autocast(part.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 return decoder(part, **extra).float()
 

@@ -44,6 +44,7 @@ from ..nets.onnx import OnnxTransformer, onnxruntime_available
 from ..nets.pretrained import locate, read_weights
 from ..nets.transformer import TransformerNet, is_style_parameter
 from ..ops.gram import gram_matrix
+from ..ops.layout import channels_last
 from ..ops.tv import total_variation
 from ..train.task import TrainingTask, load_matching, register_task
 from .base import Method, MethodConfig, StylizeResult, option, register
@@ -198,7 +199,7 @@ class Johnson(Method):
             net.to(torch_device)
             with torch.no_grad(), torch.autocast(torch_device.type, dtype=torch.bfloat16,
                                                  enabled=precision == "bf16"):
-                x = image.contiguous(memory_format=torch.channels_last)
+                x = channels_last(image)
                 output = net(x, spatial if spatial is not None else weights).float()
         if masks is not None and net.styles == 1:
             region = masks.to(torch_device).float()[:, :1]
@@ -317,7 +318,7 @@ class JohnsonTraining(TrainingTask):
         layers = tuple(dict.fromkeys((*opts.content_layers, *opts.style_layers)))
         with torch.no_grad():
             content_features = self.encoder(content, opts.content_layers)
-        output_features = self.encoder(output.contiguous(memory_format=torch.channels_last), layers)
+        output_features = self.encoder(channels_last(output), layers)
         targets = self.style_targets(content.device)
         content_loss = sum(feature_mse(output_features[layer], content_features[layer],
                                        layer_scale(layer, opts.feature_scales)) for layer in opts.content_layers)

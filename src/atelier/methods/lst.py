@@ -38,6 +38,7 @@ from ..losses import CAFFE_FEATURE_SCALES, covariance_loss, feature_mse, gram_lo
 from ..nets.decoder import VGGDecoder
 from ..nets.linear import LinearTransform
 from ..nets.pretrained import load_into, locate
+from ..ops.layout import channels_last
 from ..ops.smoothing import photo_smooth
 from ..ops.wct import covariance
 from ..train.task import TrainingTask, load_matching, register_task
@@ -203,7 +204,7 @@ class LSTTraining(TrainingTask):
         style_features = self.encoder(style, layers)
         layer = self.options.layer
         target = model["transform"](content_features[layer].float(), style_features[layer].float())
-        output = model["decoder"](target.contiguous(memory_format=torch.channels_last))
+        output = model["decoder"](channels_last(target))
         return output, content_features, style_features
 
     def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:

@@ -31,6 +31,7 @@ from ..errors import OptionError
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale, mean_std_loss
 from ..nets.decoder import VGGDecoder
 from ..nets.sanet import SANetTransform
+from ..ops.layout import channels_last
 from ..ops.stats import instance_normalize
 from ..train.task import TrainingTask, load_matching, register_task
 from .base import MethodConfig, option, register
@@ -143,7 +144,7 @@ class SANetTraining(TrainingTask):
     @staticmethod
     def _decode(model: Any, content: dict[str, Tensor], style: dict[str, Tensor]) -> Tensor:
         features = model["transform"]((content["relu4_1"], content["relu5_1"]), (style["relu4_1"], style["relu5_1"]))
-        return model["decoder"](features.contiguous(memory_format=torch.channels_last))
+        return model["decoder"](channels_last(features))
 
     def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
         assert style is not None

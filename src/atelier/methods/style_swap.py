@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..errors import OptionError
 from ..losses import CAFFE_FEATURE_SCALES, encode, feature_mse, layer_scale
 from ..nets.decoder import VGGDecoder
+from ..ops.layout import channels_last
 from ..ops.patch_swap import patch_swap
 from ..ops.tv import total_variation
 from ..optim.loop import optimize_image
@@ -151,7 +152,7 @@ class StyleSwapTraining(TrainingTask):
         assert style is not None
         opts = self.options
         inputs = self._inputs(content, style)
-        output = model(inputs.contiguous(memory_format=torch.channels_last))
+        output = model(channels_last(inputs))
         scale = layer_scale(LAYER, opts.feature_scales)
         return {"feature": opts.feature_weight * feature_mse(self.encoder(output, [LAYER])[LAYER], inputs, scale),
                 "tv": opts.tv_weight * total_variation(output.float()) * 255**2}

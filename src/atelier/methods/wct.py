@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.decoder import DECODER_LAYERS, VGGDecoder, decoder_block, fit_linear_decoder
+from ..ops.layout import channels_last
 from ..ops.wct import whiten_color
 from ..train.task import TrainingTask, load_matching, register_task
 from .base import MethodConfig, option, register
@@ -141,8 +142,8 @@ class WCTTraining(TrainingTask):
 
     def _reconstructions(self, model: nn.Module, content: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         features = self.encoder(content, self.options.layers)
-        return {layer: (features[layer], model[layer](features[layer].contiguous(
-            memory_format=torch.channels_last))) for layer in self.options.layers}
+        return {layer: (features[layer], model[layer](channels_last(features[layer])))
+                for layer in self.options.layers}
 
     def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
         opts = self.options

@@ -5,6 +5,7 @@ from .clustering import auto_masks
 from .color import luminance, match_color, rgb_to_yiq, transfer_luminance, yiq_to_rgb
 from .gram import gram_matrix
 from .histogram import match_histograms
+from .layout import channels_last
 from .masks import resize_mask
 from .matting import laplacian_to_torch, matting_energy, matting_laplacian
 from .padding import pad_to_multiple
@@ -19,6 +20,7 @@ __all__ = [
     "attend",
     "auto_masks",
     "box_filter",
+    "channels_last",
     "colour",
     "covariance",
     "gram_matrix",

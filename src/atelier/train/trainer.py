@@ -39,6 +39,7 @@ from ..encoders.vgg import VGGEncoder
 from ..errors import AtelierError, OptionError, WeightsError
 from ..io.atomic import atomic_path
 from ..io.images import save_image
+from ..ops.layout import channels_last
 from ..progress import Progress, format_duration
 from .config import TrainConfig, load_config
 from .data import ImageFolder
@@ -264,7 +265,7 @@ class _Run:
     def _to_device(self, images: Tensor | None) -> Tensor | None:
         if images is None:
             return None
-        return images.to(self.device).contiguous(memory_format=torch.channels_last)
+        return channels_last(images.to(self.device))
 
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
