@@ -74,6 +74,24 @@ def smoothing_radius(image: Tensor) -> int:
     return max(2, max(image.shape[-2:]) // 24)
 
 
+def _check_size(size: int | None, max_pixels: int | None = None) -> None:
+    """A requested longest side: None (keep) or a positive whole number of pixels whose square
+    stays within ``max_pixels`` (when given)."""
+    if size is None:
+        return
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise OptionError(f"size must be a positive whole number of pixels, got {size!r}")
+    if max_pixels is not None and size * size > max_pixels:
+        raise OptionError(f"size {size} px could make an image above the limit of {max_pixels:,} pixels; "
+                          "raise max_pixels (--max-pixels) if you have the memory")
+
+
+def _apply_size(image: Tensor, size: int | None, max_pixels: int) -> Tensor:
+    """``image`` with its longest side at ``size`` (checked by :func:`_check_size`; None keeps it)."""
+    _check_size(size, max_pixels)
+    return image if size is None else resize_longest(image, size)
+
+
 def build_method(method: str | Method, options: dict[str, Any] | None = None,
                  method_kwargs: dict[str, Any] | None = None) -> Method:
     """A method object from its name and options (or ``method`` itself when it is one already;
@@ -199,15 +217,7 @@ def stylize(
     method_obj = build_method(method, options)
     content_tensor = load_image(content, max_pixels=max_pixels, name="content")
     styles, count = load_styles(method_obj, style, max_pixels)
-    if size is not None:
-        if not isinstance(size, int) or size < 1:
-            raise OptionError(f"size must be a positive whole number of pixels, got {size!r}")
-        if size * size > max_pixels:
-            raise OptionError(
-                f"size {size} px could make an image above the limit of {max_pixels:,} pixels; "
-                "raise max_pixels (--max-pixels) if you have the memory"
-            )
-        content_tensor = resize_longest(content_tensor, size)
+    content_tensor = _apply_size(content_tensor, size, max_pixels)
     mask_tensor = None
     if masks is not None:
         mask_tensor = load_masks(list(masks), count=count, size=tuple(content_tensor.shape[-2:]))
@@ -299,8 +309,7 @@ def map_video(
     info = probe_video(source)
     if info.width * info.height > max_pixels:
         raise OptionError(f"{source}: {info.width}x{info.height} frames are above the limit of {max_pixels:,} pixels")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
-        raise OptionError(f"size must be a positive whole number of pixels, got {size!r}")
+    _check_size(size)
     bar = Progress(info.frames or 1, label="video ", unit="frame", enabled=progress)
 
     def frames() -> Iterator[Tensor]:
@@ -351,14 +360,7 @@ def translate(
     device = resolve_device(device)
     translator = model if isinstance(model, Translator) else Translator(str(model))
     tensor = load_image(image, max_pixels=max_pixels, name="image")
-    if size is not None:
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise OptionError(f"size must be a positive whole number of pixels, got {size!r}")
-        if size * size > max_pixels:
-            raise OptionError(f"size {size} px could make an image above the limit of {max_pixels:,} pixels; "
-                              "raise max_pixels (--max-pixels) if you have the memory")
-        tensor = resize_longest(tensor, size)
-    return tensor_to_pil(translator(tensor, direction, device=device))
+    return tensor_to_pil(translator(_apply_size(tensor, size, max_pixels), direction, device=device))
 
 
 def translate_video(

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from ..errors import ImageTooLargeError, OptionError, WeightsError
 from ..io.images import resize_to
 from ..nets.gan import STRIDE, ImagePool, PatchDiscriminator, ResnetGenerator, lsgan_loss
-from ..nets.pretrained import locate, read_weights
+from ..nets.pretrained import locate_model, read_weights
 from ..nets.ugatit import UGATITGenerator
 from ..options import MethodConfig, option
 from ..train.task import Phase, TrainingTask, register_task
@@ -82,9 +82,7 @@ def load_translator(model: str) -> tuple[dict[str, nn.Module], dict[str, Any]]:
     """
     if not model:
         raise OptionError("give a trained translation model: --model NAME or --model FILE.safetensors")
-    path = Path(model)
-    if path.suffix != ".safetensors" and not path.is_file():
-        path = locate(model, train_hint="atelier train configs/cyclegan_summer2winter.yaml")
+    path = locate_model(model, train_hint="atelier train configs/cyclegan_summer2winter.yaml")
     state, header = read_weights(path)
     if header.get("task") not in TASKS:
         raise WeightsError(f"{path}: not an image-to-image translation model (task {header.get('task')!r}); "

@@ -41,7 +41,7 @@ from ..errors import ImageTooLargeError, OptionError, WeightsError
 from ..io.images import load_image, resize_longest
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.onnx import OnnxTransformer, onnxruntime_available
-from ..nets.pretrained import locate, read_weights
+from ..nets.pretrained import locate_model, read_weights
 from ..nets.transformer import TransformerNet, is_style_parameter
 from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last
@@ -69,9 +69,7 @@ def load_transformer(model: str) -> tuple[TransformerNet, dict[str, Any]]:
     """
     if not model:
         raise OptionError("give a trained model: --model NAME (see `atelier models`) or --model FILE.safetensors")
-    path = Path(model)
-    if path.suffix != ".safetensors" and not path.is_file():
-        path = locate(model, train_hint="atelier train configs/wave.yaml")
+    path = locate_model(model, train_hint="atelier train configs/wave.yaml")
     state, header = read_weights(path)
     if header.get("task") != TASK:
         raise WeightsError(f"{path}: not a per-style transformer network (task {header.get('task')!r}); "

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..encoders.weights import atelier_home
 from ..errors import OptionError, WeightsError
 
-__all__ = ["SHIPPED", "load_into", "locate", "model_cards", "read_weights", "shipped_dir"]
+__all__ = ["SHIPPED", "load_into", "locate", "locate_model", "model_cards", "read_weights", "shipped_dir"]
 
 #: ``{file stem: sha256}`` of the weights committed in ``atelier/pretrained/``.
 SHIPPED: dict[str, str] = {
@@ -63,6 +63,15 @@ def locate(stem: str, *, train_hint: str) -> Path:
         f"train them with `{train_hint}` and copy the exported file to {candidates[0].parent}, "
         "or name a file with the method's weights option"
     )
+
+
+def locate_model(model: str | Path, *, train_hint: str) -> Path:
+    """A trained model given as a ``.safetensors`` file (or any existing file) or as a name found
+    by :func:`locate` (``$ATELIER_HOME/weights`` first, then the shipped weights)."""
+    path = Path(model)
+    if path.suffix != ".safetensors" and not path.is_file():
+        path = locate(str(model), train_hint=train_hint)
+    return path
 
 
 def read_weights(path: str | Path, *, expect: dict[str, str] | None = None) -> tuple[dict[str, Tensor], dict[str, str]]:
