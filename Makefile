@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-slow lint bench clean
+.PHONY: install run test test-slow lint bench clean gpu-kit gpu-prepare gpu-restore
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/gatys.py
 	$(BIN)/python benchmarks/feedforward.py
 	$(BIN)/python benchmarks/per_style.py
+
+# A lent GPU (docs/GPU_RECIPE.md): build gpu_kit/, move the shipped weights aside for the device calls, restore them.
+gpu-kit: $(STAMP)
+	scripts/gpu_recipe.sh kit
+
+gpu-prepare: $(STAMP)
+	scripts/gpu_recipe.sh prepare
+
+gpu-restore:
+	scripts/gpu_recipe.sh restore
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

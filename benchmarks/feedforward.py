@@ -49,18 +49,18 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from atelier.eval.variants import parse_method
 from common import DATA, PEER, ROOT, content_images, find_image, load_peer, median_time, rel, save_sheet, square
 
 SHEET_CONTENTS = ("golden_gate", "chicago", "sailboat", "cornell", "avril")
 SHEET_STYLES = ("la_muse", "brushstrokes", "sketch", "picasso_self_portrait", "woman_with_hat_matisse")
 
 
+#: The methods benchmarked, as method specs (:func:`atelier.eval.variants.parse_method`, the syntax of
+#: ``atelier eval --methods``): names, library variants (lst_relu3_1) and labelled options.
+SPECS = ("adain", "wct", "lst=lst:layer=relu4_1", "lst_relu3_1", "sanet", "style_swap", "avatar")
 #: Benchmark name -> (method, options).
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "adain": ("adain", {}), "wct": ("wct", {}), "lst": ("lst", {"layer": "relu4_1"}),
-    "lst_relu3_1": ("lst", {"layer": "relu3_1"}), "sanet": ("sanet", {}), "style_swap": ("style_swap", {}),
-    "avatar": ("avatar", {}),
-}
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {spec.label: spec.pair() for spec in map(parse_method, SPECS)}
 
 
 #: Largest size timed per method: style swap's exhaustive patch search grows with the square of the

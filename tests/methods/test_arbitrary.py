@@ -252,3 +252,34 @@ def test_avatar_runs_tiled_with_masks(encoder, style_image):
     masks[:, 0, :, :48], masks[:, 1, :, 48:] = 1, 1
     out = _run(_method("avatar", encoder, tile=32), content, [style_image, 1 - style_image], [0.5, 0.5], masks)
     assert out.shape == content.shape and torch.isfinite(out).all()
+
+
+def test_lst_feature_space_training_never_decodes_and_approaches_the_wct_teacher(encoder, tmp_path):
+    from atelier.train.task import get_task, options_for
+
+    decoder = _decoder_file(encoder, "relu4_1", tmp_path / "d.safetensors")
+    cls = get_task("lst")
+    options = options_for(cls, {"perceptual": False, "teacher_weight": 1.0, "decoder": decoder})
+    trainer = cls(options, encoder=encoder)
+    model = trainer.build_model()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the decoder ran in feature-space training")
+
+    model["decoder"].forward = refuse
+    assert not any(p.requires_grad for p in model["decoder"].parameters())
+    torch.manual_seed(0)
+    content, style = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48) ** 2
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    history = []
+    for _ in range(30):
+        parts = trainer.losses(model, content, style)
+        loss = sum(parts.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(parts["teacher"].item())
+    assert "content" not in parts and "style" not in parts
+    assert history[-1] < 0.7 * history[0]
+    with pytest.raises(OptionError, match="teacher_weight"):
+        options_for(cls, {"perceptual": False, "teacher_weight": 0.0, "covariance_weight": 0.0})

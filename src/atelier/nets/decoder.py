@@ -5,6 +5,14 @@ Belongie 2017, sec. 6): 3x3 convolutions with reflection padding (fewer border a
 than zero padding), ReLU, nearest-neighbour upsampling where VGG pools, and a last
 convolution to RGB without activation.
 
+Upsampling is nearest-neighbour (the papers') or bilinear: a decoder trained briefly with
+nearest upsampling leaves a grid with the period of the encoder's stride (8 px from relu4_1;
+its high-pass energy at that phase is about 4x a photo's), since each feature cell is painted
+as a block that the few trained convolutions cannot yet blend; resize-convolution with a
+smooth kernel has no such block structure (Odena, Dumoulin, Olah 2016, "Deconvolution and
+checkerboard artifacts"). The mode is architecture, not weights: it is written in the weights
+file's header (``upsample``) and applied when the file is loaded (:meth:`VGGDecoder.apply_header`).
+
 Deviation (relu5_1): Li et al. 2017 (Universal Style Transfer) mirror all four 512-channel
 convolutions of block 4. This decoder keeps one 512-channel convolution per block-5 level and
 then reuses the relu4_1 layout, which halves the parameters (5.9 M, 12 MB in fp16) so the
@@ -22,10 +30,12 @@ from torch import Tensor, nn
 from ..encoders.vgg import VGG19_DEPTHS, VGG19_WIDTHS, suggest
 from ..errors import OptionError, UnknownNameError
 
-__all__ = ["DECODER_LAYERS", "VGGDecoder", "decoder_block", "fit_linear_decoder"]
+__all__ = ["DECODER_LAYERS", "UPSAMPLE_MODES", "VGGDecoder", "decoder_block", "fit_linear_decoder"]
 
 #: Layers a decoder can start from, shallowest first.
 DECODER_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: How a decoder upsamples where VGG pools.
+UPSAMPLE_MODES = ("nearest", "bilinear")
 
 
 def decoder_block(layer: str) -> int:
@@ -55,6 +65,7 @@ class VGGDecoder(nn.Module):
         layer: ``relu1_1`` ... ``relu5_1``.
         widths: channel widths of the encoder's five blocks (the real VGG-19's by default;
             tests pass the narrow widths of the random encoder).
+        upsample: ``nearest`` (the papers') or ``bilinear`` (see the module docstring).
         input_scale: the features are divided by this first (kept in the weights file as the
             buffer ``input_scale``). Raw caffe VGG features reach hundreds; scaling them to about
             1, as the papers' normalised VGG does, lets default initialisation and Adam work:
@@ -65,10 +76,12 @@ class VGGDecoder(nn.Module):
     """
 
     def __init__(self, layer: str = "relu4_1", widths: tuple[int, ...] = VGG19_WIDTHS,
-                 input_scale: float = 1.0) -> None:
+                 input_scale: float = 1.0, upsample: str = "nearest") -> None:
         super().__init__()
         if not input_scale > 0:
             raise OptionError(f"input_scale must be > 0, got {input_scale}")
+        if upsample not in UPSAMPLE_MODES:
+            raise OptionError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, not {upsample!r}")
         self.register_buffer("input_scale", torch.tensor(float(input_scale)))
         if len(widths) != 5 or min(widths) < 1:
             raise OptionError(f"widths must be 5 positive channel counts, got {widths}")
@@ -86,6 +99,31 @@ class VGGDecoder(nn.Module):
             stages[f"block{b}"] = nn.Sequential(*layers)
         stages["to_rgb"] = _ReflectConv(widths[0], 3, relu=False)
         self.stages = nn.Sequential(stages)
+        self.set_upsample(upsample)
+
+    @property
+    def upsample(self) -> str:
+        """The upsampling mode, ``nearest`` or ``bilinear``."""
+        return self._upsample
+
+    def set_upsample(self, mode: str) -> None:
+        """Switch every upsampling layer to ``mode`` (one of :data:`UPSAMPLE_MODES`)."""
+        if mode not in UPSAMPLE_MODES:
+            raise OptionError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, not {mode!r}")
+        self._upsample = mode
+        for module in self.modules():
+            if isinstance(module, nn.Upsample):
+                module.mode = mode
+                module.align_corners = False if mode == "bilinear" else None
+
+    def header(self) -> dict[str, str]:
+        """Architecture entries for a weights file's header (read back by :meth:`apply_header`)."""
+        return {"upsample": self.upsample}
+
+    def apply_header(self, header: dict[str, str]) -> None:
+        """Set the architecture a weights file's header records (files without ``upsample``
+        were trained with nearest-neighbour upsampling)."""
+        self.set_upsample(header.get("upsample", "nearest"))
 
     @property
     def in_channels(self) -> int:
@@ -105,7 +143,7 @@ class VGGDecoder(nn.Module):
         return self.stages(features / self.input_scale.to(features.dtype))
 
     def extra_repr(self) -> str:
-        return f"layer={self.layer}, widths={self.widths}"
+        return f"layer={self.layer}, widths={self.widths}, upsample={self.upsample}"
 
 
 def fit_linear_decoder(decoder: VGGDecoder, features: Tensor, images: Tensor, ridge: float = 1e-6) -> float:

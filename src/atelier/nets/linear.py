@@ -126,11 +126,15 @@ class LinearTransform(nn.Module):
         """``C(F_c - mu_c)``, ``(B, k, H, W)``."""
         return self.compressed_style(content)
 
+    def expand(self, transformed: Tensor, code: tuple[Tensor, Tensor]) -> Tensor:
+        """``U(transformed) + mu_s`` in the features' units: a :meth:`transform_compressed` result
+        back in the layer's space (eq. 6)."""
+        return (self.uncompress(transformed) + code[1]) * self.input_scale.to(transformed.dtype)
+
     def transfer(self, content: Tensor, code: tuple[Tensor, Tensor], content_mask: Tensor | None = None) -> Tensor:
         """Transformed content features given a :meth:`style_code` (``content_mask`` restricts the
         content statistics to a region; the transform still applies everywhere)."""
-        transformed = self.transform_compressed(content, code, content_mask).to(content.dtype)
-        return (self.uncompress(transformed) + code[1]) * self.input_scale.to(content.dtype)
+        return self.expand(self.transform_compressed(content, code, content_mask).to(content.dtype), code)
 
     def forward(self, content: Tensor, style: Tensor, content_mask: Tensor | None = None) -> Tensor:
         return self.transfer(content, self.style_code(style), content_mask)

@@ -104,12 +104,19 @@ def read_weights(path: str | Path, *, expect: dict[str, str] | None = None) -> t
 
 def load_into(network: nn.Module, path: str | Path, *, expect: dict[str, str], what: str) -> nn.Module:
     """Load the verified weights file ``path`` (see :func:`read_weights`) into ``network``, in float32;
-    :class:`OptionError` naming ``what`` when the tensors do not fit. Returns ``network``."""
-    state, _ = read_weights(path, expect=expect)
+    :class:`OptionError` naming ``what`` when the tensors do not fit. Modules with an
+    ``apply_header(header)`` method then read their architecture entries from the file's header.
+    Returns ``network``."""
+    state, header = read_weights(path, expect=expect)
     try:
         network.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as error:
         raise OptionError(f"{path}: not a {what} for this encoder ({str(error).splitlines()[0]})") from None
+    # Architecture choices that are not tensors (e.g. a decoder's upsampling) travel in the header.
+    for module in network.modules():
+        apply_header = getattr(module, "apply_header", None)
+        if callable(apply_header):
+            apply_header(header)
     return network
 
 

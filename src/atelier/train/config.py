@@ -29,6 +29,11 @@ class TrainConfig:
     ``schedule`` sets the learning rate at step ``t``: ``constant``; ``inverse``
     ``lr / (1 + lr_decay * t)`` (the AdaIN reference code); ``cosine`` to 0 at ``steps``;
     ``linear`` constant for the first half, then linearly to 0 (CycleGAN).
+
+    ``feature_cache`` > 0: for tasks whose losses read only one encoder layer of their inputs
+    (:meth:`~atelier.train.task.TrainingTask.cached_layer`), encode that many random crops per
+    image once at the start and train on them (:class:`~atelier.train.features.FeaturePool`);
+    0 = fresh crops every step. Other tasks ignore it.
     """
 
     task: str
@@ -40,6 +45,7 @@ class TrainConfig:
     crop_size: int = 256
     crop_scale: tuple[float, float] = (0.25, 1.0)
     flip: bool = True
+    feature_cache: float = 0.0
     lr: float = 1e-4
     schedule: str = "inverse"
     lr_decay: float = 5e-5
@@ -66,7 +72,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if "every" in name else 1):
                 raise OptionError(f"{name} must be a whole number >= {0 if 'every' in name else 1}, got {value!r}")
-        for name in ("lr", "lr_decay", "weight_decay"):
+        for name in ("lr", "lr_decay", "weight_decay", "feature_cache"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise OptionError(f"{name} must be a number >= 0, got {value!r}")
@@ -124,5 +130,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raise OptionError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise OptionError(f"{path}: expected a mapping of keys (task, content, style, steps, ...)")
+    if "networks" in values and "task" not in values:
+        raise OptionError(f"{path}: a GPU recipe of several configs, not a training config; "
+                          "use `atelier recipe` (docs/GPU_RECIPE.md)")
     values.update(overrides or {})
     return TrainConfig.from_dict(values, source=str(path))

@@ -2,6 +2,10 @@
 
 Sampling is driven by a :class:`random.Random` whose state goes into every checkpoint, so a
 resumed run draws exactly the batches the uninterrupted run would have drawn.
+
+The trainer reads its data through the :class:`ImageSource` interface; :class:`ImageFolder`
+is the default source, :class:`atelier.train.pack.TensorPack` (decoded images held on the
+GPU, augmented there) the one of ``atelier recipe run``.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,7 +22,8 @@ from torch import Tensor
 
 from ..errors import AtelierError
 
-__all__ = ["IMAGE_SUFFIXES", "DatasetError", "ImageFolder", "random_resized_crop"]
+__all__ = ["IMAGE_SUFFIXES", "DatasetError", "ImageFolder", "ImageSource", "SourceFactory", "crop_box",
+           "random_resized_crop"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -26,13 +32,34 @@ class DatasetError(AtelierError):
     """A training folder is missing, empty, or has too few readable images."""
 
 
-def random_resized_crop(
-    image: Image.Image, size: int, rng: random.Random, scale: tuple[float, float] = (0.25, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-) -> Image.Image:
-    """A crop covering a random ``scale`` share of the area with a random aspect ``ratio``,
-    resized to ``size`` x ``size`` (the Inception-style augmentation of torchvision, in PIL)."""
-    width, height = image.size
+class ImageSource(Protocol):
+    """What the training loop reads images from (:class:`ImageFolder` or a GPU pack)."""
+
+    #: Files found but unreadable (counted in model cards).
+    skipped: set[Path]
+
+    def __len__(self) -> int: ...
+
+    def batch(self, size: int, rng: random.Random) -> Tensor:
+        """``(size, 3, S, S)`` random crops in [0, 1], drawn with ``rng``."""
+        ...
+
+    def fixed(self, count: int, size: int) -> Tensor:
+        """``count`` evenly spaced images, centre-cropped to ``size`` (on the CPU)."""
+        ...
+
+
+class SourceFactory(Protocol):
+    """Opens the image source of a config's folder (``ImageFolder`` itself is one)."""
+
+    def __call__(self, root: str | Path, *, crop_size: int, crop_scale: tuple[float, float] = ...,
+                 flip: bool = ..., what: str = ...) -> ImageSource: ...
+
+
+def crop_box(width: int, height: int, rng: random.Random, scale: tuple[float, float] = (0.25, 1.0),
+             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """``(left, top, w, h)`` of a crop covering a random ``scale`` share of the area with a random
+    aspect ``ratio`` (10 tries, then the central square), the Inception-style augmentation."""
     area = width * height
     for _ in range(10):
         target = area * rng.uniform(*scale)
@@ -40,12 +67,18 @@ def random_resized_crop(
         w = round(math.sqrt(target * aspect))
         h = round(math.sqrt(target / aspect))
         if 0 < w <= width and 0 < h <= height:
-            left = rng.randint(0, width - w)
-            top = rng.randint(0, height - h)
-            break
-    else:  # fall back to the central square
-        w = h = min(width, height)
-        left, top = (width - w) // 2, (height - h) // 2
+            return rng.randint(0, width - w), rng.randint(0, height - h), w, h
+    w = h = min(width, height)
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def random_resized_crop(
+    image: Image.Image, size: int, rng: random.Random, scale: tuple[float, float] = (0.25, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Image.Image:
+    """A crop covering a random ``scale`` share of the area with a random aspect ``ratio``,
+    resized to ``size`` x ``size`` (the Inception-style augmentation of torchvision, in PIL)."""
+    left, top, w, h = crop_box(*image.size, rng, scale, ratio)
     return image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h), reducing_gap=2.0)
 
 

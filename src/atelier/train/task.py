@@ -124,6 +124,13 @@ class TrainingTask(ABC):
         with torch.no_grad():
             return {f"eval_{k}": float(v) for k, v in self.losses(model, content, style).items()}
 
+    def cached_layer(self) -> str | None:
+        """The one encoder layer the losses read of both inputs, when they read nothing else of
+        them (no pixels, no other layer, no gradient through the encoder): the trainer may then
+        hand :meth:`losses` features of that layer from a :class:`~atelier.train.features.FeaturePool`
+        instead of images (config ``feature_cache``). None (the default): images only."""
+        return None
+
     def initialize(self, model: nn.Module, content: Tensor, style: Tensor | None) -> str:
         """Data-dependent start before step 1 of a fresh run (no ``init`` file); '' = none."""
         return ""

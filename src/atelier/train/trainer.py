@@ -42,7 +42,8 @@ from ..io.images import save_image
 from ..ops.layout import channels_last
 from ..progress import Progress, format_duration
 from .config import TrainConfig, load_config
-from .data import ImageFolder
+from .data import ImageFolder, ImageSource, SourceFactory
+from .features import FeaturePool
 from .task import Phase, TrainingTask, get_task, options_for
 
 __all__ = ["TrainResult", "TrainingError", "TrainingInterrupted", "learning_rate", "train"]
@@ -142,22 +143,31 @@ def _whole_step(enabled: bool) -> Iterator[None]:
 
 
 class _Run:
-    """State of one training run (kept in a class so checkpointing sees all of it)."""
+    """State of one training run (kept in a class so checkpointing sees all of it).
 
-    def __init__(self, config: TrainConfig, task: TrainingTask, *, progress: bool) -> None:
+    :func:`train` drives it with :meth:`run`; an outside scheduler (``atelier recipe run``,
+    several networks sharing one GPU) calls :meth:`prepare`, then :meth:`timed_step` as often
+    as it likes, then :meth:`finish`. ``sources`` opens the config's image folders (default
+    :class:`~atelier.train.data.ImageFolder`; the recipe passes decoded packs held on the GPU).
+    """
+
+    def __init__(self, config: TrainConfig, task: TrainingTask, *, progress: bool,
+                 sources: SourceFactory | None = None) -> None:
         self.config = config
         self.task = task
         self.output = Path(config.output)
         self.device = torch.device(resolve_device(config.device))
         self.precision = resolve_precision(config.precision, self.device)
-        self.content = ImageFolder(config.content, crop_size=config.crop_size, crop_scale=config.crop_scale,
-                                   flip=config.flip, what="content images")
-        self.style: ImageFolder | None = None
+        self.open_source: SourceFactory = sources or ImageFolder
+        self.content: ImageSource = self.open_source(config.content, crop_size=config.crop_size,
+                                                     crop_scale=config.crop_scale, flip=config.flip,
+                                                     what="content images")
+        self.style: ImageSource | None = None
         if task.needs_style:
             if not config.style:
                 raise OptionError(f"task {config.task!r} needs a 'style' folder of images in the config")
-            self.style = ImageFolder(config.style, crop_size=config.crop_size, crop_scale=config.crop_scale,
-                                     flip=config.flip, what="style images")
+            self.style = self.open_source(config.style, crop_size=config.crop_size, crop_scale=config.crop_scale,
+                                          flip=config.flip, what="style images")
         torch.manual_seed(config.seed)  # before building: the initial weights follow the seed
         self.model = task.build_model().to(self.device)
         self.encoder = task.encoder.to(self.device) if task.needs_encoder else None
@@ -180,6 +190,29 @@ class _Run:
         self.ema: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
         self.progress_enabled = progress
+        cached = task.cached_layer() if config.feature_cache and self.encoder is not None else None
+        if cached is not None:
+            self._pool_features(cached)
+        #: Extra entries for the ``training`` section of exported model cards (e.g. the recipe's).
+        self.card_notes: dict[str, Any] = {}
+        self.fixed_content: Tensor | None = None
+        self.fixed_style: Tensor | None = None
+
+    def _pool_features(self, layer: str) -> None:
+        """Replace the image sources by pools of encoded crops (config ``feature_cache``)."""
+        encoder = self.encoder
+        assert encoder is not None
+
+        def encode(images: Tensor) -> Tensor:
+            with self._autocast():
+                return encoder(channels_last(images.to(self.device)), [layer])[layer]
+
+        seed = self.config.seed + 2  # its own stream: the training batches stay those of the run's rng
+        self.content = FeaturePool(self.content, encode, crops_per_image=self.config.feature_cache, seed=seed,
+                                   progress=self.progress_enabled, what="content crops")
+        if self.style is not None:
+            self.style = FeaturePool(self.style, encode, crops_per_image=self.config.feature_cache, seed=seed + 1,
+                                     progress=self.progress_enabled, what="style crops")
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
@@ -325,7 +358,12 @@ class _Run:
             self.ema[key] = value if key not in self.ema else 0.95 * self.ema[key] + 0.05 * value
         return values
 
-    def write_samples(self, content: Tensor, style: Tensor | None) -> Path:
+    def write_samples(self) -> Path:
+        """The sample grid (content | style | output) of the fixed images at this step."""
+        if self.fixed_content is None:
+            self.prepare()
+        content, style = self.fixed_content, self.fixed_style
+        assert content is not None
         self.model.eval()
         with torch.no_grad(), self._autocast():
             output = self.task.sample(self.model, self._to_device(content), self._to_device(style))
@@ -334,40 +372,59 @@ class _Run:
         save_image(grid, path, overwrite=True)
         return path
 
-    def run(self) -> TrainResult:
+    def prepare(self) -> None:
+        """Pick the fixed images of the sample grids (before the first step)."""
         cfg = self.config
         fixed_content = self.content.fixed(cfg.sample_count, cfg.crop_size)
         fixed_style = self.style.fixed(cfg.sample_count, cfg.crop_size) if self.style is not None else None
         if fixed_style is not None:
             count = min(len(fixed_content), len(fixed_style))
             fixed_content, fixed_style = fixed_content[:count], fixed_style[:count]
+        self.fixed_content, self.fixed_style = fixed_content, fixed_style
+
+    @property
+    def images_per_step(self) -> int:
+        """Images one step reads (content, plus style when the task has styles)."""
+        return self.config.batch_size * (2 if self.style is not None else 1)
+
+    def timed_step(self) -> tuple[dict[str, float], float]:
+        """One :meth:`train_step`, timed and recorded; returns its values and its seconds."""
+        with _whole_step(not self.single):
+            start = time.perf_counter()
+            values = self.train_step()
+            seconds = time.perf_counter() - start
+            self.elapsed += seconds
+            self.history.append({"step": self.step, **values})
+        return values, seconds
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        self.prepare()
         bar = Progress(cfg.steps, label=f"train {cfg.run_name} ", unit="step", enabled=self.progress_enabled)
         bar.rebase(self.step)
-        images = cfg.batch_size * (2 if self.style is not None else 1)
         restore = _sigterm_as_interrupt()
         try:
             while self.step < cfg.steps:
-                with _whole_step(not self.single):
-                    start = time.perf_counter()
-                    values = self.train_step()
-                    seconds = time.perf_counter() - start
-                    self.elapsed += seconds
-                    self.history.append({"step": self.step, **values})
-                shown = {k: self.ema[k] for k in values} | {"img/s": images / seconds}
+                values, seconds = self.timed_step()
+                shown = {k: self.ema[k] for k in values} | {"img/s": self.images_per_step / seconds}
                 bar.update(self.step, **shown)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
-                    self.write_samples(fixed_content, fixed_style)
+                    self.write_samples()
         except KeyboardInterrupt:
             bar.close()
             raise TrainingInterrupted(self.save_checkpoint(), self.step) from None
         finally:
             restore()
         bar.close()
+        return self.finish(samples=bool(cfg.sample_every))
+
+    def finish(self, *, samples: bool) -> TrainResult:
+        """Checkpoint, the last sample grid (when ``samples``), held-out evaluation and export."""
         self.save_checkpoint()
-        if cfg.sample_every:
-            self.write_samples(fixed_content, fixed_style)
+        if samples:
+            self.write_samples()
         metrics = {f"final_{k}": v for k, v in self.ema.items()}
         metrics |= self.evaluate()
         exported = self.export(metrics)
@@ -378,11 +435,12 @@ class _Run:
         cfg = self.config
         if not cfg.eval_content:
             return {}
-        content = ImageFolder(cfg.eval_content, crop_size=cfg.eval_size, what="evaluation content images")
+        content = self.open_source(cfg.eval_content, crop_size=cfg.eval_size, what="evaluation content images")
         images = content.fixed(cfg.eval_count, cfg.eval_size)
         style = None
         if self.style is not None:
-            folder = ImageFolder(cfg.eval_style or cfg.style, crop_size=cfg.eval_size, what="evaluation styles")
+            folder = self.open_source(cfg.eval_style or cfg.style, crop_size=cfg.eval_size,
+                                      what="evaluation styles")
             style = folder.fixed(cfg.eval_count, cfg.eval_size)
             count = min(len(images), len(style))
             images, style = images[:count], style[:count]
@@ -420,7 +478,7 @@ class _Run:
                     "images_seen": self.step * cfg.batch_size, "wall_time": format_duration(self.elapsed),
                     "wall_time_s": round(self.elapsed, 1), "hardware": hardware(), "precision": self.precision,
                     "torch": torch.__version__, "init": cfg.init or None, "config": cfg.to_dict(),
-                },
+                } | self.card_notes,
                 "metrics": {k: round(v, 6) for k, v in metrics.items()},
                 "header": metadata,
             }
