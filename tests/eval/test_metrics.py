@@ -34,3 +34,18 @@ def test_gram_distance_zero_for_self_and_orders_styles(tiny_encoder):
     near = (style * 0.9 + 0.05).clamp(0, 1)
     far = smooth_image()
     assert gram_distance(tiny_encoder, near, style) < gram_distance(tiny_encoder, far, style)
+
+
+def test_stride_grid_finds_a_pattern_tied_to_the_stride():
+    from atelier.eval.metrics import stride_grid
+    from helpers import smooth_image
+
+    photo = smooth_image(128, 128, seed=3)
+    cell = torch.zeros(8, 8)
+    cell[0, :] = cell[:, 0] = 1  # a line on every 8 px cell edge, as a blocky decoder draws
+    gridded = (0.8 * photo + 0.2 * cell.repeat(16, 16)).clamp(0, 1)
+    assert stride_grid(photo) < 0.15
+    assert stride_grid(gridded) > 0.5
+    assert stride_grid(gridded, period=5) < 0.3  # the pattern repeats every 8 px, not every 5
+    with pytest.raises(ValueError, match="16 px"):
+        stride_grid(photo[..., :10, :10])
