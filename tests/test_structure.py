@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import atelier
 
 PACKAGE = Path(atelier.__file__).parent
@@ -42,7 +40,6 @@ def method_modules() -> list[Path]:
     return sorted(p for p in (PACKAGE / "methods").glob("*.py") if p.stem not in NOT_METHODS)
 
 
-@pytest.mark.xfail(strict=True, reason="framework code still lives in method modules (issue: framework layer)")
 def test_no_method_module_imports_another():
     methods = {f"atelier.methods.{p.stem}" for p in method_modules()}
     offenders = {}

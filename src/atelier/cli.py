@@ -330,7 +330,7 @@ def _stylize_folder(args: argparse.Namespace, method: Method, label: str, styles
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from .methods.cyclegan import Translator
+    from .pipelines.translation import Translator
 
     source = Path(args.image)
     if not source.exists():

@@ -3,7 +3,7 @@
 Every method module is imported here explicitly so none can silently go missing.
 """
 
+from ..pipelines.base import Method, MethodConfig, StylizeResult, available_methods, get_method, register
 from . import adain, avatar, cyclegan, gatys, johnson, lst, photo, sanet, style_swap, ugatit, wct  # noqa: F401  (registers the methods and their training tasks)
-from .base import Method, MethodConfig, StylizeResult, available_methods, get_method, register
 
 __all__ = ["Method", "MethodConfig", "StylizeResult", "available_methods", "get_method", "register"]

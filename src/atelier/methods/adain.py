@@ -25,9 +25,9 @@ from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale, mean_std_lo
 from ..nets.decoder import UPSAMPLE_MODES, VGGDecoder
 from ..ops.layout import channels_last
 from ..ops.stats import adain
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 from ..train.task import TrainingTask, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
 __all__ = ["AdaIN", "AdaINConfig", "AdaINTraining", "AdaINTrainingOptions"]
 

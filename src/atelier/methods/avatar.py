@@ -29,9 +29,9 @@ from ..ops.layout import channels_last
 from ..ops.masks import resize_mask
 from ..ops.patch_swap import style_decorator
 from ..ops.tv import total_variation
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 from ..train.task import TrainingTask, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
 __all__ = ["AvatarNet", "AvatarNetConfig", "AvatarNetTraining", "AvatarNetTrainingOptions", "skip_sources"]
 

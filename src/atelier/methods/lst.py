@@ -41,9 +41,9 @@ from ..nets.pretrained import load_into, locate
 from ..ops.layout import channels_last
 from ..ops.smoothing import photo_smooth
 from ..ops.wct import covariance, whiten_color
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 from ..train.task import TrainingTask, load_matching, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
 __all__ = ["LST", "LSTConfig", "LSTTraining", "LSTTrainingOptions", "compressed_covariance_error",
            "covariance_error"]

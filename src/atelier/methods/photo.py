@@ -51,8 +51,8 @@ from ..ops.clustering import auto_masks
 from ..ops.color import match_color
 from ..ops.matting import laplacian_to_torch, matting_energy, matting_laplacian
 from ..optim.schedule import auto_scales, pyramid_sizes
-from .base import MethodConfig, StylizeResult, VGGMethod, option, register
-from .gatys import Gatys, GatysConfig
+from ..pipelines.base import MethodConfig, StylizeResult, VGGMethod, option, register
+from ..pipelines.optimization import OptimizationConfig, OptimizationMethod
 
 __all__ = ["MattingLoss", "Photo", "PhotoConfig", "region_color_transfer"]
 
@@ -142,12 +142,12 @@ class Photo(VGGMethod):
     config: PhotoConfig
     supports_masks = False
 
-    def _gatys(self, **overrides) -> Gatys:
+    def _gatys(self, **overrides: object) -> OptimizationMethod:
         cfg = self.config
         shared = {name: getattr(cfg, name) for name in (
             "scales", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
             "pooling", "weights", "precision")}
-        return Gatys(GatysConfig(**{**shared, **overrides}), encoder=self.encoder)
+        return OptimizationMethod(OptimizationConfig(**{**shared, **overrides}), encoder=self.encoder)
 
     def regions(self, content: Tensor, style: Tensor, device: torch.device) -> tuple[Tensor, Tensor, list[str]]:
         """Content masks ``(1, K, H, W)``, style masks ``(1, K, h, w)`` and region names."""

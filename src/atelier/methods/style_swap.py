@@ -27,10 +27,10 @@ from ..ops.layout import channels_last
 from ..ops.patch_swap import patch_swap
 from ..ops.tv import total_variation
 from ..optim.loop import optimize_image
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 from ..progress import Progress
 from ..train.task import TrainingTask, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
 __all__ = ["StyleSwap", "StyleSwapConfig", "StyleSwapTraining", "StyleSwapTrainingOptions", "swap_batch"]
 

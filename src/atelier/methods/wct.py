@@ -27,9 +27,9 @@ from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.decoder import DECODER_LAYERS, VGGDecoder, decoder_block, fit_linear_decoder
 from ..ops.layout import channels_last
 from ..ops.wct import whiten_color
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 from ..train.task import TrainingTask, load_matching, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
 __all__ = ["WCT", "WCTConfig", "WCTTraining", "WCTTrainingOptions"]
 

@@ -1091,7 +1091,7 @@ class _BenchCall:
 
     def __call__(self, size: int) -> Any:
         from ..api import build_method, stylize, translate
-        from ..methods.cyclegan import Translator
+        from ..pipelines.translation import Translator
 
         if not self.name:
             self.built = self.built or Translator(self.options["model"])

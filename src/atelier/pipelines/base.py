@@ -1,4 +1,6 @@
-"""The common interface of all methods: a frozen config dataclass and a ``Method`` class.
+"""The common interface of all methods: a frozen config dataclass, a ``Method`` class and the registry.
+
+Part of the framework layer (:mod:`atelier.pipelines`): method modules import it, it imports none of them.
 
 Methods are registered by name (``@register``); the CLI, ``atelier methods``, the docs table
 and a parametrised test all read the registry. A config field's ``metadata`` carries its
