@@ -31,7 +31,7 @@ the styles, first column: the contents), each content centre-cropped to a square
 <sheet-dir>/feedforward_<method>_sheet.jpg. For the same 25 pairs: the Gram distance of the
 output to the style (relu1_1-relu4_1, scaled features) as a share of the content's own
 (median; lower = closer to the style), and for lst the covariance error of T at its layer
-(``atelier.methods.lst.compressed_covariance_error``: the share of the content-style covariance gap
+(``atelier.eval.metrics.compressed_covariance_error``: the share of the content-style covariance gap
 left in T's compressed space).
 """
 
@@ -219,7 +219,7 @@ def gram_ratio(vgg: Any, output: Tensor, content: Tensor, style: Tensor) -> floa
 
 
 def lst_covariance_error(runner: Runner, content: Tensor, style: Tensor) -> float:
-    from atelier.methods.lst import compressed_covariance_error
+    from atelier.eval.metrics import compressed_covariance_error
 
     method = runner.method
     layer = method.config.model_layer

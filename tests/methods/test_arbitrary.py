@@ -8,8 +8,8 @@ from safetensors.torch import save_file
 
 from atelier.encoders import random_vgg19
 from atelier.errors import OptionError
+from atelier.eval.metrics import compressed_covariance_error, covariance_error
 from atelier.methods import get_method
-from atelier.methods.lst import compressed_covariance_error, covariance_error
 from atelier.nets import VGGDecoder
 from atelier.nets.hourglass import HourglassDecoder
 from atelier.nets.linear import LinearTransform

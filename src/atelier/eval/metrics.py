@@ -11,12 +11,25 @@ from torch import Tensor
 
 from ..encoders.vgg import VGGEncoder
 from ..io.images import resize_longest
+from ..nets.linear import LinearTransform
 from ..ops._checks import check_bchw
 from ..ops.color import luminance
 from ..ops.gram import gram_matrix
+from ..ops.wct import covariance
 
-__all__ = ["STATISTICS", "STATISTICS_SIZE", "STYLE_LAYERS", "StyleStatistics", "gram_distance", "identify_style",
-           "ssim", "style_distance", "style_statistics"]
+__all__ = [
+    "STATISTICS",
+    "STATISTICS_SIZE",
+    "STYLE_LAYERS",
+    "StyleStatistics",
+    "compressed_covariance_error",
+    "covariance_error",
+    "gram_distance",
+    "identify_style",
+    "ssim",
+    "style_distance",
+    "style_statistics",
+]
 
 #: Layers of the style statistics compared by :func:`gram_distance` (Gatys et al. 2016).
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -158,3 +171,26 @@ def identify_style(image: StyleStatistics, candidates: Sequence[StyleStatistics]
         raise ValueError("identify_style needs at least one candidate style")
     distances = [style_distance(image, candidate, statistics) for candidate in candidates]
     return min(range(len(distances)), key=distances.__getitem__), distances
+
+
+def covariance_error(output: Tensor, content: Tensor, style: Tensor) -> float:
+    """``||cov(out) - cov(s)||_F / ||cov(c) - cov(s)||_F``, averaged over the batch: how much of the
+    covariance gap between content and style features a transform leaves (0 = WCT's exact match,
+    1 = none closed, e.g. the identity). Features ``(B, C, H, W)``; for T, its compressed space
+    (:func:`compressed_covariance_error`)."""
+    cov = [covariance(x.detach().float())[1] for x in (output, content, style)]
+    remaining = torch.linalg.matrix_norm(cov[0] - cov[2])
+    gap = torch.linalg.matrix_norm(cov[1] - cov[2]).clamp_min(1e-12)
+    return float((remaining / gap).mean())
+
+
+def compressed_covariance_error(transform: LinearTransform, content: Tensor, style: Tensor) -> float:
+    """:func:`covariance_error` of ``T`` in its compressed space (Li et al. 2019, eq. 5: T should
+    map the covariance of ``C(F_c)`` to that of ``C(F_s)``), item by item; features at T's layer."""
+    with torch.no_grad():
+        errors = []
+        for i in range(len(content)):
+            c, s = content[i : i + 1].float(), style[i : i + 1].float()
+            transformed = transform.transform_compressed(c, transform.style_code(s))
+            errors.append(covariance_error(transformed, transform.compressed_content(c), transform.compressed_style(s)))
+    return sum(errors) / len(errors)

@@ -24,7 +24,7 @@ from ..errors import OptionError
 from ..losses import CAFFE_FEATURE_SCALES, encode, feature_mse, layer_scale
 from ..nets.decoder import VGGDecoder
 from ..ops.layout import channels_last
-from ..ops.patch_swap import patch_swap
+from ..ops.patch_swap import patch_swap, swap_batch
 from ..ops.tv import total_variation
 from ..optim.loop import optimize_image
 from ..pipelines.base import MethodConfig, option, register
@@ -32,15 +32,9 @@ from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_
 from ..progress import Progress
 from ..train.task import TrainingTask, register_task
 
-__all__ = ["StyleSwap", "StyleSwapConfig", "StyleSwapTraining", "StyleSwapTrainingOptions", "swap_batch"]
+__all__ = ["StyleSwap", "StyleSwapConfig", "StyleSwapTraining", "StyleSwapTrainingOptions"]
 
 LAYER = "relu3_1"
-
-
-def swap_batch(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1) -> Tensor:
-    """:func:`~atelier.ops.patch_swap` of each content item with the style item at the same index."""
-    return torch.cat([patch_swap(content[i : i + 1], style[i : i + 1], patch_size, stride)
-                      for i in range(len(content))])
 
 
 @dataclass(frozen=True)
