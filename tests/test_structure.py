@@ -8,7 +8,12 @@ method module imports another.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import atelier
 
@@ -49,3 +54,32 @@ def test_no_method_module_imports_another():
         if imported:
             offenders[path.stem] = sorted(imported)
     assert not offenders, f"method modules importing other method modules: {offenders}"
+
+
+def _modules_under(folder: str) -> list[tuple[Path, str]]:
+    root = PACKAGE / folder
+    return [(path, "atelier." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts[:-1]))
+            for path in sorted(root.rglob("*.py"))]
+
+
+@pytest.mark.parametrize("folder", ["pipelines", "train", "losses", "ops", "nets", "encoders"])
+def test_framework_layers_do_not_import_the_methods(folder):
+    offenders = {path.stem: sorted(name for name in _imported_modules(path, package)
+                                   if name == "atelier.methods" or name.startswith("atelier.methods."))
+                 for path, package in _modules_under(folder)}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"atelier.{folder} modules importing atelier.methods: {offenders}"
+
+
+def test_task_lookup_without_cycle_or_module_class_swap():
+    code = (
+        "import sys, types\n"
+        "from atelier.train.task import available_tasks, get_task\n"
+        "import atelier\n"
+        "assert type(sys.modules['atelier.train']) is types.ModuleType\n"
+        "assert atelier.train is sys.modules['atelier.train.trainer'].train\n"
+        "assert {'adain', 'cyclegan', 'ugatit', 'wct'} <= set(available_tasks())\n"
+        "assert get_task('adain').name == 'adain'\n"
+        "from atelier.train import TrainConfig\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
