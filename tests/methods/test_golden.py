@@ -90,6 +90,7 @@ def _photo(encoder: Any) -> Method:
 BUILDERS: dict[str, Callable[[Any], Method]] = {
     "adain": _feedforward("adain", ("relu4_1",)),
     "avatar": _avatar,
+    "efdm": _feedforward("efdm", ("relu4_1",)),
     "gatys": _gatys,
     "johnson": _johnson,
     "lst": _lst,
@@ -99,7 +100,8 @@ BUILDERS: dict[str, Callable[[Any], Method]] = {
     "wct": _feedforward("wct", DECODER_LAYERS),
 }
 
-#: ``name -> (3x3 slice of the output's green channel, mean of the output)``, taken before the move.
+#: ``name -> (3x3 slice of the output's green channel, mean of the output)``, taken before the move
+#: (efdm: when it was added, after the move).
 GOLDEN: dict[str, tuple[list[list[float]], float]] = {
     "adain": ([
                 [0.4895805, 0.4895956, 0.4895936],
@@ -111,6 +113,11 @@ GOLDEN: dict[str, tuple[list[list[float]], float]] = {
                 [0.5008428, 0.499047, 0.4980325],
                 [0.5054379, 0.5048913, 0.5009177]],
                 0.4837414),
+    "efdm": ([
+                [0.4895883, 0.4895994, 0.4895985],
+                [0.4895945, 0.4895986, 0.4896079],
+                [0.4895966, 0.4895992, 0.4896093]],
+                0.492778),
     "gatys": ([
                 [0.0812916, 0.4932463, 0.5596446],
                 [0.248297, 0.6234135, 0.8315655],
