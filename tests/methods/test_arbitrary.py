@@ -119,8 +119,8 @@ def test_style_swap_optimisation_inversion_lowers_the_feature_loss(encoder, styl
     calls = []
     original = method.invert_by_optimization
 
-    def spy(target, init, precision):
-        out = original(target, init, precision)
+    def spy(target, init, precision, run=None):
+        out = original(target, init, precision, run)
         calls.append([float(((encoder(x, ["relu3_1"])["relu3_1"] - target) ** 2).mean()) for x in (init, out)])
         return out
 

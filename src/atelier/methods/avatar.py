@@ -31,7 +31,7 @@ from ..ops.masks import resize_mask
 from ..ops.patch_swap import style_decorator
 from ..ops.tv import total_variation
 from ..pipelines.base import MethodConfig, option, register
-from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..train.task import TrainingTask, register_task
 
 __all__ = ["AvatarNet", "AvatarNetConfig", "AvatarNetTraining", "AvatarNetTrainingOptions", "skip_sources"]
@@ -90,7 +90,7 @@ class AvatarNet(FeedForwardMethod):
         return HourglassDecoder(self.encoder.widths)
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         cfg = self.config
         content_features = dict(zip(ENCODED, self.encode_layers(content, ENCODED, precision, tile)))
         style_features = [self.remember(style, f"avatar/{precision}/{tile}",

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..ops.stats import exact_feature_distribution_matching
 from ..pipelines.base import option, register
-from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 
 __all__ = ["EFDM", "EFDMConfig"]
 
@@ -61,7 +61,7 @@ class EFDM(FeedForwardMethod):
         return "atelier train configs/adain.yaml"
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         content_features = self.encode_layer(content, LAYER, precision, tile)
         style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
         target = blend_features(content_features, style_features, weights,

@@ -43,7 +43,7 @@ from ..ops.layout import channels_last
 from ..ops.smoothing import photo_smooth
 from ..ops.wct import whiten_color
 from ..pipelines.base import MethodConfig, option, register
-from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..train.task import TrainingTask, load_matching, register_task
 
 __all__ = ["LST", "LSTConfig", "LSTTraining", "LSTTrainingOptions"]
@@ -112,7 +112,7 @@ class LST(FeedForwardMethod):
             expect={"layer": layer}, what=f"Linear Style Transfer {layer} module")
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         layer = self.config.model_layer
         net = self.transform().to(content.device)
         content_features = self.encode_layer(content, layer, precision, tile)

@@ -28,7 +28,7 @@ from ..ops.patch_swap import patch_swap, swap_batch
 from ..ops.tv import total_variation
 from ..optim.loop import optimize_image
 from ..pipelines.base import MethodConfig, option, register
-from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..progress import Progress
 from ..train.task import TrainingTask, register_task
 
@@ -77,7 +77,7 @@ class StyleSwap(FeedForwardMethod):
         return self.config.decoder
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         cfg = self.config
         content_features = self.encode_layer(content, LAYER, precision, tile)
         style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
@@ -86,10 +86,12 @@ class StyleSwap(FeedForwardMethod):
                                 masks=masks, alpha=cfg.alpha)
         if cfg.inversion == "network":
             return self.decode(LAYER, target, precision, tile)
-        return self.invert_by_optimization(target, content, precision)
+        return self.invert_by_optimization(target, content, precision, run)
 
-    def invert_by_optimization(self, target: Tensor, init: Tensor, precision: str) -> Tensor:
-        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``."""
+    def invert_by_optimization(self, target: Tensor, init: Tensor, precision: str, run: Run | None = None) -> Tensor:
+        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``; ``run``
+        says whether to show progress and learns whether the loop was interrupted."""
+        run = run or Run()
         cfg = self.config
         scale = layer_scale(LAYER, CAFFE_FEATURE_SCALES)
 
@@ -98,11 +100,11 @@ class StyleSwap(FeedForwardMethod):
             tv = cfg.tv_weight * total_variation(image) * 255**2
             return feature + tv, {"feature": float(feature.detach()), "tv": float(tv.detach())}
 
-        bar = Progress(cfg.iterations, label="style_swap inversion ", enabled=self.show_progress)
+        bar = Progress(cfg.iterations, label="style_swap inversion ", enabled=run.progress)
         with torch.enable_grad():
             result = optimize_image(criterion, init, iterations=cfg.iterations, progress=bar)
         bar.close()
-        self.interrupted = result.interrupted
+        run.interrupted = result.interrupted
         return result.image
 
 

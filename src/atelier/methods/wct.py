@@ -28,7 +28,7 @@ from ..nets.decoder import DECODER_LAYERS, VGGDecoder, decoder_block, fit_linear
 from ..ops.layout import channels_last
 from ..ops.wct import whiten_color
 from ..pipelines.base import MethodConfig, option, register
-from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..train.task import TrainingTask, load_matching, register_task
 
 __all__ = ["WCT", "WCTConfig", "WCTTraining", "WCTTrainingOptions"]
@@ -91,7 +91,7 @@ class WCT(FeedForwardMethod):
         return "atelier train configs/wct.yaml"
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         dtype = getattr(torch, self.config.wct_precision)
         eps = self.config.eps
 

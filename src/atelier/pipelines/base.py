@@ -78,8 +78,25 @@ class Method(ABC):
         masks: Tensor | None = None,
         device: str = "cpu",
         progress: bool = True,
+        seed: int | None = None,
     ) -> StylizeResult:
-        """Stylize ``content`` ``(1, 3, H, W)`` with ``styles`` (each ``(1, 3, h, w)``)."""
+        """Stylize ``content`` ``(1, 3, H, W)`` with ``styles`` (each ``(1, 3, h, w)``).
+
+        Args:
+            content: the content, already resized to the output size, in [0, 1].
+            styles: the style images at their original size (empty when ``uses_style_images``
+                is False: the method's model holds its styles).
+            style_weights: normalised blend weights, one per style (or per held style).
+            masks: optional ``(1, K, H, W)``: where each style applies.
+            device: where to run (``cpu``, ``cuda``, ``cuda:N``).
+            progress: show a progress line for runs that take long.
+            seed: random seed of methods that draw random numbers (noise initialisation);
+                the others accept and ignore it.
+
+        Returns:
+            The image in [0, 1] and facts about the run; ``interrupted`` is True when a long
+            loop was stopped early (Ctrl-C) and the image is the best one so far.
+        """
 
 
 class VGGMethod(Method):

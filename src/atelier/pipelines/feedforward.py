@@ -30,7 +30,7 @@ from ..ops.masks import resize_mask
 from ..ops.padding import pad_to_multiple
 from .base import MethodConfig, StylizeResult, VGGMethod, option
 
-__all__ = ["FeedForwardConfig", "FeedForwardMethod", "blend_features", "memory_budget"]
+__all__ = ["FeedForwardConfig", "FeedForwardMethod", "Run", "blend_features", "memory_budget"]
 
 #: Context around encoder tiles, px (the receptive field of relu4_1 is 68 px; a multiple of 16).
 ENCODER_HALO = 96
@@ -43,6 +43,20 @@ MEMO_ENTRIES = 32
 #: A feature transform ``(content (1, C, H, W), style, content region or None) -> (1, C, H, W)``; the style
 #: is what the method passes in ``styles``: features ``(1, C, h, w)`` or a summary of them.
 Transform = Callable[[Tensor, Any, Tensor | None], Tensor]
+
+
+@dataclass
+class Run:
+    """One stylization as :meth:`FeedForwardMethod.transfer` sees it.
+
+    Attributes:
+        progress: whether a transfer that runs a long loop (an optimisation) shows a progress line.
+        interrupted: set by such a transfer when the loop was stopped early (Ctrl-C); the result
+            then carries ``interrupted`` and the best image so far.
+    """
+
+    progress: bool = True
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,7 +153,6 @@ class FeedForwardMethod(VGGMethod):
         self._decoders: dict[str, nn.Module] = dict(decoders or {})
         self._networks: dict[str, nn.Module] = dict(networks or {})
         self._memo: list[tuple[Tensor, str, Any]] = []
-        self.show_progress, self.interrupted = True, False
 
     # -- weights -----------------------------------------------------------------------------
     def decoder_file(self, layer: str) -> str:
@@ -255,9 +268,9 @@ class FeedForwardMethod(VGGMethod):
         return tiled(run, features, scale=stride, tile=tile // stride, halo=DECODER_HALO)
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         """Stylized image ``(1, 3, H, W)`` from content and styles on the working device
-        (encode and decode with ``tile``)."""
+        (encode and decode with ``tile``); ``run`` carries progress and interruption (see :class:`Run`)."""
         raise NotImplementedError
 
     def stylize(
@@ -295,10 +308,9 @@ class FeedForwardMethod(VGGMethod):
         padded, pad = pad_to_multiple(content.to(torch_device), stride)
         if masks is not None:
             masks = F.pad(masks.to(torch_device), pad, mode="replicate")
-        # A transfer that runs a long loop (an optimisation) reads these two.
-        self.show_progress, self.interrupted = progress, False
+        run = Run(progress=progress)
         with torch.no_grad():
-            image = self.transfer(padded, resized, list(style_weights), masks, precision, tile)
+            image = self.transfer(padded, resized, list(style_weights), masks, precision, tile, run)
         image = image[..., :height, :width]
-        return StylizeResult(image=image.float().clamp(0, 1), interrupted=self.interrupted,
+        return StylizeResult(image=image.float().clamp(0, 1), interrupted=run.interrupted,
                              info={"precision": precision, "encoder": self.encoder.source, "tile": tile})
