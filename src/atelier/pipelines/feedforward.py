@@ -76,6 +76,7 @@ class FeedForwardConfig(MethodConfig):
                           "0 = auto: tile only when the image would not fit")
 
     def validate(self) -> None:
+        """Refuse out-of-range options with :class:`OptionError`."""
         if not 0 <= self.alpha <= 1:
             raise OptionError(f"alpha must be between 0 and 1, got {self.alpha}")
         if self.style_scale <= 0:
@@ -164,6 +165,7 @@ class FeedForwardMethod(VGGMethod):
         return ""
 
     def train_hint(self, layer: str) -> str:
+        """The command that trains the decoder for ``layer`` (said when its file is missing)."""
         return f"atelier train configs/{self.name}.yaml"
 
     def build_decoder(self, layer: str) -> nn.Module:
@@ -178,8 +180,10 @@ class FeedForwardMethod(VGGMethod):
 
     def load_network(self, cache: dict[str, nn.Module], key: str, build: Callable[[str], nn.Module], *,
                      stem: str, path: str, hint: str, expect: dict[str, str], what: str) -> Any:
-        """``cache[key]``, else ``build(key)`` with the weights of ``path`` (or the file ``stem``
-        found by :func:`~atelier.nets.pretrained.locate`), frozen and in eval mode."""
+        """``cache[key]``, else ``build(key)`` with the weights of ``path``, frozen and in eval mode.
+
+        Without ``path``, the file ``stem`` found by :func:`~atelier.nets.pretrained.locate`.
+        """
         if key not in cache:
             file = path or locate(stem, train_hint=hint)
             network = load_into(build(key), file, expect={"encoder": self.config.weights} | expect, what=what)
@@ -188,6 +192,7 @@ class FeedForwardMethod(VGGMethod):
 
     # -- running -----------------------------------------------------------------------------
     def min_side(self) -> int:
+        """The shortest content and style side, px, the method's layers can take."""
         return max(VGGEncoder.min_input_size((*self.decoder_layers, *self.extra_layers)), 16)
 
     def plan_tiles(self, height: int, width: int, precision: str, styles: int) -> int:
@@ -219,9 +224,12 @@ class FeedForwardMethod(VGGMethod):
         return max(256, side // 16 * 16)
 
     def remember(self, tensor: Tensor, key: str, compute: Callable[[], Any]) -> Any:
-        """``compute()`` once per (tensor object, ``key``): a style given for every frame of a
-        video is resized, encoded and summarised once. Entries hold their tensor, so an id is
-        never reused while remembered; an in-place change of the tensor makes a new entry."""
+        """``compute()`` once per (tensor object, ``key``): the style memo.
+
+        A style given for every frame of a video is resized, encoded and summarised once.
+        Entries hold their tensor, so an id is never reused while remembered; an in-place change
+        of the tensor makes a new entry.
+        """
         key = f"{key}@{tensor._version}"
         for held, held_key, value in self._memo:
             if held is tensor and held_key == key:
@@ -253,8 +261,10 @@ class FeedForwardMethod(VGGMethod):
         return [features[layer].float() for layer in layers]
 
     def decode(self, layer: str, features: Tensor, precision: str, tile: int = 0, **extra: Any) -> Tensor:
-        """Decode features to an image ``(1, 3, H, W)`` in float32 (not clamped), tiled when ``tile`` > 0;
-        ``extra`` goes to the decoder with every tile."""
+        """Decode features to an image ``(1, 3, H, W)`` in float32 (not clamped).
+
+        Tiled when ``tile`` > 0; ``extra`` goes to the decoder with every tile.
+        """
         decoder = self.decoder(layer).to(features.device)
 
         def run(part: Tensor) -> Tensor:
@@ -269,8 +279,10 @@ class FeedForwardMethod(VGGMethod):
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
-        """Stylized image ``(1, 3, H, W)`` from content and styles on the working device
-        (encode and decode with ``tile``); ``run`` carries progress and interruption (see :class:`Run`)."""
+        """Stylized image ``(1, 3, H, W)`` from content and styles on the working device.
+
+        Encode and decode with ``tile``; ``run`` carries progress and interruption (see :class:`Run`).
+        """
         raise NotImplementedError
 
     def stylize(

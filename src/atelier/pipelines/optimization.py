@@ -89,6 +89,7 @@ class OptimizationConfig(MethodConfig):
     save_dir: str = option("", "folder for intermediate images (default: out/intermediate)")
 
     def validate(self) -> None:
+        """Refuse out-of-range options and unknown layers."""
         self.non_negative("iterations", "scales", "lr", "content_weight", "style_weight", "tv_weight",
                           "histogram_weight", "content_layer_weights", "style_layer_weights", "save_every")
         VGGEncoder.check_layers(self.content_layers + self.style_layers + self.histogram_layers)

@@ -97,8 +97,10 @@ def load_translator(model: str) -> tuple[dict[str, nn.Module], dict[str, Any]]:
 
 
 def multiple_of_four(height: int, width: int) -> tuple[int, int]:
-    """The nearest size whose sides are multiples of 4 (at least 4), as CycleGAN's test-time
-    ``preprocess none`` rounds (``__make_power_2`` with base 4)."""
+    """The nearest size whose sides are multiples of 4 (at least 4).
+
+    As CycleGAN's test-time ``preprocess none`` rounds (``__make_power_2`` with base 4).
+    """
     return max(STRIDE, round(height / STRIDE) * STRIDE), max(STRIDE, round(width / STRIDE) * STRIDE)
 
 
@@ -166,6 +168,7 @@ class TranslationOptions(MethodConfig):
     pool_size: int = option(50, "generated images the discriminators draw from (sec. 4: 50; 0 = none)")
 
     def validate(self) -> None:
+        """Refuse a stem that is not a plain file name and a negative pool size."""
         if not self.name or "/" in self.name:
             raise OptionError(f"name must be a plain file stem, got {self.name!r}")
         if self.pool_size < 0:
@@ -173,8 +176,10 @@ class TranslationOptions(MethodConfig):
 
 
 def l1(output: Tensor, target: Tensor) -> Tensor:
-    """Mean absolute difference of images in [0, 1], measured on the [-1, 1] scale the papers
-    use (twice the [0, 1] value), so their loss weights apply unchanged."""
+    """Mean absolute difference of images in [0, 1], measured on the papers' [-1, 1] scale.
+
+    Twice the [0, 1] value, so the papers' loss weights apply unchanged.
+    """
     return 2 * F.l1_loss(output.float(), target.float())
 
 
@@ -208,15 +213,18 @@ class TranslationTask(TrainingTask):
         """``{name starting with d_: discriminator}`` of both domains."""
 
     def build_model(self) -> nn.Module:
+        """``ModuleDict`` of both generators (``a2b``, ``b2a``) and the discriminators (``d_*``)."""
         return nn.ModuleDict({"a2b": self.build_generator(), "b2a": self.build_generator(),
                               **self.build_discriminators()})
 
     @staticmethod
     def generator_parameters(model: nn.Module) -> list[nn.Parameter]:
+        """Parameters of both generators."""
         return [p for key in DIRECTIONS for p in model[key].parameters()]
 
     @staticmethod
     def discriminator_parameters(model: nn.Module) -> list[nn.Parameter]:
+        """Parameters of every discriminator (keys starting with ``d_``)."""
         assert isinstance(model, nn.ModuleDict)
         return [p for key, net in model.items() if key.startswith("d_") for p in net.parameters()]
 
@@ -224,6 +232,7 @@ class TranslationTask(TrainingTask):
         """Called after each generator update (U-GAT-IT clips rho)."""
 
     def phases(self, model: nn.Module) -> list[Phase]:
+        """The generator phase, then the discriminator phase (Zhu et al. 2017, sec. 4)."""
         return [
             Phase("generators", self.generator_parameters(model), self.generator_losses,
                   after_step=lambda: self.after_generator_step(model)),
@@ -243,6 +252,7 @@ class TranslationTask(TrainingTask):
 
     def discriminator_losses(self, model: nn.Module, real_a: Tensor, real_b: Tensor | None,
                              context: dict[str, Any]) -> dict[str, Tensor]:
+        """Discriminator terms on real images and the pooled fakes of the step's generator phase."""
         assert real_b is not None
         fake_a, fake_b = self._fakes(model, real_a, real_b, context)
         # Pools keep float32 copies so their contents do not depend on the autocast precision.
@@ -288,6 +298,7 @@ class TranslationTask(TrainingTask):
         return {self.options.name: state}
 
     def metadata(self, stem: str) -> dict[str, str]:
+        """Header of the exported pair: task, domains, inference rule and generator architecture."""
         architecture = self.build_generator_architecture()
         return {"task": self.name, "name": stem, "directions": ",".join(DIRECTIONS),
                 "domain_a": self.options.domain_a, "domain_b": self.options.domain_b,
@@ -300,9 +311,11 @@ class TranslationTask(TrainingTask):
 
     # -- run state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Tensor]:
+        """The image pools, so a resumed run continues exactly."""
         return {f"pool_{d}.{k}": v for d, pool in self.pools.items() for k, v in pool.state_dict().items()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore the image pools of :meth:`state_dict`."""
         for domain, pool in self.pools.items():
             prefix = f"pool_{domain}."
             pool.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
