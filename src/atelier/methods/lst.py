@@ -91,7 +91,7 @@ class LST(FeedForwardMethod):
     config: LSTConfig
 
     @property
-    def decoder_layers(self) -> tuple[str, ...]:  # type: ignore[override]
+    def decoder_layers(self) -> tuple[str, ...]:
         return (self.config.model_layer,)
 
     def decoder_file(self, layer: str) -> str:

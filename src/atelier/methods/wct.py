@@ -76,7 +76,7 @@ class WCT(FeedForwardMethod):
     config: WCTConfig
 
     @property
-    def decoder_layers(self) -> tuple[str, ...]:  # type: ignore[override]
+    def decoder_layers(self) -> tuple[str, ...]:
         return self.config.layers
 
     def decoder_file(self, layer: str) -> str:

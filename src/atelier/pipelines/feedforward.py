@@ -142,8 +142,6 @@ class FeedForwardMethod(VGGMethod):
     """Base of encoder–transform–decoder methods; subclasses implement :meth:`transfer`."""
 
     config: FeedForwardConfig
-    #: ``reluN_1`` layers whose decoders the method needs.
-    decoder_layers: tuple[str, ...] = ()
     #: Further encoder layers the transform reads (their stride and receptive field count too).
     extra_layers: tuple[str, ...] = ()
 
@@ -154,6 +152,15 @@ class FeedForwardMethod(VGGMethod):
         self._decoders: dict[str, nn.Module] = dict(decoders or {})
         self._networks: dict[str, nn.Module] = dict(networks or {})
         self._memo: list[tuple[Tensor, str, Any]] = []
+
+    @property
+    def decoder_layers(self) -> tuple[str, ...]:
+        """``reluN_1`` layers whose decoders the method needs.
+
+        A method sets it as a class attribute, or overrides this property when its config
+        chooses the layers (WCT, LST).
+        """
+        return ()
 
     # -- weights -----------------------------------------------------------------------------
     def decoder_file(self, layer: str) -> str:
