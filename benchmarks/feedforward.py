@@ -31,14 +31,13 @@ the styles, first column: the contents), each content centre-cropped to a square
 <sheet-dir>/feedforward_<method>_sheet.jpg. For the same 25 pairs: the Gram distance of the
 output to the style (relu1_1-relu4_1, scaled features) as a share of the content's own
 (median; lower = closer to the style), and for lst the covariance error of T at its layer
-(``atelier.methods.lst.compressed_covariance_error``: the share of the content-style covariance gap
+(``atelier.eval.metrics.compressed_covariance_error``: the share of the content-style covariance gap
 left in T's compressed space).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import statistics
 import time
@@ -49,6 +48,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from atelier.eval.metrics import psnr
 from atelier.eval.variants import parse_method
 from common import DATA, PEER, ROOT, content_images, find_image, load_peer, median_time, rel, save_sheet, square
 
@@ -162,11 +162,6 @@ def crop_to_multiple(image: Tensor, multiple: int) -> Tensor:
     return image[..., top:top + h, left:left + w]
 
 
-def psnr(output: Tensor, target: Tensor) -> float:
-    mse = float(torch.mean((output.float().clamp(0, 1) - target.float()) ** 2))
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
-
-
 def reconstruction(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     from atelier.devices import resolve_precision
     from atelier.io.images import load_image, resize_longest
@@ -219,7 +214,7 @@ def gram_ratio(vgg: Any, output: Tensor, content: Tensor, style: Tensor) -> floa
 
 
 def lst_covariance_error(runner: Runner, content: Tensor, style: Tensor) -> float:
-    from atelier.methods.lst import compressed_covariance_error
+    from atelier.eval.metrics import compressed_covariance_error
 
     method = runner.method
     layer = method.config.model_layer

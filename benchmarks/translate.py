@@ -7,7 +7,7 @@ Usage:
         [--table FILE]
 
 Part 1 (speed): seconds per image on the CPU for each direction at --size x --size px, median of
---repeats after one warm-up, through :class:`atelier.methods.cyclegan.Translator` on a tensor already
+--repeats after one warm-up, through :class:`atelier.pipelines.translation.Translator` on a tensor already
 in memory (generators loaded before timing, so no file I/O is counted).
 
 Part 2 (domain score): a judge independent of the model's own discriminators,
@@ -181,7 +181,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from atelier.errors import AtelierError
-    from atelier.methods.cyclegan import Translator
+    from atelier.pipelines.translation import Translator
 
     translators = [Translator(model) for model in args.model]
     try:

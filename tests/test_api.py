@@ -8,7 +8,7 @@ import atelier
 from atelier.api import normalize_weights
 from atelier.encoders import random_vgg19
 from atelier.errors import AtelierError, ImageTooSmallError, OptionError
-from atelier.methods import base
+from atelier.pipelines import base
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from PIL import Image
 
 from atelier import cli
 from atelier.encoders import random_vgg19
-from atelier.methods import base, gatys
+from atelier.pipelines import base, optimization
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def test_interrupt_writes_best_image_and_exits_130(images, tmp_path, tiny, monke
             return criterion(image)
         return real(crit, init, **kwargs)
 
-    monkeypatch.setattr(gatys, "optimize_image", interrupted)
+    monkeypatch.setattr(optimization, "optimize_image", interrupted)
     out = tmp_path / "best.png"
     code = cli.main(["stylize", str(content), "--style", str(style), "--size", "48", "--iterations", "50",
                      "-o", str(out)])

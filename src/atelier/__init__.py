@@ -6,11 +6,15 @@
 >>> report = atelier.evaluate(["adain", "wct"], contents="photos/", styles="art/", output="rep/")  # doctest: +SKIP
 """
 
-from . import train
+# The methods first: importing them fills the method and training-task registries.
+from .methods import available_methods, get_method  # isort: skip
 from .api import StylizationInterrupted, stylize, stylize_video, translate, translate_video
 from .errors import AtelierError
 from .eval import EvalReport, evaluate
-from .methods import available_methods, get_method
+
+# ``atelier.train(config)`` is the training function; the package ``atelier.train`` stays importable
+# (``from atelier.train import TrainConfig``), only this attribute of ``atelier`` names the function.
+from .train.trainer import train
 
 __version__ = "0.1.0"
 __all__ = ["AtelierError", "EvalReport", "StylizationInterrupted", "__version__", "available_methods", "evaluate",

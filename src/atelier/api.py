@@ -21,9 +21,9 @@ from .errors import OptionError
 from .io.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, resize_longest, tensor_to_pil
 from .io.masks import MaskInput, load_masks
 from .methods import Method, StylizeResult, get_method
-from .methods.cyclegan import DIRECTIONS, Translator
 from .ops.color import luminance, match_color, transfer_luminance
 from .ops.smoothing import photo_smooth as smooth_with_guide
+from .pipelines.translation import DIRECTIONS, Translator
 
 __all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "build_method", "load_styles", "map_video",
            "normalize_weights", "resolve_device", "style_count", "stylize", "stylize_tensor", "stylize_video",
@@ -342,7 +342,7 @@ def translate(
         image: path, PIL image, ``(H, W, 3)`` uint8 array or ``(1, 3, H, W)`` tensor in [0, 1].
         model: a trained model's name (``$ATELIER_HOME/weights`` first, then shipped, e.g.
             ``"summer2winter"``), a ``.safetensors`` file exported by ``atelier train``, or an
-            :class:`atelier.methods.cyclegan.Translator` built once to reuse over many images.
+            :class:`atelier.pipelines.translation.Translator` built once to reuse over many images.
         direction: ``"a2b"`` (content domain -> style domain of the training config, e.g.
             summer -> winter) or ``"b2a"``.
         size: longest side of the output in px (None keeps the input's size).

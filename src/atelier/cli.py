@@ -27,10 +27,6 @@ from .methods import Method, available_methods, get_method
 
 __all__ = ["build_parser", "main"]
 
-#: Options the shared pipeline handles itself; they are never method config fields.
-PIPELINE_OPTIONS = ("size", "style_weights", "mask", "preserve_color", "device", "seed", "max_pixels")
-
-
 def _method_options() -> dict[str, tuple[dataclasses.Field, Any, dict[str, Any]]]:
     """``{field name: (field, annotation, {method: its default})}`` over every method config."""
     found: dict[str, tuple[dataclasses.Field, Any, dict[str, Any]]] = {}
@@ -330,7 +326,7 @@ def _stylize_folder(args: argparse.Namespace, method: Method, label: str, styles
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from .methods.cyclegan import Translator
+    from .pipelines.translation import Translator
 
     source = Path(args.image)
     if not source.exists():

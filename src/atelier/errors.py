@@ -6,6 +6,9 @@ line on stderr and exit status 2. Each message says what is wrong and what to do
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "AtelierError",
     "ImageError",
@@ -16,6 +19,7 @@ __all__ = [
     "OutputExistsError",
     "UnknownNameError",
     "WeightsError",
+    "suggest",
 ]
 
 
@@ -56,3 +60,10 @@ class WeightsError(AtelierError):
 
 class OutputExistsError(AtelierError, FileExistsError):
     """The output file exists and ``overwrite`` was not given."""
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """A "did you mean" suffix for an unknown ``name`` ('' when nothing is close), for the
+    messages of :class:`UnknownNameError` and friends."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""

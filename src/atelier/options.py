@@ -13,10 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .encoders.vgg import suggest
-from .errors import OptionError, UnknownNameError
+from .errors import OptionError, UnknownNameError, suggest
 
-__all__ = ["MethodConfig", "option"]
+__all__ = ["MethodConfig", "option", "plain_dict"]
+
+
+def plain_dict(config: Any) -> dict[str, Any]:
+    """A dataclass's fields as a plain-Python dict (tuples become lists), for JSON and YAML: the one
+    serialisation of method configs and training configs."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
 def option(default: Any, help: str, *, choices: Sequence[Any] | None = None, cli: bool = True) -> Any:
@@ -98,7 +103,7 @@ class MethodConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict (tuples become lists), for JSON/YAML next to outputs."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return plain_dict(self)
 
     @classmethod
     def field_names(cls) -> list[str]:

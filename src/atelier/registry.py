@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from .encoders.vgg import suggest
-from .errors import UnknownNameError
+from .errors import UnknownNameError, suggest
 
 __all__ = ["Registry"]
 

@@ -8,8 +8,8 @@ from safetensors.torch import save_file
 
 from atelier.encoders import random_vgg19
 from atelier.errors import OptionError
+from atelier.eval.metrics import compressed_covariance_error, covariance_error
 from atelier.methods import get_method
-from atelier.methods.lst import compressed_covariance_error, covariance_error
 from atelier.nets import VGGDecoder
 from atelier.nets.hourglass import HourglassDecoder
 from atelier.nets.linear import LinearTransform
@@ -119,8 +119,8 @@ def test_style_swap_optimisation_inversion_lowers_the_feature_loss(encoder, styl
     calls = []
     original = method.invert_by_optimization
 
-    def spy(target, init, precision):
-        out = original(target, init, precision)
+    def spy(target, init, precision, run=None):
+        out = original(target, init, precision, run)
         calls.append([float(((encoder(x, ["relu3_1"])["relu3_1"] - target) ** 2).mean()) for x in (init, out)])
         return out
 

@@ -127,7 +127,7 @@ def test_blend_is_between_the_two_styles(encoder, content_image, style_image):
 
 
 def test_pipeline_options_reach_the_method(encoder, content_image, style_image, monkeypatch):
-    from atelier.methods import base
+    from atelier.pipelines import base
 
     monkeypatch.setattr(base, "load_vgg19", lambda *a, **k: encoder)
     with pytest.raises(OptionError, match="alpha must be between 0 and 1"):

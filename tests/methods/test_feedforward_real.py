@@ -9,10 +9,10 @@ import random
 import pytest
 import torch
 
+from atelier.eval.metrics import compressed_covariance_error
 from atelier.io import load_image, resize_longest
 from atelier.losses import CAFFE_FEATURE_SCALES, mean_std_loss
 from atelier.methods import get_method
-from atelier.methods.lst import compressed_covariance_error
 from atelier.nets.pretrained import SHIPPED, locate, read_weights, shipped_dir
 from atelier.train.data import ImageFolder
 from conftest import EXAMPLES, SHARED_DATA

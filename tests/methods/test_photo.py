@@ -8,7 +8,9 @@ from PIL import Image
 from atelier.api import stylize_tensor
 from atelier.errors import MaskError, OptionError
 from atelier.io.segmentation import PALETTE
-from atelier.methods.photo import MattingLoss, Photo, PhotoConfig, region_color_transfer
+from atelier.losses import MattingLoss
+from atelier.methods.photo import Photo, PhotoConfig
+from atelier.ops.color import region_color_transfer
 from atelier.ops.matting import matting_energy, matting_laplacian
 
 

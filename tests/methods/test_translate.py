@@ -14,8 +14,8 @@ from safetensors.torch import save_file
 import atelier
 from atelier.cli import main
 from atelier.errors import ImageTooSmallError, OptionError, UnknownNameError, WeightsError
-from atelier.methods.cyclegan import Translator, load_translator, multiple_of_four
 from atelier.nets.gan import ResnetGenerator
+from atelier.pipelines.translation import Translator, load_translator, multiple_of_four
 from atelier.train import TrainConfig, train
 from helpers import smooth_image
 

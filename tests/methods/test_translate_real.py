@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from atelier.eval import DomainJudge
 from atelier.io import load_image
-from atelier.methods.cyclegan import TASKS, Translator
 from atelier.nets.pretrained import shipped_dir
+from atelier.pipelines.translation import TASKS, Translator
 from atelier.train.data import IMAGE_SUFFIXES
 from conftest import REPO
 

@@ -43,7 +43,7 @@ def test_train_then_list_and_use_the_model(tmp_path, folders, tiny, monkeypatch,
     assert cli.main(["models"]) == 0
     listing = capsys.readouterr().out
     assert "adain_decoder" in listing and "3 steps" in listing and "user:" in listing
-    from atelier.methods import base
+    from atelier.pipelines import base
 
     monkeypatch.setattr(base, "load_vgg19", lambda *a, **k: random_vgg19())
     content, style = folders

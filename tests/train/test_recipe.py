@@ -166,8 +166,8 @@ def test_the_whole_chain_trains_every_network_of_the_recipe(tmp_path, monkeypatc
         shutil.copy(file, home / "weights" / file.name)
     monkeypatch.setenv("ATELIER_HOME", str(home))
     from atelier.methods import get_method
-    from atelier.methods.cyclegan import load_translator
     from atelier.methods.johnson import load_transformer
+    from atelier.pipelines.translation import load_translator
 
     for layer in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"):
         get_method("wct")(weights="random").decoder(layer)

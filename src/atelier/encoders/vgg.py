@@ -7,7 +7,6 @@ the deepest requested layer, and returns a ``{layer name: feature}`` dict.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ImageTooSmallError, OptionError, UnknownNameError
+from ..errors import ImageTooSmallError, OptionError, UnknownNameError, suggest
 
 __all__ = ["LAYER_NAMES", "VGG19_WIDTHS", "Preprocessing", "VGGEncoder", "conv_names"]
 
@@ -61,12 +60,6 @@ class Preprocessing:
         mean = image.new_tensor(self.mean).view(1, 3, 1, 1)
         std = image.new_tensor(self.std).view(1, 3, 1, 1)
         return (image * self.scale - mean) / std
-
-
-def suggest(name: str, choices: Iterable[str]) -> str:
-    """A "did you mean" suffix for an unknown ``name`` ('' when nothing is close)."""
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 class VGGEncoder(nn.Module):

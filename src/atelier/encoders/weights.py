@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import OptionError, WeightsError
-from .vgg import VGG19_DEPTHS, VGG19_WIDTHS, Preprocessing, VGGEncoder, conv_names, suggest
+from ..errors import OptionError, WeightsError, suggest
+from .vgg import VGG19_DEPTHS, VGG19_WIDTHS, Preprocessing, VGGEncoder, conv_names
 
 __all__ = [
     "CAFFE",

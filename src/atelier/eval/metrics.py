@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,15 +12,19 @@ from torch import Tensor
 
 from ..encoders.vgg import VGGEncoder
 from ..io.images import resize_longest
+from ..nets.linear import LinearTransform
 from ..ops._checks import check_bchw
 from ..ops.color import luminance
 from ..ops.gram import gram_matrix
+from ..ops.wct import covariance
 
 __all__ = [
     "STATISTICS",
     "STATISTICS_SIZE",
     "STYLE_LAYERS",
     "StyleStatistics",
+    "compressed_covariance_error",
+    "covariance_error",
     "gram_distance",
     "identify_style",
     "ssim",
@@ -41,6 +46,13 @@ def _gaussian_window(size: int, sigma: float, dtype: torch.dtype) -> Tensor:
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = g / g.sum()
     return (g[:, None] * g[None, :])[None, None]
+
+
+def psnr(output: Tensor, target: Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of ``output`` (clamped to [0, 1]) against ``target``,
+    images in [0, 1]: ``10 log10(1 / MSE)`` (MSE floored at 1e-12)."""
+    mse = float(torch.mean((output.float().clamp(0, 1) - target.float()) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 def ssim(a: Tensor, b: Tensor, *, window: int = 11, sigma: float = 1.5) -> Tensor:
@@ -193,3 +205,26 @@ def stride_grid(image: Tensor, period: int = 8) -> float:
     h, w = (residual.shape[0] // period) * period, (residual.shape[1] // period) * period
     cells = residual[:h, :w].reshape(h // period, period, w // period, period).mean((0, 2))
     return float(cells.abs().mean() / residual.abs().mean().clamp_min(1e-12))
+
+
+def covariance_error(output: Tensor, content: Tensor, style: Tensor) -> float:
+    """``||cov(out) - cov(s)||_F / ||cov(c) - cov(s)||_F``, averaged over the batch: how much of the
+    covariance gap between content and style features a transform leaves (0 = WCT's exact match,
+    1 = none closed, e.g. the identity). Features ``(B, C, H, W)``; for T, its compressed space
+    (:func:`compressed_covariance_error`)."""
+    cov = [covariance(x.detach().float())[1] for x in (output, content, style)]
+    remaining = torch.linalg.matrix_norm(cov[0] - cov[2])
+    gap = torch.linalg.matrix_norm(cov[1] - cov[2]).clamp_min(1e-12)
+    return float((remaining / gap).mean())
+
+
+def compressed_covariance_error(transform: LinearTransform, content: Tensor, style: Tensor) -> float:
+    """:func:`covariance_error` of ``T`` in its compressed space (Li et al. 2019, eq. 5: T should
+    map the covariance of ``C(F_c)`` to that of ``C(F_s)``), item by item; features at T's layer."""
+    with torch.no_grad():
+        errors = []
+        for i in range(len(content)):
+            c, s = content[i : i + 1].float(), style[i : i + 1].float()
+            transformed = transform.transform_compressed(c, transform.style_code(s))
+            errors.append(covariance_error(transformed, transform.compressed_content(c), transform.compressed_style(s)))
+    return sum(errors) / len(errors)

@@ -61,8 +61,8 @@ from torch import Tensor
 
 from ..api import _check_size, build_method, stylize_tensor
 from ..devices import resolve_device
-from ..encoders.vgg import VGGEncoder, suggest
-from ..errors import AtelierError, ImageError, OptionError, UnknownNameError
+from ..encoders.vgg import VGGEncoder
+from ..errors import AtelierError, ImageError, OptionError, UnknownNameError, suggest
 from ..io.atomic import atomic_path
 from ..io.images import SAVE_FORMATS, load_image, pil_to_tensor, resize_longest, resize_to, save_image, tensor_to_pil
 from ..methods import Method

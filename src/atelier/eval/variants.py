@@ -16,8 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..encoders.vgg import suggest
-from ..errors import OptionError, UnknownNameError
+from ..errors import OptionError, UnknownNameError, suggest
 from ..methods import available_methods
 
 __all__ = ["VARIANTS", "MethodSpec", "parse_method"]

@@ -1,5 +1,6 @@
 """Loss terms on encoder features and the criterion that composes them."""
 
+from .matting import MattingLoss
 from .moments import CAFFE_FEATURE_SCALES, covariance_loss, feature_mse, gram_loss, layer_scale, mean_std_loss
 from .perceptual import (
     ContentLoss,
@@ -18,6 +19,7 @@ __all__ = [
     "GramStyleLoss",
     "HistogramStyleLoss",
     "LossTerm",
+    "MattingLoss",
     "PerceptualCriterion",
     "StyleTarget",
     "TotalVariationLoss",

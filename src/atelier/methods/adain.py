@@ -25,9 +25,9 @@ from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale, mean_std_lo
 from ..nets.decoder import UPSAMPLE_MODES, VGGDecoder
 from ..ops.layout import channels_last
 from ..ops.stats import adain
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..train.task import TrainingTask, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
 __all__ = ["AdaIN", "AdaINConfig", "AdaINTraining", "AdaINTrainingOptions"]
 
@@ -60,7 +60,7 @@ class AdaIN(FeedForwardMethod):
         return self.config.decoder
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         content_features = self.encode_layer(content, LAYER, precision, tile)
         style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
         target = blend_features(content_features, style_features, weights,

@@ -23,15 +23,16 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import OptionError
+from ..eval.metrics import psnr
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.hourglass import SKIP_LAYERS, HourglassDecoder, SkipSource, skip_statistics
 from ..ops.layout import channels_last
 from ..ops.masks import resize_mask
 from ..ops.patch_swap import style_decorator
 from ..ops.tv import total_variation
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..train.task import TrainingTask, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
 __all__ = ["AvatarNet", "AvatarNetConfig", "AvatarNetTraining", "AvatarNetTrainingOptions", "skip_sources"]
 
@@ -89,7 +90,7 @@ class AvatarNet(FeedForwardMethod):
         return HourglassDecoder(self.encoder.widths)
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         cfg = self.config
         content_features = dict(zip(ENCODED, self.encode_layers(content, ENCODED, precision, tile)))
         style_features = [self.remember(style, f"avatar/{precision}/{tile}",
@@ -166,9 +167,8 @@ class AvatarNetTraining(TrainingTask):
         """Reconstruction PSNR (dB) on held-out images, with the loss terms."""
         results = super().evaluate(model, content, style)
         with torch.no_grad():
-            output = self._reconstruct(model, content)[0].float().clamp(0, 1)
-            mse = float(torch.mean((output - content.float()) ** 2))
-        return results | {"psnr": 10 * float(torch.log10(torch.tensor(1.0 / max(mse, 1e-12))))}
+            output = self._reconstruct(model, content)[0]
+        return results | {"psnr": psnr(output, content)}
 
     def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
         return {"avatar_decoder": model.state_dict()}

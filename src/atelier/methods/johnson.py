@@ -46,9 +46,9 @@ from ..nets.transformer import TransformerNet, is_style_parameter
 from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last
 from ..ops.tv import total_variation
+from ..pipelines.base import Method, MethodConfig, StylizeResult, option, register
+from ..pipelines.feedforward import memory_budget
 from ..train.task import TrainingTask, load_matching, register_task
-from .base import Method, MethodConfig, StylizeResult, option, register
-from .feedforward import memory_budget
 
 __all__ = ["Johnson", "JohnsonConfig", "JohnsonTraining", "JohnsonTrainingOptions", "load_transformer"]
 

@@ -34,19 +34,19 @@ from torch import Tensor, nn
 
 from ..encoders.vgg import VGGEncoder
 from ..errors import OptionError
+from ..eval.metrics import compressed_covariance_error
 from ..losses import CAFFE_FEATURE_SCALES, covariance_loss, feature_mse, gram_loss, layer_scale
 from ..nets.decoder import VGGDecoder
 from ..nets.linear import LinearTransform
 from ..nets.pretrained import load_into, locate
 from ..ops.layout import channels_last
 from ..ops.smoothing import photo_smooth
-from ..ops.wct import covariance, whiten_color
+from ..ops.wct import whiten_color
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..train.task import TrainingTask, load_matching, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
-__all__ = ["LST", "LSTConfig", "LSTTraining", "LSTTrainingOptions", "compressed_covariance_error",
-           "covariance_error"]
+__all__ = ["LST", "LSTConfig", "LSTTraining", "LSTTrainingOptions"]
 
 LAYERS = ("relu3_1", "relu4_1")
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -55,29 +55,6 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 def _check_layer(layer: str) -> None:
     if layer not in LAYERS:
         raise OptionError(f"layer must be relu3_1 or relu4_1 (the paper's two models), not {layer!r}")
-
-
-def covariance_error(output: Tensor, content: Tensor, style: Tensor) -> float:
-    """``||cov(out) - cov(s)||_F / ||cov(c) - cov(s)||_F``, averaged over the batch: how much of the
-    covariance gap between content and style features a transform leaves (0 = WCT's exact match,
-    1 = none closed, e.g. the identity). Features ``(B, C, H, W)``; for T, its compressed space
-    (:func:`compressed_covariance_error`)."""
-    cov = [covariance(x.detach().float())[1] for x in (output, content, style)]
-    remaining = torch.linalg.matrix_norm(cov[0] - cov[2])
-    gap = torch.linalg.matrix_norm(cov[1] - cov[2]).clamp_min(1e-12)
-    return float((remaining / gap).mean())
-
-
-def compressed_covariance_error(transform: LinearTransform, content: Tensor, style: Tensor) -> float:
-    """:func:`covariance_error` of ``T`` in its compressed space (Li et al. 2019, eq. 5: T should
-    map the covariance of ``C(F_c)`` to that of ``C(F_s)``), item by item; features at T's layer."""
-    with torch.no_grad():
-        errors = []
-        for i in range(len(content)):
-            c, s = content[i : i + 1].float(), style[i : i + 1].float()
-            transformed = transform.transform_compressed(c, transform.style_code(s))
-            errors.append(covariance_error(transformed, transform.compressed_content(c), transform.compressed_style(s)))
-    return sum(errors) / len(errors)
 
 
 @dataclass(frozen=True)
@@ -114,7 +91,7 @@ class LST(FeedForwardMethod):
     config: LSTConfig
 
     @property
-    def decoder_layers(self) -> tuple[str, ...]:  # type: ignore[override]
+    def decoder_layers(self) -> tuple[str, ...]:
         return (self.config.model_layer,)
 
     def decoder_file(self, layer: str) -> str:
@@ -135,7 +112,7 @@ class LST(FeedForwardMethod):
             expect={"layer": layer}, what=f"Linear Style Transfer {layer} module")
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         layer = self.config.model_layer
         net = self.transform().to(content.device)
         content_features = self.encode_layer(content, layer, precision, tile)

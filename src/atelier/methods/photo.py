@@ -46,50 +46,15 @@ from ..encoders.vgg import VGGEncoder
 from ..errors import OptionError
 from ..io.images import scaled_style_size
 from ..io.segmentation import label_masks, load_segmentation
-from ..losses import LossTerm, encode
+from ..losses import encode
+from ..losses.matting import MattingLoss
 from ..ops.clustering import auto_masks
-from ..ops.color import match_color
-from ..ops.matting import laplacian_to_torch, matting_energy, matting_laplacian
+from ..ops.color import region_color_transfer
 from ..optim.schedule import auto_scales, pyramid_sizes
-from .base import MethodConfig, StylizeResult, VGGMethod, option, register
-from .gatys import Gatys, GatysConfig
+from ..pipelines.base import MethodConfig, StylizeResult, VGGMethod, option, register
+from ..pipelines.optimization import OptimizationConfig, OptimizationMethod
 
-__all__ = ["MattingLoss", "Photo", "PhotoConfig", "region_color_transfer"]
-
-
-class MattingLoss(LossTerm):
-    """Photorealism regularization ``weight * sum_c V_c^T M V_c`` (Luan et al. 2017, eq. 2)."""
-
-    name = "photo"
-
-    def __init__(self, content: Tensor, weight: float, eps: float = 1e-7):
-        super().__init__()
-        self.laplacian = matting_laplacian(content, eps=eps)
-        self.weight = weight
-
-    def forward(self, features, image: Tensor) -> Tensor:
-        if image.device.type != "cpu" and not isinstance(self.laplacian, Tensor):
-            # On a GPU, keep the sparse products there instead of copying the image every step.
-            self.laplacian = laplacian_to_torch(self.laplacian, image.device)
-        return self.weight * matting_energy(image.float(), self.laplacian)
-
-
-def region_color_transfer(content: Tensor, style: Tensor, content_masks: Tensor, style_masks: Tensor) -> Tensor:
-    """Recolour each region of ``content`` to the colour mean and covariance of its style region.
-
-    A start point for the segmented Gram optimisation: the colours the style loss would take
-    hundreds of L-BFGS steps to reach are there from step 0, so the steps go to local
-    statistics instead. Regions are blended with the (soft) content masks.
-    """
-    # A larger eigenvalue floor than match_color's default: small flat regions would
-    # otherwise amplify JPEG noise by their inverse standard deviation.
-    eps = 1e-3
-    out = torch.zeros_like(content)
-    for k in range(content_masks.shape[1]):
-        cm, sm = content_masks[:, k : k + 1], style_masks[:, k : k + 1]
-        recoloured = match_color(content, style, eps, source_mask=cm, reference_mask=sm)
-        out = out + cm * recoloured
-    return out / content_masks.sum(1, keepdim=True).clamp_min(1e-8)
+__all__ = ["Photo", "PhotoConfig"]
 
 
 @dataclass(frozen=True)
@@ -142,12 +107,12 @@ class Photo(VGGMethod):
     config: PhotoConfig
     supports_masks = False
 
-    def _gatys(self, **overrides) -> Gatys:
+    def _gatys(self, **overrides: object) -> OptimizationMethod:
         cfg = self.config
         shared = {name: getattr(cfg, name) for name in (
             "scales", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
             "pooling", "weights", "precision")}
-        return Gatys(GatysConfig(**{**shared, **overrides}), encoder=self.encoder)
+        return OptimizationMethod(OptimizationConfig(**{**shared, **overrides}), encoder=self.encoder)
 
     def regions(self, content: Tensor, style: Tensor, device: torch.device) -> tuple[Tensor, Tensor, list[str]]:
         """Content masks ``(1, K, H, W)``, style masks ``(1, K, h, w)`` and region names."""

@@ -33,9 +33,9 @@ from ..nets.decoder import VGGDecoder
 from ..nets.sanet import SANetTransform
 from ..ops.layout import channels_last
 from ..ops.stats import instance_normalize
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..train.task import TrainingTask, load_matching, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
 __all__ = ["SANetConfig", "SANetMethod", "SANetTraining", "SANetTrainingOptions"]
 
@@ -86,7 +86,7 @@ class SANetMethod(FeedForwardMethod):
             expect={}, what="SANet transform")
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         net = self.transform().to(content.device)
         temperature = self.config.temperature
         pair = tuple(self.encode_layers(content, LAYERS, precision, tile))

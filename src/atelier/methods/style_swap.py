@@ -24,23 +24,17 @@ from ..errors import OptionError
 from ..losses import CAFFE_FEATURE_SCALES, encode, feature_mse, layer_scale
 from ..nets.decoder import VGGDecoder
 from ..ops.layout import channels_last
-from ..ops.patch_swap import patch_swap
+from ..ops.patch_swap import patch_swap, swap_batch
 from ..ops.tv import total_variation
 from ..optim.loop import optimize_image
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..progress import Progress
 from ..train.task import TrainingTask, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
-__all__ = ["StyleSwap", "StyleSwapConfig", "StyleSwapTraining", "StyleSwapTrainingOptions", "swap_batch"]
+__all__ = ["StyleSwap", "StyleSwapConfig", "StyleSwapTraining", "StyleSwapTrainingOptions"]
 
 LAYER = "relu3_1"
-
-
-def swap_batch(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1) -> Tensor:
-    """:func:`~atelier.ops.patch_swap` of each content item with the style item at the same index."""
-    return torch.cat([patch_swap(content[i : i + 1], style[i : i + 1], patch_size, stride)
-                      for i in range(len(content))])
 
 
 @dataclass(frozen=True)
@@ -83,7 +77,7 @@ class StyleSwap(FeedForwardMethod):
         return self.config.decoder
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         cfg = self.config
         content_features = self.encode_layer(content, LAYER, precision, tile)
         style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
@@ -92,10 +86,12 @@ class StyleSwap(FeedForwardMethod):
                                 masks=masks, alpha=cfg.alpha)
         if cfg.inversion == "network":
             return self.decode(LAYER, target, precision, tile)
-        return self.invert_by_optimization(target, content, precision)
+        return self.invert_by_optimization(target, content, precision, run)
 
-    def invert_by_optimization(self, target: Tensor, init: Tensor, precision: str) -> Tensor:
-        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``."""
+    def invert_by_optimization(self, target: Tensor, init: Tensor, precision: str, run: Run | None = None) -> Tensor:
+        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``; ``run``
+        says whether to show progress and learns whether the loop was interrupted."""
+        run = run or Run()
         cfg = self.config
         scale = layer_scale(LAYER, CAFFE_FEATURE_SCALES)
 
@@ -104,11 +100,11 @@ class StyleSwap(FeedForwardMethod):
             tv = cfg.tv_weight * total_variation(image) * 255**2
             return feature + tv, {"feature": float(feature.detach()), "tv": float(tv.detach())}
 
-        bar = Progress(cfg.iterations, label="style_swap inversion ", enabled=self.show_progress)
+        bar = Progress(cfg.iterations, label="style_swap inversion ", enabled=run.progress)
         with torch.enable_grad():
             result = optimize_image(criterion, init, iterations=cfg.iterations, progress=bar)
         bar.close()
-        self.interrupted = result.interrupted
+        run.interrupted = result.interrupted
         return result.image
 
 

@@ -11,7 +11,7 @@ classifiers learn to tell their source domain (1) from their target domain (0) (
 lr 1e-4, betas (0.5, 0.999), weight decay 1e-4, linear decay over the second half (sec. 3.1 and
 the authors' code). ``light: true`` is the authors' small-memory variant.
 
-Training shares CycleGAN's two-phase task (:class:`atelier.methods.cyclegan.TranslationTask`):
+Training shares CycleGAN's two-phase task (:class:`atelier.pipelines.translation.TranslationTask`):
 content folder = domain A, style folder = domain B; the export is one file with both
 generators, used by ``atelier translate --model NAME``.
 
@@ -19,7 +19,7 @@ Deviations from the paper and the authors' code:
     * Each step updates the generators first and then the discriminators on those fakes
       (CycleGAN's order, one generator pass per step); the authors' code updates the
       discriminators first on a separate generator pass.
-    * L1 losses on the [-1, 1] scale (as the authors' code), see :func:`atelier.methods.cyclegan.l1`.
+    * L1 losses on the [-1, 1] scale (as the authors' code), see :func:`atelier.pipelines.translation.l1`.
     * The network deviations listed in :mod:`atelier.nets.ugatit`.
 """
 
@@ -36,8 +36,8 @@ from ..errors import OptionError
 from ..nets.gan import STRIDE, lsgan_loss
 from ..nets.ugatit import UGATITDiscriminator, UGATITGenerator, clip_rho
 from ..options import option
+from ..pipelines.translation import TranslationOptions, TranslationTask, l1
 from ..train.task import register_task
-from .cyclegan import TranslationOptions, TranslationTask, l1
 
 __all__ = ["UGATITOptions", "UGATITTraining"]
 

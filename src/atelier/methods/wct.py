@@ -15,7 +15,6 @@ Deviations from the paper:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..eval.metrics import psnr
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.decoder import DECODER_LAYERS, VGGDecoder, decoder_block, fit_linear_decoder
 from ..ops.layout import channels_last
 from ..ops.wct import whiten_color
+from ..pipelines.base import MethodConfig, option, register
+from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..train.task import TrainingTask, load_matching, register_task
-from .base import MethodConfig, option, register
-from .feedforward import FeedForwardConfig, FeedForwardMethod, blend_features
 
 __all__ = ["WCT", "WCTConfig", "WCTTraining", "WCTTrainingOptions"]
 
@@ -76,7 +76,7 @@ class WCT(FeedForwardMethod):
     config: WCTConfig
 
     @property
-    def decoder_layers(self) -> tuple[str, ...]:  # type: ignore[override]
+    def decoder_layers(self) -> tuple[str, ...]:
         return self.config.layers
 
     def decoder_file(self, layer: str) -> str:
@@ -91,7 +91,7 @@ class WCT(FeedForwardMethod):
         return "atelier train configs/wct.yaml"
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         dtype = getattr(torch, self.config.wct_precision)
         eps = self.config.eps
 
@@ -164,8 +164,7 @@ class WCTTraining(TrainingTask):
         with torch.no_grad():
             results = {}
             for layer, (_, output) in self._reconstructions(model, content).items():
-                mse = float(torch.mean((output.float().clamp(0, 1) - content.float()) ** 2))
-                results[f"psnr_{layer}"] = 10 * math.log10(1.0 / max(mse, 1e-12))
+                results[f"psnr_{layer}"] = psnr(output, content)
             return results
 
     def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:

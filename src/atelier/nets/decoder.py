@@ -27,8 +27,8 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from ..encoders.vgg import VGG19_DEPTHS, VGG19_WIDTHS, suggest
-from ..errors import OptionError, UnknownNameError
+from ..encoders.vgg import VGG19_DEPTHS, VGG19_WIDTHS
+from ..errors import OptionError, UnknownNameError, suggest
 
 __all__ = ["DECODER_LAYERS", "UPSAMPLE_MODES", "VGGDecoder", "decoder_block", "fit_linear_decoder"]
 

@@ -19,7 +19,7 @@ from ..errors import OptionError
 from ._checks import check_bchw
 from .wct import colour, covariance, whiten
 
-__all__ = ["nearest_patches", "patch_swap", "style_decorator", "style_patches"]
+__all__ = ["nearest_patches", "patch_swap", "style_decorator", "style_patches", "swap_batch"]
 
 #: Bytes of correlation scores computed at once (the search runs over chunks of style patches).
 SCORE_BYTES = 1 << 27
@@ -118,3 +118,9 @@ def style_decorator(
     style_mean, style_cov = covariance(style, dtype=dtype)
     swapped = patch_swap(whitened_content, whitened_style, patch_size, stride)
     return colour(swapped, style_mean, style_cov, eps=eps)
+
+
+def swap_batch(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1) -> Tensor:
+    """:func:`patch_swap` of each content item with the style item at the same index."""
+    return torch.cat([patch_swap(content[i : i + 1], style[i : i + 1], patch_size, stride)
+                      for i in range(len(content))])

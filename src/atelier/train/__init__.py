@@ -2,11 +2,10 @@
 
 >>> import atelier
 >>> result = atelier.train("configs/adain.yaml", overrides={"steps": 100})  # doctest: +SKIP
-"""
 
-import sys
-import types
-from typing import Any
+``atelier.train`` is the function :func:`~atelier.train.trainer.train` (bound by ``atelier/__init__``);
+this package stays importable as a module (``from atelier.train import TrainConfig``).
+"""
 
 from .config import TrainConfig, load_config
 from .data import DatasetError, ImageFolder
@@ -29,13 +28,3 @@ __all__ = [
     "train",
 ]
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``atelier.train(config)`` call :func:`train` while ``atelier.train`` stays the package
-    (``from atelier.train import TrainConfig`` keeps working)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from ..encoders.vgg import suggest
-from ..errors import OptionError, UnknownNameError
+from ..errors import OptionError, UnknownNameError, suggest
+from ..options import plain_dict
 
 __all__ = ["TrainConfig", "load_config"]
 
@@ -98,7 +98,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict (tuples become lists), saved in checkpoints and model cards."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return plain_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:

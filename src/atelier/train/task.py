@@ -160,15 +160,17 @@ def register_task(cls: type[TrainingTask]) -> type[TrainingTask]:
 
 
 def available_tasks() -> dict[str, type[TrainingTask]]:
-    """``{name: task class}``, sorted by name."""
-    from .. import methods  # noqa: F401  (method modules register their tasks)
+    """``{name: task class}`` of every registered task, sorted by name.
 
+    Method modules register their tasks when they are imported, as they register their methods
+    (:func:`atelier.pipelines.base.register`); ``import atelier`` imports every method module
+    (:mod:`atelier.methods`) before anything can ask, so this module never imports the methods.
+    """
     return _TASKS.available()
 
 
 def get_task(name: str) -> type[TrainingTask]:
     """The task called ``name``; :class:`UnknownNameError` with suggestions otherwise."""
-    available_tasks()
     return _TASKS.get(name)
 
 

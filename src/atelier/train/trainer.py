@@ -31,14 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from ..devices import resolve_device, resolve_precision
 from ..encoders.vgg import VGGEncoder
-from ..errors import AtelierError, OptionError, WeightsError
+from ..errors import AtelierError, OptionError
 from ..io.atomic import atomic_path
 from ..io.images import save_image
+from ..nets.pretrained import read_weights
 from ..ops.layout import channels_last
 from ..progress import Progress, format_duration
 from .config import TrainConfig, load_config
@@ -489,14 +490,9 @@ class _Run:
 
 
 def read_safetensors(path: str | Path) -> dict[str, Tensor]:
-    """Tensors of a safetensors file, with a clear error for a missing or corrupt one."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
-    try:
-        return load_file(str(path))
-    except Exception as error:
-        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
+    """Tensors of a safetensors file, with a clear error for a missing or corrupt one
+    (:func:`atelier.nets.pretrained.read_weights` without the header)."""
+    return read_weights(path)[0]
 
 
 def train(

@@ -1,4 +1,6 @@
-"""The common interface of all methods: a frozen config dataclass and a ``Method`` class.
+"""The common interface of all methods: a frozen config dataclass, a ``Method`` class and the registry.
+
+Part of the framework layer (:mod:`atelier.pipelines`): method modules import it, it imports none of them.
 
 Methods are registered by name (``@register``); the CLI, ``atelier methods``, the docs table
 and a parametrised test all read the registry. A config field's ``metadata`` carries its
@@ -22,7 +24,6 @@ from ..options import MethodConfig, option
 from ..registry import Registry
 
 __all__ = [
-    "COMMON_OPTIONS",
     "Method",
     "MethodConfig",
     "StylizeResult",
@@ -77,8 +78,25 @@ class Method(ABC):
         masks: Tensor | None = None,
         device: str = "cpu",
         progress: bool = True,
+        seed: int | None = None,
     ) -> StylizeResult:
-        """Stylize ``content`` ``(1, 3, H, W)`` with ``styles`` (each ``(1, 3, h, w)``)."""
+        """Stylize ``content`` ``(1, 3, H, W)`` with ``styles`` (each ``(1, 3, h, w)``).
+
+        Args:
+            content: the content, already resized to the output size, in [0, 1].
+            styles: the style images at their original size (empty when ``uses_style_images``
+                is False: the method's model holds its styles).
+            style_weights: normalised blend weights, one per style (or per held style).
+            masks: optional ``(1, K, H, W)``: where each style applies.
+            device: where to run (``cpu``, ``cuda``, ``cuda:N``).
+            progress: show a progress line for runs that take long.
+            seed: random seed of methods that draw random numbers (noise initialisation);
+                the others accept and ignore it.
+
+        Returns:
+            The image in [0, 1] and facts about the run; ``interrupted`` is True when a long
+            loop was stopped early (Ctrl-C) and the image is the best one so far.
+        """
 
 
 class VGGMethod(Method):
@@ -100,18 +118,6 @@ class VGGMethod(Method):
             self._encoder = load_vgg19(cfg.weights, pooling=cfg.pooling)
         return self._encoder
 
-
-#: Options of the shared pipeline (``atelier.stylize``), which every method accepts.
-COMMON_OPTIONS: dict[str, str] = {
-    "size": "longest side of the output in px",
-    "style_weights": "blend weight of each style (normalised to sum 1)",
-    "masks": "one mask per style: where in the output that style applies",
-    "preserve_color": "none | luminance (YIQ luminance-only transfer) | histogram (match the style's "
-                      "colours to the content first); Gatys et al. 2017, sec. 5",
-    "device": "cpu, cuda, cuda:N",
-    "seed": "random seed",
-    "max_pixels": "refuse inputs above this many pixels",
-}
 
 _METHODS: Registry[Method] = Registry("method")
 

@@ -30,7 +30,7 @@ from ..ops.masks import resize_mask
 from ..ops.padding import pad_to_multiple
 from .base import MethodConfig, StylizeResult, VGGMethod, option
 
-__all__ = ["FeedForwardConfig", "FeedForwardMethod", "blend_features", "memory_budget"]
+__all__ = ["FeedForwardConfig", "FeedForwardMethod", "Run", "blend_features", "memory_budget"]
 
 #: Context around encoder tiles, px (the receptive field of relu4_1 is 68 px; a multiple of 16).
 ENCODER_HALO = 96
@@ -43,6 +43,20 @@ MEMO_ENTRIES = 32
 #: A feature transform ``(content (1, C, H, W), style, content region or None) -> (1, C, H, W)``; the style
 #: is what the method passes in ``styles``: features ``(1, C, h, w)`` or a summary of them.
 Transform = Callable[[Tensor, Any, Tensor | None], Tensor]
+
+
+@dataclass
+class Run:
+    """One stylization as :meth:`FeedForwardMethod.transfer` sees it.
+
+    Attributes:
+        progress: whether a transfer that runs a long loop (an optimisation) shows a progress line.
+        interrupted: set by such a transfer when the loop was stopped early (Ctrl-C); the result
+            then carries ``interrupted`` and the best image so far.
+    """
+
+    progress: bool = True
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ class FeedForwardConfig(MethodConfig):
                           "0 = auto: tile only when the image would not fit")
 
     def validate(self) -> None:
+        """Refuse out-of-range options with :class:`OptionError`."""
         if not 0 <= self.alpha <= 1:
             raise OptionError(f"alpha must be between 0 and 1, got {self.alpha}")
         if self.style_scale <= 0:
@@ -127,8 +142,6 @@ class FeedForwardMethod(VGGMethod):
     """Base of encoder–transform–decoder methods; subclasses implement :meth:`transfer`."""
 
     config: FeedForwardConfig
-    #: ``reluN_1`` layers whose decoders the method needs.
-    decoder_layers: tuple[str, ...] = ()
     #: Further encoder layers the transform reads (their stride and receptive field count too).
     extra_layers: tuple[str, ...] = ()
 
@@ -139,7 +152,15 @@ class FeedForwardMethod(VGGMethod):
         self._decoders: dict[str, nn.Module] = dict(decoders or {})
         self._networks: dict[str, nn.Module] = dict(networks or {})
         self._memo: list[tuple[Tensor, str, Any]] = []
-        self.show_progress, self.interrupted = True, False
+
+    @property
+    def decoder_layers(self) -> tuple[str, ...]:
+        """``reluN_1`` layers whose decoders the method needs.
+
+        A method sets it as a class attribute, or overrides this property when its config
+        chooses the layers (WCT, LST).
+        """
+        return ()
 
     # -- weights -----------------------------------------------------------------------------
     def decoder_file(self, layer: str) -> str:
@@ -151,6 +172,7 @@ class FeedForwardMethod(VGGMethod):
         return ""
 
     def train_hint(self, layer: str) -> str:
+        """The command that trains the decoder for ``layer`` (said when its file is missing)."""
         return f"atelier train configs/{self.name}.yaml"
 
     def build_decoder(self, layer: str) -> nn.Module:
@@ -165,8 +187,10 @@ class FeedForwardMethod(VGGMethod):
 
     def load_network(self, cache: dict[str, nn.Module], key: str, build: Callable[[str], nn.Module], *,
                      stem: str, path: str, hint: str, expect: dict[str, str], what: str) -> Any:
-        """``cache[key]``, else ``build(key)`` with the weights of ``path`` (or the file ``stem``
-        found by :func:`~atelier.nets.pretrained.locate`), frozen and in eval mode."""
+        """``cache[key]``, else ``build(key)`` with the weights of ``path``, frozen and in eval mode.
+
+        Without ``path``, the file ``stem`` found by :func:`~atelier.nets.pretrained.locate`.
+        """
         if key not in cache:
             file = path or locate(stem, train_hint=hint)
             network = load_into(build(key), file, expect={"encoder": self.config.weights} | expect, what=what)
@@ -175,6 +199,7 @@ class FeedForwardMethod(VGGMethod):
 
     # -- running -----------------------------------------------------------------------------
     def min_side(self) -> int:
+        """The shortest content and style side, px, the method's layers can take."""
         return max(VGGEncoder.min_input_size((*self.decoder_layers, *self.extra_layers)), 16)
 
     def plan_tiles(self, height: int, width: int, precision: str, styles: int) -> int:
@@ -206,9 +231,12 @@ class FeedForwardMethod(VGGMethod):
         return max(256, side // 16 * 16)
 
     def remember(self, tensor: Tensor, key: str, compute: Callable[[], Any]) -> Any:
-        """``compute()`` once per (tensor object, ``key``): a style given for every frame of a
-        video is resized, encoded and summarised once. Entries hold their tensor, so an id is
-        never reused while remembered; an in-place change of the tensor makes a new entry."""
+        """``compute()`` once per (tensor object, ``key``): the style memo.
+
+        A style given for every frame of a video is resized, encoded and summarised once.
+        Entries hold their tensor, so an id is never reused while remembered; an in-place change
+        of the tensor makes a new entry.
+        """
         key = f"{key}@{tensor._version}"
         for held, held_key, value in self._memo:
             if held is tensor and held_key == key:
@@ -240,8 +268,10 @@ class FeedForwardMethod(VGGMethod):
         return [features[layer].float() for layer in layers]
 
     def decode(self, layer: str, features: Tensor, precision: str, tile: int = 0, **extra: Any) -> Tensor:
-        """Decode features to an image ``(1, 3, H, W)`` in float32 (not clamped), tiled when ``tile`` > 0;
-        ``extra`` goes to the decoder with every tile."""
+        """Decode features to an image ``(1, 3, H, W)`` in float32 (not clamped).
+
+        Tiled when ``tile`` > 0; ``extra`` goes to the decoder with every tile.
+        """
         decoder = self.decoder(layer).to(features.device)
 
         def run(part: Tensor) -> Tensor:
@@ -255,9 +285,11 @@ class FeedForwardMethod(VGGMethod):
         return tiled(run, features, scale=stride, tile=tile // stride, halo=DECODER_HALO)
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int) -> Tensor:
-        """Stylized image ``(1, 3, H, W)`` from content and styles on the working device
-        (encode and decode with ``tile``)."""
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
+        """Stylized image ``(1, 3, H, W)`` from content and styles on the working device.
+
+        Encode and decode with ``tile``; ``run`` carries progress and interruption (see :class:`Run`).
+        """
         raise NotImplementedError
 
     def stylize(
@@ -295,10 +327,9 @@ class FeedForwardMethod(VGGMethod):
         padded, pad = pad_to_multiple(content.to(torch_device), stride)
         if masks is not None:
             masks = F.pad(masks.to(torch_device), pad, mode="replicate")
-        # A transfer that runs a long loop (an optimisation) reads these two.
-        self.show_progress, self.interrupted = progress, False
+        run = Run(progress=progress)
         with torch.no_grad():
-            image = self.transfer(padded, resized, list(style_weights), masks, precision, tile)
+            image = self.transfer(padded, resized, list(style_weights), masks, precision, tile, run)
         image = image[..., :height, :width]
-        return StylizeResult(image=image.float().clamp(0, 1), interrupted=self.interrupted,
+        return StylizeResult(image=image.float().clamp(0, 1), interrupted=run.interrupted,
                              info={"precision": precision, "encoder": self.encoder.source, "tile": tile})
