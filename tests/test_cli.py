@@ -177,3 +177,25 @@ def test_python_m_entry_point():
 
     result = subprocess.run([sys.executable, "-m", "atelier", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("atelier ")
+
+
+@pytest.mark.parametrize("where", ["image", "folder", "save-dir", "proc"])
+def test_unwritable_output_refused_before_work(images, tmp_path, tiny, monkeypatch, capsys, where):
+    content, style = images
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    source, extra = str(content), ["-o", str(blocker / "out.png")]
+    if where == "folder":
+        source, extra = str(tmp_path), ["-o", str(blocker / "styled")]
+    elif where == "proc":
+        extra = ["-o", "/proc/atelier_out.png"]
+    elif where == "save-dir":
+        extra = ["-o", str(tmp_path / "out.png"), "--save-every", "1", "--save-dir", str(blocker / "steps")]
+    calls: list[int] = []
+    real = optimization.optimize_image
+    monkeypatch.setattr(optimization, "optimize_image", lambda *a, **k: calls.append(1) or real(*a, **k))
+    code = cli.main(["stylize", source, "--style", str(style), "--size", "40", "--iterations", "1", "-q", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "cannot write" in err and "choose" in err and not calls
+    assert not (tmp_path / "out.png").exists()

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .devices import resolve_device
 from .errors import OptionError
+from .io.atomic import check_writable_folder
 from .io.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, resize_longest, tensor_to_pil
 from .io.masks import MaskInput, load_masks
 from .methods import Method, StylizeResult, get_method
@@ -306,6 +307,7 @@ def map_video(
     from .io.video import probe_video, read_frames, write_video
     from .progress import Progress
 
+    check_writable_folder(Path(output).parent)
     info = probe_video(source)
     if info.width * info.height > max_pixels:
         raise OptionError(f"{source}: {info.width}x{info.height} frames are above the limit of {max_pixels:,} pixels")

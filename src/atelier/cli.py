@@ -21,6 +21,7 @@ from . import __version__
 from .api import PRESERVE_COLOR, StylizationInterrupted, load_styles, stylize, stylize_video, translate, translate_video
 from .errors import AtelierError, ImageError, OptionError, OutputExistsError
 from .eval.peers import PEERS
+from .io.atomic import check_writable_folder
 from .io.images import DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
 from .io.video import VIDEO_SUFFIXES, is_video
 from .methods import Method, available_methods, get_method
@@ -266,6 +267,7 @@ def _video_output(source: Path, output: str | None, label: str) -> Path:
     path = Path(output or Path("out") / f"{source.stem}_{label}.mp4")
     if not is_video(path):
         raise OptionError(f"{path}: the output of a video must be a video ({', '.join(VIDEO_SUFFIXES)})")
+    check_writable_folder(path.parent)
     return path
 
 
@@ -284,6 +286,7 @@ def _folder_plan(source: Path, output: str | None, label: str, overwrite: bool) 
     folder = Path(output or Path("out") / f"{source.name}_{label}")
     if folder.suffix.lower() in SAVE_FORMATS or folder.is_file():
         raise OptionError(f"{folder}: for a folder of images the output must be a folder")
+    check_writable_folder(folder)
     outputs = [folder / f"{path.stem}.png" for path in files]
     existing = [p for p in outputs if p.exists()]
     if existing and not overwrite:

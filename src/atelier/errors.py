@@ -17,6 +17,7 @@ __all__ = [
     "MaskError",
     "OptionError",
     "OutputExistsError",
+    "OutputNotWritableError",
     "UnknownNameError",
     "WeightsError",
     "suggest",
@@ -60,6 +61,10 @@ class WeightsError(AtelierError):
 
 class OutputExistsError(AtelierError, FileExistsError):
     """The output file exists and ``overwrite`` was not given."""
+
+
+class OutputNotWritableError(AtelierError):
+    """The output's folder cannot be created or written (checked before any work)."""
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:

@@ -77,3 +77,12 @@ def test_interrupted_training_exits_130_and_says_how_to_resume(tmp_path, folders
     assert cli.main(["train", str(_config(tmp_path, folders)), "--quiet"]) == 130
     assert "run the same command to resume" in capsys.readouterr().err
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_unwritable_training_output_refused_before_work(tmp_path, folders, tiny, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    path = _config(tmp_path, folders, output=str(blocker / "run"))
+    assert cli.main(["train", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write the training output" in err[0], err

@@ -12,7 +12,36 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+from ..errors import OutputNotWritableError
+
+__all__ = ["atomic_path", "check_writable_folder"]
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "output") -> Path:
+    """Check, before any work, that files can be written into ``folder``.
+
+    The nearest existing folder on the way is probed by creating and removing a temporary file
+    in it (folders that do not exist yet are created only when the output is written).
+
+    Raises:
+        OutputNotWritableError: a part of the path is a file, or the folder cannot be written.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputNotWritableError(f"{folder}: cannot write the {what} there, {existing} is a file; "
+                                     "choose another output folder")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".atelier-probe.", suffix=".part")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or error.__class__.__name__
+        raise OutputNotWritableError(f"{folder}: cannot write the {what} there ({reason}); "
+                                     "choose a writable output folder") from None
+    return folder
 
 
 @contextlib.contextmanager

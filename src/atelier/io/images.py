@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from ..errors import ImageError, ImageTooLargeError, OptionError, OutputExistsError
-from .atomic import atomic_path
+from ..errors import ImageError, ImageTooLargeError, OptionError, OutputExistsError, OutputNotWritableError
+from .atomic import atomic_path, check_writable_folder
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -200,8 +200,9 @@ def tensor_to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
-def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Validate an output path before any work is done: format known, no clobbering."""
+def check_output_path(path: str | os.PathLike, *, overwrite: bool = False, probe: bool = True) -> Path:
+    """Validate an output path before any work is done: format known, no clobbering, and (with
+    ``probe``) its folder writable (see :func:`~atelier.io.atomic.check_writable_folder`)."""
     path = Path(path)
     if path.suffix.lower() not in SAVE_FORMATS:
         raise OptionError(
@@ -212,6 +213,8 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
         raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
     if path.exists() and path.is_dir():
         raise OptionError(f"{path} is a folder; give a file name such as {path / 'out.png'}")
+    if probe:
+        check_writable_folder(path.parent)
     return path
 
 
@@ -222,10 +225,16 @@ def save_image(
 
     A crash or Ctrl-C mid-write never leaves a partial file at ``path``.
     """
-    path = check_output_path(path, overwrite=overwrite)
+    path = check_output_path(path, overwrite=overwrite, probe=False)
     pil = tensor_to_pil(image) if isinstance(image, Tensor) else image
     fmt = SAVE_FORMATS[path.suffix.lower()]
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    with atomic_path(path) as temp, open(temp, "wb") as file:
-        pil.save(file, format=fmt, **options)
+    try:
+        with atomic_path(path) as temp, open(temp, "wb") as file:
+            pil.save(file, format=fmt, **options)
+    except OSError as error:
+        if error.errno is None:  # an encoder's complaint, not the file system's
+            raise
+        raise OutputNotWritableError(f"{path}: cannot write the image ({error.strerror or error}); "
+                                     "choose a writable output folder") from None
     return path

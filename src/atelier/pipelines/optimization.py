@@ -34,6 +34,7 @@ from torch import Tensor
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
 from ..errors import ImageTooSmallError, OptionError
+from ..io.atomic import check_writable_folder
 from ..io.images import load_image, resize_to, save_image, scaled_style_size
 from ..losses import (
     ContentLoss,
@@ -175,6 +176,8 @@ class OptimizationMethod(VGGMethod):
         photorealistic method's refinement stage).
         """
         cfg = self.config
+        if cfg.save_every:
+            check_writable_folder(self._save_folder(), "intermediate images")
         torch_device = torch.device(device)
         encoder = self.encoder.to(torch_device)
         precision = resolve_precision(cfg.precision, torch_device)
@@ -243,8 +246,11 @@ class OptimizationMethod(VGGMethod):
                 "precision": precision, "encoder": encoder.source}
         return StylizeResult(image=image, info=info, interrupted=interrupted)
 
+    def _save_folder(self) -> Path:
+        return Path(self.config.save_dir or os.path.join("out", "intermediate"))
+
     def _saver(self, offset: int):
-        folder = Path(self.config.save_dir or os.path.join("out", "intermediate"))
+        folder = self._save_folder()
 
         def save(iteration: int, image: Tensor) -> None:
             step = offset + iteration

@@ -37,7 +37,7 @@ from torch import Tensor
 from ..devices import resolve_device, resolve_precision
 from ..encoders.vgg import VGGEncoder
 from ..errors import AtelierError, OptionError
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, check_writable_folder
 from ..io.images import save_image
 from ..nets.pretrained import read_weights
 from ..ops.layout import channels_last
@@ -156,7 +156,7 @@ class _Run:
                  sources: SourceFactory | None = None) -> None:
         self.config = config
         self.task = task
-        self.output = Path(config.output)
+        self.output = check_writable_folder(config.output, "training output")
         self.device = torch.device(resolve_device(config.device))
         self.precision = resolve_precision(config.precision, self.device)
         self.open_source: SourceFactory = sources or ImageFolder
