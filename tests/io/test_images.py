@@ -123,3 +123,31 @@ def test_masks(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"nope")
     with pytest.raises(MaskError, match="bad.png"):
         load_masks([tmp_path / "bad.png"], count=1, size=(20, 40))
+
+
+def _png_claiming(tmp_path, width: int, height: int):
+    """A grayscale PNG whose header claims ``width`` x ``height`` but whose data is a 4x4 image's."""
+    import struct
+    import zlib
+
+    path = tmp_path / "claims.png"
+    Image.new("L", (4, 4)).save(path)
+    data = bytearray(path.read_bytes())
+    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[12:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(header))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_max_pixels_lifts_pillows_bomb_guard(tmp_path):
+    path = _png_claiming(tmp_path, 12_000, 9_000)  # 108 MP: above Pillow's default guard (89 MP)
+    default_limit = Image.MAX_IMAGE_PIXELS
+    # Raised limit: Pillow opens it, and the data (4x4 only) is what is wrong with the file.
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        load_image(path, max_pixels=200_000_000)
+    with pytest.raises(ImageTooLargeError, match="12000x9000 px is above the limit of 100,000,000"):
+        load_image(path, max_pixels=100_000_000)
+    with pytest.raises(ImageTooLargeError, match="above the limit of 1,000 pixels"):
+        load_image(path, max_pixels=1_000)
+    assert Image.MAX_IMAGE_PIXELS == default_limit

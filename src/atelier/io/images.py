@@ -7,8 +7,11 @@ palettes, 16-bit and float modes, CMYK.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Union
 
@@ -44,15 +47,35 @@ SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                 ".tif": "TIFF", ".tiff": "TIFF"}
 
 
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Set Pillow's ``MAX_IMAGE_PIXELS`` to ``max_pixels`` for the block, then restore it
+    (under a lock, so concurrent opens each see their own limit)."""
+    with _PILLOW_LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, expected an image file")
     try:
+        # Pillow's decompression-bomb guard follows max_pixels (for this open only): a larger
+        # max_pixels lifts it, a smaller one makes it refuse before decoding.
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            # Up to twice the limit Pillow only warns: the check below refuses with the size.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _pillow_pixel_limit(max_pixels):  # Pillow checks the size in open(), not in load()
+                image = Image.open(path)
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLargeError(
@@ -62,7 +85,12 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
             image.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except Image.DecompressionBombError as error:
+        raise ImageTooLargeError(
+            f"{path}: above the limit of {max_pixels:,} pixels (Pillow: {error}); "
+            "pass a larger max_pixels (--max-pixels) if you have the memory"
+        ) from None
+    except UnidentifiedImageError as error:
         raise ImageError(f"{path}: not a readable image ({error.__class__.__name__})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{path}: corrupt or truncated image ({error})") from None
