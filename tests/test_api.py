@@ -29,6 +29,8 @@ def test_stylize_accepts_paths_pil_and_arrays(tmp_path, tiny):
 def test_normalize_weights():
     assert normalize_weights([2, 6], 2) == [0.25, 0.75]
     assert normalize_weights(None, 4) == [0.25] * 4
+    assert normalize_weights([1e308, 1e308], 2) == [0.5, 0.5]  # the sum would overflow to inf
+    assert normalize_weights([3e-320, 1e-320], 2) == pytest.approx([0.75, 0.25])  # subnormal
     for bad, message in (([1], "1 style weight"), ([-1, 2], ">= 0"), ([0, 0], "sum to 0"),
                          ([float("nan"), 1], "finite"), (["a", 1], "finite")):
         with pytest.raises(OptionError, match=message):
@@ -51,3 +53,10 @@ def test_registry_lists_gatys():
     for name, cls in methods.items():
         assert cls.name == name and cls.summary and cls.paper
         cls.Config()  # defaults are valid
+
+
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1, "abc", 1.5, True])
+def test_bad_seed_is_an_option_error(seed):
+    array = np.zeros((40, 40, 3), np.uint8)
+    with pytest.raises(OptionError, match="seed"):
+        atelier.stylize(array, array, size=40, iterations=1, progress=False, seed=seed)

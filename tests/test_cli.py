@@ -72,6 +72,9 @@ def test_two_styles_with_weights_and_masks(images, tmp_path, tiny):
     (["--mask", "MISSING.png"], "MISSING.png"),
     (["--device", "cuda:0"], "no CUDA GPU"),
     (["--max-pixels", "100"], "above the limit"),
+    (["--device", "mps"], "no Apple MPS GPU"),
+    (["--device", "cpu:5"], "one CPU device"),
+    (["--seed", "99999999999999999999999"], "seed 99999999999999999999999 is out of range"),
 ])
 def test_bad_input_exit_2_one_line_no_output(images, tmp_path, tiny, capsys, extra, message):
     content, style = images

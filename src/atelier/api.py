@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .devices import resolve_device
+from .devices import check_seed, resolve_device
 from .errors import OptionError
 from .io.atomic import check_writable_folder
 from .io.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, resize_longest, tensor_to_pil
@@ -54,10 +54,12 @@ def normalize_weights(weights: Sequence[float] | None, count: int) -> list[float
             raise OptionError(f"style weights must be finite numbers, got {weight!r}")
         if weight < 0:
             raise OptionError(f"style weights must be >= 0, got {weight}")
-    total = sum(weights)
-    if total <= 0:
+    largest = max(weights)
+    if largest <= 0:
         raise OptionError("style weights sum to 0; give at least one positive weight")
-    return [w / total for w in weights]
+    scaled = [w / largest for w in weights]  # in [0, 1] first: huge weights must not overflow the sum
+    total = sum(scaled)
+    return [w / total for w in scaled]
 
 
 def _luminance_rgb(image: Tensor, like: Tensor | None = None) -> Tensor:
@@ -146,6 +148,7 @@ def stylize_tensor(
     """Tensor-level pipeline: ``content`` ``(1, 3, H, W)`` already at the output size."""
     if preserve_color not in PRESERVE_COLOR:
         raise OptionError(f"preserve_color must be one of {', '.join(PRESERVE_COLOR)}, not {preserve_color!r}")
+    check_seed(seed)
     method_obj = build_method(method, options, method_kwargs)
     weights = normalize_weights(style_weights, style_count(method_obj, styles))
     if masks is not None and not method_obj.supports_masks:
@@ -215,6 +218,7 @@ def stylize(
         StylizationInterrupted: on Ctrl-C; its ``image`` is the best result so far.
     """
     device = resolve_device(device)
+    check_seed(seed)
     method_obj = build_method(method, options)
     content_tensor = load_image(content, max_pixels=max_pixels, name="content")
     styles, count = load_styles(method_obj, style, max_pixels)
@@ -273,6 +277,7 @@ def stylize_video(
         The output path.
     """
     device = resolve_device(device)
+    check_seed(seed)
     method_obj = build_method(method, options)
     styles, _ = load_styles(method_obj, style, max_pixels)
 
