@@ -223,3 +223,13 @@ def test_onnxruntime_backend_matches_torch_and_caches_its_graph(cin_net, tmp_pat
                                             masks=masks).info["backend"] == "torch"
     with pytest.raises(OptionError, match="runs on the CPU"):
         Johnson(network=cin_net, backend="onnxruntime").backend(torch.device("cuda"), spatial=False)
+
+
+def test_content_below_the_networks_minimum_is_one_line(cin_net, tmp_path, capsys):
+    model = export_transformer(cin_net, tmp_path / "duo.safetensors", ["warm", "cold"])
+    photo = _save(smooth_image(36, 52), tmp_path / "photo.png")
+    out = tmp_path / "tiny.png"
+    assert main(["stylize", photo, "--model", model, "--size", "1", "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "at least 5 px" in err[0] and not out.exists()
+    assert main(["stylize", photo, "--model", model, "--size", "8", "-o", str(out), "-q"]) == 0  # 8x6 runs

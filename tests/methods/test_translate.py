@@ -248,3 +248,14 @@ def test_options_and_data_errors(folders, tmp_path):
     # The 7-layer global discriminator cannot score 32 px crops: a clear error, not a crash.
     with pytest.raises(ImageTooSmallError, match="at least 96 px"):
         train(_config(folders, tmp_path, "ugatit", options={**UGATIT, "global_layers": 7}), progress=False)
+
+
+def test_tiny_images_translate_at_their_own_size(cyclegan_run, tmp_path):
+    """1x1 to 5x5 inputs run at the network's 8 px minimum and come back at their size."""
+    _, result = cyclegan_run
+    model = str(result.exported[0])
+    for size in [(1, 1), (2, 7), (5, 4)]:
+        image = atelier.translate(np.zeros((*size, 3), np.uint8), model)
+        assert image.size == size[::-1]
+    photo = _save(smooth_image(30, 40), tmp_path / "photo.png")
+    assert atelier.translate(photo, model, size=4).size == (4, 3)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooLargeError, OptionError, WeightsError
+from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError, WeightsError
 from ..io.images import load_image, resize_longest
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.onnx import OnnxTransformer, onnxruntime_available
@@ -182,6 +182,11 @@ class Johnson(Method):
         torch_device = torch.device(device)
         precision = resolve_precision(self.config.precision, torch_device)
         height, width = content.shape[-2:]
+        if min(height, width) < TransformerNet.MIN_SIDE:
+            raise ImageTooSmallError(
+                f"content of {width}x{height} px is too small for the style network: its shorter side must be "
+                f"at least {TransformerNet.MIN_SIDE} px; use a larger --size"
+            )
         self._check_memory(height, width, precision)
         weights = torch.tensor(list(style_weights), dtype=torch.float32, device=torch_device)
         image = content.to(torch_device)

@@ -112,6 +112,9 @@ class TransformerNet(nn.Module):
         styles: number of styles (1 = Johnson et al.; more = conditional instance norm).
     """
 
+    #: The shortest side the network runs on (the output layer reflection-pads by 4 px).
+    MIN_SIDE = 5
+
     def __init__(self, *, width: int = 32, blocks: int = 5, styles: int = 1) -> None:
         super().__init__()
         if width < 1 or blocks < 0 or styles < 1:

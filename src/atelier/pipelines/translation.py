@@ -96,6 +96,10 @@ def load_translator(model: str) -> tuple[dict[str, nn.Module], dict[str, Any]]:
     return nets, info
 
 
+#: The smallest side the generators run at (images below it are upscaled for the network).
+MIN_NETWORK_SIDE = 2 * STRIDE
+
+
 def multiple_of_four(height: int, width: int) -> tuple[int, int]:
     """The nearest size whose sides are multiples of 4 (at least 4).
 
@@ -149,7 +153,9 @@ class Translator:
             raise OptionError(f"direction must be a2b or b2a, not {direction!r}")
         net = self.nets[direction]
         height, width = image.shape[-2:]
-        inner = multiple_of_four(height, width)
+        # Two stride-2 stages must leave at least 2x2 for instance norm: 8 px a side at least
+        # (so 1x1 to 5x5 inputs are upscaled for the network, and the result resized back).
+        inner = tuple(max(MIN_NETWORK_SIDE, side) for side in multiple_of_four(height, width))
         self._check_memory(net, *inner)
         net.to(device)
         with torch.no_grad():
