@@ -496,9 +496,11 @@ def _models(args: argparse.Namespace) -> int:
         header = card.get("header", {})
         print(f"{card['name']:<{name_width}} {usage(card):<{use_width}} {card.get('bytes', 0) / 2**20:5.1f} MB  "
               f"{training.get('steps', '?')} steps on {training.get('hardware', '?')}  [{card['where']}]")
-        names = json.loads(header.get("style_names", "[]"))
+        names = json.loads(header.get("style_names", "[]"))  # checked by model_cards
         if len(names) > 1:
             print(f"{'':<{name_width}} styles (--style-weights in this order): {', '.join(names)}")
+        if card.get("note"):
+            print(f"{'':<{name_width}} note: {card['note']}")
     return 0
 
 

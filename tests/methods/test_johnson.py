@@ -233,3 +233,41 @@ def test_content_below_the_networks_minimum_is_one_line(cin_net, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "at least 5 px" in err[0] and not out.exists()
     assert main(["stylize", photo, "--model", model, "--size", "8", "-o", str(out), "-q"]) == 0  # 8x6 runs
+
+
+def test_weights_that_load_but_are_wrong_fail_in_one_line(cin_net, tmp_path, monkeypatch, capsys):
+    from safetensors.torch import load_file, save_file
+
+    model = export_transformer(cin_net, tmp_path / "duo.safetensors", ["warm", "cold"])
+    photo = _save(smooth_image(36, 52), tmp_path / "photo.png")
+    # Another network's tensors under this header: every layer mismatches, one line says so.
+    other = export_transformer(TransformerNet(width=6, blocks=1, styles=2), tmp_path / "six.safetensors", ["a", "b"])
+    with safe_open(model, framework="pt") as file:
+        header = file.metadata()
+    save_file(load_file(other), str(tmp_path / "wrong.safetensors"), metadata=header)
+    # NaN weights (a diverged training) would give a black image.
+    state = load_file(model)
+    state[next(iter(state))].fill_(float("nan"))
+    save_file(state, str(tmp_path / "nan.safetensors"), metadata=header)
+    for name, message in (("wrong", "size mismatch for"), ("nan", "NaN or infinite")):
+        out = tmp_path / f"{name}.png"
+        assert main(["stylize", photo, "--model", str(tmp_path / f"{name}.safetensors"), "-o", str(out), "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and not out.exists(), err
+    with pytest.raises(WeightsError, match="NaN"):
+        load_transformer(str(tmp_path / "nan.safetensors"))
+
+
+@pytest.mark.parametrize("card", ["null", "[1, 2]", '{"name": 5, "training": "lots", "bytes": "big"}',
+                                  '{"task": "johnson", "header": {"style_names": "[oops"}}',
+                                  '{"header": {"style_names": "[1, 2]"}}', "{not json"])
+def test_models_tolerates_a_malformed_user_card(cin_net, tmp_path, monkeypatch, capsys, card):
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    monkeypatch.setenv("ATELIER_HOME", str(home))
+    export_transformer(cin_net, home / "weights" / "duo.safetensors", ["warm", "cold"])
+    (home / "weights" / "duo.json").write_text(card)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "duo " in out and "wave" in out  # the file is listed, and so are the shipped ones
+    assert "note: duo.json:" in out

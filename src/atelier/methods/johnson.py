@@ -41,7 +41,7 @@ from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError, Weight
 from ..io.images import load_image, resize_longest
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.onnx import OnnxTransformer, onnxruntime_available
-from ..nets.pretrained import locate_model, read_weights
+from ..nets.pretrained import describe_load_error, locate_model, read_weights
 from ..nets.transformer import TransformerNet, is_style_parameter
 from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last
@@ -77,8 +77,9 @@ def load_transformer(model: str) -> tuple[TransformerNet, dict[str, Any]]:
     try:
         net = TransformerNet(width=int(header["width"]), blocks=int(header["blocks"]), styles=int(header["styles"]))
         net.load_state_dict({k: v.float() for k, v in state.items()})
-    except (KeyError, ValueError, RuntimeError) as error:
-        raise WeightsError(f"{path}: damaged transformer network header or weights ({error})") from None
+    except (KeyError, ValueError, RuntimeError, OptionError) as error:
+        raise WeightsError(f"{path}: damaged transformer network header or weights ({describe_load_error(error)}); "
+                           "re-export it with `atelier train` or use another model") from None
     info = {"path": str(path), "name": header.get("name", path.stem),
             "style_names": json.loads(header.get("style_names", "[]"))}
     return net.eval().requires_grad_(False), info

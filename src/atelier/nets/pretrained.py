@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
+import torch
 from safetensors import safe_open
 from torch import Tensor, nn
 
 from ..encoders.weights import atelier_home
 from ..errors import OptionError, WeightsError
 
-__all__ = ["SHIPPED", "load_into", "locate", "locate_model", "model_cards", "read_weights", "shipped_dir"]
+__all__ = ["SHIPPED", "describe_load_error", "load_into", "locate", "locate_model", "model_cards", "read_weights",
+           "shipped_dir"]
 
 #: ``{file stem: sha256}`` of the weights committed in ``atelier/pretrained/``.
 SHIPPED: dict[str, str] = {
@@ -94,12 +97,31 @@ def read_weights(path: str | Path, *, expect: dict[str, str] | None = None) -> t
             tensors = {key: file.get_tensor(key) for key in file.keys()}
     except Exception as error:
         raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{path}: tensor {key!r} holds NaN or infinite values (a diverged or damaged "
+                               "training); retrain, or use an earlier checkpoint's export")
     for key, value in (expect or {}).items():
         found = metadata.get(key)
         if found is not None and found != value:
             raise WeightsError(f"{path}: made for {key} {found!r}, but {value!r} is in use; "
                                f"use weights={found} or a file trained for {value}")
     return tensors, metadata
+
+
+def describe_load_error(error: Exception) -> str:
+    """One line for a ``load_state_dict`` failure: its first specific complaint (a missing key,
+    a size mismatch) and how many more there are, instead of PyTorch's many-line list."""
+    lines = [line.strip().rstrip(".") for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    details = lines[1:] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines
+    # PyTorch lists missing/unexpected keys on one line and each size mismatch on its own.
+    first = details[0]
+    if len(first) > 200:
+        first = first[:200] + "..."
+    more = len(details) - 1
+    return first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
 
 
 def load_into(network: nn.Module, path: str | Path, *, expect: dict[str, str], what: str) -> nn.Module:
@@ -111,7 +133,7 @@ def load_into(network: nn.Module, path: str | Path, *, expect: dict[str, str], w
     try:
         network.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as error:
-        raise OptionError(f"{path}: not a {what} for this encoder ({str(error).splitlines()[0]})") from None
+        raise OptionError(f"{path}: not a {what} for this encoder ({describe_load_error(error)})") from None
     # Architecture choices that are not tensors (e.g. a decoder's upsampling) travel in the header.
     for module in network.modules():
         apply_header = getattr(module, "apply_header", None)
@@ -120,8 +142,41 @@ def load_into(network: nn.Module, path: str | Path, *, expect: dict[str, str], w
     return network
 
 
+def _clean_card(card: object, path: Path) -> dict[str, Any]:
+    """A model card with the fields ``atelier models`` reads in the expected types; anything
+    malformed is dropped and named in ``card["note"]`` (the file is still listed)."""
+    problems: list[str] = []
+    if not isinstance(card, dict):
+        problems.append(f"model card is {type(card).__name__}, not an object")
+        card = {}
+    card = dict(card)
+    for key, kind in (("name", str), ("task", str), ("training", dict), ("header", dict)):
+        if key in card and not isinstance(card[key], kind):
+            problems.append(f"{key!r} is not a{'n object' if kind is dict else ' string'}")
+            del card[key]
+    if "bytes" in card and (not isinstance(card["bytes"], (int, float)) or isinstance(card["bytes"], bool)):
+        problems.append("'bytes' is not a number")
+        del card["bytes"]
+    header = card.get("header", {})
+    if "style_names" in header:
+        try:
+            names = json.loads(header["style_names"]) if isinstance(header["style_names"], str) else None
+        except ValueError:
+            names = None
+        if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
+            problems.append("'style_names' is not a JSON list of names")
+            card["header"] = {k: v for k, v in header.items() if k != "style_names"}
+    if problems:
+        card["note"] = f"{path.with_suffix('.json').name}: {'; '.join(problems)} (ignored)"
+    return card
+
+
 def model_cards() -> list[dict]:
-    """The JSON model cards of every weights file found (user folder first, then shipped)."""
+    """The JSON model cards of every weights file found (user folder first, then shipped).
+
+    A missing, unreadable or malformed card does not hide its weights file: the file is listed
+    with what could be read, and ``note`` says what was wrong with the card.
+    """
     cards: dict[str, dict] = {}
     for where, folder in (("user", atelier_home() / "weights"), ("shipped", shipped_dir())):
         if not folder.is_dir():
@@ -131,9 +186,9 @@ def model_cards() -> list[dict]:
                 continue
             card_path = path.with_suffix(".json")
             try:
-                card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+                card = _clean_card(json.loads(card_path.read_text()) if card_path.is_file() else {}, path)
             except (OSError, ValueError):
-                card = {}
+                card = {"note": f"{card_path.name}: not readable JSON (ignored)"}
             card.setdefault("name", path.stem)
             card.setdefault("bytes", path.stat().st_size)
             card["where"] = f"{where}: {path}"

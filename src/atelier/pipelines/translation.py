@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ..errors import ImageTooLargeError, OptionError, WeightsError
 from ..io.images import resize_to
 from ..nets.gan import STRIDE, ImagePool, ResnetGenerator
-from ..nets.pretrained import locate_model, read_weights
+from ..nets.pretrained import describe_load_error, locate_model, read_weights
 from ..nets.ugatit import UGATITGenerator
 from ..options import MethodConfig, option
 from ..train.task import Phase, TrainingTask
@@ -88,8 +88,8 @@ def load_translator(model: str) -> tuple[dict[str, nn.Module], dict[str, Any]]:
             net.load_state_dict({k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)})
             nets[direction] = net.eval().requires_grad_(False)
     except (KeyError, ValueError, RuntimeError, OptionError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise WeightsError(f"{path}: damaged translation model header or weights ({message})") from None
+        raise WeightsError(f"{path}: damaged translation model header or weights ({describe_load_error(error)}); "
+                           "re-export it with `atelier train` or use another model") from None
     info = {"path": str(path), "name": header.get("name", path.stem), "task": header["task"],
             "domain_a": header.get("domain_a", "A"), "domain_b": header.get("domain_b", "B"),
             "steps": int(header.get("steps", 0))}
