@@ -117,3 +117,15 @@ def test_download_verifies_and_caches(tmp_path):
         download(other.as_uri(), digest[:8])
     assert not (atelier_home() / "weights" / "vgg19-bad.pth").exists()
     assert not list((atelier_home() / "weights").glob("*.part"))
+
+
+def test_pickle_with_objects_is_refused_in_one_line(tmp_path):
+    from fractions import Fraction
+
+    path = tmp_path / "vgg19.pth"
+    torch.save({"features.0.weight": torch.zeros(1), "scale": Fraction(1, 2)}, path)
+    with pytest.raises(WeightsError) as info:
+        read_torchvision(path)
+    message = str(info.value)
+    assert "\n" not in message and "weights_only" not in message
+    assert message.startswith(f"{path}: cannot read weights (a PyTorch pickle") and ".safetensors" in message

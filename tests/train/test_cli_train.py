@@ -86,3 +86,16 @@ def test_unwritable_training_output_refused_before_work(tmp_path, folders, tiny,
     assert cli.main(["train", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write the training output" in err[0], err
+
+
+def test_checkpoint_pickle_with_objects_is_one_line(tmp_path, folders, tiny, capsys):
+    from fractions import Fraction
+
+    import torch
+
+    path = _config(tmp_path, folders)
+    (tmp_path / "run").mkdir()
+    torch.save({"config": {"task": "adain"}, "lr": Fraction(1, 2)}, tmp_path / "run" / "checkpoint.pt")
+    assert cli.main(["train", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Python objects besides tensors" in err[0] and "--fresh" in err[0], err

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import importlib.resources
 import os
+import pickle
 import shutil
 import tempfile
 import urllib.request
@@ -41,6 +42,7 @@ __all__ = [
     "download",
     "load_vgg19",
     "random_vgg19",
+    "torch_load_problem",
 ]
 
 #: Caffe/Keras convention of the original VGG release: BGR, 0–255, mean subtracted.
@@ -93,6 +95,18 @@ def _checked(convs: dict[str, tuple[Tensor, Tensor]], path: object) -> dict[str,
     return {n: (w.float().contiguous(), b.float().contiguous()) for n, (w, b) in convs.items()}
 
 
+def torch_load_problem(error: BaseException) -> str:
+    """One line for a failed ``torch.load(..., weights_only=True)``: a pickle holding Python
+    objects besides tensors is named as such (instead of PyTorch's advice to turn the safety
+    check off); anything else is its first line."""
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in text:
+        return ("a PyTorch pickle holding Python objects besides tensors, refused because loading it could run "
+                "code; save its tensors as .safetensors instead")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 def _torch_load(path: Path) -> dict:
     try:
         if path.suffix == ".safetensors":
@@ -104,7 +118,7 @@ def _torch_load(path: Path) -> dict:
     except FileNotFoundError:
         raise WeightsError(f"{path}: weights file not found") from None
     except Exception as error:  # corrupt archive, truncated file, pickle with code...
-        raise WeightsError(f"{path}: cannot read weights ({type(error).__name__}: {error})") from None
+        raise WeightsError(f"{path}: cannot read weights ({torch_load_problem(error)})") from None
 
 
 def _keras_name(conv: str) -> str:

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ..devices import resolve_device, resolve_precision
 from ..encoders.vgg import VGGEncoder
+from ..encoders.weights import torch_load_problem
 from ..errors import AtelierError, OptionError
 from ..io.atomic import atomic_path, check_writable_folder
 from ..io.images import save_image
@@ -248,7 +249,8 @@ class _Run:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as error:  # corrupt or foreign file
-            raise TrainingError(f"{path}: unreadable checkpoint ({error}); delete it or pass --fresh") from None
+            raise TrainingError(f"{path}: unreadable checkpoint ({torch_load_problem(error)}); "
+                                "delete it or pass --fresh") from None
         saved_task = state.get("config", {}).get("task")
         if saved_task != self.config.task:
             raise TrainingError(f"{path}: checkpoint of task {saved_task!r}, config says {self.config.task!r}; "
