@@ -271,3 +271,16 @@ def test_models_tolerates_a_malformed_user_card(cin_net, tmp_path, monkeypatch, 
     out = capsys.readouterr().out
     assert "duo " in out and "wave" in out  # the file is listed, and so are the shipped ones
     assert "note: duo.json:" in out
+
+
+@pytest.mark.parametrize("home", ["file", "under_a_file"])
+def test_onnxruntime_backend_skips_an_unwritable_cache_with_a_warning(cin_net, tmp_path, monkeypatch, home):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    blocker = tmp_path / "home"
+    blocker.write_text("a file, not a folder")
+    monkeypatch.setenv("ATELIER_HOME", str(blocker if home == "file" else blocker / "inner"))
+    content = smooth_image(20, 24)
+    with pytest.warns(RuntimeWarning, match="cannot cache the ONNX graph"):
+        result = Johnson(network=cin_net, backend="onnxruntime").stylize(content, [], style_weights=[0.5, 0.5])
+    assert result.info["backend"] == "onnxruntime" and result.image.shape == content.shape

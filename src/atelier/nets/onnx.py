@@ -76,6 +76,18 @@ def _export(net: TransformerNet) -> bytes:
     return buffer.getvalue()
 
 
+def _write_cache(path: Path, model: bytes) -> None:
+    """Cache the exported graph at ``path``; when the cache folder cannot be written (a read-only
+    or misplaced ``$ATELIER_HOME``) warn and go on without the cache."""
+    try:
+        with atomic_path(path) as temp:
+            Path(temp).write_bytes(model)
+    except OSError as error:
+        warnings.warn(f"cannot cache the ONNX graph in {path.parent} ({error.strerror or error}); it is exported "
+                      "again next run. Set ATELIER_HOME to a writable folder to keep it", RuntimeWarning,
+                      stacklevel=3)
+
+
 class OnnxTransformer:
     """A :class:`TransformerNet` compiled for ONNX Runtime (CPU), same call as the network
     for ``(1, 3, H, W)`` images and ``(S,)`` style weights."""
@@ -88,12 +100,16 @@ class OnnxTransformer:
 
         self.styles = net.styles
         path = atelier_home() / "cache" / "onnx" / f"transformer-{_fingerprint(net)}.onnx"
-        model: bytes | None = path.read_bytes() if cache and path.is_file() else None
+        model: bytes | None = None
+        if cache:
+            try:
+                model = path.read_bytes() if path.is_file() else None
+            except OSError:  # an unreadable cache file is re-exported (and rewritten when possible)
+                model = None
         if model is None:
             model = _export(net)
             if cache:
-                with atomic_path(path) as temp:
-                    Path(temp).write_bytes(model)
+                _write_cache(path, model)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = threads or torch.get_num_threads()
