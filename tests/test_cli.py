@@ -202,3 +202,21 @@ def test_unwritable_output_refused_before_work(images, tmp_path, tiny, monkeypat
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "cannot write" in err and "choose" in err and not calls
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("command", [["methods"], ["models"]])
+def test_closed_pipe_exits_quietly(monkeypatch, capsys, command):
+    """`atelier methods | head -3`: the reader closes the pipe; no traceback, status 1."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stdout = os.fdopen(write_end, "w")
+    monkeypatch.setattr("sys.stdout", stdout)
+    try:
+        assert cli.main(command) == 1
+        assert capsys.readouterr().err == ""
+        print("after the pipe closed", file=stdout)
+        stdout.flush()  # stdout now points at devnull: the interpreter's last flush cannot fail
+    finally:
+        stdout.close()

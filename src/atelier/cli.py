@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -508,6 +509,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        status = _run_command(parser, args, argv)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here for short outputs
+        return status
+    except BrokenPipeError:
+        # The reader went away (`atelier methods | head -3`): stop quietly. Python's recipe: point
+        # stdout at devnull so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
+
+
+def _run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Dispatch a parsed command; AtelierError -> one line and 2, Ctrl-C -> 130."""
     try:
         if args.command == "stylize":
             return _stylize(args)
