@@ -398,7 +398,11 @@ def _train(args: argparse.Namespace) -> int:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise OptionError(f"--set takes KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise OptionError(f"--set {item}: the value is not valid YAML ({str(error).splitlines()[0]}); "
+                              "quote it or fix the brackets") from None
     for key in ("steps", "output", "device"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)

@@ -58,6 +58,18 @@ def test_train_then_list_and_use_the_model(tmp_path, folders, tiny, monkeypatch,
     (["--set", "batchsize=4"], "did you mean batch_size"),
     (["--steps", "0"], "steps must be"),
     (["--set", "content=/nonexistent/folder"], "no such folder"),
+    (["--set", "lr=.nan"], "lr must be a finite number, got nan"),
+    (["--set", "crop_scale=[abc, 1]"], "crop_scale must be a finite number, got 'abc'"),
+    (["--set", "crop_scale=[0.1, 0.5, 1]"], "crop_scale must be a list of two numbers"),
+    (["--set", "betas=[0.9]"], "betas must be a list of two numbers"),
+    (["--set", "betas=[1.5, 0.9]"], "betas must be two numbers in [0, 1)"),
+    (["--set", "seed=abc"], "seed must be a whole number"),
+    (["--set", "seed=99999999999999999999999"], "seed 99999999999999999999999 is out of range"),
+    (["--set", "content=5"], "content must be text"),
+    (["--set", "task=7"], "task must be text"),
+    (["--set", "flip=maybe"], "flip must be true or false, not 'maybe'"),
+    (["--set", "crop_size=["], "not valid YAML"),
+    (["--set", "options=[1]"], "options must be a mapping"),
 ])
 def test_train_errors_exit_2_with_one_line(tmp_path, folders, tiny, capsys, args, message):
     path = _config(tmp_path, folders)
@@ -99,3 +111,10 @@ def test_checkpoint_pickle_with_objects_is_one_line(tmp_path, folders, tiny, cap
     assert cli.main(["train", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Python objects besides tensors" in err[0] and "--fresh" in err[0], err
+
+
+def test_yaml_exponent_without_a_dot_is_a_number(tmp_path, folders):
+    from atelier.train.config import load_config
+
+    path = _config(tmp_path, folders)
+    assert load_config(path, {"lr": "1e-4", "flip": False}).lr == 1e-4  # PyYAML reads 1e-4 as text

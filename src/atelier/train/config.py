@@ -8,12 +8,16 @@ weights) are checked by the task's options dataclass.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..devices import check_seed
 from ..errors import OptionError, UnknownNameError, suggest
 from ..options import plain_dict
 
@@ -67,20 +71,23 @@ class TrainConfig:
     name: str = ""
 
     def __post_init__(self) -> None:
+        self._check_types()
         for name in ("steps", "batch_size", "crop_size", "checkpoint_every", "sample_every", "sample_count",
                      "eval_count", "eval_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if "every" in name else 1):
+            if value < (0 if "every" in name else 1):
                 raise OptionError(f"{name} must be a whole number >= {0 if 'every' in name else 1}, got {value!r}")
         for name in ("lr", "lr_decay", "weight_decay", "feature_cache"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            if value < 0:
                 raise OptionError(f"{name} must be a number >= 0, got {value!r}")
-        object.__setattr__(self, "crop_scale", tuple(float(v) for v in self.crop_scale))
-        object.__setattr__(self, "betas", tuple(float(v) for v in self.betas))
+        check_seed(self.seed)
         low, high = self.crop_scale
         if not 0 < low <= high <= 1:
-            raise OptionError(f"crop_scale must be two fractions 0 < low <= high <= 1, got {self.crop_scale}")
+            raise OptionError(f"crop_scale must be two fractions 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise OptionError(f"betas must be two numbers in [0, 1) (Adam's decay rates, e.g. [0.9, 0.999]), "
+                              f"got {list(self.betas)}")
         if self.schedule not in SCHEDULES:
             raise OptionError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}"
                               f"{suggest(self.schedule, SCHEDULES)}")
@@ -88,8 +95,29 @@ class TrainConfig:
             raise OptionError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
         if self.export_dtype not in ("float16", "float32", "bfloat16"):
             raise OptionError(f"export_dtype must be float16, float32 or bfloat16, not {self.export_dtype!r}")
-        if not isinstance(self.options, dict):
-            raise OptionError(f"options must be a mapping of the task's options, got {self.options!r}")
+
+    def _check_types(self) -> None:
+        """Every field against its annotation: whole numbers, finite numbers (a YAML string such
+        as ``1e-4`` is read as one), text, true/false, pairs of numbers, a mapping."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), _field_types()[f.name]
+            if kind is int:
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise OptionError(f"{f.name} must be a whole number, got {value!r}")
+            elif kind is float:
+                object.__setattr__(self, f.name, _number(f.name, value))
+            elif kind is str:
+                if not isinstance(value, str):
+                    raise OptionError(f"{f.name} must be text (in YAML: quote it), got {value!r}")
+            elif kind is bool:
+                if not isinstance(value, bool):
+                    raise OptionError(f"{f.name} must be true or false, not {value!r}")
+            elif typing.get_origin(kind) is tuple:
+                if not isinstance(value, (list, tuple)) or len(value) != 2:
+                    raise OptionError(f"{f.name} must be a list of two numbers, e.g. {list(f.default)}, got {value!r}")
+                object.__setattr__(self, f.name, tuple(_number(f.name, v) for v in value))
+            elif typing.get_origin(kind) is dict and not isinstance(value, dict):
+                raise OptionError(f"{f.name} must be a mapping of the task's options, got {value!r}")
 
     @property
     def run_name(self) -> str:
@@ -117,6 +145,23 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _number(name: str, value: Any) -> float:
+    """A finite number from ``value`` (int, float, or text such as YAML's unquoted ``1e-4``)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise OptionError(f"{name} must be a finite number, got {value!r}")
+    return value
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
