@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import atelier
@@ -60,3 +61,42 @@ def test_bad_seed_is_an_option_error(seed):
     array = np.zeros((40, 40, 3), np.uint8)
     with pytest.raises(OptionError, match="seed"):
         atelier.stylize(array, array, size=40, iterations=1, progress=False, seed=seed)
+
+
+def test_wrong_python_types_are_atelier_errors(tmp_path, tiny):
+    """Each bad argument gives an AtelierError naming it, not a TypeError or a black image."""
+    from atelier.errors import ImageError, MaskError
+
+    array = np.full((32, 32, 3), 128, np.uint8)
+    nan_image = torch.full((1, 3, 32, 32), float("nan"))
+    nan_mask = torch.full((32, 32), float("nan"))
+    cases = [
+        (ImageError, "no pixels", dict(content=np.zeros((0, 0, 3), np.uint8))),
+        (ImageError, "NaN", dict(content=nan_image)),
+        (MaskError, "NaN", dict(masks=[nan_mask])),
+        (OptionError, "by its name", dict(method=3)),
+        (OptionError, "list of numbers", dict(style_weights=0.5)),
+        (OptionError, "seed must be a whole number", dict(seed="abc")),
+        (OptionError, "max_pixels must be a positive whole number", dict(max_pixels="1000")),
+    ]
+    for error, message, kwargs in cases:
+        arguments = dict(content=array, style=array, size=32, iterations=1, progress=False) | kwargs
+        with pytest.raises(error, match=message):
+            atelier.stylize(arguments.pop("content"), arguments.pop("style"), **arguments)
+    # A single mask path is one mask, not one mask per character of the path.
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(tmp_path / "mask.png")
+    image = atelier.stylize(array, array, masks=str(tmp_path / "mask.png"), size=32, iterations=1, progress=False)
+    assert image.size == (32, 32)
+    with pytest.raises(OptionError, match="output must be the path"):
+        atelier.stylize_video(tmp_path / "in.mp4", array, "adain", output=None)
+
+
+def test_read_only_array_input_gives_no_warning(tiny):
+    import warnings
+
+    array = np.asarray(Image.fromarray(np.full((32, 32, 3), 90, np.uint8)))
+    assert not array.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = atelier.io.load_image(array)
+    assert tensor.shape == (1, 3, 32, 32)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -19,7 +20,7 @@ from torch import Tensor
 from .devices import check_seed, resolve_device
 from .errors import OptionError
 from .io.atomic import check_writable_folder
-from .io.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, resize_longest, tensor_to_pil
+from .io.images import DEFAULT_MAX_PIXELS, ImageInput, check_max_pixels, load_image, resize_longest, tensor_to_pil
 from .io.masks import MaskInput, load_masks
 from .methods import Method, StylizeResult, get_method
 from .ops.color import luminance, match_color, transfer_luminance
@@ -46,6 +47,8 @@ def normalize_weights(weights: Sequence[float] | None, count: int) -> list[float
     """Validate blend weights (one per style, finite, >= 0, not all 0) and scale to sum 1."""
     if weights is None:
         return [1.0 / count] * count
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+        raise OptionError(f"style weights must be a list of numbers, one per style, got {weights!r}")
     weights = list(weights)
     if len(weights) != count:
         raise OptionError(f"got {len(weights)} style weight(s) for {count} style(s); give one per style")
@@ -182,7 +185,7 @@ def stylize(
     method: str | Method = "gatys",
     *,
     style_weights: Sequence[float] | None = None,
-    masks: Sequence[MaskInput] | None = None,
+    masks: MaskInput | Sequence[MaskInput] | None = None,
     size: int | None = 512,
     preserve_color: str = "none",
     photo_smooth: bool = False,
@@ -202,7 +205,8 @@ def stylize(
             method object built once (:func:`build_method`) to reuse over many images.
         style_weights: one non-negative weight per style (per style of the model for methods
             without style images); normalised to sum 1.
-        masks: one mask per style (white = that style applies there); same aspect as content.
+        masks: one mask per style (white = that style applies there); same aspect as content. A
+            single path, image or array is the mask of a single style.
         size: longest side of the output in px (None keeps the content's size).
         preserve_color: ``"none"``, ``"luminance"`` or ``"histogram"`` (Gatys et al. 2017, sec. 5).
         photo_smooth: post-process with an edge-aware guided filter of the content photo that
@@ -225,7 +229,10 @@ def stylize(
     content_tensor = _apply_size(content_tensor, size, max_pixels)
     mask_tensor = None
     if masks is not None:
-        mask_tensor = load_masks(list(masks), count=count, size=tuple(content_tensor.shape[-2:]))
+        mask_list = [masks] if isinstance(masks, (str, os.PathLike, Image.Image, np.ndarray, Tensor)) else masks
+        if not isinstance(mask_list, Sequence):
+            raise OptionError(f"masks must be a list with one mask per style, got {type(masks).__name__}")
+        mask_tensor = load_masks(list(mask_list), count=count, size=tuple(content_tensor.shape[-2:]))
     result = stylize_tensor(
         content_tensor, styles, method_obj, style_weights=style_weights, masks=mask_tensor,
         preserve_color=preserve_color, photo_smooth=photo_smooth, device=device, seed=seed, progress=progress,
@@ -312,6 +319,9 @@ def map_video(
     from .io.video import probe_video, read_frames, write_video
     from .progress import Progress
 
+    if not isinstance(output, (str, os.PathLike)):
+        raise OptionError(f"output must be the path of the video to write, got {output!r}")
+    check_max_pixels(max_pixels)
     check_writable_folder(Path(output).parent)
     info = probe_video(source)
     if info.width * info.height > max_pixels:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from .errors import UnknownNameError, suggest
+from .errors import OptionError, UnknownNameError, suggest
 
 __all__ = ["Registry"]
 
@@ -32,6 +32,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> type[T]:
         """The class called ``name``; :class:`UnknownNameError` with suggestions otherwise."""
+        if not isinstance(name, str):
+            raise OptionError(f"a {self.what} is given by its name (text, e.g. {sorted(self._classes)[0]!r}), "
+                              f"got {name!r}")
         try:
             return self._classes[name]
         except KeyError:

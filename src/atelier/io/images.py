@@ -148,7 +148,9 @@ def _array_to_tensor(array: np.ndarray) -> Tensor:
         array = np.repeat(array, 3, axis=2)
     if array.shape[2] == 4:
         return pil_to_tensor(to_pil_rgb(Image.fromarray(array, "RGBA")))
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float() / 255.0
+    # A copy when the array is read-only (np.asarray of a PIL image): torch warns about those.
+    array = np.ascontiguousarray(array) if array.flags.writeable else np.array(array, copy=True)
+    return torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255.0
 
 
 def pil_to_tensor(image: Image.Image) -> Tensor:
@@ -163,9 +165,11 @@ def load_image(
     """Load a path, PIL image, ``(H, W, 3)`` uint8 array or tensor as ``(1, 3, H, W)`` in [0, 1].
 
     Raises:
-        ImageError: missing, unreadable, corrupt or unsupported input.
+        ImageError: missing, unreadable, corrupt or unsupported input, or one without pixels.
         ImageTooLargeError: more than ``max_pixels`` pixels.
+        OptionError: ``max_pixels`` is not a positive whole number.
     """
+    check_max_pixels(max_pixels)
     if isinstance(source, Tensor):
         tensor = source.detach()
         if tensor.ndim == 3:
@@ -173,7 +177,9 @@ def load_image(
         if tensor.ndim != 4 or tensor.shape[:2] != (1, 3):
             raise ImageError(f"{name}: image tensors must be (3, H, W) or (1, 3, H, W), got {tuple(source.shape)}")
         tensor = tensor.float()
-        if tensor.min() < 0 or tensor.max() > 1:
+        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            raise ImageError(f"{name}: the image tensor holds NaN or infinite values; give values in [0, 1]")
+        if tensor.numel() and (tensor.min() < 0 or tensor.max() > 1):
             raise ImageError(f"{name}: image tensors must hold values in [0, 1]")
     elif isinstance(source, np.ndarray):
         tensor = _array_to_tensor(source)
@@ -187,12 +193,22 @@ def load_image(
             f"{name}: expected a path, PIL image, uint8 array or tensor, got {type(source).__name__}"
         )
     height, width = tensor.shape[-2:]
+    if height * width == 0:
+        raise ImageError(f"{name}: the image is {width}x{height} px, it has no pixels; give an image of "
+                         "at least 1x1 px")
     if height * width > max_pixels:
         raise ImageTooLargeError(
             f"{name}: {width}x{height} px is above the limit of {max_pixels:,} pixels; "
             "pass a larger max_pixels (--max-pixels) if you have the memory"
         )
     return tensor
+
+
+def check_max_pixels(max_pixels: object) -> int:
+    """``max_pixels`` must be a positive whole number (OptionError otherwise)."""
+    if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
+        raise OptionError(f"max_pixels must be a positive whole number of pixels, got {max_pixels!r}")
+    return max_pixels
 
 
 def resize_to(image: Tensor, size: tuple[int, int]) -> Tensor:

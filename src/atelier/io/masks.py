@@ -23,7 +23,9 @@ def _to_gray(source: MaskInput, name: str) -> Tensor:
         mask = source.detach().float()
         while mask.ndim < 4:
             mask = mask[None]
-        if mask.shape[:2] != (1, 1) or mask.min() < 0 or mask.max() > 1:
+        if mask.numel() and not bool(torch.isfinite(mask).all()):
+            raise MaskError(f"{name}: the mask tensor holds NaN or infinite values; give values in [0, 1]")
+        if mask.ndim != 4 or mask.shape[:2] != (1, 1) or mask.min() < 0 or mask.max() > 1:
             raise MaskError(f"{name}: mask tensors must be (H, W) or (1, 1, H, W) with values in [0, 1]")
         return mask
     if isinstance(source, np.ndarray) and source.ndim == 2:
