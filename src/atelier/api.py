@@ -22,7 +22,7 @@ from .errors import OptionError
 from .io.atomic import check_writable_folder
 from .io.images import DEFAULT_MAX_PIXELS, ImageInput, check_max_pixels, load_image, resize_longest, tensor_to_pil
 from .io.masks import MaskInput, load_masks
-from .methods import Method, StylizeResult, get_method
+from .methods import Method, StylizeResult, available_methods, get_method
 from .ops.color import luminance, match_color, transfer_luminance
 from .ops.smoothing import photo_smooth as smooth_with_guide
 from .pipelines.translation import DIRECTIONS, Translator
@@ -155,7 +155,8 @@ def stylize_tensor(
     method_obj = build_method(method, options, method_kwargs)
     weights = normalize_weights(style_weights, style_count(method_obj, styles))
     if masks is not None and not method_obj.supports_masks:
-        raise OptionError(f"method {method_obj.name!r} does not support masks")
+        raise OptionError(f"method {method_obj.name!r} does not support masks; drop --mask, or use a method that does "
+                          f"({', '.join(n for n, c in available_methods().items() if c.supports_masks)})")
     if preserve_color == "histogram" and not styles:
         raise OptionError("preserve_color='histogram' matches style images' colours, and this method has none; "
                           "use 'luminance'")
@@ -325,7 +326,8 @@ def map_video(
     check_writable_folder(Path(output).parent)
     info = probe_video(source)
     if info.width * info.height > max_pixels:
-        raise OptionError(f"{source}: {info.width}x{info.height} frames are above the limit of {max_pixels:,} pixels")
+        raise OptionError(f"{source}: {info.width}x{info.height} frames are above the limit of {max_pixels:,} pixels; "
+                          "pass a larger max_pixels (--max-pixels) if you have the memory")
     _check_size(size)
     bar = Progress(info.frames or 1, label="video ", unit="frame", enabled=progress)
 

@@ -151,3 +151,17 @@ def test_max_pixels_lifts_pillows_bomb_guard(tmp_path):
     with pytest.raises(ImageTooLargeError, match="above the limit of 1,000 pixels"):
         load_image(path, max_pixels=1_000)
     assert Image.MAX_IMAGE_PIXELS == default_limit
+
+
+def test_unreadable_file_messages_say_what_to_do(tmp_path):
+    (tmp_path / "junk.jpg").write_bytes(b"not an image at all")
+    Image.fromarray(gradient_rgb()).save(tmp_path / "whole.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
+    for source, remedy in ((tmp_path / "junk.jpg", "convert it to PNG or JPEG"),
+                           (tmp_path / "cut.png", "re-save or re-download it"),
+                           (tmp_path / "missing.png", "check the path"),
+                           (tmp_path, "name an image file in it"),
+                           (torch.full((1, 3, 4, 4), 2.0), "clamp")):
+        with pytest.raises(ImageError) as info:
+            load_image(source)
+        assert remedy in str(info.value), str(info.value)

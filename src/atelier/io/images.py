@@ -65,9 +65,9 @@ def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
     if not path.exists():
-        raise ImageError(f"{path}: no such file")
+        raise ImageError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise ImageError(f"{path}: is a folder, expected an image file")
+        raise ImageError(f"{path}: is a folder, expected an image file; name an image file in it")
     try:
         # Pillow's decompression-bomb guard follows max_pixels (for this open only): a larger
         # max_pixels lifts it, a smaller one makes it refuse before decoding.
@@ -91,9 +91,10 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
             "pass a larger max_pixels (--max-pixels) if you have the memory"
         ) from None
     except UnidentifiedImageError as error:
-        raise ImageError(f"{path}: not a readable image ({error.__class__.__name__})") from None
+        raise ImageError(f"{path}: not a readable image ({error.__class__.__name__}); "
+                         "convert it to PNG or JPEG") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"{path}: corrupt or truncated image ({error})") from None
+        raise ImageError(f"{path}: corrupt or truncated image ({error}); re-save or re-download it") from None
     return image
 
 
@@ -130,7 +131,8 @@ def to_pil_rgb(image: Image.Image, name: str = "image") -> Image.Image:
         try:
             image = image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
         except (ValueError, OSError) as error:
-            raise ImageError(f"{name}: cannot convert image mode {mode} to RGB ({error})") from None
+            raise ImageError(f"{name}: cannot convert image mode {mode} to RGB ({error}); convert it to an RGB PNG or "
+                             "JPEG") from None
     return image
 
 
@@ -143,7 +145,8 @@ def _array_to_tensor(array: np.ndarray) -> Tensor:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ImageError(f"image arrays must have shape (H, W, 3), got {array.shape}")
+        raise ImageError(f"image arrays must have shape (H, W, 3), got {array.shape}; for a PIL image use "
+                         "np.asarray(image.convert('RGB'))")
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
     if array.shape[2] == 4:
@@ -180,7 +183,8 @@ def load_image(
         if tensor.numel() and not bool(torch.isfinite(tensor).all()):
             raise ImageError(f"{name}: the image tensor holds NaN or infinite values; give values in [0, 1]")
         if tensor.numel() and (tensor.min() < 0 or tensor.max() > 1):
-            raise ImageError(f"{name}: image tensors must hold values in [0, 1]")
+            raise ImageError(f"{name}: image tensors must hold values in [0, 1]; scale them, or clamp with "
+                             ".clamp(0, 1)")
     elif isinstance(source, np.ndarray):
         tensor = _array_to_tensor(source)
     elif isinstance(source, Image.Image):

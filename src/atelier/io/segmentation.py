@@ -210,7 +210,7 @@ def label_masks(
         raise OptionError(f"min_fraction must be in [0, 1), got {min_fraction}")
     in_content = sorted(_present(content, min_fraction))
     if not in_content:
-        raise MaskError("the content segmentation has no region; is it empty?")
+        raise MaskError("the content segmentation has no region; paint its regions in the palette's colours")
     in_style = _present(style, min_fraction)
     names = [_NAMES[i] for i in in_content]
     missing = [_NAMES[i] for i in in_content if i not in in_style]

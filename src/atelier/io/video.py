@@ -58,17 +58,17 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     av = _av()
     path = Path(path)
     if not path.is_file():
-        raise ImageError(f"{path}: no such video file")
+        raise ImageError(f"{path}: no such video file; check the path")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise ImageError(f"{path}: has no video stream")
+                raise ImageError(f"{path}: has no video stream; give a video file (not audio only)")
             stream = container.streams.video[0]
             fps = stream.average_rate or stream.guessed_rate or Fraction(25)
             return VideoInfo(stream.codec_context.width, stream.codec_context.height, Fraction(fps),
                              int(stream.frames or 0))
     except av.error.FFmpegError as error:
-        raise ImageError(f"{path}: not a readable video ({error})") from None
+        raise ImageError(f"{path}: not a readable video ({error}); convert it to MP4 (H.264)") from None
 
 
 def read_frames(path: str | os.PathLike) -> Iterator[Tensor]:
@@ -80,7 +80,8 @@ def read_frames(path: str | os.PathLike) -> Iterator[Tensor]:
                 array = frame.to_ndarray(format="rgb24")
                 yield torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255.0
     except av.error.FFmpegError as error:
-        raise ImageError(f"{path}: video decoding failed ({error})") from None
+        raise ImageError(f"{path}: video decoding failed ({error}); re-encode it, e.g. "
+                         "ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4") from None
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[Tensor], *, fps: Fraction | float,
@@ -114,7 +115,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[Tensor], *, fps: Fract
                 container.mux(packet)
             count += 1
         if stream is None:
-            raise ImageError(f"no frames to write to {path}")
+            raise ImageError(f"no frames to write to {path}: the input video has no frames; check it plays")
         for packet in stream.encode():
             container.mux(packet)
     return count
