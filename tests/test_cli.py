@@ -220,3 +220,27 @@ def test_closed_pipe_exits_quietly(monkeypatch, capsys, command):
         stdout.flush()  # stdout now points at devnull: the interpreter's last flush cannot fail
     finally:
         stdout.close()
+
+
+def test_sigterm_mid_write_leaves_no_part_file(tmp_path):
+    """`kill` during a long write (a video) acts as Ctrl-C: the temporary file is removed, status 130."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys, time\n"
+        "from atelier import cli\n"
+        "from atelier.io.atomic import atomic_path\n"
+        "def slow(args):\n"
+        "    with atomic_path(sys.argv[1]) as temp:\n"
+        "        temp.write_bytes(b'half a video')\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(30)\n"
+        "    return 0\n"
+        "cli._models = slow\n"
+        "sys.exit(cli.main(['models']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.mp4")], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 130, result.stderr
+    assert list(tmp_path.iterdir()) == [] and "interrupted" in result.stderr
