@@ -168,3 +168,27 @@ def test_slow_2048_multiscale_fits_in_memory(vgg):
     content = smooth_image(1536, 2048)
     result = run(content, [smooth_image(512, 512, seed=1)], vgg, iterations=2)
     assert result.image.shape == (1, 3, 1536, 2048) and len(result.info["sizes"]) == 4
+
+
+def test_memory_bound_refuses_huge_sizes_and_style_scales_with_the_numbers(monkeypatch, capsys, tmp_path):
+    """gatys/photo at a huge --size and adain at --style-scale 1000 are refused before any work."""
+    import numpy as np
+    from PIL import Image
+
+    from atelier import cli
+    from atelier.encoders import random_vgg19
+    from atelier.pipelines import base
+
+    monkeypatch.setattr(base, "load_vgg19", lambda *a, **k: random_vgg19())
+    monkeypatch.setenv("ATELIER_MEMORY_GB", "0.2")
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(image)
+    for extra in (["--method", "gatys", "--size", "4000", "--iterations", "1"],
+                  ["--method", "photo", "--size", "4000", "--iterations", "1"],
+                  ["--method", "adain", "--size", "64", "--style-scale", "1000"]):
+        out = tmp_path / "out.png"
+        code = cli.main(["stylize", str(image), "--style", str(image), "-o", str(out), "-q",
+                         "--max-pixels", "100000000", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "above the 0.2 GiB available" in err[0], err
+        assert "--style-scale" in err[0] and not out.exists()

@@ -26,6 +26,8 @@ __all__ = ["OptimizationResult", "optimize_image"]
 #: and that step sends the image to infinity. Scaling the objective (which L-BFGS is otherwise
 #: invariant to) makes such a fallback step move pixels by at most ~1%.
 LBFGS_GRADIENT_SCALE = 1e-2
+#: Pairs of image-sized vectors L-BFGS keeps (its memory is about twice this many images).
+LBFGS_HISTORY = 100
 Criterion = Callable[[Tensor], "tuple[Tensor, dict[str, float]]"]
 
 
@@ -69,7 +71,7 @@ def optimize_image(
     image = init.detach().clone().float().requires_grad_(True)
     if optimizer == "lbfgs":
         opt: torch.optim.Optimizer = torch.optim.LBFGS(
-            [image], lr=lr or 1.0, max_iter=1, history_size=100, tolerance_grad=0.0, tolerance_change=0.0
+            [image], lr=lr or 1.0, max_iter=1, history_size=LBFGS_HISTORY, tolerance_grad=0.0, tolerance_change=0.0
         )
     elif optimizer == "adam":
         opt = torch.optim.Adam([image], lr=lr or 0.02)

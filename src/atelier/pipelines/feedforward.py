@@ -202,8 +202,11 @@ class FeedForwardMethod(VGGMethod):
         """The shortest content and style side, px, the method's layers can take."""
         return max(VGGEncoder.min_input_size((*self.decoder_layers, *self.extra_layers)), 16)
 
-    def plan_tiles(self, height: int, width: int, precision: str, styles: int) -> int:
+    def plan_tiles(self, height: int, width: int, precision: str, styles: float) -> int:
         """Tile size in px for an output of ``height`` x ``width`` (0 = no tiling).
+
+        ``styles`` counts the style images in output-sized images (a style at ``style_scale``
+        s has s**2 times the output's pixels, so it counts s**2).
 
         Encoder and decoder are tiled when their full-resolution activations (64 channels)
         would take more than half the memory budget; the feature maps at the transform layers
@@ -220,7 +223,8 @@ class FeedForwardMethod(VGGMethod):
         if features + images > budget:
             raise ImageTooLargeError(
                 f"{width}x{height} px needs about {(features + images) / 2**30:.1f} GiB for {self.name}'s feature "
-                f"maps, above the {budget / 2**30:.1f} GiB available; use a smaller --size (or set ATELIER_MEMORY_GB)"
+                f"maps, above the {budget / 2**30:.1f} GiB available; use a smaller --size or --style-scale "
+                "(or set ATELIER_MEMORY_GB)"
             )
         if self.config.tile:
             return self.config.tile
@@ -312,11 +316,12 @@ class FeedForwardMethod(VGGMethod):
         if min(height, width) < need:
             raise ImageTooSmallError(f"content of {width}x{height} px is too small for {self.name}: its shorter "
                                      f"side must be at least {need} px; use a larger --size")
-        tile = self.plan_tiles(height, width, precision, len(styles))
+        sizes = [scaled_style_size(style, (height, width), cfg.style_scale) for style in styles]
+        # Style maps are as large as style_scale makes them: count them in output-sized images.
+        tile = self.plan_tiles(height, width, precision, sum(h * w for h, w in sizes) / (height * width))
         self.encoder.to(torch_device)
         resized = []
-        for index, style in enumerate(styles):
-            size = scaled_style_size(style, (height, width), cfg.style_scale)
+        for index, (style, size) in enumerate(zip(styles, sizes)):
             if min(size) < need:
                 raise ImageTooSmallError(f"style {index + 1} resized to {size[1]}x{size[0]} px is smaller than "
                                          f"{need} px; raise --style-scale or --size")

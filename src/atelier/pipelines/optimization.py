@@ -32,8 +32,8 @@ import torch
 from torch import Tensor
 
 from ..devices import resolve_precision
-from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooSmallError, OptionError
+from ..encoders.vgg import LAYER_NAMES, VGGEncoder
+from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError
 from ..io.atomic import check_writable_folder
 from ..io.images import load_image, resize_to, save_image, scaled_style_size
 from ..losses import (
@@ -47,9 +47,11 @@ from ..losses import (
     encode,
 )
 from ..optim import optimize_image, pyramid_sizes
+from ..optim.loop import LBFGS_HISTORY
 from ..optim.schedule import auto_scales
 from ..progress import Progress
 from .base import MethodConfig, StylizeResult, VGGMethod, option
+from .feedforward import memory_budget
 
 __all__ = ["OptimizationConfig", "OptimizationMethod"]
 
@@ -193,6 +195,7 @@ class OptimizationMethod(VGGMethod):
             )
         scales = cfg.scales or auto_scales(max(height, width))
         sizes = pyramid_sizes(height, width, scales, min_side=max(min_side, 32))
+        self.check_memory(sizes[-1], styles, all_layers, precision)
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
         content = content.to(torch_device)
         image = self._initial(content, generator) if init_image is None else init_image.to(content)
@@ -245,6 +248,37 @@ class OptimizationMethod(VGGMethod):
         info = {"loss": result.loss, "parts": result.parts, "history": history, "sizes": sizes,
                 "precision": precision, "encoder": encoder.source}
         return StylizeResult(image=image, info=info, interrupted=interrupted)
+
+    def check_memory(self, size: tuple[int, int], styles: Sequence[Tensor], layers: Sequence[str],
+                     precision: str) -> None:
+        """Refuse, with the numbers, an optimization whose finest level would not fit in memory.
+
+        The estimate, against :func:`~atelier.pipelines.feedforward.memory_budget`: the encoder's
+        activations up to the deepest layer used, kept for the backward pass (about twice their
+        size with the gradients), the image's optimizer state (L-BFGS keeps 100 pairs of
+        image-sized vectors) and each style's forward pass at its ``style_scale``.
+
+        Raises:
+            ImageTooLargeError: the estimate is above the budget.
+        """
+        height, width = size
+        pixels = height * width
+        deepest = max(LAYER_NAMES.index(layer) for layer in layers)
+        values = sum(self.encoder.channels(name) / VGGEncoder.downsampling(name) ** 2
+                     for name in LAYER_NAMES[: deepest + 1])  # activation values per input pixel
+        per_value = 2 if precision == "bf16" else 4
+        image_state = 3 * 4 * (4 + (2 * LBFGS_HISTORY if self.config.optimizer == "lbfgs" else 2))
+        need = pixels * (values * per_value * 2 + image_state)
+        for style in styles:
+            style_h, style_w = scaled_style_size(style, size, self.config.style_scale)
+            need += style_h * style_w * 2 * self.encoder.channels("conv1_1") * per_value
+        budget = memory_budget()
+        if need > budget:
+            raise ImageTooLargeError(
+                f"{width}x{height} px needs about {need / 2**30:.1f} GiB for {self.name}'s optimization (encoder "
+                f"activations, their gradients and the optimizer's state), above the {budget / 2**30:.1f} GiB "
+                "available; use a smaller --size or --style-scale (or set ATELIER_MEMORY_GB)"
+            )
 
     def _save_folder(self) -> Path:
         return Path(self.config.save_dir or os.path.join("out", "intermediate"))
