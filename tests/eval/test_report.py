@@ -289,6 +289,12 @@ def test_cli_bad_input_exits_2_with_one_line(pairs, tmp_path, capsys):
                          "-o", str(out)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("atelier: error:") and message in err and err.count("\n") == 1, err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert cli.main(["eval", "--methods", "adain", "--contents", str(contents), "--styles", str(styles),
+                     "-o", str(blocker / "report")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the report" in err and err.count("\n") == 1, err
     assert not out.exists()
 
 

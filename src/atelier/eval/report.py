@@ -63,7 +63,7 @@ from ..api import _check_size, build_method, stylize_tensor
 from ..devices import resolve_device
 from ..encoders.vgg import VGGEncoder
 from ..errors import AtelierError, ImageError, OptionError, UnknownNameError, suggest
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, check_writable_folder
 from ..io.images import SAVE_FORMATS, load_image, pil_to_tensor, resize_longest, resize_to, save_image, tensor_to_pil
 from ..methods import Method
 from ..progress import Progress
@@ -849,6 +849,8 @@ def evaluate(
     folder = Path(output) if output is not None else None
     if folder is not None and folder.exists() and not folder.is_dir():
         raise OptionError(f"{folder}: the report output must be a folder")
+    if folder is not None:
+        check_writable_folder(folder, "report")
     device = resolve_device(device)
     options = dict(options or {})
     notes: list[str] = []
