@@ -165,3 +165,19 @@ def test_unreadable_file_messages_say_what_to_do(tmp_path):
         with pytest.raises(ImageError) as info:
             load_image(source)
         assert remedy in str(info.value), str(info.value)
+
+
+def test_truncated_tiff_is_an_image_error_without_a_warning(tmp_path):
+    import io
+    import warnings
+
+    from atelier.io.images import load_image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (7, 3)).save(buffer, "TIFF")
+    path = tmp_path / "cut.tif"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 4])  # Pillow warns "Truncated File Read"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's "Truncated File Read" must not reach the user
+        with pytest.raises(ImageError, match="truncated"):
+            load_image(path)

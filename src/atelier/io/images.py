@@ -74,15 +74,24 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # Up to twice the limit Pillow only warns: the check below refuses with the size.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow warns about damaged metadata (corrupt EXIF, oversized TIFF tags) and goes on
+            # with the pixels: not the user's concern. A truncated TIFF it only warns about too:
+            # make that the error it is (filters added later take precedence).
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+            warnings.filterwarnings("error", message="Truncated File Read", category=UserWarning)
             with _pillow_pixel_limit(max_pixels):  # Pillow checks the size in open(), not in load()
                 image = Image.open(path)
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageTooLargeError(
-                    f"{path}: {width}x{height} px is above the limit of {max_pixels:,} pixels; "
-                    "pass a larger max_pixels (--max-pixels) if you have the memory"
-                )
-            image.load()
+            try:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageTooLargeError(
+                        f"{path}: {width}x{height} px is above the limit of {max_pixels:,} pixels; "
+                        "pass a larger max_pixels (--max-pixels) if you have the memory"
+                    )
+                image.load()
+            except BaseException:
+                image.close()  # a refused or broken file is not left open
+                raise
     except ImageError:
         raise
     except Image.DecompressionBombError as error:
@@ -93,7 +102,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError as error:
         raise ImageError(f"{path}: not a readable image ({error.__class__.__name__}); "
                          "convert it to PNG or JPEG") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, UserWarning) as error:
         raise ImageError(f"{path}: corrupt or truncated image ({error}); re-save or re-download it") from None
     return image
 
