@@ -100,3 +100,19 @@ def test_read_only_array_input_gives_no_warning(tiny):
         warnings.simplefilter("error")
         tensor = atelier.io.load_image(array)
     assert tensor.shape == (1, 3, 32, 32)
+
+
+def test_stylize_video_checks_its_output_before_loading_the_method(tmp_path, monkeypatch):
+    from atelier import api
+    from atelier.errors import OutputNotWritableError
+
+    def never(*args, **kwargs):
+        raise AssertionError("the method was built before the output was checked")
+
+    monkeypatch.setattr(api, "build_method", never)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputNotWritableError):
+        api.stylize_video(tmp_path / "in.mp4", None, "johnson", output=blocker / "out.mp4", model="wave")
+    with pytest.raises(OptionError, match="output"):
+        api.stylize_video(tmp_path / "in.mp4", None, "johnson", output=None, model="wave")

@@ -284,6 +284,7 @@ def stylize_video(
     Returns:
         The output path.
     """
+    _check_video_output(output)  # before the method and its styles are loaded
     device = resolve_device(device)
     check_seed(seed)
     method_obj = build_method(method, options)
@@ -297,6 +298,13 @@ def stylize_video(
 
     return map_video(source, stylize_frame, output=output, size=size, max_pixels=max_pixels, overwrite=overwrite,
                      progress=progress)
+
+
+def _check_video_output(output: Any) -> None:
+    """A video output is a path whose folder can be written (checked before any work)."""
+    if not isinstance(output, (str, os.PathLike)):
+        raise OptionError(f"output must be the path of the video to write, got {output!r}")
+    check_writable_folder(Path(output).parent)
 
 
 def map_video(
@@ -320,10 +328,8 @@ def map_video(
     from .io.video import probe_video, read_frames, write_video
     from .progress import Progress
 
-    if not isinstance(output, (str, os.PathLike)):
-        raise OptionError(f"output must be the path of the video to write, got {output!r}")
+    _check_video_output(output)
     check_max_pixels(max_pixels)
-    check_writable_folder(Path(output).parent)
     info = probe_video(source)
     if info.width * info.height > max_pixels:
         raise OptionError(f"{source}: {info.width}x{info.height} frames are above the limit of {max_pixels:,} pixels; "
