@@ -15,7 +15,6 @@ Deviations from the paper:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -26,46 +25,27 @@ from ..nets.decoder import UPSAMPLE_MODES, VGGDecoder
 from ..ops.layout import channels_last
 from ..ops.stats import adain
 from ..pipelines.base import MethodConfig, option, register
-from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
+from ..pipelines.feedforward import AdaINDecoderConfig, FeatureMatchingMethod
 from ..train.task import TrainingTask, register_task
 
-__all__ = ["AdaIN", "AdaINConfig", "AdaINTraining", "AdaINTrainingOptions"]
+__all__ = ["AdaIN", "AdaINTraining", "AdaINTrainingOptions"]
 
 LAYER = "relu4_1"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 
-@dataclass(frozen=True)
-class AdaINConfig(FeedForwardConfig):
-    """Options of AdaIN inference."""
-
-    decoder: str = option("", "AdaIN decoder weights (.safetensors); default: the shipped adain_decoder")
-
-
 @register
-class AdaIN(FeedForwardMethod):
+class AdaIN(FeatureMatchingMethod):
     """Encoder -> AdaIN at relu4_1 -> trained decoder."""
 
     name = "adain"
     summary = "arbitrary style, feed-forward: adaptive instance normalisation at relu4_1 + trained decoder"
     paper = "Huang & Belongie 2017"
-    Config = AdaINConfig
-    config: AdaINConfig
-    decoder_layers = (LAYER,)
+    Config = AdaINDecoderConfig
 
-    def decoder_file(self, layer: str) -> str:
-        return "adain_decoder"
-
-    def decoder_path(self, layer: str) -> str:
-        return self.config.decoder
-
-    def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
-        content_features = self.encode_layer(content, LAYER, precision, tile)
-        style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
-        target = blend_features(content_features, style_features, weights,
-                                lambda c, s, m: adain(c, s, content_mask=m), masks=masks, alpha=self.config.alpha)
-        return self.decode(LAYER, target, precision, tile)
+    def match(self, content: Tensor, style: Tensor, content_mask: Tensor | None) -> Tensor:
+        """AdaIN (eq. 8): the style's per-channel mean and standard deviation."""
+        return adain(content, style, content_mask=content_mask)
 
 
 @dataclass(frozen=True)

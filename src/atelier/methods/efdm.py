@@ -17,22 +17,19 @@ Deviations from the paper:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
 
 from ..ops.stats import exact_feature_distribution_matching
 from ..pipelines.base import option, register
-from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
+from ..pipelines.feedforward import AdaINDecoderConfig, FeatureMatchingMethod
 
 __all__ = ["EFDM", "EFDMConfig"]
 
-LAYER = "relu4_1"
-
 
 @dataclass(frozen=True)
-class EFDMConfig(FeedForwardConfig):
+class EFDMConfig(AdaINDecoderConfig):
     """Options of EFDM inference (Zhang et al. 2022)."""
 
     decoder: str = option("", "AdaIN decoder weights (.safetensors) EFDM decodes with; default: the shipped "
@@ -40,7 +37,7 @@ class EFDMConfig(FeedForwardConfig):
 
 
 @register
-class EFDM(FeedForwardMethod):
+class EFDM(FeatureMatchingMethod):
     """Encoder -> exact feature distribution matching at relu4_1 -> AdaIN's trained decoder."""
 
     name = "efdm"
@@ -48,23 +45,7 @@ class EFDM(FeedForwardMethod):
               "+ AdaIN's decoder"
     paper = "Zhang et al. 2022"
     Config = EFDMConfig
-    config: EFDMConfig
-    decoder_layers = (LAYER,)
 
-    def decoder_file(self, layer: str) -> str:
-        return "adain_decoder"
-
-    def decoder_path(self, layer: str) -> str:
-        return self.config.decoder
-
-    def train_hint(self, layer: str) -> str:
-        return "atelier train configs/adain.yaml"
-
-    def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
-                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
-        content_features = self.encode_layer(content, LAYER, precision, tile)
-        style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
-        target = blend_features(content_features, style_features, weights,
-                                lambda c, s, m: exact_feature_distribution_matching(c, s, content_mask=m),
-                                masks=masks, alpha=self.config.alpha)
-        return self.decode(LAYER, target, precision, tile)
+    def match(self, content: Tensor, style: Tensor, content_mask: Tensor | None) -> Tensor:
+        """Sort-matching: per channel, the content's ranks take the style's values."""
+        return exact_feature_distribution_matching(content, style, content_mask=content_mask)

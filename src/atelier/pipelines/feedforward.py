@@ -30,7 +30,8 @@ from ..ops.masks import resize_mask
 from ..ops.padding import pad_to_multiple
 from .base import MethodConfig, StylizeResult, VGGMethod, option
 
-__all__ = ["FeedForwardConfig", "FeedForwardMethod", "Run", "blend_features", "memory_budget"]
+__all__ = ["AdaINDecoderConfig", "FeatureMatchingMethod", "FeedForwardConfig", "FeedForwardMethod", "Run",
+           "blend_features", "memory_budget"]
 
 #: Context around encoder tiles, px (the receptive field of relu4_1 is 68 px; a multiple of 16).
 ENCODER_HALO = 96
@@ -338,3 +339,50 @@ class FeedForwardMethod(VGGMethod):
         image = image[..., :height, :width]
         return StylizeResult(image=image.float().clamp(0, 1), interrupted=run.interrupted,
                              info={"precision": precision, "encoder": self.encoder.source, "tile": tile})
+
+
+@dataclass(frozen=True)
+class AdaINDecoderConfig(FeedForwardConfig):
+    """Options of a method decoding with AdaIN's relu4_1 decoder."""
+
+    decoder: str = option("", "AdaIN decoder weights (.safetensors); default: the shipped adain_decoder")
+
+
+class FeatureMatchingMethod(FeedForwardMethod):
+    """Encode at relu4_1, match the content features to the style's, decode with AdaIN's decoder.
+
+    AdaIN (mean and standard deviation, Huang & Belongie 2017) and EFDM (the whole sorted
+    distribution, Zhang et al. 2022) differ only in :meth:`match`.
+    """
+
+    config: AdaINDecoderConfig
+    decoder_layers = ("relu4_1",)
+
+    def match(self, content: Tensor, style: Tensor, content_mask: Tensor | None) -> Tensor:
+        """Content features ``(1, C, H, W)`` given the statistics of ``style`` ``(1, C, H', W')``.
+
+        ``content_mask`` restricts the content's statistics to a region when given.
+        """
+        raise NotImplementedError
+
+    def decoder_file(self, layer: str) -> str:
+        """The shipped AdaIN decoder."""
+        return "adain_decoder"
+
+    def decoder_path(self, layer: str) -> str:
+        """The config's ``decoder`` file ('' = the shipped one)."""
+        return self.config.decoder
+
+    def train_hint(self, layer: str) -> str:
+        """AdaIN's training config makes the decoder."""
+        return "atelier train configs/adain.yaml"
+
+    def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
+                 masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
+        """Match every style at relu4_1, blend by weights and masks, decode."""
+        layer = self.decoder_layers[0]
+        content_features = self.encode_layer(content, layer, precision, tile)
+        style_features = [self.style_features(style, layer, precision, tile) for style in styles]
+        target = blend_features(content_features, style_features, weights, self.match, masks=masks,
+                                alpha=self.config.alpha)
+        return self.decode(layer, target, precision, tile)
