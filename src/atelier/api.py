@@ -24,6 +24,7 @@ from .io.images import DEFAULT_MAX_PIXELS, ImageInput, check_max_pixels, load_im
 from .io.masks import MaskInput, load_masks
 from .methods import Method, StylizeResult, available_methods, get_method
 from .ops.color import luminance, match_color, transfer_luminance
+from .ops.layout import spatial_size
 from .ops.smoothing import photo_smooth as smooth_with_guide
 from .pipelines.translation import DIRECTIONS, Translator
 
@@ -128,7 +129,8 @@ def load_styles(method: Method, style: ImageInput | Sequence[ImageInput] | None,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[Tensor], int]:
     """The style images as tensors and the number of styles the weights and masks refer to
     (see :func:`style_count`); one image, a list, or None for trained-model methods."""
-    style_list = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
+    style_list: list[ImageInput] = (
+        [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style])  # type: ignore[list-item]
     count = style_count(method, style_list)
     return [load_image(s, max_pixels=max_pixels, name=f"style {i + 1}") for i, s in enumerate(style_list)], count
 
@@ -233,7 +235,7 @@ def stylize(
         mask_list = [masks] if isinstance(masks, (str, os.PathLike, Image.Image, np.ndarray, Tensor)) else masks
         if not isinstance(mask_list, Sequence):
             raise OptionError(f"masks must be a list with one mask per style, got {type(masks).__name__}")
-        mask_tensor = load_masks(list(mask_list), count=count, size=tuple(content_tensor.shape[-2:]))
+        mask_tensor = load_masks(list(mask_list), count=count, size=spatial_size(content_tensor))
     result = stylize_tensor(
         content_tensor, styles, method_obj, style_weights=style_weights, masks=mask_tensor,
         preserve_color=preserve_color, photo_smooth=photo_smooth, device=device, seed=seed, progress=progress,

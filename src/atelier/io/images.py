@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from ..errors import ImageError, ImageTooLargeError, OptionError, OutputExistsError, OutputNotWritableError
+from ..ops.layout import spatial_size
 from .atomic import atomic_path, check_writable_folder
 
 __all__ = [
@@ -226,7 +227,7 @@ def check_max_pixels(max_pixels: object) -> int:
 
 def resize_to(image: Tensor, size: tuple[int, int]) -> Tensor:
     """Resize ``(B, C, H, W)`` in [0, 1] to ``size`` = (h, w): bilinear, antialiased when shrinking."""
-    if tuple(image.shape[-2:]) == tuple(size):
+    if spatial_size(image) == tuple(size):
         return image
     shrink = size[0] < image.shape[-2]
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink).clamp(0, 1)

@@ -370,7 +370,7 @@ class JohnsonTraining(TrainingTask):
         return {k: torch.cat([base_state[k].to(v), v]) if is_style_parameter(k) else v
                 for k, v in state.items()}
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
+    def export(self, model: nn.Module) -> dict[str, nn.Module | dict[str, Tensor]]:
         return {self._stem(): self._merged(model)}
 
     def metadata(self, stem: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_bchw
+from .layout import spatial_size
 from .linalg import symmetric_power
 
 __all__ = ["luminance", "match_color", "region_color_transfer", "rgb_to_yiq", "transfer_luminance", "yiq_to_rgb"]
@@ -58,7 +59,7 @@ def _weighted_moments(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     else:
         check_bchw(mask, "mask", channels=1)
         if mask.shape[-1] * mask.shape[-2] != x.shape[-1]:
-            raise ValueError(f"mask {tuple(mask.shape[-2:])} does not match the image it weights")
+            raise ValueError(f"mask {spatial_size(mask)} does not match the image it weights")
         w = mask.double().flatten(2).expand(x.shape[0], 1, -1)
         w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
     mu = (x * w).sum(-1, keepdim=True)

@@ -46,6 +46,7 @@ from ..losses import (
     TotalVariationLoss,
     encode,
 )
+from ..ops.layout import spatial_size
 from ..optim import optimize_image, pyramid_sizes
 from ..optim.loop import LBFGS_HISTORY
 from ..optim.schedule import auto_scales
@@ -154,7 +155,7 @@ class OptimizationMethod(VGGMethod):
         if init == "noise":
             noise = torch.rand(content.shape, generator=generator)
             return noise.to(content)
-        return resize_to(load_image(init, name="init image").to(content), tuple(content.shape[-2:]))
+        return resize_to(load_image(init, name="init image").to(content), spatial_size(content))
 
     def stylize(
         self,
@@ -243,7 +244,7 @@ class OptimizationMethod(VGGMethod):
                 break
         bar.close()
         assert result is not None
-        if tuple(image.shape[-2:]) != (height, width):
+        if spatial_size(image) != (height, width):
             image = resize_to(image, (height, width))
         info = {"loss": result.loss, "parts": result.parts, "history": history, "sizes": sizes,
                 "precision": precision, "encoder": encoder.source}
