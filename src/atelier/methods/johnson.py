@@ -39,7 +39,7 @@ from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
 from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError, WeightsError
 from ..io.images import load_image, resize_longest
-from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
+from ..losses import CAFFE_FEATURE_SCALES, feature_mse, gram_loss_to, layer_scale
 from ..nets.onnx import OnnxTransformer, onnxruntime_available
 from ..nets.pretrained import describe_load_error, locate_model, read_weights
 from ..nets.transformer import TransformerNet, is_style_parameter
@@ -326,10 +326,8 @@ class JohnsonTraining(TrainingTask):
         targets = self.style_targets(content.device)
         content_loss = sum(feature_mse(output_features[layer], content_features[layer],
                                        layer_scale(layer, opts.feature_scales)) for layer in opts.content_layers)
-        style_loss = output.new_zeros((), dtype=torch.float32)
-        for layer in opts.style_layers:
-            gram = gram_matrix(output_features[layer].float() / layer_scale(layer, opts.feature_scales))
-            style_loss = style_loss + F.mse_loss(gram, targets[layer][indices])
+        style_loss = gram_loss_to(output_features, {layer: targets[layer][indices] for layer in opts.style_layers},
+                                  opts.style_layers, opts.feature_scales)
         assert isinstance(content_loss, Tensor)
         return {"content": opts.content_weight * content_loss, "style": opts.style_weight * style_loss,
                 "tv": opts.tv_weight * total_variation(output.float()) * 255**2}
