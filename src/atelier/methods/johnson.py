@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError, WeightsError
+from ..errors import ImageTooSmallError, OptionError, WeightsError
 from ..io.images import load_image, resize_longest
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, gram_loss_to, layer_scale
 from ..nets.onnx import OnnxTransformer, onnxruntime_available
@@ -47,7 +47,7 @@ from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last
 from ..ops.tv import total_variation
 from ..pipelines.base import Method, MethodConfig, StylizeResult, option, register
-from ..pipelines.feedforward import memory_budget
+from ..pipelines.memory import check_fits
 from ..train.task import TrainingTask, load_matching, register_task
 
 __all__ = ["Johnson", "JohnsonConfig", "JohnsonTraining", "JohnsonTrainingOptions", "load_transformer"]
@@ -154,12 +154,7 @@ class Johnson(Method):
         # statistics copies of one map. Instance norm needs whole maps, so no tiling.
         per_value = 2 if precision == "bf16" else 4
         need = height * width * (self.network.width * (2 * per_value + 4) + 4 * 3 * 4)
-        budget = memory_budget()
-        if need > budget:
-            raise ImageTooLargeError(
-                f"{width}x{height} px needs about {need / 2**30:.1f} GiB for this network, above the "
-                f"{budget / 2**30:.1f} GiB available; use a smaller --size (or set ATELIER_MEMORY_GB)"
-            )
+        check_fits(need, width=width, height=height, what="this network")
 
     def stylize(
         self,

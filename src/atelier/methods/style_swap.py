@@ -93,7 +93,10 @@ class StyleSwap(FeedForwardMethod):
         says whether to show progress and learns whether the loop was interrupted."""
         run = run or Run()
         cfg = self.config
-        scale = layer_scale(LAYER, CAFFE_FEATURE_SCALES)
+        # The feature loss is measured in units of the target's mean activation, so its balance
+        # with the TV term does not depend on which VGG weights encode (what the caffe feature
+        # scales do for the bundled weights alone).
+        scale = float(target.float().abs().mean().clamp_min(1e-6))
 
         def criterion(image: Tensor) -> tuple[Tensor, dict[str, float]]:
             feature = feature_mse(encode(self.encoder, image, [LAYER], precision)[LAYER], target, scale)

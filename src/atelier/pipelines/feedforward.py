@@ -9,7 +9,6 @@ loaded decoders, the blending, size checks, precision and the memory bound.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from torch import Tensor, nn
 
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError
+from ..errors import ImageTooSmallError, OptionError
 from ..io.images import resize_to, scaled_style_size
 from ..losses import encode
 from ..nets.decoder import ADAIN_DECODER, VGGDecoder
@@ -30,6 +29,7 @@ from ..ops.layout import channels_last, spatial_size
 from ..ops.masks import resize_mask
 from ..ops.padding import pad_to_multiple
 from .base import MethodConfig, StylizeResult, VGGMethod, option
+from .memory import check_fits, memory_budget
 
 __all__ = ["AdaINDecoderConfig", "FeatureMatchingMethod", "FeedForwardConfig", "FeedForwardMethod", "Run",
            "blend_features", "memory_budget"]
@@ -120,26 +120,6 @@ def blend_features(
     return alpha * mixed + (1 - alpha) * base if alpha < 1 else mixed
 
 
-def memory_budget() -> int:
-    """Bytes a stylization may use: ``$ATELIER_MEMORY_GB`` or 70% of the memory available now."""
-    if "ATELIER_MEMORY_GB" in os.environ:
-        value = os.environ["ATELIER_MEMORY_GB"]
-        try:
-            gigabytes = float(value)
-        except ValueError:
-            gigabytes = -1.0
-        if not gigabytes > 0:
-            raise OptionError(f"ATELIER_MEMORY_GB must be a positive number of GiB, got {value!r}")
-        return int(gigabytes * 2**30)
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(int(line.split()[1]) * 1024 * 0.7)
-    except OSError:
-        pass
-    return 8 * 2**30
-
-
 def _moved_and_resized(image: Tensor, *, device: torch.device, size: tuple[int, int]) -> Tensor:
     return resize_to(image.to(device), size)
 
@@ -222,12 +202,8 @@ class FeedForwardMethod(VGGMethod):
         features = max(self.encoder.channels(layer) * pixels // VGGEncoder.downsampling(layer) ** 2
                        for layer in (*self.decoder_layers, *self.extra_layers)) * 4 * (2 + styles)
         images = 4 * 3 * pixels * 4 * (1 + styles)
-        if features + images > budget:
-            raise ImageTooLargeError(
-                f"{width}x{height} px needs about {(features + images) / 2**30:.1f} GiB for {self.name}'s feature "
-                f"maps, above the {budget / 2**30:.1f} GiB available; use a smaller --size or --style-scale "
-                "(or set ATELIER_MEMORY_GB)"
-            )
+        check_fits(features + images, width=width, height=height, what=f"{self.name}'s feature maps",
+                   remedy="use a smaller --size or --style-scale")
         if self.config.tile:
             return self.config.tile
         activation = 3 * 64 * per_value  # bytes per pixel of an encoder/decoder layer at full resolution

@@ -31,14 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ImageTooLargeError, OptionError, WeightsError
+from ..errors import OptionError, WeightsError
 from ..io.images import resize_to
 from ..nets.gan import STRIDE, ImagePool, ResnetGenerator
 from ..nets.pretrained import describe_load_error, locate_model, read_weights
 from ..nets.ugatit import UGATITGenerator
 from ..options import MethodConfig, option
 from ..train.task import Phase, TrainingTask
-from .feedforward import memory_budget
+from .memory import check_fits
 
 __all__ = ["DIRECTIONS", "TASKS", "TranslationOptions", "TranslationTask", "Translator", "l1", "load_translator",
            "multiple_of_four"]
@@ -137,11 +137,7 @@ class Translator:
         # Live float32 maps at full resolution: the input, two of `width` channels (a convolution's
         # input and output), the output; the 1/2 and 1/4 resolution stages need less.
         need = height * width * 4 * (2 * getattr(net, "width", 64) + 6)
-        budget = memory_budget()
-        if need > budget:
-            raise ImageTooLargeError(
-                f"{width}x{height} px needs about {need / 2**30:.1f} GiB for this generator, above the "
-                f"{budget / 2**30:.1f} GiB available; use a smaller --size (or set ATELIER_MEMORY_GB)")
+        check_fits(need, width=width, height=height, what="this generator")
 
     def __call__(self, image: Tensor, direction: str = "a2b", *, device: str = "cpu") -> Tensor:
         """Translate ``image`` ``(B, 3, H, W)`` in [0, 1]; returns the same size in [0, 1].
