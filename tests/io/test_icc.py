@@ -48,3 +48,23 @@ def test_srgb_is_left_alone_and_other_profiles_are_not_matrix_shapers():
     assert parse_matrix_shaper(lab) is None and convert_to_srgb(pixels, lab) is None
     assert parse_matrix_shaper(b"not a profile") is None
     assert convert_to_srgb(pixels[..., :1], matrix_trc_profile()) is None  # gray pixels, RGB profile
+
+
+def test_conversion_in_bounded_chunks_is_the_same(monkeypatch):
+    from atelier.io import icc as icc_module
+
+    pixels = np.random.default_rng(2).random((9, 7, 3))
+    whole, _ = convert_to_srgb(pixels, matrix_trc_profile())
+    monkeypatch.setattr(icc_module, "_CHUNK_PIXELS", 10)  # one row of 7 px per step
+    chunked, _ = convert_to_srgb(pixels, matrix_trc_profile())
+    assert np.array_equal(whole, chunked)
+
+
+def test_curve_inverses_undo_the_curves():
+    from atelier.io.icc import Curve
+
+    x = np.linspace(0.0, 1.0, 1001)
+    curves = [Curve("gamma", (2.2,)), Curve("para", (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045), function=3),
+              Curve("para", (2.0, 0.9, 0.1, 0.0), function=2), Curve("table", table=x ** 1.8)]
+    for curve in curves:
+        assert np.abs(curve.inverse(curve(x)) - x).max() < 2e-4, curve

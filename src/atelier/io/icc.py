@@ -59,10 +59,16 @@ class Curve:
         return _parametric(x, self.function, self.params)
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
-        """Linear -> device value, by interpolation in a dense sampling (the curves are monotonic)."""
+        """Linear -> device value: in closed form for gamma and parametric curves, else by
+        interpolation in a dense sampling (the curves are monotonic)."""
+        y = np.clip(y, 0.0, 1.0)
+        if self.kind == "gamma" and self.params[0] > 0:
+            return y ** (1.0 / self.params[0])
+        if self.kind == "para" and self.params[0] > 0 and self.params[1] > 0:
+            return np.clip(_parametric_inverse(y, self.function, self.params), 0.0, 1.0)
         grid = np.linspace(0.0, 1.0, _INVERSE_SAMPLES)
         values = np.maximum.accumulate(self(grid))  # guard against flat or noisy tables
-        return np.interp(np.clip(y, 0.0, 1.0), values, grid)
+        return np.interp(y, values, grid)
 
 
 def _parametric(x: np.ndarray, function: int, p: tuple[float, ...]) -> np.ndarray:
@@ -79,6 +85,24 @@ def _parametric(x: np.ndarray, function: int, p: tuple[float, ...]) -> np.ndarra
     if function == 3:
         return np.where(x >= p[4], base ** g, p[3] * x)
     return np.where(x >= p[4], base ** g + p[5], p[3] * x + p[6])
+
+
+def _parametric_inverse(y: np.ndarray, function: int, p: tuple[float, ...]) -> np.ndarray:
+    """The inverse of :func:`_parametric` (a > 0; each segment solved for X)."""
+    g = p[0]
+    if function == 0:
+        return y ** (1.0 / g)
+    a, b = p[1], p[2]
+    if function == 1:
+        return (y ** (1.0 / g) - b) / a
+    if function == 2:
+        return (np.maximum(y - p[3], 0.0) ** (1.0 / g) - b) / a
+    c, d = p[3], p[4]
+    offset, linear_offset = (p[5], p[6]) if function == 4 else (0.0, 0.0)
+    knee = max(a * d + b, 0.0) ** g + offset  # Y at the segment boundary X = d
+    power = (np.maximum(y - offset, 0.0) ** (1.0 / g) - b) / a
+    straight = (y - linear_offset) / c if c > 0 else np.full_like(y, d)
+    return np.where(y >= knee, power, straight)
 
 
 _PARA_COUNTS = {0: 1, 1: 3, 2: 4, 3: 5, 4: 7}
@@ -187,9 +211,13 @@ def _is_srgb(profile: MatrixShaper) -> bool:
     return all(np.allclose(curve(grid), srgb.curves[0](grid), atol=1e-3) for curve in profile.curves)
 
 
+#: Pixels converted per step: bounds the float64 temporaries (~100 MB) for any image size.
+_CHUNK_PIXELS = 1 << 20
+
+
 def convert_to_srgb(pixels: np.ndarray, icc: bytes) -> tuple[np.ndarray, str] | None:
     """Convert ``(H, W, C)`` float pixels in [0, 1] (C = 3 for RGB, 1 for gray) described by the
-    profile ``icc`` to sRGB ``(H, W, 3)`` in [0, 1], in float: no 8-bit step.
+    profile ``icc`` to sRGB ``(H, W, 3)`` float32 in [0, 1]: no 8-bit step.
 
     Returns ``(pixels, profile description)``; the pixels are returned unchanged when the profile
     is sRGB already. None when the profile is not matrix/TRC or does not fit the pixels (the
@@ -200,20 +228,26 @@ def convert_to_srgb(pixels: np.ndarray, icc: bytes) -> tuple[np.ndarray, str] | 
     profile = parse_matrix_shaper(icc)
     if profile is None or len(profile.curves) != pixels.shape[-1]:
         return None
+    if profile.matrix is not None and _is_srgb(profile):
+        return pixels, profile.description
     srgb = _srgb()
     assert srgb.matrix is not None
-    linear = profile.to_linear(pixels.astype(np.float64))
-    if profile.matrix is None:
-        # Gray: Y relative to the D50 white; sRGB's matrix maps (1, 1, 1) to that white, so
-        # the neutral linear sRGB value is Y itself.
-        encoded = srgb.curves[0].inverse(linear[..., 0])
-        return np.repeat(encoded[..., None], 3, axis=-1), profile.description
-    if _is_srgb(profile):
-        return pixels, profile.description
-    to_srgb = np.linalg.solve(srgb.matrix, profile.matrix)  # device linear -> sRGB linear (both D50 PCS)
-    srgb_linear = np.clip(linear @ to_srgb.T, 0.0, 1.0)
-    encoded = np.stack([srgb.curves[i].inverse(srgb_linear[..., i]) for i in range(3)], axis=-1)
-    return encoded, profile.description
+    # Device linear -> sRGB linear; both profiles' matrices go to the same D50 PCS.
+    to_srgb = None if profile.matrix is None else np.linalg.solve(srgb.matrix, profile.matrix)
+    height, width = pixels.shape[:2]
+    result = np.empty((height, width, 3), dtype=np.float32)
+    rows = max(1, _CHUNK_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        linear = profile.to_linear(pixels[top:top + rows].astype(np.float64))
+        if to_srgb is None:
+            # Gray: Y relative to the D50 white; sRGB's matrix maps (1, 1, 1) to that white, so
+            # the neutral linear sRGB value is Y itself.
+            result[top:top + rows] = srgb.curves[0].inverse(linear[..., 0])[..., None]
+            continue
+        srgb_linear = np.clip(linear @ to_srgb.T, 0.0, 1.0)
+        for channel in range(3):
+            result[top:top + rows, :, channel] = srgb.curves[channel].inverse(srgb_linear[..., channel])
+    return result, profile.description
 
 
 def lcms_to_srgb(image: Image.Image, icc: bytes) -> Image.Image | None:

@@ -202,8 +202,8 @@ class ImageInfo:
             float) files read at full precision, 8 otherwise. The default bit depth of the output.
         exif: the file's EXIF (Pillow's ``b"Exif\\0\\0"`` + TIFF form) without its orientation tag,
             since the pixels are already upright; None when the file has none.
-        profile: description of the ICC profile the pixels were converted from (None: no profile,
-            read as sRGB).
+        profile: description of the embedded ICC profile the pixels were converted from (None:
+            no profile, read as sRGB).
     """
 
     bit_depth: int = 8
