@@ -136,6 +136,11 @@ def test_16bit_needs_png_or_tiff(tmp_path):
     # A 16-bit content written to JPEG without an explicit depth: 8 bits, quietly.
     save_image(torch.rand(1, 3, 4, 4), tmp_path / "out.jpg", info=ImageInfo(bit_depth=16))
     assert not list(tmp_path.glob(".*.part"))
+    huge = Image.Exif()
+    huge[MAKE] = "x" * 70000  # more than a JPEG's EXIF segment holds: dropped with a warning, not a crash
+    with pytest.warns(UserWarning, match="does not fit a JPEG"):
+        save_image(torch.rand(1, 3, 4, 4), tmp_path / "big.jpg", info=ImageInfo(exif=huge.tobytes()))
+    assert MAKE not in Image.open(tmp_path / "big.jpg").getexif()
 
 
 def test_without_the_extra_16bit_colour_reads_at_8_bits_with_a_warning(tmp_path, monkeypatch):
@@ -191,3 +196,22 @@ def test_cli_bit_depth_16_with_jpeg_is_one_line_and_exit_2(tmp_path, capsys, tin
     code = cli.main(["stylize", str(content), "--style", str(content), "--size", "16", "--iterations", "1",
                      "-o", str(tmp_path / "out.png"), "--bit-depth", "16", "-q"])
     assert code == 0 and _png_bit_depth(tmp_path / "out.png") == 16
+
+
+def test_unusable_profile_is_read_as_srgb_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "_warned", set())
+    pixels = np.full((4, 4, 3), 100, np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "bad_icc.png", icc_profile=b"not a profile" * 20)
+    with pytest.warns(UserWarning, match="read as sRGB"):
+        tensor, info = load_image_info(tmp_path / "bad_icc.png")
+    assert info.profile is None and torch.allclose(tensor, torch.full_like(tensor, 100 / 255))
+
+
+def test_16bit_gray_with_a_gray_profile(tmp_path):
+    Image.fromarray(np.full((3, 5), 30000, np.uint16)).save(
+        tmp_path / "gray.png", icc_profile=matrix_trc_profile(gamma=1.8, gray=True, name="gray 1.8"))
+    tensor, info = load_image_info(tmp_path / "gray.png")
+    linear = (30000 / 65535) ** 1.8  # the profile's curve, then sRGB's (IEC 61966-2-1) encoding
+    expected = 1.055 * linear ** (1 / 2.4) - 0.055
+    assert info.bit_depth == 16 and info.profile == "gray 1.8"
+    assert torch.allclose(tensor, torch.full_like(tensor, expected), atol=2e-4)

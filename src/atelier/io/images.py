@@ -628,6 +628,9 @@ def save_image(
             _warn_once(f"{path}: written at 8 bits; 16-bit TIFF needs tifffile: {BITDEPTH_EXTRA_HINT}")
             bit_depth = 8
     exif = info.exif if info is not None and fmt in _METADATA_FORMATS else None
+    if exif and fmt == "JPEG" and len(exif) > 65533:  # one APP1 segment holds 64 KB (JPEG's limit)
+        _warn_once(f"{path}: the content's EXIF ({len(exif):,} bytes) does not fit a JPEG; written without it")
+        exif = None
     try:
         if bit_depth == 16:
             tensor = image if isinstance(image, Tensor) else pil_to_tensor(to_pil_rgb(image))
