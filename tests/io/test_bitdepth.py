@@ -215,3 +215,13 @@ def test_16bit_gray_with_a_gray_profile(tmp_path):
     expected = 1.055 * linear ** (1 / 2.4) - 0.055
     assert info.bit_depth == 16 and info.profile == "gray 1.8"
     assert torch.allclose(tensor, torch.full_like(tensor, expected), atol=2e-4)
+
+
+def test_16bit_writes_are_atomic(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images, "_encode_png16", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_image(torch.rand(1, 3, 4, 4), tmp_path / "out.png", bit_depth=16)
+    assert list(tmp_path.iterdir()) == []  # neither the output nor a .part file
