@@ -131,8 +131,9 @@ def test_exif_minus_orientation_and_srgb_profile_in_the_output(tmp_path, suffix,
 def test_16bit_needs_png_or_tiff(tmp_path):
     with pytest.raises(OptionError, match="JPEG stores 8 bits"):
         save_image(torch.rand(1, 3, 4, 4), tmp_path / "out.jpg", bit_depth=16)
-    with pytest.raises(OptionError, match="8 or 16"):
-        save_image(torch.rand(1, 3, 4, 4), tmp_path / "out.png", bit_depth=12)
+    for wrong in (12, "16", True, np.array([16, 8])):
+        with pytest.raises(OptionError, match="8 or 16"):
+            save_image(torch.rand(1, 3, 4, 4), tmp_path / "out.png", bit_depth=wrong)
     # A 16-bit content written to JPEG without an explicit depth: 8 bits, quietly.
     save_image(torch.rand(1, 3, 4, 4), tmp_path / "out.jpg", info=ImageInfo(bit_depth=16))
     assert not list(tmp_path.glob(".*.part"))

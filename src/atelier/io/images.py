@@ -336,6 +336,10 @@ def _read_16bit(image: Image.Image, path: Path | None, name: str) -> np.ndarray 
     try:
         array = decode()
     except Exception as error:  # each decoder raises its own classes; Pillow read the file fine
+        if _optional("imagecodecs") is None:  # tifffile needs it for LZW, JPEG...: use Pillow's 8 bits
+            _warn_once(f"{name}: this 16-bit TIFF's compression needs imagecodecs, read at 8 bits; "
+                       f"{BITDEPTH_EXTRA_HINT}")
+            return None
         raise ImageError(f"{name}: corrupt 16-bit image ({error.__class__.__name__}: {error}); re-save "
                          "or re-download it") from None
     if array is None or array.dtype != np.uint16:
@@ -531,7 +535,7 @@ def check_bit_depth(bit_depth: object, path: str | os.PathLike | None = None) ->
     """
     if bit_depth is None:
         return None
-    if bit_depth not in BIT_DEPTHS or isinstance(bit_depth, bool) or not isinstance(bit_depth, int):
+    if isinstance(bit_depth, bool) or not isinstance(bit_depth, int) or bit_depth not in BIT_DEPTHS:
         raise OptionError(f"bit depth must be 8 or 16, got {bit_depth!r}")
     if bit_depth == 16 and path is not None:
         fmt = SAVE_FORMATS.get(Path(path).suffix.lower())
