@@ -73,11 +73,17 @@ def _encoded16(width: int, height: int, kind: str, fmt: str, seed: int) -> bytes
     if kind == "I;16":
         Image.fromarray(array[..., 0]).save(buffer, format=fmt)
     elif fmt == "TIFF":
-        tifffile = pytest.importorskip("tifffile")
+        try:
+            import tifffile
+        except ImportError:  # the bitdepth extra is absent: only I;16 is tested
+            return None
         tifffile.imwrite(buffer, array, photometric="rgb", extrasamples=["unassalpha"] if channels == 4 else None)
     else:
-        codecs = pytest.importorskip("imagecodecs")
-        buffer.write(codecs.png_encode(array))
+        try:
+            import imagecodecs
+        except ImportError:
+            return None
+        buffer.write(imagecodecs.png_encode(array))
     return buffer.getvalue()
 
 
@@ -87,6 +93,7 @@ def _encoded16(width: int, height: int, kind: str, fmt: str, seed: int) -> bytes
 def test_any_16bit_image_or_truncation_loads_at_16_bits_or_is_an_image_error(tmp_path, width, height, kind, fmt,
                                                                              seed, cut):
     data = _encoded16(width, height, kind, fmt, seed)
+    hypothesis.assume(data is not None)
     path = tmp_path / f"image{FORMATS[fmt]}"
     for blob in (data, data[: int(len(data) * cut)]):
         path.write_bytes(blob)
