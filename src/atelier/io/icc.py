@@ -205,7 +205,7 @@ def _is_srgb(profile: MatrixShaper) -> bool:
     """Same primaries and curves as the working sRGB (to 1e-3): conversion would change nothing
     but rounding, so it is skipped (most photos carry one of the many sRGB profiles)."""
     srgb = _srgb()
-    if profile.matrix is None or not np.allclose(profile.matrix, srgb.matrix, atol=2e-3):
+    if profile.matrix is None or srgb.matrix is None or not np.allclose(profile.matrix, srgb.matrix, atol=2e-3):
         return False
     grid = np.linspace(0.0, 1.0, 1024)
     return all(np.allclose(curve(grid), srgb.curves[0](grid), atol=1e-3) for curve in profile.curves)

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -278,7 +278,7 @@ def _flatten_alpha(pixels: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def _optional(module: str):  # type: ignore[no-untyped-def]  (a module or None)
+def _optional(module: str) -> Any:  # a module or None
     import importlib
 
     try:
@@ -640,8 +640,8 @@ def save_image(
         if bit_depth == 16:
             tensor = image if isinstance(image, Tensor) else pil_to_tensor(to_pil_rgb(image))
             tensor = tensor[0] if tensor.ndim == 4 else tensor
-            pixels = (tensor.detach().float().clamp(0, 1) * 65535.0).round().to(torch.int32).permute(1, 2, 0)
-            pixels = pixels.cpu().numpy().astype(np.uint16)
+            levels = (tensor.detach().float().clamp(0, 1) * 65535.0).round().to(torch.int32).permute(1, 2, 0)
+            pixels = levels.cpu().numpy().astype(np.uint16)
             with atomic_path(path) as temp:
                 if fmt == "PNG":
                     temp.write_bytes(_encode_png16(pixels, exif))
