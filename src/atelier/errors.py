@@ -68,7 +68,9 @@ class OutputNotWritableError(AtelierError):
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:
-    """A "did you mean" suffix for an unknown ``name`` ('' when nothing is close), for the
-    messages of :class:`UnknownNameError` and friends."""
+    """A "did you mean" suffix for an unknown ``name`` ('' when nothing is close).
+
+    For the messages of :class:`UnknownNameError` and friends.
+    """
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
     return f"; did you mean {', '.join(close)}?" if close else ""

@@ -19,8 +19,10 @@ __all__ = ["MethodConfig", "option", "plain_dict"]
 
 
 def plain_dict(config: Any) -> dict[str, Any]:
-    """A dataclass's fields as a plain-Python dict (tuples become lists), for JSON and YAML: the one
-    serialisation of method configs and training configs."""
+    """A dataclass's fields as a plain-Python dict (tuples become lists), for JSON and YAML.
+
+    The one serialisation of method configs and training configs.
+    """
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 

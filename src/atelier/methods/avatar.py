@@ -45,8 +45,11 @@ ENCODED = (*SKIP_LAYERS, LAYER)
 
 def skip_sources(content: dict[str, tuple[Tensor, Tensor]], styles: Sequence[dict[str, tuple[Tensor, Tensor]]],
                  weights: Sequence[float], masks: Tensor | None, alpha: float) -> list[SkipSource]:
-    """The mix of skip statistics matching :func:`blend_features`: style ``k`` with weight
-    ``alpha * w_k`` (or ``alpha * mask_k``), the content's own statistics with the rest."""
+    """The mix of skip statistics matching :func:`blend_features`.
+
+    Style ``k`` with weight ``alpha * w_k`` (or ``alpha * mask_k``), the content's own statistics
+    with the rest.
+    """
     if masks is None:
         sources: list[SkipSource] = [(alpha * w, s) for w, s in zip(weights, styles) if w > 0]
         return [*sources, (1 - alpha, content)] if alpha < 1 else sources

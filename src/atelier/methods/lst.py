@@ -227,13 +227,19 @@ class LSTTraining(TrainingTask[nn.ModuleDict]):
         return parts
 
     def cached_layer(self) -> str | None:
-        """Feature-space training reads only T's layer of content and style (see :class:`FeaturePool
-        <atelier.train.features.FeaturePool>`); the paper's losses need the images."""
+        """T's layer, the only one feature-space training reads of content and style; None with the paper's losses.
+
+        See :class:`FeaturePool <atelier.train.features.FeaturePool>`; the paper's (perceptual)
+        losses need the images.
+        """
         return None if self.options.perceptual else self.options.layer
 
     def _features(self, batch: Tensor) -> Tensor:
-        """Features at T's layer of ``batch``: images (3 channels) are encoded; a batch from a
-        feature pool (the layer's channels, at least 4 by :class:`LinearTransform`) is used as is."""
+        """Features at T's layer of ``batch``.
+
+        Images (3 channels) are encoded; a batch from a feature pool (the layer's channels, at
+        least 4 by :class:`LinearTransform`) is used as is.
+        """
         if batch.shape[1] != 3:
             return batch
         with torch.no_grad():
@@ -253,8 +259,10 @@ class LSTTraining(TrainingTask[nn.ModuleDict]):
         return results | {"covariance_error": compressed_covariance_error(_transform(model), c, s)}
 
     def initialize(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> str:
-        """Start the compression at the principal components of the content features and T near
-        the identity (see :meth:`LinearTransform.fit_compression`)."""
+        """Start the compression at the content features' principal components and T near the identity.
+
+        See :meth:`LinearTransform.fit_compression`.
+        """
         kept = _transform(model).fit_compression(self._features(content.float()))
         return f"compression fitted to the top {self.options.matrix_size} principal components ({kept:.0%} of variance)"
 

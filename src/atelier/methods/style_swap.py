@@ -89,8 +89,10 @@ class StyleSwap(FeedForwardMethod):
         return self.invert_by_optimization(target, content, precision, run)
 
     def invert_by_optimization(self, target: Tensor, init: Tensor, precision: str, run: Run | None = None) -> Tensor:
-        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``; ``run``
-        says whether to show progress and learns whether the loop was interrupted."""
+        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``.
+
+        ``run`` says whether to show progress and learns whether the loop was interrupted.
+        """
         run = run or Run()
         cfg = self.config
         # The feature loss is measured in units of the target's mean activation, so its balance

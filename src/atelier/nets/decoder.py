@@ -138,8 +138,10 @@ class VGGDecoder(nn.Module):
         return {"upsample": self.upsample}
 
     def apply_header(self, header: dict[str, str]) -> None:
-        """Set the architecture a weights file's header records (files without ``upsample``
-        were trained with nearest-neighbour upsampling)."""
+        """Set the architecture a weights file's header records.
+
+        Files without ``upsample`` were trained with nearest-neighbour upsampling.
+        """
         self.set_upsample(header.get("upsample", "nearest"))
 
     @property

@@ -215,8 +215,10 @@ class UGATITGenerator(nn.Module):
         return {"width": self.width, "blocks": self.blocks, "light": self.light, "size": self.size}
 
     def translate(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(output (B, 3, H, W) in [0, 1], cam_logit (B, 2), heatmap (B, 1, H/4, W/4))``; any
-        size (reflection-padded to a multiple of 4, cropped back)."""
+        """``(output (B, 3, H, W) in [0, 1], cam_logit (B, 2), heatmap (B, 1, H/4, W/4))``.
+
+        Any size: reflection-padded to a multiple of 4, cropped back.
+        """
         height, width = image.shape[-2:]
         x, _ = pad_to_multiple(image, STRIDE)
         features, cam_logit, heatmap = self.cam(self.encoder(to_signed(x)))

@@ -97,8 +97,11 @@ class TrainConfig:
             raise OptionError(f"export_dtype must be float16, float32 or bfloat16, not {self.export_dtype!r}")
 
     def _check_types(self) -> None:
-        """Every field against its annotation: whole numbers, finite numbers (a YAML string such
-        as ``1e-4`` is read as one), text, true/false, pairs of numbers, a mapping."""
+        """Check every field against its annotation.
+
+        Whole numbers, finite numbers (a YAML string such as ``1e-4`` is read as one), text,
+        true/false, pairs of numbers, a mapping.
+        """
         for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), _field_types()[f.name]
             if kind is int:

@@ -73,8 +73,10 @@ def list_images(root: str | Path) -> list[Path]:
 
 
 def square_jpeg(path: str | Path, side: int, quality: int = 90) -> tuple[bytes, int] | None:
-    """The image at ``path``, centre-cropped to a square and shrunk to at most ``side`` px (never
-    enlarged), as JPEG bytes; returns ``(bytes, its side)``, or None when unreadable."""
+    """The image at ``path`` as a square JPEG: returns ``(bytes, its side)``, or None when unreadable.
+
+    The image is centre-cropped to a square and shrunk to at most ``side`` px (never enlarged).
+    """
     try:
         with Image.open(path) as opened:
             opened.draft("RGB", (side, side))  # JPEG: decode at a reduced scale still >= side
@@ -330,8 +332,11 @@ class TensorPack:
                              torch.tensor(flips, device=device), self.crop_size)
 
     def fixed(self, count: int, size: int) -> Tensor:
-        """``count`` evenly spaced images resized to ``size`` (on the CPU): the images
-        :meth:`ImageFolder.fixed` picks from the original folder when the pack holds them."""
+        """``count`` evenly spaced images resized to ``size`` (on the CPU).
+
+        They are the images :meth:`ImageFolder.fixed` picks from the original folder when the pack
+        holds them.
+        """
         packed = self.decoded.packed
         count = min(count, packed.source_count or len(self))
         wanted = np.linspace(0, max(packed.source_count, 1) - 1, num=count).round().astype(int).tolist()
@@ -349,8 +354,9 @@ class TensorPack:
 
 
 class PackLibrary:
-    """The packs of a kit, decoded on first use onto ``device`` (once per folder) and opened as
-    :class:`TensorPack` sources; an instance is a :class:`~atelier.train.data.SourceFactory`.
+    """The packs of a kit, decoded on first use onto ``device`` and opened as :class:`TensorPack` sources.
+
+    Each folder is decoded once; an instance is a :class:`~atelier.train.data.SourceFactory`.
 
     Args:
         files: ``{folder: [pack files (shards)]}``.
