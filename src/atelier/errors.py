@@ -36,6 +36,7 @@ class UnknownNameError(OptionError, KeyError):
     """A name (method, layer, model) is not known; the message suggests the closest ones."""
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
+        """The message as given (``KeyError`` would show it quoted)."""
         return str(self.args[0]) if self.args else ""
 
 

@@ -80,6 +80,7 @@ class MethodConfig:
     """Base of per-method configs: frozen, validated, round-trips through dicts."""
 
     def __post_init__(self) -> None:
+        """Coerce every field to its annotated type, check it against its ``choices``, then run :meth:`validate`."""
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = _coerce(f.name, getattr(self, f.name), hints[f.name])

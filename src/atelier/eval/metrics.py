@@ -126,6 +126,7 @@ class StyleStatistics:
 
     @property
     def layers(self) -> tuple[str, ...]:
+        """The encoder layers the statistics were taken at."""
         return tuple(self.gram)
 
 

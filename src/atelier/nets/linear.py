@@ -51,6 +51,7 @@ class CovarianceEncoder(nn.Module):
             self.fc.bias.copy_(torch.eye(matrix_size).flatten())
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The ``(B, k, k)`` matrix: convolutions, covariance (over ``mask``'s region when given), fully connected."""
         y = self.convs(features).float().flatten(2)  # (B, k, HW)
         if mask is None:
             cov = y @ y.transpose(1, 2) / y.shape[-1]
@@ -149,4 +150,5 @@ class LinearTransform(nn.Module):
         return self.expand(self.transform_compressed(content, code, content_mask).to(content.dtype), code)
 
     def forward(self, content: Tensor, style: Tensor, content_mask: Tensor | None = None) -> Tensor:
+        """``content`` features transformed to ``style``: :meth:`transfer` with the :meth:`style_code` of ``style``."""
         return self.transfer(content, self.style_code(style), content_mask)

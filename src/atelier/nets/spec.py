@@ -43,6 +43,7 @@ class WeightsSpec:
     layer: str | None = None
 
     def __post_init__(self) -> None:
+        """Check the stem's format fields (only ``{layer}``, and only without a fixed layer), then register the spec."""
         fields = {name for _, name, _, _ in string.Formatter().parse(self.stem) if name}
         if fields - {"layer"} or (fields and self.layer is not None):
             raise ValueError(f"weights stem {self.stem!r}: only a '{{layer}}' field, and only without a fixed layer")

@@ -71,6 +71,7 @@ class TrainConfig:
     name: str = ""
 
     def __post_init__(self) -> None:
+        """Check every field's type and range; OptionError naming the first bad field and what it must be."""
         self._check_types()
         for name in ("steps", "batch_size", "crop_size", "checkpoint_every", "sample_every", "sample_count",
                      "eval_count", "eval_size"):

@@ -70,6 +70,7 @@ class FeaturePool:
         return self.source.skipped
 
     def __len__(self) -> int:
+        """The number of images in the source (not of pool entries)."""
         return len(self.source)
 
     @property

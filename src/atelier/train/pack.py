@@ -124,6 +124,7 @@ class PackedImages:
     skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
+        """The number of images in the pack."""
         return len(self.blobs)
 
     @property
@@ -310,6 +311,7 @@ class TensorPack:
         self.skipped: set[Path] = {self.root / name for name in decoded.packed.skipped}
 
     def __len__(self) -> int:
+        """The number of decoded images."""
         return len(self.decoded.sides)
 
     @property
@@ -394,4 +396,5 @@ class PackLibrary:
 
     def __call__(self, root: str | Path, *, crop_size: int, crop_scale: tuple[float, float] = (0.25, 1.0),
                  flip: bool = True, what: str = "images") -> TensorPack:
+        """A :class:`TensorPack` source of folder ``root``'s decoded packs, with the given crops and flips."""
         return TensorPack(self.decoded(str(root)), crop_size=crop_size, crop_scale=crop_scale, flip=flip, what=what)
