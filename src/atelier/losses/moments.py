@@ -67,8 +67,10 @@ def gram_loss(
 def gram_loss_to(
     output: Mapping[str, Tensor], targets: Mapping[str, Tensor], layers: Sequence[str], scales: Sequence[float],
 ) -> Tensor:
-    """:func:`gram_loss` against precomputed target Gram matrices ``(B, C, C)`` of scaled features
-    (a per-style network keeps its styles' Grams instead of their features)."""
+    """:func:`gram_loss` against precomputed target Gram matrices ``(B, C, C)`` of scaled features.
+
+    A per-style network keeps its styles' Grams instead of their features.
+    """
     total = output[layers[0]].new_zeros((), dtype=torch.float32)
     for layer in layers:
         scale = layer_scale(layer, scales)
