@@ -9,15 +9,15 @@ import pytest
 from PIL import Image
 
 from atelier.cli import main
-from atelier.web import check_binding
 from atelier.errors import OptionError
+from atelier.web import check_binding
 from web_helpers import content_png, style_png, tiny_studio
 
 pytest.importorskip("fastapi", reason="the web extra is not installed: pip install 'atelier[web]'")
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (the webtest extra)")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from atelier.web.app import create_app  # noqa: E402
+from atelier.web.app import create_app
 
 
 @pytest.fixture
@@ -59,7 +59,8 @@ def test_stylize_returns_an_image_of_the_asked_size_in_each_format(client):
     response = client.post("/api/stylize", json=body)
     assert response.status_code == 200, response.text
     assert Image.open(io.BytesIO(response.content)).size == (32, 24)
-    assert response.headers["x-atelier-command"].startswith("atelier stylize photo.png --style style.png --method adain")
+    command = response.headers["x-atelier-command"]
+    assert command.startswith("atelier stylize photo.png --style style.png --method adain")
     job = response.headers["x-atelier-job"]
     for fmt, kind in (("jpeg", "JPEG"), ("tiff", "TIFF")):
         image = Image.open(io.BytesIO(client.get(f"/api/jobs/{job}/result?format={fmt}").content))
@@ -163,3 +164,42 @@ def test_binding_beyond_loopback_needs_a_token(capsys):
         check_binding("0.0.0.0", None)
     assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "give --token" in capsys.readouterr().err
+
+
+def test_a_video_job_is_submitted_polled_and_downloaded(client, tmp_path):
+    pytest.importorskip("av", reason="video needs the video extra (PyAV)")
+    from atelier.io.video import probe_video, write_video
+    from helpers import smooth_image
+
+    source = tmp_path / "clip.mp4"
+    write_video(source, (smooth_image(32, 48, seed=s) for s in range(3)), fps=6)
+    video = client.post("/api/uploads", files={"file": ("clip.mp4", source.read_bytes(), "video/mp4")},
+                        data={"purpose": "video"}).json()
+    style = _upload(client, style_png())
+    job = client.post("/api/jobs", json={"kind": "video", "content": video["id"], "method": "adain",
+                                         "styles": ["upload:" + style["id"]]})
+    assert job.status_code == 202, job.text
+    state = _wait(client, job.json()["id"])
+    assert state["state"] == "done", state
+    assert state["command"].startswith("atelier stylize clip.mp4 --style photo.png --method adain")
+    result = client.get(f"/api/jobs/{state['id']}/result")
+    assert result.headers["content-type"] == "video/mp4"
+    (tmp_path / "out.mp4").write_bytes(result.content)
+    info = probe_video(tmp_path / "out.mp4")
+    assert (info.width, info.height) == (48, 32)
+
+
+def test_stopping_the_server_removes_every_temporary_file(tiny_encoder):
+    studio = tiny_studio(tiny_encoder)
+    with TestClient(create_app(studio)) as client:
+        content, style = _upload(client, content_png()), _upload(client, style_png())
+        body = {"content": content["id"], "styles": ["upload:" + style["id"]], "method": "gatys",
+                "options": {"iterations": 5000, "scales": 1}, "size": 48}
+        job = client.post("/api/jobs", json=body).json()
+        while not client.get(f"/api/jobs/{job['id']}").json()["has_intermediate"]:
+            time.sleep(0.05)
+        folder = studio.queue.get(job["id"]).workdir
+        assert folder.is_dir()
+        temporary = studio._tmp
+    assert not folder.exists() and not temporary.exists()  # the job was cancelled and its files removed
+    assert studio.queue.get(job["id"]).state == "cancelled"

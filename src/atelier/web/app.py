@@ -11,7 +11,7 @@ import asyncio
 import hmac
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -148,7 +148,8 @@ def create_app(studio: Studio | None = None, *, token: str | None = None) -> Fas
         return Response(data, media_type=media, headers={"Cache-Control": "max-age=3600"})
 
     @app.post("/api/uploads", summary="upload an image, a mask painting or a video; returns its id")
-    async def upload(file: UploadFile = File(...), purpose: Literal["image", "painting", "video"] = Form("image")):
+    async def upload(file: Annotated[UploadFile, File()],
+                     purpose: Annotated[Literal["image", "painting", "video"], Form()] = "image") -> dict[str, Any]:
         data = await file.read(studio.settings.max_upload_bytes + 1)
         found = await asyncio.to_thread(studio.add_upload, data, file.filename, purpose=purpose)
         return found.public()

@@ -21,8 +21,15 @@ import numpy as np
 from ..errors import MaskError, OptionError, UnknownNameError, suggest
 from ..methods import Method, available_methods, get_method
 
-__all__ = ["HIDDEN_OPTIONS", "LIVE_OPTIONS", "PALETTE", "check_options", "method_controls", "masks_from_painting",
-           "reproduce_command"]
+__all__ = [
+    "HIDDEN_OPTIONS",
+    "LIVE_OPTIONS",
+    "PALETTE",
+    "check_options",
+    "masks_from_painting",
+    "method_controls",
+    "reproduce_command",
+]
 
 #: Options whose value is a file path (or that write files): never taken from a request.
 HIDDEN_OPTIONS = frozenset({"save_every", "save_dir", "decoder", "transform", "decoder_dir", "content_mask",
@@ -43,7 +50,7 @@ HEAVY_METHODS = frozenset({"gatys", "photo"})
 def _slider_range(name: str, default: float) -> tuple[float, float, float]:
     """A sensible ``(min, max, step)`` for a float option: [0, 1] for ratios such as α, otherwise
     0 to ten times the default (weights span decades; the field's validation still decides)."""
-    if name == "alpha" or 0 < default <= 1 and name.endswith(("alpha", "ratio", "strength")):
+    if name == "alpha" or (0 < default <= 1 and name.endswith(("alpha", "ratio", "strength"))):
         return 0.0, 1.0, 0.01
     if default == 0:
         return 0.0, 10.0, 0.1

@@ -74,7 +74,8 @@ class Job:
         """The job's state as JSON."""
         return {"id": self.id, "kind": self.kind, "state": self.state, "progress": round(self.progress, 4),
                 "eta_s": None if self.eta_s is None else round(self.eta_s, 1), "stage": self.stage,
-                "error": self.error, "command": self.command, "has_intermediate": self.intermediate is not None and self.state == "running"}
+                "error": self.error, "command": self.command,
+                "has_intermediate": self.intermediate is not None and self.state == "running"}
 
 
 class JobQueue:

@@ -186,7 +186,7 @@ class Studio:
         if found is None:
             raise NotFoundError(f"no upload {upload_id!r} on this server (uploads are kept for the last "
                                 f"{self.settings.uploads_kept}); upload the file again")
-        if kind == "image" and found.tensor is None or kind == "video" and found.path is None:
+        if (kind == "image" and found.tensor is None) or (kind == "video" and found.path is None):
             raise OptionError(f"upload {found.name!r} is a {found.kind}, expected a {kind}")
         if kind == "painting" and found.painting is None:
             raise OptionError(f"upload {found.name!r} was not sent as a mask painting (purpose=painting)")
@@ -404,9 +404,7 @@ class Studio:
         styles = [self.style_tensor(ref) for ref in request.get("styles") or []]
         if cls.uses_style_images and not styles:
             raise OptionError(f"method {name!r} needs at least one style; pick one from the gallery or upload one")
-        size = request.get("size")
-        if size is not None and (not isinstance(size, int) or not 16 <= size <= self.settings.max_size):
-            raise OptionError(f"size must be a whole number of pixels from 16 to {self.settings.max_size}, got {size!r}")
+        size = None if request.get("size") is None else self._size(request, max(video.width, video.height))
         weights = request.get("style_weights")
         method, lock = self.method(name, options)
         frame = size or max(video.width, video.height)
@@ -430,10 +428,10 @@ class Studio:
                                     output="result.mp4")
         return self.queue.submit("video", run, need_bytes=need, command=command)
 
-    def _size(self, request: dict[str, Any], image: Tensor) -> int:
+    def _size(self, request: dict[str, Any], image: Tensor | int) -> int:
         """The output's longest side: ``preview_size`` for previews, else ``size`` (default: the
         upload's, at most ``max_size``)."""
-        longest = int(max(image.shape[-2:]))
+        longest = image if isinstance(image, int) else int(max(image.shape[-2:]))
         if request.get("preview"):
             return min(self.settings.preview_size, longest)
         size = request.get("size")

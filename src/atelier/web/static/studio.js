@@ -161,7 +161,7 @@ function pickTile(item, tile) {
 async function request(preview) {
   if (!state.content) throw new Error("upload a content photo first");
   const method = $("method").value;
-  const body = { method, options: optionValues(), styles: usesStyles() ? state.styles.map((s) => s.ref) : [],
+  const body = { content: state.content.id, method, options: optionValues(), styles: usesStyles() ? state.styles.map((s) => s.ref) : [],
                  preview, preserve_color: $("preserve-color").value };
   if (!usesStyles() && state.model) body.options.model = state.model;
   const w = weights(); if (w) body.style_weights = w;
