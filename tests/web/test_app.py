@@ -155,6 +155,7 @@ def test_the_token_guards_the_api(tiny_encoder):
         assert client.get("/api/methods").status_code == 401
         assert client.get("/api/methods", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
         assert client.get("/").status_code == 200  # the page itself holds no data
+        assert client.get("/api/gallery/nothing").status_code == 404  # public paintings: no token, no such entry
 
 
 def test_binding_beyond_loopback_needs_a_token(capsys):

@@ -92,7 +92,8 @@ def create_app(studio: Studio | None = None, *, token: str | None = None) -> Fas
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        if token and request.url.path.startswith("/api"):
+        # The gallery's example paintings are public (CSS thumbnails cannot send a header); all else needs the token.
+        if token and request.url.path.startswith("/api") and not request.url.path.startswith("/api/gallery/"):
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return _error(401, "this server needs its token: send 'Authorization: Bearer <token>'")

@@ -200,6 +200,7 @@ class JobQueue:
 
     def _finish(self, job: Job, state: str, error: str | None = None) -> None:
         job.state, job.error, job.finished_at = state, error, time.time()
+        job.run = _finished  # drop the closure: its inputs (images, masks) are not kept with the history
         job.finished.set()
 
     @staticmethod
@@ -210,6 +211,10 @@ class JobQueue:
         eta = bar.eta()
         job.eta_s = eta if eta < float("inf") else None
         job.stage = bar.label.strip()
+
+
+def _finished(job: Job) -> Any:
+    raise RuntimeError("this job has already run")
 
 
 def _remove(job: Job) -> None:

@@ -67,6 +67,7 @@ function buildOptions() {
       label.append(shown);
     }
     box.append(label);
+    if (control.name === "model") { state.model = input.value; chooseModel(input.value); }
   }
   renderStyles();
 }
@@ -120,7 +121,7 @@ function weights() {
 }
 
 function chooseModel(name) {
-  const item = state.gallery.find((g) => g.kind === "model" && g.id === name);
+  const item = (state.gallery || []).find((g) => g.kind === "model" && g.id === name);
   state.model = name; state.modelStyles = item ? item.styles : [name];
   renderStyles();
 }
