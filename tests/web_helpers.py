@@ -37,7 +37,7 @@ def tiny_factory(encoder):
         cls = get_method(name)
         if name in ("adain", "efdm"):
             return cls(encoder=encoder, decoders={"relu4_1": decoder}, precision="fp32", **options)
-        if name == "gatys":
+        if name in ("gatys", "photo"):
             return cls(encoder=encoder, precision="fp32", **options)
         return cls(**options)
 

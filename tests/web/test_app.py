@@ -181,7 +181,7 @@ def test_a_video_job_is_submitted_polled_and_downloaded(client, tmp_path):
                                          "styles": ["upload:" + style["id"]]})
     assert job.status_code == 202, job.text
     state = _wait(client, job.json()["id"])
-    assert state["state"] == "done", state
+    assert state["state"] == "done", state["error"]
     assert state["command"].startswith("atelier stylize clip.mp4 --style photo.png --method adain")
     result = client.get(f"/api/jobs/{state['id']}/result")
     assert result.headers["content-type"] == "video/mp4"
@@ -204,3 +204,25 @@ def test_stopping_the_server_removes_every_temporary_file(tiny_encoder):
         temporary = studio._tmp
     assert not folder.exists() and not temporary.exists()  # the job was cancelled and its files removed
     assert studio.queue.get(job["id"]).state == "cancelled"
+
+
+def test_photo_takes_painted_corresponding_regions(client):
+    content, style = _upload(client, content_png(48, 64)), _upload(client, style_png())
+
+    def painting(size, box):
+        image = Image.new("RGBA", size)
+        image.paste((230, 25, 75, 255), box)
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        return _upload(client, buffer.getvalue(), "regions.png", purpose="painting")["id"]
+
+    body = {"content": content["id"], "styles": ["upload:" + style["id"]], "method": "photo", "size": 32,
+            "options": {"iterations": 2, "refine_iterations": 1, "scales": 1},
+            "content_regions": painting((64, 48), (0, 0, 32, 48)), "style_regions": painting((48, 48), (0, 0, 24, 48))}
+    job = client.post("/api/jobs", json=body)
+    assert job.status_code == 202, job.text
+    state = _wait(client, job.json()["id"], timeout=60)
+    assert state["state"] == "done", state["error"]
+    assert "--content-mask content_regions.png --style-mask style_regions.png" in state["command"]
+    one_side = client.post("/api/jobs", json={**body, "style_regions": None})
+    assert one_side.status_code == 400 and "on both" in one_side.json()["error"]

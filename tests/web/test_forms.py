@@ -18,6 +18,7 @@ from atelier.web.forms import (
     masks_from_painting,
     method_controls,
     reproduce_command,
+    segmentation_from_painting,
 )
 
 
@@ -89,3 +90,13 @@ def test_the_reproducing_command_parses_to_the_same_method_and_options():
     assert args.mask == ["mask1.png", "mask2.png"] and args.size == 384 and args.seed == 3
     johnson = shlex.split(reproduce_command(method="johnson", options={"model": "wave"}, styles=[]))
     assert johnson[3:5] == ["--model", "wave"] and "--method" not in johnson
+
+
+def test_a_region_painting_becomes_a_segmentation_map_in_luan_et_als_palette():
+    from atelier.io.segmentation import load_segmentation
+
+    painting = np.zeros((4, 6, 4), np.uint8)
+    painting[:, :3, :3], painting[:, :3, 3] = PALETTE[1], 255
+    labels = load_segmentation(segmentation_from_painting(painting))
+    # region 2 (brush 1) -> the second colour after black (green, label 1); the rest -> black (label 2)
+    assert (labels[..., :3] == 1).all() and (labels[..., 3:] == 2).all()

@@ -43,6 +43,9 @@ class StylizeRequest(BaseModel):
     mask_painting: str | None = Field(None, description="upload id of an RGBA painting (purpose=painting): "
                                                         "style k where the brush used palette colour k")
     masks: list[str] | None = Field(None, description="upload ids of grayscale masks, one per style")
+    content_regions: str | None = Field(None, description="photo: upload id of a region painting of the content "
+                                                          "(purpose=painting); regions match by brush colour")
+    style_regions: str | None = Field(None, description="photo: the matching region painting of the style")
     size: int | None = Field(None, description="longest side of the output in px (default: the content's)")
     preview: bool = Field(False, description="render at the server's preview size")
     preserve_color: str = Field("none", description="none, luminance or histogram")

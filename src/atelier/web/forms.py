@@ -148,9 +148,26 @@ def masks_from_painting(painting: np.ndarray, count: int) -> np.ndarray:
     return masks
 
 
+def segmentation_from_painting(painting: np.ndarray) -> np.ndarray:
+    """A colour-coded segmentation map ``(H, W, 3)`` uint8 in Luan et al.'s palette (what
+    ``photo --content-mask/--style-mask`` read, see :mod:`atelier.io.segmentation`) from a region
+    painting ``(H, W, 4)``: region ``k`` (brush ``PALETTE[k]``) becomes the palette's ``k``-th colour
+    after black, and unpainted pixels are black, one more region ("the rest")."""
+    from ..io.segmentation import PALETTE as REGION_COLOURS
+
+    colours = [c for name, c in REGION_COLOURS.items() if name != "black"]
+    masks = masks_from_painting(painting, min(len(PALETTE), len(colours)))
+    labels = masks.argmax(0)
+    painted = masks.max(0) > 127
+    out = np.zeros((*labels.shape, 3), np.uint8)
+    out[painted] = np.asarray(colours, np.uint8)[labels[painted]]
+    return out
+
+
 def reproduce_command(*, method: str, options: dict[str, Any], styles: Sequence[str], content: str = "content.jpg",
                       style_weights: Sequence[float] | None = None, masks: int = 0, size: int | None = None,
-                      preserve_color: str = "none", seed: int | None = None, output: str = "result.png") -> str:
+                      preserve_color: str = "none", seed: int | None = None, output: str = "result.png",
+                      regions: bool = False) -> str:
     """The ``atelier stylize`` command line that reproduces a web result, with the uploads named
     by the files the user gave (``styles``) and the painted masks as ``mask1.png``...; options at
     their default are left out."""
@@ -176,6 +193,8 @@ def reproduce_command(*, method: str, options: dict[str, Any], styles: Sequence[
         words += ["--style-weights", *(f"{w:g}" for w in style_weights)]
     for index in range(masks):
         words += ["--mask", f"mask{index + 1}.png"]
+    if regions:  # the painted region maps of photo, downloaded beside the command
+        words += ["--content-mask", "content_regions.png", "--style-mask", "style_regions.png"]
     if size is not None and size != 512:
         words += ["--size", str(size)]
     if preserve_color != "none":

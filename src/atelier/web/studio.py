@@ -34,7 +34,14 @@ from ..io.images import DEFAULT_MAX_PIXELS, load_image, resize_longest, tensor_t
 from ..io.masks import load_masks
 from ..io.video import VIDEO_SUFFIXES
 from ..methods import Method, get_method
-from .forms import HEAVY_METHODS, LIVE_OPTIONS, check_options, masks_from_painting, reproduce_command
+from .forms import (
+    HEAVY_METHODS,
+    LIVE_OPTIONS,
+    check_options,
+    masks_from_painting,
+    reproduce_command,
+    segmentation_from_painting,
+)
 from .jobs import Job, JobQueue
 
 __all__ = ["NotFoundError", "Studio", "StudioSettings", "Upload"]
@@ -322,22 +329,29 @@ class Studio:
         masks = self._masks(request, count, tuple(sized.shape[-2:]))
         if masks is not None and not cls.supports_masks:
             raise OptionError(f"method {name!r} does not support masks; render without a painted mask")
+        regions = self._regions(request, name, len(styles))
         seed = request.get("seed")
         pixels = int(sized.shape[-1] * sized.shape[-2])
         need = pixels * (HEAVY_BYTES_PER_PIXEL if heavy else LIGHT_BYTES_PER_PIXEL)
         command = reproduce_command(
             method=name, options=options, styles=[self.style_label(r) for r in refs],
             content=self.upload(request.get("content")).name, style_weights=weights,
-            masks=0 if masks is None else count, size=size, preserve_color=preserve, seed=seed)
+            masks=0 if masks is None else count, size=size, preserve_color=preserve, seed=seed,
+            regions=regions is not None)
 
         def run(job: Job) -> Image.Image:
             nonlocal method
             if method is None:
                 extra: dict[str, Any] = {}
-                if self.settings.intermediate_every:
+                if self.settings.intermediate_every and "save_every" in cls.Config.field_names():
                     folder = job.make_workdir()
                     extra = {"save_every": self.settings.intermediate_every, "save_dir": str(folder)}
                     job.intermediate = lambda: _latest_image(folder)
+                if regions is not None:  # files the server writes and names, in the job's own folder
+                    for key, array in zip(("content_mask", "style_mask"), regions):
+                        path = job.make_workdir() / f"{key}.png"
+                        Image.fromarray(array, "RGB").save(path)
+                        extra[key] = str(path)
                 method = self.build_method(name, {**options, **extra})
             job.stage = name
             with lock:
@@ -441,6 +455,23 @@ class Studio:
             raise OptionError(f"size must be a whole number of pixels from 16 to {self.settings.max_size}, "
                               f"got {size!r}")
         return size
+
+    def _regions(self, request: dict[str, Any], method: str, styles: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The painted corresponding regions of ``photo`` (content and style) as segmentation maps."""
+        given = [request.get("content_regions"), request.get("style_regions")]
+        if given == [None, None]:
+            return None
+        if method != "photo":
+            raise OptionError("content_regions and style_regions are the corresponding regions of method 'photo'; "
+                              "for other methods paint a mask (mask_painting)")
+        if None in given:
+            raise MaskError("paint the corresponding regions on both the content and the style")
+        if styles != 1:
+            raise OptionError(f"painted regions match one style image, got {styles}")
+        if request.get("options", {}).get("auto_masks"):
+            raise OptionError("give either painted regions or auto_masks, not both")
+        content, style = (segmentation_from_painting(self.upload(g, "painting").painting) for g in given)  # type: ignore
+        return content, style
 
     def _masks(self, request: dict[str, Any], count: int, size: tuple[int, int]) -> Tensor | None:
         painting, masks = request.get("mask_painting"), request.get("masks")

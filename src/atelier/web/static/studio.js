@@ -104,7 +104,8 @@ function renderStyles() {
   });
   const brushes = $("brush-list");
   brushes.innerHTML = "";
-  names.forEach((name, index) => {
+  const photo = $("method").value === "photo";  // photo paints corresponding regions, not one mask per style
+  (photo ? ["region 1", "region 2", "region 3", "region 4"] : names).forEach((name, index) => {
     const button = document.createElement("button");
     button.className = "brush"; button.textContent = name; button.dataset.index = index;
     button.style.borderLeft = "12px solid rgb(" + state.palette[index].join(",") + ")";
@@ -112,6 +113,17 @@ function renderStyles() {
     button.addEventListener("click", () => { state.brush = index; renderStyles(); });
     brushes.append(button);
   });
+  showStyleRegions();
+}
+
+function showStyleRegions() {
+  const show = $("method").value === "photo" && state.styles.length > 0;
+  $("style-regions").hidden = !show;
+  if (show && $("style-view").dataset.ref !== state.styles[0].ref) {
+    $("style-view").dataset.ref = state.styles[0].ref;
+    $("style-view").src = state.styles[0].url;
+    state.stylePainted = false;
+  }
 }
 
 function weights() {
@@ -150,7 +162,8 @@ function pickTile(item, tile) {
     if (!usesStyles()) { $("method").value = "adain"; buildOptions(); }
     const ref = tile.dataset.ref;
     const at = state.styles.findIndex((s) => s.ref === ref);
-    if (at >= 0) state.styles.splice(at, 1); else state.styles.push({ ref, label: item.label });
+    if (at >= 0) state.styles.splice(at, 1);
+    else state.styles.push({ ref, label: item.label, url: "/api/gallery/" + item.id });
     tile.classList.toggle("chosen", at < 0);
     document.querySelectorAll(".tile[data-ref^='model:']").forEach((t) => t.classList.remove("chosen"));
     renderStyles();
@@ -169,9 +182,15 @@ async function request(preview) {
   if (!preview) body.size = parseInt($("size").value, 10) || null;
   if ($("seed").value !== "") body.seed = parseInt($("seed").value, 10);
   if (state.content.kind === "video") { body.kind = "video"; delete body.preview; }
-  if (state.painted && state.content.kind !== "video") {
-    const blob = await new Promise((resolve) => $("paint").toBlob(resolve, "image/png"));
-    body.mask_painting = (await upload(new File([blob], "mask.png", { type: "image/png" }), "painting")).id;
+  const painting = async (id, name) => {
+    const blob = await new Promise((resolve) => $(id).toBlob(resolve, "image/png"));
+    return (await upload(new File([blob], name, { type: "image/png" }), "painting")).id;
+  };
+  if (method === "photo" && state.painted && state.stylePainted) {
+    body.content_regions = await painting("paint", "content_regions.png");
+    body.style_regions = await painting("style-paint", "style_regions.png");
+  } else if (state.painted && state.content.kind !== "video" && state.methods[method].masks) {
+    body.mask_painting = await painting("paint", "mask.png");
   }
   return body;
 }
@@ -302,27 +321,36 @@ async function chooseContent(file) {
   } catch (error) { state.content = null; $("content-name").textContent = ""; showError(error); }
 }
 
-function paintAt(event) {
-  const canvas = $("paint"); const box = canvas.getBoundingClientRect();
+function paintAt(canvas, event) {
+  const box = canvas.getBoundingClientRect();
   const x = (event.clientX - box.left) * canvas.width / box.width;
   const y = (event.clientY - box.top) * canvas.height / box.height;
   const context = canvas.getContext("2d");
   context.fillStyle = "rgb(" + state.palette[state.brush].join(",") + ")";
   context.beginPath(); context.arc(x, y, Math.max(canvas.width, canvas.height) / 16, 0, 2 * Math.PI); context.fill();
-  state.painted = true;
 }
 
 function setupPainting() {
-  const canvas = $("paint"); let down = false;
-  canvas.addEventListener("pointerdown", (e) => { down = true; paintAt(e); });
-  canvas.addEventListener("pointermove", (e) => { if (down) paintAt(e); });
-  window.addEventListener("pointerup", () => { if (down) { down = false; schedulePreview(); } });
+  const canvases = { paint: "painted", "style-paint": "stylePainted" };
+  for (const [id, flag] of Object.entries(canvases)) {
+    const canvas = $(id); let down = false;
+    canvas.addEventListener("pointerdown", (e) => { down = true; paintAt(canvas, e); state[flag] = true; });
+    canvas.addEventListener("pointermove", (e) => { if (down) paintAt(canvas, e); });
+    window.addEventListener("pointerup", () => { if (down) { down = false; schedulePreview(); } });
+  }
+  $("style-view").addEventListener("load", () => {
+    $("style-paint").width = $("style-view").naturalWidth; $("style-paint").height = $("style-view").naturalHeight;
+  });
   $("paint-toggle").addEventListener("click", () => {
-    const on = !canvas.classList.contains("active");
-    canvas.classList.toggle("active", on); $("paint-toggle").setAttribute("aria-pressed", String(on));
+    const on = !$("paint").classList.contains("active");
+    for (const id of Object.keys(canvases)) $(id).classList.toggle("active", on);
+    $("paint-toggle").setAttribute("aria-pressed", String(on));
   });
   $("paint-clear").addEventListener("click", () => {
-    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height); state.painted = false; schedulePreview();
+    for (const [id, flag] of Object.entries(canvases)) {
+      $(id).getContext("2d").clearRect(0, 0, $(id).width, $(id).height); state[flag] = false;
+    }
+    schedulePreview();
   });
 }
 
@@ -350,7 +378,8 @@ async function start() {
     try {
       const found = await upload(file, "image");
       if (!usesStyles()) { $("method").value = "adain"; buildOptions(); }
-      state.styles.push({ ref: "upload:" + found.id, label: found.name }); renderStyles(); schedulePreview(); showError(null);
+      state.styles.push({ ref: "upload:" + found.id, label: found.name, url: URL.createObjectURL(file) });
+      renderStyles(); schedulePreview(); showError(null);
     } catch (error) { showError(error); }
   });
   $("render").addEventListener("click", render);
