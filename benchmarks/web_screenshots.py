@@ -62,6 +62,7 @@ def main() -> int:
         page.wait_for_function("document.getElementById('result-info').textContent === 'full size'")
         page.fill("#compare-pos", "55")
         page.dispatch_event("#compare-pos", "input")
+        page.evaluate("window.scrollTo(0, 0)")
         save(page.screenshot(), "web_result.jpg")
         second = find_image(DATA / "style", "mondrian").stem
         page.click(f".tile[data-ref='gallery:{second}']")
@@ -71,14 +72,16 @@ def main() -> int:
         box = page.locator("#paint").bounding_box()
         for index, (x0, x1) in enumerate(((0.05, 0.45), (0.55, 0.95))):
             page.click(f"#brush-list button[data-index='{index}']")
-            for row in range(6):
-                y = box["y"] + box["height"] * (0.1 + 0.15 * row)
+            for row in range(4):
+                y = box["y"] + box["height"] * (0.15 + 0.12 * row)
                 page.mouse.move(box["x"] + box["width"] * x0, y)
                 page.mouse.down()
                 page.mouse.move(box["x"] + box["width"] * x1, y, steps=10)
                 page.mouse.up()
+        page.click("#paint-toggle")  # painting off: the strokes fade so the result shows
         page.click("#render")
         page.wait_for_function("document.getElementById('command').textContent.includes('--mask')")
+        page.evaluate("window.scrollTo(0, 0)")
         save(page.screenshot(), "web_mask.jpg")
         browser.close()
     server.should_exit = True

@@ -126,6 +126,10 @@ def create_app(studio: Studio | None = None, *, token: str | None = None) -> Fas
     async def page() -> HTMLResponse:
         return HTMLResponse(resources.files("atelier.web").joinpath("static/index.html").read_text())
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:
         files = {"studio.js": "text/javascript", "studio.css": "text/css"}  # a fixed list: no path from the request

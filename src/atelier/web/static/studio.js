@@ -211,6 +211,7 @@ async function preview() {
     const body = await request(true);
     setStatus("preview…");
     const response = await api("/api/stylize", Object.assign(json(body), { signal: abort.signal }));
+    if (abort.signal.aborted) return;  // a render started meanwhile: its result must not be overwritten
     showResult(URL.createObjectURL(await response.blob()), null, response.headers.get("X-Atelier-Command"), "preview");
     state.previews += 1; $("after").dataset.previews = state.previews;
     showError(null); setStatus("");
@@ -230,6 +231,8 @@ function showResult(url, jobId, command, kind) {
 
 async function render() {
   showError(null);
+  clearTimeout(state.previewTimer);  // a full-size render replaces any pending or running preview
+  if (state.previewAbort) state.previewAbort.abort();
   const method = state.methods[$("method").value];
   try {
     const body = await request(false);
