@@ -11,7 +11,7 @@ from PIL import Image
 from atelier.cli import main
 from atelier.errors import OptionError
 from atelier.web import check_binding
-from web_helpers import content_png, style_png, tiny_studio
+from web_helpers import content_png, running_server, style_png, tiny_studio
 
 pytest.importorskip("fastapi", reason="the web extra is not installed: pip install 'atelier[web]'")
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (the webtest extra)")
@@ -93,6 +93,12 @@ def test_a_painted_mask_places_the_style(client):
     response = client.post("/api/stylize", json=body)
     assert response.status_code == 200, response.text
     assert "--mask mask1.png" in response.headers["x-atelier-command"]
+    job = response.headers["x-atelier-job"]
+    mask_file = Image.open(io.BytesIO(client.get(f"/api/jobs/{job}/files/mask1.png").content))
+    assert mask_file.size == (64, 48)
+    assert mask_file.getpixel((5, 5)) == 255 and mask_file.getpixel((60, 5)) == 0  # painted left half only
+    for name in ("mask2.png", "..%2F..%2Fetc%2Fpasswd"):
+        assert client.get(f"/api/jobs/{job}/files/{name}").status_code == 404
 
 
 @pytest.mark.parametrize(("payload", "status", "message"), [
@@ -226,3 +232,19 @@ def test_photo_takes_painted_corresponding_regions(client):
     assert "--content-mask content_regions.png --style-mask style_regions.png" in state["command"]
     one_side = client.post("/api/jobs", json={**body, "style_regions": None})
     assert one_side.status_code == 400 and "on both" in one_side.json()["error"]
+
+
+def test_a_client_that_goes_away_cancels_its_job(tiny_encoder):
+    import httpx
+
+    studio = tiny_studio(tiny_encoder)
+    with running_server(create_app(studio)) as address, httpx.Client(base_url=address) as http:
+        ids = [http.post("/api/uploads", files={"file": (n, d)}).json()["id"]
+               for n, d in (("photo.png", content_png()), ("style.png", style_png()))]
+        body = {"content": ids[0], "styles": ["upload:" + ids[1]], "method": "gatys",
+                "options": {"iterations": 5000, "scales": 1}, "size": 48}
+        with pytest.raises(httpx.ReadTimeout):
+            http.post("/api/stylize", json=body, timeout=1.0)  # gives up and disconnects
+        (job,) = studio.queue._jobs.values()
+        assert job.cancel_requested.wait(10), "the disconnect was not seen"
+        assert job.finished.wait(20) and job.state == "cancelled"

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 from PIL import Image
 
 from helpers import stripes_image
-from web_helpers import content_png, encoded, tiny_studio
+from web_helpers import content_png, encoded, running_server, tiny_studio
 
 pytest.importorskip("fastapi", reason="the web extra is not installed: pip install 'atelier[web]'")
-uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install 'atelier[web]'")
+pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install 'atelier[web]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
 
 from atelier.web.app import create_app  # noqa: E402
@@ -35,20 +32,8 @@ def server(tmp_path_factory, tiny_encoder):
     gallery = tmp_path_factory.mktemp("gallery")
     (gallery / "stripes.png").write_bytes(encoded(stripes_image(48, 48, period=6)))
     studio = tiny_studio(tiny_encoder, gallery=[gallery], workers=2)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning")
-    runner = uvicorn.Server(config)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not runner.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert runner.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}/"
-    runner.should_exit = True
-    thread.join(10)
+    with running_server(create_app(studio)) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

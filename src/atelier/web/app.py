@@ -79,6 +79,41 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
 
 
+class _Guard:
+    """The token and the upload size limit, checked before a request's body is read.
+
+    A plain ASGI middleware (not ``@app.middleware``, whose wrapper hides a client's disconnect
+    from ``Request.is_disconnected``, which is how a request's job is cancelled when its client goes).
+    """
+
+    def __init__(self, app: Any, *, token: str | None, max_bytes: int) -> None:
+        self.app, self.token, self.max_bytes = app, token, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            refusal = self.refuse(scope["path"], scope["method"], dict(scope["headers"]))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refuse(self, path: str, method: str, headers: dict[bytes, bytes]) -> JSONResponse | None:
+        # The gallery's example paintings are public (CSS thumbnails cannot send a header); all else needs the token.
+        if self.token and path.startswith("/api") and not path.startswith("/api/gallery/"):
+            given = headers.get(b"authorization", b"").decode("latin-1").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return _error(401, "this server needs its token: send 'Authorization: Bearer <token>'")
+        if method in ("POST", "PUT", "PATCH"):
+            length = headers.get(b"content-length", b"").decode("latin-1")
+            if not length.isdigit():  # a chunked body could not be refused before it is read
+                return _error(411, "send the request with a Content-Length header")
+            limit = self.max_bytes + 64 * 1024  # the file plus the form's own bytes
+            if int(length) > limit:
+                return _error(413, f"the request is {int(length) / 2**20:.1f} MB, above the upload limit of "
+                                   f"{self.max_bytes / 2**20:.0f} MB; send a smaller file")
+        return None
+
+
 def create_app(studio: Studio | None = None, *, token: str | None = None) -> FastAPI:
     """The app serving ``studio`` (a default one when None); with ``token``, every ``/api`` request
     needs ``Authorization: Bearer <token>`` (the page reads it from ``#token=...`` in its address)."""
@@ -93,19 +128,7 @@ def create_app(studio: Studio | None = None, *, token: str | None = None) -> Fas
                   description="Neural style transfer over HTTP: upload images, stylize, translate, run video jobs.")
     app.state.studio = studio
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        # The gallery's example paintings are public (CSS thumbnails cannot send a header); all else needs the token.
-        if token and request.url.path.startswith("/api") and not request.url.path.startswith("/api/gallery/"):
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return _error(401, "this server needs its token: send 'Authorization: Bearer <token>'")
-        length = request.headers.get("content-length")
-        limit = studio.settings.max_upload_bytes + 64 * 1024  # the file plus the form's own bytes
-        if length is not None and length.isdigit() and int(length) > limit:
-            return _error(413, f"the request is {int(length) / 2**20:.1f} MB, above the upload limit of "
-                               f"{studio.settings.max_upload_bytes / 2**20:.0f} MB; send a smaller file")
-        return await call_next(request)
+    app.add_middleware(_Guard, token=token, max_bytes=studio.settings.max_upload_bytes)
 
     @app.exception_handler(AtelierError)
     async def atelier_error(request: Request, error: AtelierError) -> JSONResponse:
@@ -228,6 +251,14 @@ def create_app(studio: Studio | None = None, *, token: str | None = None) -> Fas
             data, media = encode_image(job.result, format)
             return Response(data, media_type=media, headers={"X-Atelier-Job": job.id})
         return await asyncio.to_thread(result_response, job, format)
+
+    @app.get("/api/jobs/{job_id}/files/{name}", summary="a file the job's command names (a painted mask)")
+    async def job_file(job_id: str, name: str) -> Response:
+        job = find(job_id)
+        if name not in job.files:  # looked up by name in the job's own table: never a path
+            return _error(404, f"job {job_id} has no file {name!r} (it has: {', '.join(sorted(job.files)) or 'none'})")
+        return Response(job.files[name], media_type="image/png",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     @app.get("/api/jobs/{job_id}/intermediate", summary="the latest intermediate image of a running gatys job")
     async def intermediate(job_id: str) -> Response:

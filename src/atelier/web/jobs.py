@@ -49,6 +49,8 @@ class Job:
     need_bytes: int = 0
     #: The CLI command that reproduces the result.
     command: str = ""
+    #: Files the command names (painted masks as PNG bytes), by file name: ``GET .../files/{name}``.
+    files: dict[str, bytes] = field(default_factory=dict)
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     state: str = "queued"
     progress: float = 0.0
@@ -74,7 +76,7 @@ class Job:
         """The job's state as JSON."""
         return {"id": self.id, "kind": self.kind, "state": self.state, "progress": round(self.progress, 4),
                 "eta_s": None if self.eta_s is None else round(self.eta_s, 1), "stage": self.stage,
-                "error": self.error, "command": self.command,
+                "error": self.error, "command": self.command, "files": sorted(self.files),
                 "has_intermediate": self.intermediate is not None and self.state == "running"}
 
 
@@ -111,14 +113,15 @@ class JobQueue:
         with self._lock:
             return [j for j in self._jobs.values() if j.state in ("queued", "running")]
 
-    def submit(self, kind: str, run: Callable[[Job], Any], *, need_bytes: int = 0, command: str = "") -> Job:
+    def submit(self, kind: str, run: Callable[[Job], Any], *, need_bytes: int = 0, command: str = "",
+               files: dict[str, bytes] | None = None) -> Job:
         """Queue ``run(job)``; its return value becomes ``job.result``.
 
         Raises:
             QueueFullError: ``limit`` jobs are waiting or running.
             InsufficientMemoryError: ``need_bytes`` plus the running jobs' estimates exceed the budget.
         """
-        job = Job(kind=kind, run=run, need_bytes=need_bytes, command=command)
+        job = Job(kind=kind, run=run, need_bytes=need_bytes, command=command, files=dict(files or {}))
         with self._lock:
             if self._closed:
                 raise QueueFullError("the server is stopping; try again when it is back")

@@ -367,7 +367,15 @@ class Studio:
                 raise stop
             return image
 
-        return self.queue.submit("stylize", run, need_bytes=need, command=command)
+        files: dict[str, bytes] = {}
+        if masks is not None:  # the files the command names, as the CLI reads them (white = that style)
+            for index in range(count):
+                files[f"mask{index + 1}.png"] = _png(Image.fromarray(
+                    (masks[0, index].numpy() * 255).round().astype(np.uint8), "L"))
+        if regions is not None:
+            content_map, style_map = (_png(Image.fromarray(a, "RGB")) for a in regions)
+            files.update({"content_regions.png": content_map, "style_regions.png": style_map})
+        return self.queue.submit("stylize", run, need_bytes=need, command=command, files=files)
 
     def submit_translate(self, request: dict[str, Any]) -> Job:
         """Queue the translation of an uploaded image (``image``, ``model``, ``direction``, ``size``)."""
@@ -500,6 +508,12 @@ def encode_image(image: Image.Image, fmt: str) -> tuple[bytes, str]:
     buffer = io.BytesIO()
     image.save(buffer, format=pil_format, **({"quality": 95} if pil_format == "JPEG" else {}))
     return buffer.getvalue(), media
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _latest_image(folder: Path) -> Image.Image | None:

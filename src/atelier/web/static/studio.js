@@ -388,8 +388,12 @@ async function start() {
   $("render").addEventListener("click", render);
   $("cancel").addEventListener("click", () => state.job && api("/api/jobs/" + state.job, { method: "DELETE" }));
   $("download").addEventListener("click", () => download().catch(showError));
-  $("download-command").addEventListener("click", () => save(new Blob([state.command + "\n"], { type: "text/plain" }),
-                                                              "atelier_command.sh"));
+  $("download-command").addEventListener("click", async () => {
+    save(new Blob([state.command + "\n"], { type: "text/plain" }), "atelier_command.sh");
+    if (!state.resultJob) return;
+    const job = await (await api("/api/jobs/" + state.resultJob)).json();
+    for (const name of job.files) save(await (await api("/api/jobs/" + job.id + "/files/" + name)).blob(), name);
+  });
   setupPainting(); setupCompare();
   $("after-wrap").hidden = true;
   document.body.dataset.ready = "true";
