@@ -6,14 +6,16 @@ job queue) need no web framework; :mod:`atelier.web.app` is the FastAPI layer.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import OptionError
 
-__all__ = ["check_binding", "serve"]
+__all__ = ["check_binding", "return_freed_memory", "serve"]
 
 
 def is_loopback(host: str) -> bool:
@@ -33,6 +35,24 @@ def check_binding(host: str, token: str | None) -> None:
                           "SECRET (clients then send 'Authorization: Bearer SECRET'), or keep --host 127.0.0.1")
     if token is not None and len(token) < 8:
         raise OptionError("--token must be at least 8 characters")
+
+
+def return_freed_memory() -> bool:
+    """Make glibc hand freed tensor buffers back to the system (a long-running server only).
+
+    glibc serves blocks above its mmap threshold with mmap and unmaps them on free, but after the
+    first such free it raises the threshold (up to 32 MiB), so image-sized buffers then come from
+    the heap, whose freed memory is rarely returned: the server's memory climbs to the high-water
+    mark of every concurrent peak. Fixing the threshold at 1 MiB (which also fixes the trim
+    threshold) keeps large buffers on mmap. Returns whether it was set (glibc only).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 1 << 20))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, *, token: str | None = None, workers: int | None = None,
@@ -62,6 +82,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, token: str | None = None
             probe.bind((host, port))
     except OSError as error:
         raise OptionError(f"cannot listen on {host}:{port} ({error.strerror}); choose another --port") from None
+    return_freed_memory()
     app = create_app(Studio(settings), token=token)
     where = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     print(f"atelier studio on {where}{'#token=' + token if token else ''}  (API docs: {where}docs; Ctrl-C stops)")
