@@ -51,6 +51,7 @@ def main() -> int:
         page.set_default_timeout(300_000)
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector("body[data-ready=true]")
+        page.wait_for_load_state("networkidle")  # the gallery's thumbnails
         save(page.screenshot(), "web_empty.jpg")
         page.set_input_files("#content-file", str(ROOT / "examples" / "garden.jpg"))
         page.wait_for_function("document.getElementById('content-name').textContent.length > 0")
