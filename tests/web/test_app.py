@@ -65,6 +65,10 @@ def test_stylize_returns_an_image_of_the_asked_size_in_each_format(client):
     for fmt, kind in (("jpeg", "JPEG"), ("tiff", "TIFF")):
         image = Image.open(io.BytesIO(client.get(f"/api/jobs/{job}/result?format={fmt}").content))
         assert (image.format, image.size) == (kind, (32, 24))
+    tifffile = pytest.importorskip("tifffile", reason="16-bit TIFF needs the bitdepth extra")
+    deep = tifffile.imread(io.BytesIO(client.get(f"/api/jobs/{job}/result?format=tiff16").content))
+    assert deep.dtype == "uint16" and deep.shape == (24, 32, 3)
+    assert len(set(deep.ravel().tolist()) - set(range(0, 65536, 257))) > 0  # not 8-bit values scaled up
 
 
 def test_moving_alpha_changes_the_preview_without_encoding_the_style_again(client, monkeypatch):

@@ -16,6 +16,7 @@ from ..nets.linear import LinearTransform
 from ..ops._checks import check_bchw
 from ..ops.color import luminance
 from ..ops.gram import gram_matrix
+from ..ops.layout import spatial_size
 from ..ops.wct import covariance
 
 __all__ = [
@@ -76,7 +77,7 @@ def ssim(a: Tensor, b: Tensor, *, window: int = 11, sigma: float = 1.5) -> Tenso
     if a.shape != b.shape:
         raise ValueError(f"ssim needs images of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if min(a.shape[-2:]) < window:
-        raise ValueError(f"ssim needs images of at least {window}x{window} px, got {tuple(a.shape[-2:])}")
+        raise ValueError(f"ssim needs images of at least {window}x{window} px, got {spatial_size(a)}")
     x = (luminance(a) if a.shape[1] == 3 else a).double()
     y = (luminance(b) if b.shape[1] == 3 else b).double()
     w = _gaussian_window(window, sigma, x.dtype).to(x.device)
@@ -197,7 +198,7 @@ def stride_grid(image: Tensor, period: int = 8) -> float:
     """
     check_bchw(image, "image")
     if min(image.shape[-2:]) < 2 * period:
-        raise ValueError(f"stride_grid needs at least {2 * period} px a side, got {tuple(image.shape[-2:])}")
+        raise ValueError(f"stride_grid needs at least {2 * period} px a side, got {spatial_size(image)}")
     y = (luminance(image) if image.shape[1] == 3 else image)[:1].double()
     low, high = period // 2, period - period // 2  # a (period + 1)-px box keeps the size
     blur = F.avg_pool2d(F.pad(y, (low, high, low, high), mode="replicate"), period + 1, stride=1)

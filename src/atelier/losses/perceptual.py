@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..encoders.vgg import VGGEncoder
 from ..ops.gram import gram_matrix
 from ..ops.histogram import match_histograms
-from ..ops.layout import channels_last
+from ..ops.layout import channels_last, spatial_size
 from ..ops.masks import resize_mask
 from ..ops.tv import total_variation
 
@@ -92,7 +92,7 @@ class StyleTarget:
 
 
 def _mask_at(mask: Tensor | None, feature: Tensor) -> Tensor | None:
-    return None if mask is None else resize_mask(mask, tuple(feature.shape[-2:]))
+    return None if mask is None else resize_mask(mask, spatial_size(feature))
 
 
 class GramStyleLoss(LossTerm):
@@ -191,6 +191,7 @@ class PerceptualCriterion(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.terms = nn.ModuleList(terms)
+        self._terms: list[LossTerm] = list(terms)  # the same modules, typed (ModuleList items are nn.Module)
         layers: list[str] = []
         for term in terms:
             layers += [layer for layer in term.layers if layer not in layers]
@@ -207,7 +208,7 @@ class PerceptualCriterion(nn.Module):
         features = self.features(image)
         total = image.new_zeros((), dtype=torch.float32)
         parts: dict[str, float] = {}
-        for term in self.terms:
+        for term in self._terms:
             value = term(features, image)
             parts[term.name] = parts.get(term.name, 0.0) + float(value.detach())
             total = total + value

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..encoders.vgg import VGGEncoder
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale, mean_std_loss
-from ..nets.decoder import UPSAMPLE_MODES, VGGDecoder
+from ..nets.decoder import ADAIN_DECODER, UPSAMPLE_MODES, VGGDecoder
 from ..ops.layout import channels_last
 from ..ops.stats import adain
 from ..pipelines.base import MethodConfig, option, register
@@ -107,8 +107,5 @@ class AdaINTraining(TrainingTask):
         target, _ = self._targets(content, style)
         return model(target)
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
-        return {"adain_decoder": model.state_dict()}
-
-    def metadata(self, stem: str) -> dict[str, str]:
-        return super().metadata(stem) | {"layer": LAYER, "upsample": self.options.upsample}
+    def export(self, model: nn.Module) -> dict[str, nn.Module | dict[str, Tensor]]:
+        return {ADAIN_DECODER.file(): model}

@@ -26,6 +26,7 @@ from ..errors import OptionError
 from ..eval.metrics import psnr
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.hourglass import SKIP_LAYERS, HourglassDecoder, SkipSource, skip_statistics
+from ..nets.spec import WeightsSpec
 from ..ops.layout import channels_last
 from ..ops.masks import resize_mask
 from ..ops.patch_swap import style_decorator
@@ -37,6 +38,8 @@ from ..train.task import TrainingTask, register_task
 __all__ = ["AvatarNet", "AvatarNetConfig", "AvatarNetTraining", "AvatarNetTrainingOptions", "skip_sources"]
 
 LAYER = "relu4_1"
+#: The trained hourglass decoder.
+DECODER = WeightsSpec("avatar_decoder", config="configs/avatar.yaml", what="relu4_1 decoder", layer=LAYER)
 ENCODED = (*SKIP_LAYERS, LAYER)
 
 
@@ -80,11 +83,7 @@ class AvatarNet(FeedForwardMethod):
     config: AvatarNetConfig
     decoder_layers = (LAYER,)
 
-    def decoder_file(self, layer: str) -> str:
-        return "avatar_decoder"
-
-    def decoder_path(self, layer: str) -> str:
-        return self.config.decoder
+    decoder_weights = DECODER
 
     def build_decoder(self, layer: str) -> nn.Module:
         return HourglassDecoder(self.encoder.widths)
@@ -94,7 +93,7 @@ class AvatarNet(FeedForwardMethod):
         cfg = self.config
         content_features = dict(zip(ENCODED, self.encode_layers(content, ENCODED, precision, tile)))
         style_features = [self.remember(style, f"avatar/{precision}/{tile}",
-                                        lambda s=style: dict(zip(ENCODED, self.encode_layers(s, ENCODED,
+                                        lambda s: dict(zip(ENCODED, self.encode_layers(s, ENCODED,
                                                                                             precision, tile))))
                           for style in styles]
 
@@ -170,8 +169,5 @@ class AvatarNetTraining(TrainingTask):
             output = self._reconstruct(model, content)[0]
         return results | {"psnr": psnr(output, content)}
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
-        return {"avatar_decoder": model.state_dict()}
-
-    def metadata(self, stem: str) -> dict[str, str]:
-        return super().metadata(stem) | {"layer": LAYER}
+    def export(self, model: nn.Module) -> dict[str, nn.Module | dict[str, Tensor]]:
+        return {DECODER.file(): model}

@@ -80,7 +80,7 @@ class CycleGANTraining(TranslationTask):
         opts = self.options
         return {f"d_{d}": PatchDiscriminator(width=opts.disc_width, layers=opts.disc_layers) for d in ("a", "b")}
 
-    def generator_losses(self, model: nn.Module, real_a: Tensor, real_b: Tensor | None,
+    def generator_losses(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor | None,
                          context: dict[str, Any]) -> dict[str, Tensor]:
         assert real_b is not None
         opts = self.options
@@ -94,7 +94,7 @@ class CycleGANTraining(TranslationTask):
             terms["identity"] = weight * (l1(model["a2b"](real_b), real_b) + l1(model["b2a"](real_a), real_a))
         return terms
 
-    def discriminator_terms(self, model: nn.Module, real_a: Tensor, real_b: Tensor, fake_a: Tensor,
+    def discriminator_terms(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor, fake_a: Tensor,
                             fake_b: Tensor) -> dict[str, Tensor]:
         # Halved so D learns more slowly than G (sec. 4).
         return {f"d_{d}": 0.5 * (lsgan_loss(model[f"d_{d}"](real), True) + lsgan_loss(model[f"d_{d}"](fake), False))

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..errors import OptionError
 from ..losses import CAFFE_FEATURE_SCALES, encode, feature_mse, layer_scale
 from ..nets.decoder import VGGDecoder
+from ..nets.spec import WeightsSpec
 from ..ops.layout import channels_last
 from ..ops.patch_swap import patch_swap, swap_batch
 from ..ops.tv import total_variation
@@ -35,6 +36,9 @@ from ..train.task import TrainingTask, register_task
 __all__ = ["StyleSwap", "StyleSwapConfig", "StyleSwapTraining", "StyleSwapTrainingOptions"]
 
 LAYER = "relu3_1"
+#: The trained inverse network (a relu3_1 decoder).
+DECODER = WeightsSpec("style_swap_decoder", config="configs/style_swap.yaml", what="relu3_1 decoder",
+                      layer=LAYER)
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,7 @@ class StyleSwap(FeedForwardMethod):
     config: StyleSwapConfig
     decoder_layers = (LAYER,)
 
-    def decoder_file(self, layer: str) -> str:
-        return "style_swap_decoder"
-
-    def decoder_path(self, layer: str) -> str:
-        return self.config.decoder
+    decoder_weights = DECODER
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
@@ -93,7 +93,10 @@ class StyleSwap(FeedForwardMethod):
         says whether to show progress and learns whether the loop was interrupted."""
         run = run or Run()
         cfg = self.config
-        scale = layer_scale(LAYER, CAFFE_FEATURE_SCALES)
+        # The feature loss is measured in units of the target's mean activation, so its balance
+        # with the TV term does not depend on which VGG weights encode (what the caffe feature
+        # scales do for the bundled weights alone).
+        scale = float(target.float().abs().mean().clamp_min(1e-6))
 
         def criterion(image: Tensor) -> tuple[Tensor, dict[str, float]]:
             feature = feature_mse(encode(self.encoder, image, [LAYER], precision)[LAYER], target, scale)
@@ -157,8 +160,5 @@ class StyleSwapTraining(TrainingTask):
         assert style is not None
         return model(self._inputs(content, style)[len(content):])  # the swapped half
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
-        return {"style_swap_decoder": model.state_dict()}
-
-    def metadata(self, stem: str) -> dict[str, str]:
-        return super().metadata(stem) | {"layer": LAYER}
+    def export(self, model: nn.Module) -> dict[str, nn.Module | dict[str, Tensor]]:
+        return {DECODER.file(): model}

@@ -94,12 +94,12 @@ class UGATITTraining(TranslationTask):
                 for domain in ("a", "b")
                 for scale, layers in (("global_", opts.global_layers), ("local_", opts.local_layers))}
 
-    def after_generator_step(self, model: nn.Module) -> None:
+    def after_generator_step(self, model: nn.ModuleDict) -> None:
         # rho lives in [0, 1] (sec. 2.1.1; the authors' RhoClipper after every update).
         for direction in ("a2b", "b2a"):
             clip_rho(model[direction])
 
-    def _adversarial(self, model: nn.Module, domain: str, image: Tensor, real: bool) -> Tensor:
+    def _adversarial(self, model: nn.ModuleDict, domain: str, image: Tensor, real: bool) -> Tensor:
         """LSGAN terms of both discriminators of ``domain`` on their scores and CAM logits (eq. 2)."""
         total = image.new_zeros((), dtype=torch.float32)
         for scale in ("global_", "local_"):
@@ -107,11 +107,12 @@ class UGATITTraining(TranslationTask):
             total = total + lsgan_loss(scores, real) + lsgan_loss(cam_logit, real)
         return total
 
-    def generator_losses(self, model: nn.Module, real_a: Tensor, real_b: Tensor | None,
+    def generator_losses(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor | None,
                          context: dict[str, Any]) -> dict[str, Tensor]:
         assert real_b is not None
         opts = self.options
         g_ab, g_ba = model["a2b"], model["b2a"]
+        assert isinstance(g_ab, UGATITGenerator) and isinstance(g_ba, UGATITGenerator)
         fake_b, cam_ab, _ = g_ab.translate(real_a)
         fake_a, cam_ba, _ = g_ba.translate(real_b)
         context["fake_a"], context["fake_b"] = fake_a.detach(), fake_b.detach()
@@ -125,7 +126,7 @@ class UGATITTraining(TranslationTask):
         return {"g_adv": opts.adv_weight * adversarial, "cycle": opts.cycle_weight * cycle,
                 "identity": opts.identity_weight * identity, "cam": opts.cam_weight * cam}
 
-    def discriminator_terms(self, model: nn.Module, real_a: Tensor, real_b: Tensor, fake_a: Tensor,
+    def discriminator_terms(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor, fake_a: Tensor,
                             fake_b: Tensor) -> dict[str, Tensor]:
         weight = self.options.adv_weight
         return {f"d_{d}": weight * (self._adversarial(model, d, real, True) + self._adversarial(model, d, fake, False))

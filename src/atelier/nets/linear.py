@@ -70,6 +70,8 @@ class LinearTransform(nn.Module):
         input_scale: divisor of the features (see the module docstring).
     """
 
+    input_scale: Tensor  # a buffer: the divisor of the input features
+
     def __init__(self, channels: int, matrix_size: int = 32, input_scale: float = 1.0) -> None:
         super().__init__()
         if channels < 4 or matrix_size < 1:
@@ -95,7 +97,7 @@ class LinearTransform(nn.Module):
         with torch.no_grad():
             for conv in (self.compress, self.uncompress):
                 conv.weight.zero_()
-                conv.bias.zero_()
+                conv.bias.zero_()  # type: ignore[union-attr]  # built with a bias
             self.compress.weight[:k] = basis.T[..., None, None]
             self.uncompress.weight[:, :k] = basis[..., None, None]
         return float(values[-k:].sum() / values.sum().clamp_min(1e-12))

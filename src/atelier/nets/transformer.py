@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import OptionError
+from ..ops.layout import spatial_size
 from ..ops.masks import resize_mask
 from ..ops.padding import pad_to_multiple
 
@@ -52,7 +53,7 @@ class ConditionalInstanceNorm2d(nn.Module):
         """``x`` ``(B, C, H, W)``; ``style_weights`` ``(B, S)``, or ``(B, S, h, w)`` per pixel
         (resized to ``x``; spatial blending of styles, Dumoulin et al. 2017, fig. 7)."""
         if style_weights.dim() == 4:
-            maps = resize_mask(style_weights.to(self.weight), tuple(x.shape[-2:]))
+            maps = resize_mask(style_weights.to(self.weight), spatial_size(x))
             gamma = torch.einsum("bshw,sc->bchw", maps, self.weight)
             beta = torch.einsum("bshw,sc->bchw", maps, self.bias)
         else:

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..errors import ImageTooSmallError, OptionError
+from ..ops.layout import spatial_size
 from ..ops.padding import pad_to_multiple
 from .gan import STRIDE, patch_size, to_signed, to_unit
 
@@ -130,7 +131,9 @@ class CAM(nn.Module):
         gmp = F.adaptive_max_pool2d(x, 1).flatten(1)
         cam_logit = torch.cat([self.fc(gap), self.fc(gmp)], dim=1)
         # The (spectrally normalised) classifier weights, one per channel, re-weight the maps.
-        weight = self.fc.weight[0][None, :, None, None].to(x.dtype)
+        fc_weight = self.fc.weight
+        assert isinstance(fc_weight, Tensor)
+        weight = fc_weight[0][None, :, None, None].to(x.dtype)
         attended = x * weight
         x = self.mix(torch.cat([attended, attended], dim=1))
         x = F.leaky_relu(x, self.slope) if self.slope else F.relu(x)
@@ -269,7 +272,7 @@ class UGATITDiscriminator(nn.Module):
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         if min(image.shape[-2:]) < self.min_size:
             raise ImageTooSmallError(f"the {self.layers}-layer U-GAT-IT discriminator needs images of at least "
-                                     f"{self.min_size} px a side, got {tuple(image.shape[-2:])}")
+                                     f"{self.min_size} px a side, got {spatial_size(image)}")
         features, cam_logit, _ = self.cam(self.features(to_signed(image)))
         scores = self.head(F.pad(features, (1,) * 4, mode="reflect"))
         return scores, cam_logit

@@ -23,12 +23,13 @@ CHUNK = 1 << 18
 
 
 def covariance(
-    features: Tensor, mask: Tensor | None = None, dtype: torch.dtype = torch.float64
+    features: Tensor, mask: Tensor | None = None, dtype: torch.dtype = torch.float64, correction: int = 1
 ) -> tuple[Tensor, Tensor]:
     """Mean ``(B, C, 1)`` and covariance ``(B, C, C)`` of ``(B, C, H, W)`` features over space.
 
     ``mask`` ``(B or 1, 1, H, W)`` weights the positions (region statistics for spatial
-    control). The covariance divides by ``weight sum - 1`` (unbiased for a 0/1 mask).
+    control). The covariance divides by ``weight sum - correction`` (as :func:`torch.cov`:
+    1 is unbiased for a 0/1 mask, 0 the population covariance). Differentiable.
     """
     check_bchw(features, "features")
     x = features.flatten(2)
@@ -54,7 +55,8 @@ def covariance(
             second += (chunk * w) @ chunk.transpose(1, 2)
     total = total.clamp_min(1e-8)
     mean = first / total
-    cov = (second - total * mean @ mean.transpose(1, 2)) / (total - 1).clamp_min(1.0)
+    divisor = (total - correction).clamp_min(1.0) if correction else total
+    cov = (second - total * mean @ mean.transpose(1, 2)) / divisor
     return mean + shift, cov
 
 

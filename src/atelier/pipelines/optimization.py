@@ -33,7 +33,7 @@ from torch import Tensor
 
 from ..devices import resolve_precision
 from ..encoders.vgg import LAYER_NAMES, VGGEncoder
-from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError
+from ..errors import ImageTooSmallError, OptionError
 from ..io.atomic import check_writable_folder
 from ..io.images import load_image, resize_to, save_image, scaled_style_size
 from ..losses import (
@@ -46,12 +46,13 @@ from ..losses import (
     TotalVariationLoss,
     encode,
 )
+from ..ops.layout import spatial_size
 from ..optim import optimize_image, pyramid_sizes
 from ..optim.loop import LBFGS_HISTORY
 from ..optim.schedule import auto_scales
 from ..progress import Progress
 from .base import MethodConfig, StylizeResult, VGGMethod, option
-from .feedforward import memory_budget
+from .memory import check_fits
 
 __all__ = ["OptimizationConfig", "OptimizationMethod"]
 
@@ -154,7 +155,7 @@ class OptimizationMethod(VGGMethod):
         if init == "noise":
             noise = torch.rand(content.shape, generator=generator)
             return noise.to(content)
-        return resize_to(load_image(init, name="init image").to(content), tuple(content.shape[-2:]))
+        return resize_to(load_image(init, name="init image").to(content), spatial_size(content))
 
     def stylize(
         self,
@@ -243,7 +244,7 @@ class OptimizationMethod(VGGMethod):
                 break
         bar.close()
         assert result is not None
-        if tuple(image.shape[-2:]) != (height, width):
+        if spatial_size(image) != (height, width):
             image = resize_to(image, (height, width))
         info = {"loss": result.loss, "parts": result.parts, "history": history, "sizes": sizes,
                 "precision": precision, "encoder": encoder.source}
@@ -253,7 +254,7 @@ class OptimizationMethod(VGGMethod):
                      precision: str) -> None:
         """Refuse, with the numbers, an optimization whose finest level would not fit in memory.
 
-        The estimate, against :func:`~atelier.pipelines.feedforward.memory_budget`: the encoder's
+        The estimate, against :func:`~atelier.pipelines.memory.memory_budget`: the encoder's
         activations up to the deepest layer used, kept for the backward pass (about twice their
         size with the gradients), the image's optimizer state (L-BFGS keeps 100 pairs of
         image-sized vectors) and each style's forward pass at its ``style_scale``.
@@ -272,13 +273,8 @@ class OptimizationMethod(VGGMethod):
         for style in styles:
             style_h, style_w = scaled_style_size(style, size, self.config.style_scale)
             need += style_h * style_w * 2 * self.encoder.channels("conv1_1") * per_value
-        budget = memory_budget()
-        if need > budget:
-            raise ImageTooLargeError(
-                f"{width}x{height} px needs about {need / 2**30:.1f} GiB for {self.name}'s optimization (encoder "
-                f"activations, their gradients and the optimizer's state), above the {budget / 2**30:.1f} GiB "
-                "available; use a smaller --size or --style-scale (or set ATELIER_MEMORY_GB)"
-            )
+        check_fits(need, width=width, height=height, remedy="use a smaller --size or --style-scale",
+                   what=f"{self.name}'s optimization (encoder activations, their gradients and the optimizer's state)")
 
     def _save_folder(self) -> Path:
         return Path(self.config.save_dir or os.path.join("out", "intermediate"))

@@ -114,7 +114,8 @@ class TrainConfig:
                     raise OptionError(f"{f.name} must be true or false, not {value!r}")
             elif typing.get_origin(kind) is tuple:
                 if not isinstance(value, (list, tuple)) or len(value) != 2:
-                    raise OptionError(f"{f.name} must be a list of two numbers, e.g. {list(f.default)}, got {value!r}")
+                    example = list(typing.cast(tuple, f.default))
+                    raise OptionError(f"{f.name} must be a list of two numbers, e.g. {example}, got {value!r}")
                 object.__setattr__(self, f.name, tuple(float(_number(f.name, v)) for v in value))
             elif typing.get_origin(kind) is dict and not isinstance(value, dict):
                 raise OptionError(f"{f.name} must be a mapping of the task's options, got {value!r}")

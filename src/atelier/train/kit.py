@@ -131,8 +131,9 @@ def quantize_file(source: str | Path, target: str | Path, *, exact: bool = False
     header kept; returns ``{sha256 and bytes of the original, bytes, max_abs_error}``."""
     source, target = Path(source), Path(target)
     state, metadata = _read(source)
+    quantized: list[str] = []
     if exact:
-        tensors, quantized = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}, []
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     else:
         tensors, quantized = quantize_state(state)
     error = 0.0
@@ -268,7 +269,7 @@ def build_results(root: str | Path, files: Sequence[str], target: str | Path, *,
             with open(path, "rb") as file:
                 tar.addfile(info, file)
             entries.append({"path": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
-    chunks = []
+    chunks: list[dict[str, Any]] = []
     with open(tar_path, "rb") as tar_file:
         index = 0
         while block := tar_file.read(chunk_bytes):

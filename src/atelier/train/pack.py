@@ -85,7 +85,8 @@ def square_jpeg(path: str | Path, side: int, quality: int = 90) -> tuple[bytes, 
     short = min(width, height)
     out = min(side, short)
     left, top = (width - short) // 2, (height - short) // 2
-    square = image.resize((out, out), Image.LANCZOS, box=(left, top, left + short, top + short), reducing_gap=2.0)
+    square = image.resize((out, out), Image.Resampling.LANCZOS, box=(left, top, left + short, top + short),
+                          reducing_gap=2.0)
     buffer = io.BytesIO()
     square.save(buffer, "JPEG", quality=quality, optimize=True)
     return buffer.getvalue(), out
@@ -300,7 +301,7 @@ class TensorPack:
                  flip: bool = True, what: str = "images") -> None:
         self.decoded = decoded
         self.crop_size = crop_size
-        self.crop_scale = tuple(crop_scale)
+        self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         self.flip = flip
         self.what = what
         self.root = Path(decoded.packed.folder)

@@ -26,7 +26,8 @@ from .studio import NotFoundError, Studio, StudioSettings, encode_image
 
 __all__ = ["StylizeRequest", "TranslateRequest", "create_app"]
 
-Format = Literal["png", "jpeg", "tiff"]
+#: Download formats: tiff is 8-bit, tiff16 16 bits per channel (the ``bitdepth`` extra).
+Format = Literal["png", "jpeg", "tiff", "tiff16"]
 
 
 class StylizeRequest(BaseModel):

@@ -71,8 +71,9 @@ def method_controls(cls: type[Method], models: Sequence[str] = ()) -> list[dict[
         if f.name in HIDDEN_OPTIONS or not f.metadata.get("cli", True):
             continue
         annotation = hints[f.name]
+        default: Any = f.default  # every option() has a default
         control: dict[str, Any] = {"name": f.name, "flag": "--" + f.name.replace("_", "-"),
-                                   "help": f.metadata.get("help", ""), "default": f.default,
+                                   "help": f.metadata.get("help", ""), "default": default,
                                    "live": f.name in LIVE_OPTIONS}
         choices = f.metadata.get("choices") or NAMED_CHOICES.get(f.name)
         if f.name == "model":
@@ -82,12 +83,12 @@ def method_controls(cls: type[Method], models: Sequence[str] = ()) -> list[dict[
         elif annotation is bool:
             control["kind"] = "toggle"
         elif annotation is float:
-            low, high, step = _slider_range(f.name, float(f.default))
+            low, high, step = _slider_range(f.name, float(default))
             control.update(kind="slider", min=low, max=high, step=step)
         elif annotation is int:
             control.update(kind="number", min=0)
         elif typing.get_origin(annotation) is tuple:
-            control.update(kind="text", default=",".join(map(str, f.default)))
+            control.update(kind="text", default=",".join(map(str, default)))
         else:
             control["kind"] = "text"
         controls.append(control)

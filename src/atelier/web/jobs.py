@@ -7,6 +7,7 @@ Plain Python (no web framework), so the queue's behaviour is tested without a se
 
 from __future__ import annotations
 
+import functools
 import queue
 import secrets
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AtelierError
-from ..pipelines.feedforward import memory_budget
+from ..pipelines.memory import memory_budget
 from ..progress import Progress, observe
 
 __all__ = ["InsufficientMemoryError", "Job", "JobCancelledError", "JobQueue", "QueueFullError"]
@@ -183,7 +184,7 @@ class JobQueue:
             job.state = "running"
             started = time.perf_counter()
             try:
-                with observe(lambda bar, values, job=job: self._on_progress(job, bar)):
+                with observe(functools.partial(self._on_progress, job)):
                     job.result = job.run(job)
             except KeyboardInterrupt as stop:  # cancel (see _on_progress); gatys hands its best image so far
                 job.result = getattr(stop, "image", None)
@@ -207,7 +208,7 @@ class JobQueue:
         job.finished.set()
 
     @staticmethod
-    def _on_progress(job: Job, bar: Progress) -> None:
+    def _on_progress(job: Job, bar: Progress, values: dict[str, float]) -> None:
         if job.cancel_requested.is_set():
             raise KeyboardInterrupt  # the loops stop on it as on Ctrl-C
         job.progress = min(1.0, bar.count / bar.total) if bar.total else 0.0

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..api import PRESERVE_COLOR, normalize_weights, stylize_tensor
 from ..errors import AtelierError, ImageError, MaskError, OptionError, UnknownNameError, suggest
-from ..io.images import DEFAULT_MAX_PIXELS, load_image, resize_longest, tensor_to_pil
+from ..io.images import DEFAULT_MAX_PIXELS, load_image, resize_longest, save_image, tensor_to_pil
 from ..io.masks import load_masks
 from ..io.video import VIDEO_SUFFIXES
 from ..methods import Method, get_method
@@ -52,7 +52,8 @@ __all__ = ["NotFoundError", "Studio", "StudioSettings", "Upload"]
 #: feed-forward methods need about a tenth.
 HEAVY_BYTES_PER_PIXEL = 6_000
 LIGHT_BYTES_PER_PIXEL = 600
-IMAGE_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "tiff": ("TIFF", "image/tiff")}
+IMAGE_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "tiff": ("TIFF", "image/tiff"),
+                 "tiff16": ("TIFF", "image/tiff")}
 
 
 class NotFoundError(AtelierError):
@@ -326,7 +327,7 @@ class Studio:
         weights = request.get("style_weights")
         if weights is not None:
             normalize_weights(weights, count)  # the API's checks and messages, before queueing
-        masks = self._masks(request, count, tuple(sized.shape[-2:]))
+        masks = self._masks(request, count, (int(sized.shape[-2]), int(sized.shape[-1])))
         if masks is not None and not cls.supports_masks:
             raise OptionError(f"method {name!r} does not support masks; render without a painted mask")
         regions = self._regions(request, name, len(styles))
@@ -339,7 +340,7 @@ class Studio:
             masks=0 if masks is None else count, size=size, preserve_color=preserve, seed=seed,
             regions=regions is not None)
 
-        def run(job: Job) -> Image.Image:
+        def run(job: Job) -> Tensor:
             nonlocal method
             if method is None:
                 extra: dict[str, Any] = {}
@@ -360,7 +361,7 @@ class Studio:
                 result = stylize_tensor(sized, styles, method, style_weights=weights, masks=masks,
                                         preserve_color=preserve, device=self.settings.device, seed=seed,
                                         progress=False)
-            image = tensor_to_pil(result.image)
+            image = result.image.detach().float().cpu()  # kept at full precision for 16-bit downloads
             if result.interrupted:
                 stop = KeyboardInterrupt()
                 stop.image = image  # type: ignore[attr-defined]
@@ -500,13 +501,22 @@ class Studio:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def encode_image(image: Image.Image, fmt: str) -> tuple[bytes, str]:
-    """``image`` as PNG, JPEG (quality 95) or TIFF bytes and its media type."""
+def encode_image(image: Image.Image | Tensor, fmt: str) -> tuple[bytes, str]:
+    """``image`` (PIL, or a ``(1, 3, H, W)`` tensor in [0, 1]) as PNG, JPEG (quality 95), 8-bit TIFF
+    or 16-bit TIFF (``tiff16``: with the ``bitdepth`` extra, written by
+    :func:`~atelier.io.images.save_image`) bytes, and its media type."""
     if fmt not in IMAGE_FORMATS:
         raise OptionError(f"format must be one of {', '.join(IMAGE_FORMATS)}, not {fmt!r}")
     pil_format, media = IMAGE_FORMATS[fmt]
+    if fmt == "tiff16":
+        if not isinstance(image, Tensor):
+            raise OptionError("this result has 8 bits per channel only; download it as png, jpeg or tiff")
+        with tempfile.TemporaryDirectory(prefix="atelier-tiff-") as folder:
+            path = save_image(image, Path(folder) / "result.tif", bit_depth=16)  # the server's own name
+            return path.read_bytes(), media
+    pil = tensor_to_pil(image) if isinstance(image, Tensor) else image
     buffer = io.BytesIO()
-    image.save(buffer, format=pil_format, **({"quality": 95} if pil_format == "JPEG" else {}))
+    pil.save(buffer, format=pil_format, **({"quality": 95} if pil_format == "JPEG" else {}))
     return buffer.getvalue(), media
 
 

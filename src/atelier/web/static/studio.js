@@ -301,7 +301,7 @@ async function download() {
   const format = $("format").value;
   const response = await api("/api/jobs/" + state.resultJob + "/result?format=" + format);
   const video = response.headers.get("content-type").startsWith("video");
-  save(await response.blob(), "atelier_result." + (video ? "mp4" : format === "jpeg" ? "jpg" : format));
+  save(await response.blob(), "atelier_result." + (video ? "mp4" : { jpeg: "jpg", tiff16: "tif" }[format] || format));
 }
 function save(blob, name) {
   const link = document.createElement("a"); link.href = URL.createObjectURL(blob); link.download = name;
