@@ -95,3 +95,14 @@ def test_close_cancels_queued_jobs_and_removes_their_folders():
     closing.join(10)
     assert running.state == "done" and waiting.state == "cancelled"
     assert not folders[0].exists()
+
+
+def test_the_history_is_bounded_in_jobs_and_in_bytes_of_results():
+    import torch
+
+    queue = JobQueue(workers=1, limit=8, history=3, history_bytes=2 * 4 * 1000)
+    small = [_wait(queue.submit("small", lambda job: 1)) for _ in range(4)]
+    assert queue.get(small[0].id) is None and all(queue.get(j.id) for j in small[1:])  # at most 3 kept
+    big = [_wait(queue.submit("big", lambda job: torch.zeros(1000))) for _ in range(3)]  # 4000 bytes each
+    assert queue.get(big[0].id) is None and queue.get(big[1].id) and queue.get(big[2].id)  # 8000 bytes kept
+    queue.close()

@@ -90,15 +90,18 @@ class JobQueue:
         limit: jobs waiting or running; :meth:`submit` beyond it raises :class:`QueueFullError`.
         history: finished jobs kept for polling and download; older ones are forgotten (and their
             temporary files removed).
+        history_bytes: and at most this many bytes of their results (full-precision images: 24 MB
+            at 2048 x 1536); the oldest are forgotten first.
         budget: bytes the running jobs may use together (default: :func:`memory_budget` at submit).
     """
 
-    def __init__(self, workers: int = 1, limit: int = 20, history: int = 50,
+    def __init__(self, workers: int = 1, limit: int = 20, history: int = 50, history_bytes: int = 256 * 2**20,
                  budget: Callable[[], int] = memory_budget) -> None:
         if workers < 1 or limit < 1:
             raise ValueError("workers and limit must be >= 1")
         self.limit = limit
         self.history = history
+        self.history_bytes = history_bytes
         self.budget = budget
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
@@ -171,8 +174,14 @@ class JobQueue:
             _remove(job)
 
     def _forget_old(self) -> None:
+        """Forget the oldest finished jobs beyond ``history`` jobs or ``history_bytes`` of results
+        (called with the lock held)."""
         done = [j for j in self._jobs.values() if j.finished.is_set()]
-        for job in done[: max(0, len(done) - self.history)]:
+        total = sum(_result_bytes(j.result) for j in done)
+        for index, job in enumerate(done):
+            if len(done) - index <= self.history and total <= self.history_bytes:
+                break
+            total -= _result_bytes(job.result)
             del self._jobs[job.id]
             _remove(job)
 
@@ -205,7 +214,9 @@ class JobQueue:
     def _finish(self, job: Job, state: str, error: str | None = None) -> None:
         job.state, job.error, job.finished_at = state, error, time.time()
         job.run = _finished  # drop the closure: its inputs (images, masks) are not kept with the history
-        job.finished.set()
+        with self._lock:  # a waiter woken by `finished` sees the history already trimmed (get() takes the lock)
+            job.finished.set()
+            self._forget_old()
 
     @staticmethod
     def _on_progress(job: Job, bar: Progress, values: dict[str, float]) -> None:
@@ -215,6 +226,15 @@ class JobQueue:
         eta = bar.eta()
         job.eta_s = eta if eta < float("inf") else None
         job.stage = bar.label.strip()
+
+
+def _result_bytes(result: Any) -> int:
+    """Memory held by a job's result: a tensor's bytes, a PIL image's pixels (3 bytes each)."""
+    if hasattr(result, "nbytes"):
+        return int(result.nbytes)
+    if hasattr(result, "width") and hasattr(result, "height"):
+        return int(result.width * result.height * 3)
+    return 0
 
 
 def _finished(job: Job) -> Any:
