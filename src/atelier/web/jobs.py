@@ -64,13 +64,16 @@ class Job:
     workdir: Path | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
+    #: Where :meth:`make_workdir` makes the job's folder (None: the system's temporary folder).
+    root: Path | None = None
     #: Set by the runner: the latest intermediate image (gatys), for ``GET /api/jobs/{id}/intermediate``.
     intermediate: Callable[[], Any] | None = None
 
     def make_workdir(self) -> Path:
-        """A private temporary folder for this job (removed when the job is forgotten or the server stops)."""
+        """A private temporary folder for this job (removed when the job is forgotten or the server
+        stops), inside the queue's folder when it has one."""
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix=f"atelier-job-{self.id}-"))
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"atelier-job-{self.id}-", dir=self.root))
         return self.workdir
 
     def public(self) -> dict[str, Any]:
@@ -93,15 +96,17 @@ class JobQueue:
         history_bytes: and at most this many bytes of their results (full-precision images: 24 MB
             at 2048 x 1536); the oldest are forgotten first.
         budget: bytes the running jobs may use together (default: :func:`memory_budget` at submit).
+        root: the folder of the jobs' temporary folders (the server's own, removed when it stops).
     """
 
     def __init__(self, workers: int = 1, limit: int = 20, history: int = 50, history_bytes: int = 256 * 2**20,
-                 budget: Callable[[], int] = memory_budget) -> None:
+                 budget: Callable[[], int] = memory_budget, root: Path | None = None) -> None:
         if workers < 1 or limit < 1:
             raise ValueError("workers and limit must be >= 1")
         self.limit = limit
         self.history = history
         self.history_bytes = history_bytes
+        self.root = root
         self.budget = budget
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
@@ -125,7 +130,7 @@ class JobQueue:
             QueueFullError: ``limit`` jobs are waiting or running.
             InsufficientMemoryError: ``need_bytes`` plus the running jobs' estimates exceed the budget.
         """
-        job = Job(kind=kind, run=run, need_bytes=need_bytes, command=command, files=dict(files or {}))
+        job = Job(kind=kind, run=run, need_bytes=need_bytes, command=command, files=dict(files or {}), root=self.root)
         with self._lock:
             if self._closed:
                 raise QueueFullError("the server is stopping; try again when it is back")

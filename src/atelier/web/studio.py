@@ -115,12 +115,12 @@ class Studio:
     def __init__(self, settings: StudioSettings | None = None, *, build_method: MethodFactory = default_factory):
         self.settings = settings or StudioSettings()
         self.build_method = build_method
-        self.queue = JobQueue(workers=self.settings.workers, limit=self.settings.queue_limit)
+        self._tmp = Path(tempfile.mkdtemp(prefix="atelier-serve-"))
+        self.queue = JobQueue(workers=self.settings.workers, limit=self.settings.queue_limit, root=self._tmp)
         self._uploads: OrderedDict[str, Upload] = OrderedDict()
         self._uploads_lock = threading.Lock()
         self._methods: OrderedDict[tuple, tuple[Method, threading.Lock]] = OrderedDict()
         self._methods_lock = threading.Lock()
-        self._tmp = Path(tempfile.mkdtemp(prefix="atelier-serve-"))
         self._gallery = self._scan_gallery()
 
     # -- uploads -------------------------------------------------------------------------------------
