@@ -55,6 +55,7 @@ class Preprocessing:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __call__(self, image: Tensor) -> Tensor:
+        """Convert RGB images ``(B, 3, H, W)`` in [0, 1] to this weight source's input (BGR flip, scale, mean/std)."""
         if self.bgr:
             image = image.flip(1)
         mean = image.new_tensor(self.mean).view(1, 3, 1, 1)

@@ -59,8 +59,10 @@ class Curve:
         return _parametric(x, self.function, self.params)
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
-        """Linear -> device value: in closed form for gamma and parametric curves, else by
-        interpolation in a dense sampling (the curves are monotonic)."""
+        """Linear -> device value: in closed form for gamma and parametric curves, else by interpolation.
+
+        The interpolation is in a dense sampling of the curve (the curves are monotonic).
+        """
         y = np.clip(y, 0.0, 1.0)
         if self.kind == "gamma" and self.params[0] > 0:
             return y ** (1.0 / self.params[0])
@@ -129,8 +131,10 @@ def _curve(data: bytes, offset: int) -> Curve:
 
 @dataclass(frozen=True)
 class MatrixShaper:
-    """A matrix/TRC profile: ``XYZ_D50 = matrix @ [curve_r(R), curve_g(G), curve_b(B)]`` (RGB), or
-    ``Y = curve(gray)`` with ``matrix`` None (gray). ``description`` is for messages."""
+    """A matrix/TRC profile: ``XYZ_D50 = matrix @ [curve_r(R), curve_g(G), curve_b(B)]`` (RGB).
+
+    Or ``Y = curve(gray)`` with ``matrix`` None (gray). ``description`` is for messages.
+    """
 
     curves: tuple[Curve, ...]
     matrix: np.ndarray | None
@@ -159,8 +163,9 @@ def _description(data: bytes, tags: dict[bytes, tuple[int, int]]) -> str:
 
 
 def parse_matrix_shaper(data: bytes) -> MatrixShaper | None:
-    """The matrix/TRC model of an RGB or gray display/input profile (ICC.1:2010 sec. F.3), or None
-    when the profile is of another kind (LUT-only, CMYK, Lab PCS) or malformed.
+    """The matrix/TRC model of an RGB or gray display/input profile (ICC.1:2010 sec. F.3), or None.
+
+    None when the profile is of another kind (LUT-only, CMYK, Lab PCS) or malformed.
 
     A profile that also has LUTs (A2B0) is still read as matrix/TRC: for colour-space profiles
     (Adobe RGB, ProPhoto, Display P3) the two describe the same colours.
@@ -202,8 +207,11 @@ def _srgb() -> MatrixShaper:
 
 
 def _is_srgb(profile: MatrixShaper) -> bool:
-    """Same primaries and curves as the working sRGB (to 1e-3): conversion would change nothing
-    but rounding, so it is skipped (most photos carry one of the many sRGB profiles)."""
+    """Whether ``profile`` has the same primaries and curves as the working sRGB (to 1e-3).
+
+    Conversion would then change nothing but rounding, so it is skipped (most photos carry one
+    of the many sRGB profiles).
+    """
     srgb = _srgb()
     if profile.matrix is None or srgb.matrix is None or not np.allclose(profile.matrix, srgb.matrix, atol=2e-3):
         return False
@@ -216,8 +224,9 @@ _CHUNK_PIXELS = 1 << 20
 
 
 def convert_to_srgb(pixels: np.ndarray, icc: bytes) -> tuple[np.ndarray, str] | None:
-    """Convert ``(H, W, C)`` float pixels in [0, 1] (C = 3 for RGB, 1 for gray) described by the
-    profile ``icc`` to sRGB ``(H, W, 3)`` float32 in [0, 1]: no 8-bit step.
+    """Convert ``(H, W, C)`` float pixels in [0, 1] described by the profile ``icc`` to sRGB, with no 8-bit step.
+
+    ``C`` is 3 for RGB, 1 for gray; the result is ``(H, W, 3)`` float32 in [0, 1].
 
     Returns ``(pixels, profile description)``; the pixels are returned unchanged when the profile
     is sRGB already. None when the profile is not matrix/TRC or does not fit the pixels (the
@@ -251,8 +260,10 @@ def convert_to_srgb(pixels: np.ndarray, icc: bytes) -> tuple[np.ndarray, str] | 
 
 
 def lcms_to_srgb(image: Image.Image, icc: bytes) -> Image.Image | None:
-    """Any profile LittleCMS can read (CMYK, LUT-based RGB) -> 8-bit sRGB, through Pillow's
-    ImageCms. None when the profile is unreadable or does not fit the image's mode."""
+    """Any profile LittleCMS can read (CMYK, LUT-based RGB) -> 8-bit sRGB, through Pillow's ImageCms.
+
+    None when the profile is unreadable or does not fit the image's mode.
+    """
     import io
 
     from PIL import ImageCms

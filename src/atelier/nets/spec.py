@@ -1,5 +1,4 @@
-"""One declaration per trained network: the name of its weights file, what its header must say,
-and the training config that makes it.
+"""One declaration per trained network: its weights file's name, what its header must say, its training config.
 
 A method's training task exports a network under its :class:`WeightsSpec` and the method loads
 it through the same spec, so the file stem, the header check and the "train it with ..." advice
@@ -44,6 +43,7 @@ class WeightsSpec:
     layer: str | None = None
 
     def __post_init__(self) -> None:
+        """Check the stem's format fields (only ``{layer}``, and only without a fixed layer), then register the spec."""
         fields = {name for _, name, _, _ in string.Formatter().parse(self.stem) if name}
         if fields - {"layer"} or (fields and self.layer is not None):
             raise ValueError(f"weights stem {self.stem!r}: only a '{{layer}}' field, and only without a fixed layer")
@@ -75,8 +75,10 @@ class WeightsSpec:
         return self.stem.format(layer=self._layer(layer))
 
     def layer_of(self, stem: str) -> str | None:
-        """The layer whose file is ``stem`` ('' when the spec has no layer); None when ``stem``
-        is not this spec's file."""
+        """The layer whose file is ``stem`` ('' when the spec has no layer).
+
+        None when ``stem`` is not this spec's file.
+        """
         if not self.per_layer:
             return (self.layer or "") if stem == self.stem else None
         prefix, _, suffix = self.stem.partition("{layer}")
@@ -98,13 +100,18 @@ class WeightsSpec:
         return self.what.format(layer=self._layer(layer))
 
     def locate(self, layer: str | None = None) -> Path:
-        """The file: ``$ATELIER_HOME/weights/`` first, then the shipped one
-        (:func:`~atelier.nets.pretrained.locate`)."""
+        """The weights file: ``$ATELIER_HOME/weights/`` first, then the shipped one.
+
+        See :func:`~atelier.nets.pretrained.locate`.
+        """
         return locate(self.file(layer), train_hint=self.train_hint(layer))
 
     def load(self, network: nn.Module, path: str | Path = "", *, encoder: str | None,
              layer: str | None = None) -> nn.Module:
-        """``network`` with the weights of ``path`` (default: :meth:`locate`), checked against
-        the header this spec expects and, when ``encoder`` is given, the encoder weights in use."""
+        """``network`` with the weights of ``path`` (default: :meth:`locate`).
+
+        The file is checked against the header this spec expects and, when ``encoder`` is given,
+        the encoder weights in use.
+        """
         expect = self.header(layer) | ({"encoder": encoder} if encoder else {})
         return load_into(network, path or self.locate(layer), expect=expect, what=self.describe(layer))

@@ -77,6 +77,7 @@ class AdaLIN(nn.Module):
         self.rho = nn.Parameter(torch.full((1, channels, 1, 1), rho))
 
     def forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        """``x`` normalised by the ``rho`` blend of instance and layer norm, then ``* gamma + beta``."""
         out = _blend(x, self.rho, self.eps)
         return (out * gamma.float()[:, :, None, None] + beta.float()[:, :, None, None]).to(x.dtype)
 
@@ -92,6 +93,7 @@ class LIN(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` normalised by the ``rho`` blend of instance and layer norm, with the learnt ``gamma`` and ``beta``."""
         return (_blend(x, self.rho, self.eps) * self.gamma + self.beta).to(x.dtype)
 
 
@@ -127,6 +129,7 @@ class CAM(nn.Module):
         self.slope = slope
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(attention features (B, C, H, W), cam_logit (B, 2), heatmap (B, 1, H, W))`` of features ``x``."""
         gap = F.adaptive_avg_pool2d(x, 1).flatten(1)
         gmp = F.adaptive_max_pool2d(x, 1).flatten(1)
         cam_logit = torch.cat([self.fc(gap), self.fc(gmp)], dim=1)
@@ -215,8 +218,10 @@ class UGATITGenerator(nn.Module):
         return {"width": self.width, "blocks": self.blocks, "light": self.light, "size": self.size}
 
     def translate(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(output (B, 3, H, W) in [0, 1], cam_logit (B, 2), heatmap (B, 1, H/4, W/4))``; any
-        size (reflection-padded to a multiple of 4, cropped back)."""
+        """``(output (B, 3, H, W) in [0, 1], cam_logit (B, 2), heatmap (B, 1, H/4, W/4))``.
+
+        Any size: reflection-padded to a multiple of 4, cropped back.
+        """
         height, width = image.shape[-2:]
         x, _ = pad_to_multiple(image, STRIDE)
         features, cam_logit, heatmap = self.cam(self.encoder(to_signed(x)))
@@ -270,6 +275,7 @@ class UGATITDiscriminator(nn.Module):
         return size
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """``(patch scores, cam_logit)`` of ``image`` in [0, 1]; ImageTooSmallError below ``min_size`` px a side."""
         if min(image.shape[-2:]) < self.min_size:
             raise ImageTooSmallError(f"the {self.layers}-layer U-GAT-IT discriminator needs images of at least "
                                      f"{self.min_size} px a side, got {spatial_size(image)}")

@@ -40,9 +40,11 @@ def style_patches(style: Tensor, patch_size: int = 3, stride: int = 1) -> Tensor
 
 
 def nearest_patches(content: Tensor, patches: Tensor, eps: float = 1e-8) -> Tensor:
-    """Index ``(B, H-k+1, W-k+1)`` of the patch with the highest normalised cross-correlation
-    with each content patch (Chen & Schmidt 2016, eq. 1): a convolution with the normalised
-    patches, in chunks so the score maps stay within :data:`SCORE_BYTES`."""
+    """Index ``(B, H-k+1, W-k+1)`` of the patch most correlated with each content patch (Chen & Schmidt 2016, eq. 1).
+
+    The highest normalised cross-correlation, computed as a convolution with the normalised
+    patches, in chunks so the score maps stay within :data:`SCORE_BYTES`.
+    """
     check_bchw(content, "content")
     k = patches.shape[-1]
     filters = patches / patches.flatten(1).norm(dim=1).clamp_min(eps)[:, None, None, None]

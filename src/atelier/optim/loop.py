@@ -18,14 +18,7 @@ from torch import Tensor
 
 from ..errors import OptionError
 
-
-class ProgressSink(Protocol):
-    """What the loop reports to: a :class:`~atelier.progress.Progress` bar, or a view of one."""
-
-    def update(self, count: int, **values: float) -> None:
-        """Show ``count`` iterations done and the latest values."""
-
-__all__ = ["OptimizationResult", "optimize_image"]
+__all__ = ["Criterion", "OptimizationResult", "ProgressSink", "optimize_image"]
 
 #: L-BFGS objective scale: the largest per-pixel gradient at the start is set to this.
 #: torch's L-BFGS skips a curvature pair when y's <= 1e-10 (e.g. negative curvature) and
@@ -36,6 +29,13 @@ LBFGS_GRADIENT_SCALE = 1e-2
 #: Pairs of image-sized vectors L-BFGS keeps (its memory is about twice this many images).
 LBFGS_HISTORY = 100
 Criterion = Callable[[Tensor], "tuple[Tensor, dict[str, float]]"]
+
+
+class ProgressSink(Protocol):
+    """What the loop reports to: a :class:`~atelier.progress.Progress` bar, or a view of one."""
+
+    def update(self, count: int, **values: float) -> None:
+        """Show ``count`` iterations done and the latest values."""
 
 
 @dataclass

@@ -24,7 +24,7 @@ Deviations from the papers:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +47,7 @@ from ..losses import (
     encode,
 )
 from ..ops.layout import spatial_size
-from ..optim import optimize_image, pyramid_sizes
+from ..optim import coarse_to_fine, pyramid_sizes
 from ..optim.loop import LBFGS_HISTORY
 from ..optim.schedule import auto_scales
 from ..progress import Progress
@@ -200,13 +200,9 @@ class OptimizationMethod(VGGMethod):
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
         content = content.to(torch_device)
         image = self._initial(content, generator) if init_image is None else init_image.to(content)
-        history: list[float] = []
-        total = cfg.iterations * len(sizes)
-        interrupted = False
-        result = None
-        bar = Progress(total, enabled=progress)
-        for level, size in enumerate(sizes):
-            level_content = resize_to(content, size)
+        bar = Progress(cfg.iterations * len(sizes), enabled=progress)
+
+        def criterion_at(level: int, size: tuple[int, int]) -> PerceptualCriterion:
             targets = []
             for index, (style, weight) in enumerate(zip(styles, style_weights)):
                 style_size = scaled_style_size(style, size, cfg.style_scale)
@@ -223,32 +219,21 @@ class OptimizationMethod(VGGMethod):
                 targets.append(StyleTarget({k: v.float() for k, v in features.items()}, weight, mask,
                                            None if style_mask is None else style_mask.to(torch_device)))
             with torch.no_grad():
-                terms = self.build_terms(level_content, targets, encoder, precision)
+                terms = self.build_terms(resize_to(content, size), targets, encoder, precision)
             if level == len(sizes) - 1:
                 terms += list(extra_terms)
-            criterion = PerceptualCriterion(encoder, terms, precision=precision)
-            image = resize_to(image, size)
-            offset = level * cfg.iterations
-            bar.label = f"gatys {size[1]}x{size[0]} "
-            bar.rebase(offset)
-            saver = self._saver(offset) if cfg.save_every else None
-            result = optimize_image(
-                criterion, image, iterations=cfg.iterations, optimizer=cfg.optimizer, lr=cfg.lr or None,
-                progress=_OffsetProgress(bar, offset), on_iteration=saver,
-            )
-            history += result.history
-            image = result.image
-            if result.interrupted:
-                bar.close(f"interrupted at iteration {offset + result.iterations}; keeping the best image")
-                interrupted = True
-                break
+            return PerceptualCriterion(encoder, terms, precision=precision)
+
+        run = coarse_to_fine(image, sizes, criterion_at, iterations=cfg.iterations, optimizer=cfg.optimizer,
+                             lr=cfg.lr or None, bar=bar, label="gatys ",
+                             on_iteration_at=self._saver if cfg.save_every else None)
         bar.close()
-        assert result is not None
+        result, image = run.last, run.image
         if spatial_size(image) != (height, width):
             image = resize_to(image, (height, width))
-        info = {"loss": result.loss, "parts": result.parts, "history": history, "sizes": sizes,
+        info = {"loss": result.loss, "parts": result.parts, "history": run.history, "sizes": sizes,
                 "precision": precision, "encoder": encoder.source}
-        return StylizeResult(image=image, info=info, interrupted=interrupted)
+        return StylizeResult(image=image, info=info, interrupted=run.interrupted)
 
     def check_memory(self, size: tuple[int, int], styles: Sequence[Tensor], layers: Sequence[str],
                      precision: str) -> None:
@@ -279,7 +264,7 @@ class OptimizationMethod(VGGMethod):
     def _save_folder(self) -> Path:
         return Path(self.config.save_dir or os.path.join("out", "intermediate"))
 
-    def _saver(self, offset: int):
+    def _saver(self, offset: int) -> Callable[[int, Tensor], None]:
         folder = self._save_folder()
 
         def save(iteration: int, image: Tensor) -> None:
@@ -288,13 +273,3 @@ class OptimizationMethod(VGGMethod):
                 save_image(image.clamp(0, 1), folder / f"iteration_{step:05d}.png", overwrite=True)
 
         return save
-
-
-class _OffsetProgress:
-    """Shows a level's iterations as part of the whole multi-scale run."""
-
-    def __init__(self, bar: Progress, offset: int):
-        self.bar, self.offset = bar, offset
-
-    def update(self, count: int, **values: float) -> None:
-        self.bar.update(self.offset + count, **values)

@@ -26,12 +26,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from ..errors import AtelierError
+from ..errors import AtelierError, WeightsError
 from ..io.atomic import atomic_path
+from ..nets.pretrained import read_weights
 
 __all__ = [
     "KIT_FORMAT",
@@ -120,10 +120,9 @@ def dequantize_state(tensors: dict[str, Tensor], quantized: Iterable[str], dtype
 
 def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     try:
-        with safe_open(str(path), framework="pt") as file:
-            return {k: file.get_tensor(k) for k in file.keys()}, dict(file.metadata() or {})
-    except Exception as error:
-        raise KitError(f"{path}: not a readable safetensors file ({error})") from None
+        return read_weights(path)
+    except WeightsError as error:
+        raise KitError(str(error)) from None
 
 
 def quantize_file(source: str | Path, target: str | Path, *, exact: bool = False) -> dict[str, Any]:

