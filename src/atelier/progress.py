@@ -18,9 +18,9 @@ Observer = Callable[["Progress", dict[str, float]], None]
 
 @contextmanager
 def observe(callback: Observer) -> Iterator[None]:
-    """Call ``callback(progress, values)`` on every :meth:`Progress.update` made on this thread
-    inside the block, whether or not the bar prints anything.
+    """Call ``callback(progress, values)`` on every :meth:`Progress.update` of this thread in the block.
 
+    The callback runs whether or not the bar prints anything.
     This is how a caller that did not create the bar (the web server's job queue) follows a
     long run. The callback may raise ``KeyboardInterrupt`` to stop the run the way Ctrl-C does:
     the optimisation loop then returns its best image so far and a video leaves no file.

@@ -1,5 +1,6 @@
-"""The HTTP layer of ``atelier serve``: a FastAPI app (OpenAPI at ``/docs`` and ``/openapi.json``)
-serving the studio page and its JSON API. The work is in :mod:`atelier.web.studio`.
+"""The HTTP layer of ``atelier serve``: a FastAPI app serving the studio page and its JSON API.
+
+OpenAPI at ``/docs`` and ``/openapi.json``; the work is in :mod:`atelier.web.studio`.
 
 Every error is JSON ``{"error": "<one line>"}`` with a 4xx status (503 when the queue is full or
 memory is short), using the same messages as the CLI.
@@ -116,8 +117,11 @@ class _Guard:
 
 
 def create_app(studio: Studio | None = None, *, token: str | None = None) -> FastAPI:
-    """The app serving ``studio`` (a default one when None); with ``token``, every ``/api`` request
-    needs ``Authorization: Bearer <token>`` (the page reads it from ``#token=...`` in its address)."""
+    """The app serving ``studio`` (a default one when None).
+
+    With ``token``, every ``/api`` request needs ``Authorization: Bearer <token>`` (the page reads
+    it from ``#token=...`` in its address).
+    """
     studio = studio or Studio(StudioSettings())
 
     @asynccontextmanager

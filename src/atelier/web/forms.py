@@ -1,5 +1,4 @@
-"""Method configs as web controls, request options as checked method options, and the CLI command
-that reproduces a web result.
+"""Method configs as web controls, checked request options, and the CLI command of a web result.
 
 The page's controls are generated from the same :class:`~atelier.options.MethodConfig` fields (help
 text, choices, defaults) that :mod:`atelier.cli` turns into ``--options``, so every option of every
@@ -48,8 +47,11 @@ HEAVY_METHODS = frozenset({"gatys", "photo"})
 
 
 def _slider_range(name: str, default: float) -> tuple[float, float, float]:
-    """A sensible ``(min, max, step)`` for a float option: [0, 1] for ratios such as α, otherwise
-    0 to ten times the default (weights span decades; the field's validation still decides)."""
+    """A sensible ``(min, max, step)`` for a float option.
+
+    [0, 1] for ratios such as α, otherwise 0 to ten times the default (weights span decades; the
+    field's validation still decides).
+    """
     if name == "alpha" or (0 < default <= 1 and name.endswith(("alpha", "ratio", "strength"))):
         return 0.0, 1.0, 0.01
     if default == 0:
@@ -96,8 +98,10 @@ def method_controls(cls: type[Method], models: Sequence[str] = ()) -> list[dict[
 
 
 def check_options(method: str, options: Any, models: Sequence[str] = ()) -> dict[str, Any]:
-    """Request options for ``method``, checked: a dict of known, visible option names whose text
-    values name nothing on the filesystem. The config itself checks the values' types and ranges.
+    """Request options for ``method``, checked.
+
+    A dict of known, visible option names whose text values name nothing on the filesystem; the
+    config itself checks the values' types and ranges.
 
     Raises:
         UnknownNameError: an unknown method or option (unknown options are refused, not ignored).
@@ -126,10 +130,12 @@ def check_options(method: str, options: Any, models: Sequence[str] = ()) -> dict
 
 
 def masks_from_painting(painting: np.ndarray, count: int) -> np.ndarray:
-    """Masks ``(count, H, W)`` uint8 from a painting ``(H, W, 4)`` RGBA: style ``k`` applies where
-    the brush used ``PALETTE[k]``; unpainted (transparent) pixels get no style, so they keep the
-    content (the uncovered region of :func:`~atelier.pipelines.feedforward.blend_features` and of
-    the masked Gram loss). The alpha of the stroke's edge becomes a soft mask.
+    """Masks ``(count, H, W)`` uint8 from a painting ``(H, W, 4)`` RGBA.
+
+    Style ``k`` applies where the brush used ``PALETTE[k]``; unpainted (transparent) pixels get no
+    style, so they keep the content (the uncovered region of
+    :func:`~atelier.pipelines.feedforward.blend_features` and of the masked Gram loss). The alpha of the
+    stroke's edge becomes a soft mask.
 
     Raises:
         MaskError: not an RGBA image, too many styles for the palette, or nothing painted.
@@ -150,10 +156,12 @@ def masks_from_painting(painting: np.ndarray, count: int) -> np.ndarray:
 
 
 def segmentation_from_painting(painting: np.ndarray) -> np.ndarray:
-    """A colour-coded segmentation map ``(H, W, 3)`` uint8 in Luan et al.'s palette (what
-    ``photo --content-mask/--style-mask`` read, see :mod:`atelier.io.segmentation`) from a region
-    painting ``(H, W, 4)``: region ``k`` (brush ``PALETTE[k]``) becomes the palette's ``k``-th colour
-    after black, and unpainted pixels are black, one more region ("the rest")."""
+    """A segmentation map ``(H, W, 3)`` uint8 in Luan et al.'s palette from a painting ``(H, W, 4)``.
+
+    What ``photo --content-mask/--style-mask`` read (see :mod:`atelier.io.segmentation`): region
+    ``k`` (brush ``PALETTE[k]``) becomes the palette's ``k``-th colour after black, and unpainted
+    pixels are black, one more region ("the rest").
+    """
     from ..io.segmentation import PALETTE as REGION_COLOURS
 
     colours = [c for name, c in REGION_COLOURS.items() if name != "black"]
@@ -169,9 +177,11 @@ def reproduce_command(*, method: str, options: dict[str, Any], styles: Sequence[
                       style_weights: Sequence[float] | None = None, masks: int = 0, size: int | None = None,
                       preserve_color: str = "none", seed: int | None = None, output: str = "result.png",
                       regions: bool = False) -> str:
-    """The ``atelier stylize`` command line that reproduces a web result, with the uploads named
-    by the files the user gave (``styles``) and the painted masks as ``mask1.png``...; options at
-    their default are left out."""
+    """The ``atelier stylize`` command line that reproduces a web result.
+
+    Uploads are named by the files the user gave (``styles``) and the painted masks
+    ``mask1.png``...; options at their default are left out.
+    """
     cls = get_method(method)
     defaults = {f.name: f.default for f in dataclasses.fields(cls.Config)}
     words = ["atelier", "stylize", content]

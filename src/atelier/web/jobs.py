@@ -1,6 +1,8 @@
-"""A bounded job queue: a fixed number of worker threads, a limit on the jobs waiting or running,
-progress and ETA from the runs' own :class:`~atelier.progress.Progress` bars, cancellation, and a
-memory check before a job is accepted.
+"""A bounded job queue with progress, cancellation and a memory check.
+
+A fixed number of worker threads, a limit on the jobs waiting or running, progress and ETA from
+the runs' own :class:`~atelier.progress.Progress` bars, cancellation, and a memory check before a
+job is accepted.
 
 Plain Python (no web framework), so the queue's behaviour is tested without a server.
 """
@@ -70,8 +72,10 @@ class Job:
     intermediate: Callable[[], Any] | None = None
 
     def make_workdir(self) -> Path:
-        """A private temporary folder for this job (removed when the job is forgotten or the server
-        stops), inside the queue's folder when it has one."""
+        """A private temporary folder for this job, inside the queue's folder when it has one.
+
+        Removed when the job is forgotten or the server stops.
+        """
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix=f"atelier-job-{self.id}-", dir=self.root))
         return self.workdir
@@ -157,8 +161,11 @@ class JobQueue:
             return self._jobs.get(job_id)
 
     def cancel(self, job_id: str) -> Job | None:
-        """Ask a job to stop: a queued job never starts, a running one stops at its next progress
-        update (gatys keeps its best image so far)."""
+        """Ask a job to stop.
+
+        A queued job never starts, a running one stops at its next progress update (gatys keeps its
+        best image so far).
+        """
         job = self.get(job_id)
         if job is not None:
             job.cancel_requested.set()
@@ -179,8 +186,10 @@ class JobQueue:
             _remove(job)
 
     def _forget_old(self) -> None:
-        """Forget the oldest finished jobs beyond ``history`` jobs or ``history_bytes`` of results
-        (called with the lock held)."""
+        """Forget the oldest finished jobs beyond ``history`` jobs or ``history_bytes`` of results.
+
+        Called with the lock held.
+        """
         done = [j for j in self._jobs.values() if j.finished.is_set()]
         total = sum(_result_bytes(j.result) for j in done)
         for index, job in enumerate(done):

@@ -1,6 +1,7 @@
-"""The web studio's state and work, without the web framework: uploads (checked like the CLI's
-inputs), the style gallery, method objects built once and reused, and the jobs that stylize,
-translate and map videos on the :class:`~atelier.web.jobs.JobQueue`.
+"""The web studio's state and work, without the web framework.
+
+Uploads (checked like the CLI's inputs), the style gallery, method objects built once and reused,
+and the jobs that stylize, translate and map videos on the :class:`~atelier.web.jobs.JobQueue`.
 
 No value from a request ever becomes a path: uploads live in memory (images) or in a temporary
 folder under a name the server picks (videos), and are referred to by random ids; gallery entries
@@ -91,6 +92,7 @@ class Upload:
     path: Path | None = None
 
     def public(self) -> dict[str, Any]:
+        """What a client sees of the upload."""
         return {"id": self.id, "name": self.name, "kind": self.kind, "width": self.width, "height": self.height}
 
 
@@ -125,8 +127,9 @@ class Studio:
 
     # -- uploads -------------------------------------------------------------------------------------
     def add_upload(self, data: bytes, filename: str | None, *, purpose: str = "image") -> Upload:
-        """Check and keep an upload; ``purpose`` is ``image`` (content or style), ``painting`` (a mask
-        painting, RGBA) or ``video``.
+        """Check and keep an upload.
+
+        ``purpose`` is ``image`` (content or style), ``painting`` (a mask painting, RGBA) or ``video``.
 
         Raises:
             ImageError: empty, too large, not an image (or video) or corrupt — the CLI's checks.
@@ -255,8 +258,10 @@ class Studio:
         return image
 
     def style_tensor(self, ref: Any) -> Tensor:
-        """A style given as ``upload:<id>`` or ``gallery:<id>`` (the same tensor object every time,
-        so a method's style memo recognises it)."""
+        """A style given as ``upload:<id>`` or ``gallery:<id>``.
+
+        The same tensor object every time, so a method's style memo recognises it.
+        """
         if not isinstance(ref, str) or ":" not in ref:
             raise OptionError(f"a style is 'upload:<id>' or 'gallery:<id>', got {ref!r}")
         kind, _, key = ref.partition(":")
@@ -272,6 +277,7 @@ class Studio:
         raise OptionError(f"a style is 'upload:<id>' or 'gallery:<id>', got {ref!r}")
 
     def style_label(self, ref: str) -> str:
+        """The file name a style goes by in the reproducing command."""
         kind, _, key = ref.partition(":")
         if kind == "upload":
             return self.upload(key).name
@@ -279,9 +285,11 @@ class Studio:
 
     # -- methods -------------------------------------------------------------------------------------
     def method(self, name: str, options: dict[str, Any]) -> tuple[Method, threading.Lock]:
-        """A method object for ``options``, reused across requests that differ only in
-        :data:`LIVE_OPTIONS` (its networks and style memo stay; the config is swapped under the
-        returned lock, which the caller holds while it runs)."""
+        """A method object for ``options``, reused across requests that differ only in :data:`LIVE_OPTIONS`.
+
+        Its networks and style memo stay; the config is swapped under the returned lock, which the
+        caller holds while it runs.
+        """
         fixed = tuple(sorted((k, repr(v)) for k, v in options.items() if k not in LIVE_OPTIONS))
         key = (name, fixed)
         with self._methods_lock:
@@ -416,8 +424,10 @@ class Studio:
             return self._methods[key]
 
     def submit_video(self, request: dict[str, Any]) -> Job:
-        """Queue the stylization of an uploaded video (``content``: a video upload; method, options
-        and styles as for images); the result is an MP4 in the job's temporary folder."""
+        """Queue the stylization of an uploaded video; the result is an MP4 in the job's folder.
+
+        ``content`` is a video upload; method, options and styles as for images.
+        """
         from ..api import map_video
 
         name = request.get("method") or "johnson"
@@ -452,8 +462,10 @@ class Studio:
         return self.queue.submit("video", run, need_bytes=need, command=command)
 
     def _size(self, request: dict[str, Any], image: Tensor | int) -> int:
-        """The output's longest side: ``preview_size`` for previews, else ``size`` (default: the
-        upload's, at most ``max_size``)."""
+        """The output's longest side.
+
+        ``preview_size`` for previews, else ``size`` (default: the upload's, at most ``max_size``).
+        """
         longest = image if isinstance(image, int) else int(max(image.shape[-2:]))
         if request.get("preview"):
             return min(self.settings.preview_size, longest)
@@ -502,9 +514,12 @@ class Studio:
 
 
 def encode_image(image: Image.Image | Tensor, fmt: str) -> tuple[bytes, str]:
-    """``image`` (PIL, or a ``(1, 3, H, W)`` tensor in [0, 1]) as PNG, JPEG (quality 95), 8-bit TIFF
-    or 16-bit TIFF (``tiff16``: with the ``bitdepth`` extra, written by
-    :func:`~atelier.io.images.save_image`) bytes, and its media type."""
+    """``image`` as file bytes in ``fmt``, and its media type.
+
+    ``image`` is PIL, or a ``(1, 3, H, W)`` tensor in [0, 1]; ``fmt`` is PNG, JPEG (quality 95),
+    8-bit TIFF or 16-bit TIFF (``tiff16``: with the ``bitdepth`` extra, written by
+    :func:`~atelier.io.images.save_image`).
+    """
     if fmt not in IMAGE_FORMATS:
         raise OptionError(f"format must be one of {', '.join(IMAGE_FORMATS)}, not {fmt!r}")
     pil_format, media = IMAGE_FORMATS[fmt]
