@@ -1,5 +1,6 @@
 """Loss terms on encoder features and the criterion that composes them."""
 
+from .contrastive import grouped_info_nce
 from .matting import MattingLoss
 from .moments import CAFFE_FEATURE_SCALES, covariance_loss, feature_mse, gram_loss, layer_scale, mean_std_loss
 from .perceptual import (
@@ -27,6 +28,7 @@ __all__ = [
     "encode",
     "feature_mse",
     "gram_loss",
+    "grouped_info_nce",
     "layer_scale",
     "mean_std_loss",
 ]
