@@ -154,3 +154,18 @@ def test_runtime_controls_alpha_several_styles_and_masks(encoder):
     full = method().stylize(image, [b], style_weights=[1.0], progress=False).image
     unchanged, styled = float((first - second).abs().max()), float((full - second).abs().max())
     assert unchanged < 1e-7 and styled > 1e-5, (unchanged, styled)  # the tamed random decoder is nearly flat
+
+
+@pytest.mark.real_weights
+def test_shipped_weights_stylize_a_small_image(vgg):
+    from atelier.io import load_image, resize_longest
+    from conftest import EXAMPLES
+
+    content = resize_longest(load_image(EXAMPLES / "garden.jpg"), 96)
+    style = resize_longest(load_image(EXAMPLES / "van_gogh_wheat_field_with_cypresses.jpg"), 96)
+    ours = get_method("iecontraast")(encoder=vgg).stylize(content, [style], style_weights=[1.0], progress=False)
+    sanet = get_method("sanet")(encoder=vgg).stylize(content, [style], style_weights=[1.0], progress=False)
+    assert ours.image.shape == content.shape and torch.isfinite(ours.image).all()
+    # its own trained weights (not SANet's under another name), still a stylization of the content
+    assert float((ours.image - sanet.image).abs().mean()) > 1e-3
+    assert float((ours.image - content).abs().mean()) > 1e-2
