@@ -176,6 +176,8 @@ def test_the_whole_chain_trains_every_network_of_the_recipe(tmp_path, monkeypatc
     get_method("style_swap")(weights="random").decoder("relu3_1")
     sanet = get_method("sanet")(weights="random")
     sanet.transform(), sanet.decoder("relu4_1")
+    iecontraast = get_method("iecontraast")(weights="random")
+    iecontraast.transform(), iecontraast.decoder("relu4_1")
     for layer in ("relu3_1", "relu4_1"):
         get_method("lst")(weights="random", layer=layer).transform()
     for stem in ("wave", "wheat_field", "small_worlds", "cin8"):
@@ -187,7 +189,7 @@ def test_the_whole_chain_trains_every_network_of_the_recipe(tmp_path, monkeypatc
 def test_the_shipped_recipe_is_valid_and_its_shares_are_set():
     recipe = load_recipe(RECIPE)
     shares = {name: entry.share for name, entry in recipe.networks.items()}
-    assert shares["sanet"] == 3 and shares["wave"] == 0.5 and len(shares) == 13
+    assert shares["sanet"] == 3 and shares["wave"] == 0.5 and len(shares) == 14
     for name in recipe.networks:
         cfg = network_config(recipe, name)
         assert cfg.crop_size >= 256 and cfg.init == ""

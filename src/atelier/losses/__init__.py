@@ -1,5 +1,6 @@
 """Loss terms on encoder features and the criterion that composes them."""
 
+from .contrastive import grouped_info_nce
 from .matting import MattingLoss
 from .moments import (
     CAFFE_FEATURE_SCALES,
@@ -36,6 +37,7 @@ __all__ = [
     "feature_mse",
     "gram_loss",
     "gram_loss_to",
+    "grouped_info_nce",
     "layer_scale",
     "mean_std_loss",
 ]

@@ -28,6 +28,8 @@ SHIPPED: dict[str, str] = {
     "adain_decoder": "ba614e7cb37c64f0963d1650d90d98df6b747aaf74d4a55083242f2baa6d583d",
     "avatar_decoder": "e74f63ca0dc6f53cdf2d0091c21b00ffdf2c71f5ce28bb8ef2095959094bc077",
     "cin8": "f47e4615204c75fbe690a0ca659c8c5cf53b5da8a7e73fcdc562445327af53eb",
+    "iecontraast_decoder": "0dd71b7076de46d37009f7ef3ae8cac353d87ffce8c29752794329f772f7910e",
+    "iecontraast_transform": "e38bacbcef23c0fce1af870d55c25af85c4b2c17d8455a60e6f87bc2147f850f",
     "lst_relu3_1": "5c37cbdab2603b2ce101fe734710c58643d37565c7b9fbaed340e624b9385ddd",
     "lst_relu4_1": "184e4f7ebdc50972c5d53767764fdb73d85b6e17d18263694932eb3fd9cef1db",
     "sanet_decoder": "caeca4b0eccee0bb45bcbb943da2db4019e0271e92ae89d4163beea9019615b1",

@@ -58,6 +58,15 @@ class WeightsSpec:
                 return spec, layer
         return None
 
+    @staticmethod
+    def locate_file(stem: str) -> Path:
+        """The weights file ``stem`` (see :meth:`locate`), with its spec's advice when it is missing."""
+        declared = WeightsSpec.for_file(stem)
+        if declared is None:
+            return locate(stem, train_hint="the training config that exports it")
+        spec, layer = declared
+        return spec.locate(layer or None)
+
     @property
     def per_layer(self) -> bool:
         """Whether the spec names a family of networks, one per encoder layer."""

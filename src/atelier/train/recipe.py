@@ -1075,7 +1075,7 @@ def collect_results(kit: str | Path, out: str | Path, part: int) -> list[Path]:
 BENCH_METHODS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("adain", "adain", {}, True), ("wct", "wct", {}, True), ("lst", "lst", {}, True),
     ("lst_relu3_1", "lst", {"layer": "relu3_1"}, True), ("sanet", "sanet", {}, True),
-    ("style_swap", "style_swap", {}, True), ("avatar", "avatar", {}, True),
+    ("iecontraast", "iecontraast", {}, True), ("style_swap", "style_swap", {}, True), ("avatar", "avatar", {}, True),
     ("wave", "johnson", {"model": "wave"}, False), ("cin8", "johnson", {"model": "cin8"}, False),
 )
 BENCH_TRANSLATORS = ("summer2winter", "summer2winter_ugatit_light")
