@@ -12,6 +12,7 @@ import multiprocessing
 import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import replace
 from typing import Any
 
 from .plan import Job
@@ -38,7 +39,8 @@ def run_local(chunks: Sequence[Sequence[Job]], spec: MethodSpec, settings: Batch
               workers: int) -> Iterator[list[dict[str, Any]]]:
     """Yield the records of every chunk (in the order chunks finish)."""
     if workers <= 1 or len(chunks) <= 1:
-        worker = Worker(spec, settings)
+        # In this process: its thread count is the caller's to choose.
+        worker = Worker(spec, replace(settings, threads=0))
         for chunk in chunks:
             yield worker(chunk)
         return
