@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="override any top-level config key, value in YAML syntax (e.g. --set batch_size=4)")
     training.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start at step 0")
+    training.add_argument("--nproc", type=int, default=1,
+                          help="data-parallel processes on this machine (torchrun; gloo on the CPU, NCCL with one GPU "
+                               "each); batch_size stays the global batch. Under torchrun itself, leave it at 1")
     training.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
     _add_batch_parser(commands)
@@ -413,6 +416,8 @@ def _train(args: argparse.Namespace) -> int:
     for key in ("steps", "output", "device"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if args.nproc != 1:
+        return _train_processes(args)
     try:
         result = train(args.config, overrides=overrides, fresh=args.fresh, progress=not args.quiet)
     except TrainingInterrupted as stop:
@@ -479,6 +484,19 @@ def _batch(args: argparse.Namespace) -> int:
               f"{result.manifest} (status failed); fix them and run the same command again", file=sys.stderr)
         return 2
     return 0
+
+
+def _train_processes(args: argparse.Namespace) -> int:
+    """``atelier train --nproc N``: the same command as N processes under torchrun."""
+    from .train.distributed import launch
+
+    if "WORLD_SIZE" in os.environ:
+        raise OptionError("already running under torchrun; drop --nproc (torchrun's --nproc-per-node sets it)")
+    forwarded = [args.config, *(f"--set={item}" for item in args.set)]
+    forwarded += [f"--{key}={getattr(args, key)}" for key in ("steps", "output", "device")
+                  if getattr(args, key) is not None]
+    forwarded += [flag for flag, on in (("--fresh", args.fresh), ("--quiet", args.quiet)) if on]
+    return launch(args.nproc, forwarded)
 
 
 def _add_recipe_parser(commands: Any) -> None:
