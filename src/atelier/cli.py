@@ -421,7 +421,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         result = train(args.config, overrides=overrides, fresh=args.fresh, progress=not args.quiet)
     except TrainingInterrupted as stop:
-        print(f"atelier: {stop}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 saved the checkpoint
+            print(f"atelier: {stop}", file=sys.stderr)
         return 130
     for path in result.exported:
         print(f"exported {path} (model card {path.with_suffix('.json')})", file=sys.stderr)
@@ -474,7 +475,9 @@ def _batch(args: argparse.Namespace) -> int:
     try:
         result = run_batch(args.input, args.output, args.styles, spec, mode=args.style_per_image, seed=args.seed,
                            engine=args.engine, workers=args.workers, address=args.address, size=args.size,
-                           device=resolve_device(args.device), max_pixels=args.max_pixels,
+                           # A Ray cluster's GPUs need not be on this machine: its actors check the device.
+                           device=args.device if args.engine == "ray" else resolve_device(args.device),
+                           max_pixels=args.max_pixels,
                            batch_size=args.batch_size, suffix="." + args.format, progress=not args.quiet)
     except BatchInterrupted as stop:
         print(f"atelier: {stop}", file=sys.stderr)

@@ -89,7 +89,7 @@ def run_batch(
         workers: processes (local) or actors (ray); 0 = one per core.
         address: Ray cluster address (ray engine only; None: a local Ray or ``$RAY_ADDRESS``).
         size: longest side of the outputs in px (None: the input's size).
-        device: where the networks run.
+        device: where the networks run (``cuda`` with Ray: one GPU per actor, on whichever node).
         max_pixels: refuse inputs above this many pixels (recorded as failed); None: the default limit.
         batch_size: images stacked into one network call where their sizes match.
         suffix: output format (``.png``, ``.jpg``, ...).
@@ -113,7 +113,9 @@ def run_batch(
                           "become inputs of the next run)")
     check_writable_folder(output)
     jobs = plan_jobs(list_images(inputs, "inputs"), list_images(styles, "styles"), mode, seed, suffix)
-    count = workers or cores()
+    gpu = device.startswith("cuda")
+    # On a GPU the default is one local process (they would share the one device) or one GPU per Ray actor.
+    count = workers or (1 if gpu and engine == "local" else cores())
     settings = BatchSettings(str(inputs.resolve()), str(styles.resolve()), str(output.resolve()), size=size,
                              device=device, batch_size=batch_size, threads=max(1, cores() // count),
                              **({"max_pixels": max_pixels} if max_pixels else {}))
@@ -130,7 +132,8 @@ def run_batch(
     if engine == "ray":
         from .ray_engine import run_ray
 
-        stream = run_ray(pending, spec, settings, count, address=address, chunk=chunk, quiet=not progress)
+        stream = run_ray(pending, spec, settings, count, address=address, chunk=chunk, quiet=not progress,
+                         gpus_per_worker=1.0 if gpu else 0.0)
     else:
         from .local import run_local
 

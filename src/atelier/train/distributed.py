@@ -27,6 +27,7 @@ GPU recipe's image packs that costs little, with JPEG folders it caps the speed-
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -142,5 +143,12 @@ def launch_command(nproc: int, train_args: Sequence[str]) -> list[str]:
 
 
 def launch(nproc: int, train_args: Sequence[str]) -> int:
-    """Run :func:`launch_command` and return its exit status."""
-    return subprocess.call(launch_command(nproc, train_args))
+    """Run :func:`launch_command` and return its exit status; Ctrl-C or SIGTERM here is passed on
+    as SIGTERM (torchrun hands it to every process; rank 0 saves a checkpoint) and gives 130."""
+    process = subprocess.Popen(launch_command(nproc, train_args))
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGTERM)
+        process.wait()
+        return 130
