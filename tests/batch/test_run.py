@@ -198,6 +198,7 @@ def test_cli_refuses_bad_options_in_one_line(tree, tmp_path, capsys):
         (["--styles", str(styles), "--engine", "local", "--address", "ray://h:1"], "--engine ray"),
         (["--styles", str(styles), "--alpha", "2"], "alpha"),
         (["--styles", str(styles), "--method", "adian"], "did you mean"),
+        (["--styles", str(styles), "--method", "johnson"], "holds its own styles"),
     ]
     for extra, message in cases:
         status = cli.main(["batch", str(contents), "-o", str(tmp_path / "out"), "-q", *extra])

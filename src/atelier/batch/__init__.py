@@ -6,8 +6,8 @@ engine; :mod:`~atelier.batch.worker` is the work of one worker; :mod:`~atelier.b
 """
 
 from .plan import ASSIGNMENTS, MANIFEST, Job, Manifest, list_images, plan_jobs
-from .run import ENGINES, BatchInterrupted, BatchResult, run_batch
+from .run import ENGINES, BatchError, BatchInterrupted, BatchResult, run_batch
 from .worker import BatchSettings, MethodSpec, Worker
 
-__all__ = ["ASSIGNMENTS", "ENGINES", "MANIFEST", "BatchInterrupted", "BatchResult", "BatchSettings", "Job",
-           "Manifest", "MethodSpec", "Worker", "list_images", "plan_jobs", "run_batch"]
+__all__ = ["ASSIGNMENTS", "ENGINES", "MANIFEST", "BatchError", "BatchInterrupted", "BatchResult", "BatchSettings",
+           "Job", "Manifest", "MethodSpec", "Worker", "list_images", "plan_jobs", "run_batch"]

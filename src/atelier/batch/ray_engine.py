@@ -75,7 +75,9 @@ def run_ray(jobs: Sequence[Job], spec: MethodSpec, settings: BatchSettings, work
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = not quiet
-        dataset = ray.data.from_items([job.to_dict() for job in jobs], override_num_blocks=max(1, len(jobs) // chunk))
+        # At most 1000 blocks: a million jobs make blocks of ~1000 rows, not 60k tiny tasks.
+        blocks = max(1, min(len(jobs) // chunk, 1000))
+        dataset = ray.data.from_items([job.to_dict() for job in jobs], override_num_blocks=blocks)
         resources: dict[str, Any] = {"num_gpus": gpus_per_worker} if gpus_per_worker else {"num_cpus": 1}
         results = dataset.map_batches(_StylizeActor, fn_constructor_args=(spec, settings), batch_size=chunk,
                                       batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),

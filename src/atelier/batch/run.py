@@ -6,19 +6,24 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptionError
+from ..errors import AtelierError, OptionError
 from ..io.atomic import check_writable_folder
 from ..progress import Progress, format_duration
 from .plan import Manifest, list_images, plan_jobs
 from .worker import BatchSettings, MethodSpec
 
-__all__ = ["ENGINES", "BatchInterrupted", "BatchResult", "cores", "run_batch"]
+__all__ = ["ENGINES", "BatchError", "BatchInterrupted", "BatchResult", "cores", "run_batch"]
 
 ENGINES = ("local", "ray")
+
+
+class BatchError(AtelierError):
+    """The batch cannot go on (a worker process died); what finished is in the manifest."""
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -105,7 +110,9 @@ def run_batch(
         raise OptionError("--workers must be >= 0 (0: one per core) and --batch-size >= 1")
     if address and engine != "ray":
         raise OptionError("--address names a Ray cluster; add --engine ray")
-    spec.build()  # bad method options fail here, in one line, before any process starts
+    if not spec.build().uses_style_images:  # bad method options fail here, before any process starts
+        raise OptionError(f"method {spec.name!r} holds its own styles; atelier batch needs a method that takes "
+                          "style images (see `atelier methods`)")
     inputs, styles = Path(input_dir), Path(styles_dir)
     output = Path(output_dir)
     if output.resolve() == inputs.resolve() or inputs.resolve() in output.resolve().parents:
@@ -151,6 +158,11 @@ def run_batch(
         result.seconds = time.perf_counter() - start
         bar.close()
         raise BatchInterrupted(result) from None
+    except BrokenProcessPool:
+        bar.close()
+        raise BatchError(f"a worker process died (out of memory?) after {result.done} new images; what finished is "
+                         "in the manifest: run the same command again, with fewer --workers or a smaller "
+                         "--batch-size") from None
     result.seconds = time.perf_counter() - start
     bar.close(f"{result.done} done, {result.failed} failed, {result.skipped} done before; "
               f"{result.images_per_second:.2f} img/s in {format_duration(result.seconds)}; manifest {manifest.path}")
