@@ -2,7 +2,8 @@
 
 Tolerance: the two processes each average the loss and gradients of half the global batch,
 then average those; one process averages over the whole batch. The results differ only in
-float32 summation order, far below 1e-4 relative after 2 Adam steps (measured: ~1e-6).
+float32 summation order, far below 1e-4 relative after 2 Adam steps (measured for AdaIN: 3e-8 at
+step 1, 3e-7 at step 2).
 """
 
 from __future__ import annotations
