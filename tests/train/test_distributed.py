@@ -54,6 +54,9 @@ def _configs(folders, tmp_path, folder):
         "adain": dict(common, task="adain", output=str(tmp_path / folder / "adain")),
         "cyclegan": dict(common, task="cyclegan", output=str(tmp_path / folder / "cyclegan"), lr=2e-4,
                          betas=(0.5, 0.999), options=CYCLEGAN),
+        # A per-style network (its one style image is in the options, not a folder).
+        "johnson": dict(common, task="johnson", style="", output=str(tmp_path / folder / "johnson"), lr=1e-2,
+                        options={"styles": [str(style / "img0.jpg")], "width": 4, "blocks": 1, "style_size": 48}),
     }
 
 
