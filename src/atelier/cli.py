@@ -18,14 +18,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from . import __version__
 from .api import PRESERVE_COLOR, StylizationInterrupted, load_styles, stylize, stylize_video, translate, translate_video
 from .errors import AtelierError, ImageError, OptionError, OutputExistsError
 from .eval.peers import PEERS
 from .io.atomic import check_writable_folder
-from .io.images import DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
+from .io.images import BIT_DEPTHS, DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
 from .io.video import VIDEO_SUFFIXES, is_video
 from .methods import Method, available_methods, get_method
 
@@ -74,6 +72,11 @@ def _add_method_option(group: argparse._ArgumentGroup, f: dataclasses.Field, ann
     group.add_argument(flag, **kwargs)
 
 
+_BIT_DEPTH_HELP = ("bits per channel of the output image: 16 writes 16-bit PNG/TIFF (not JPEG/WebP); "
+                   "default 16 when the input is 16-bit, else 8. Outputs carry the sRGB ICC profile and the "
+                   "input's EXIF (minus orientation)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser (built on demand, never at import)."""
     parser = argparse.ArgumentParser(
@@ -116,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     common.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse images above this many pixels")
+    common.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=None, help=_BIT_DEPTH_HELP)
     common.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     specific = run.add_argument_group("method options (each applies to the methods named in brackets, "
                                       "or to all when none are named)")
@@ -144,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     translation.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     translation.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                              help=f"refuse images above this many pixels (default: {DEFAULT_MAX_PIXELS})")
+    translation.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=None, help=_BIT_DEPTH_HELP)
     translation.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
     evaluation = commands.add_parser(
@@ -250,8 +255,8 @@ def _stylize(args: argparse.Namespace) -> int:
     if source.is_dir():
         return _stylize_folder(args, method, label, styles, kwargs)
     if is_video(source):
-        if args.mask or args.photo_smooth:
-            raise OptionError("--mask and --photo-smooth apply to images, not to video")
+        if args.mask or args.photo_smooth or args.bit_depth is not None:
+            raise OptionError("--mask, --photo-smooth and --bit-depth apply to images, not to video")
         output = _video_output(source, args.output, label)
         stylize_video(source, styles or None, method, output=output, overwrite=args.overwrite,
                       progress=not args.quiet, **kwargs)
@@ -259,15 +264,14 @@ def _stylize(args: argparse.Namespace) -> int:
             print(f"wrote {output}", file=sys.stderr)
         return 0
     output_path = check_output_path(args.output or Path("out") / f"{source.stem}_{label}.png",
-                                    overwrite=args.overwrite)
+                                    overwrite=args.overwrite, bit_depth=args.bit_depth)
     try:
-        image = stylize(args.content, styles or None, method, progress=not args.quiet, **_image_options(args),
-                        **kwargs)
+        stylize(args.content, styles or None, method, progress=not args.quiet, output=output_path,
+                overwrite=args.overwrite, **_image_options(args), **kwargs)
     except StylizationInterrupted as stop:
-        save_image(stop.image, output_path, overwrite=True)
+        save_image(stop.result.image, output_path, overwrite=True, bit_depth=args.bit_depth, info=stop.info)
         print(f"interrupted: wrote the best image so far to {output_path}", file=sys.stderr)
         return 130
-    save_image(image, output_path, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {output_path}", file=sys.stderr)
     return 0
@@ -284,7 +288,7 @@ def _video_output(source: Path, output: str | None, label: str) -> Path:
 
 def _image_options(args: argparse.Namespace) -> dict[str, Any]:
     """Options that apply to images (single or in a folder) but not to video."""
-    return {"masks": args.mask, "photo_smooth": args.photo_smooth}
+    return {"masks": args.mask, "photo_smooth": args.photo_smooth, "bit_depth": args.bit_depth}
 
 
 def _folder_plan(source: Path, output: str | None, label: str, overwrite: bool) -> tuple[list[Path], list[Path]]:
@@ -306,13 +310,13 @@ def _folder_plan(source: Path, output: str | None, label: str, overwrite: bool) 
     return files, outputs
 
 
-def _run_folder(files: list[Path], outputs: list[Path], process: Callable[[Path], Image.Image], quiet: bool) -> int:
-    """``process`` every file and write its output; an unreadable image is reported and skipped
-    (exit status 2 at the end); Ctrl-C stops after the images done so far (130)."""
+def _run_folder(files: list[Path], outputs: list[Path], process: Callable[[Path, Path], object], quiet: bool) -> int:
+    """``process(file, output)`` every file, which writes its output; an unreadable image is
+    reported and skipped (exit status 2 at the end); Ctrl-C stops after the images done so far (130)."""
     failed = 0
     for index, (path, output) in enumerate(zip(files, outputs), start=1):
         try:
-            image = process(path)
+            process(path, output)
         except ImageError as error:
             failed += 1
             print(f"atelier: skipped {path}: {error}", file=sys.stderr)
@@ -320,7 +324,6 @@ def _run_folder(files: list[Path], outputs: list[Path], process: Callable[[Path]
         except KeyboardInterrupt:
             print(f"interrupted after {index - 1} of {len(files)} images", file=sys.stderr)
             return 130
-        save_image(image, output, overwrite=True)
         if not quiet:
             print(f"[{index}/{len(files)}] wrote {output}", file=sys.stderr)
     if failed:
@@ -335,8 +338,9 @@ def _stylize_folder(args: argparse.Namespace, method: Method, label: str, styles
     files, outputs = _folder_plan(Path(args.content), args.output, label, args.overwrite)
     # Styles are read once for the whole folder (and a bad one stops the run before it starts).
     loaded, _ = load_styles(method, styles, args.max_pixels)
-    return _run_folder(files, outputs, lambda path: stylize(path, loaded or None, method, progress=False,
-                                                            **_image_options(args), **kwargs), args.quiet)
+    return _run_folder(files, outputs, lambda path, output: stylize(
+        path, loaded or None, method, progress=False, output=output, overwrite=True, **_image_options(args), **kwargs),
+        args.quiet)
 
 
 def _translate(args: argparse.Namespace) -> int:
@@ -352,15 +356,19 @@ def _translate(args: argparse.Namespace) -> int:
     if source.is_dir():
         files, outputs = _folder_plan(source, args.output, label, args.overwrite)
         translator.nets  # noqa: B018  (a bad model stops the run before the first image)
-        return _run_folder(files, outputs, lambda path: translate(path, translator, **kwargs), args.quiet)
+        return _run_folder(files, outputs, lambda path, output: translate(
+            path, translator, output=output, overwrite=True, bit_depth=args.bit_depth, **kwargs), args.quiet)
     if is_video(source):
+        if args.bit_depth is not None:
+            raise OptionError("--bit-depth applies to images, not to video")
         video = _video_output(source, args.output, label)
         translate_video(source, translator, output=video, overwrite=args.overwrite, progress=not args.quiet, **kwargs)
         if not args.quiet:
             print(f"wrote {video}", file=sys.stderr)
         return 0
-    output = check_output_path(args.output or Path("out") / f"{source.stem}_{label}.png", overwrite=args.overwrite)
-    save_image(translate(source, translator, **kwargs), output, overwrite=args.overwrite)
+    output = check_output_path(args.output or Path("out") / f"{source.stem}_{label}.png", overwrite=args.overwrite,
+                               bit_depth=args.bit_depth)
+    translate(source, translator, output=output, overwrite=args.overwrite, bit_depth=args.bit_depth, **kwargs)
     if not args.quiet:
         print(f"wrote {output}", file=sys.stderr)
     return 0

@@ -41,8 +41,10 @@ class Progress:
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def rebase(self, count: int | None = None) -> None:
-        """Measure the rate from now on, optionally moving progress to ``count`` first
-        (e.g. when a multi-scale run moves to a larger size)."""
+        """Measure the rate from now on, optionally moving progress to ``count`` first.
+
+        E.g. when a multi-scale run moves to a larger size.
+        """
         if count is not None:
             self.count = count
         self._base_count, self._base_time = self.count, time.perf_counter()

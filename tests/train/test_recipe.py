@@ -46,7 +46,7 @@ from atelier.train.recipe import (
     referenced,
     run,
 )
-from atelier.train.task import get_task, options_for
+from atelier.train.task import exported_files, get_task, options_for
 from helpers import smooth_image, stripes_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,9 +93,9 @@ def _tiny_weights(recipe, home: Path) -> Path:
             task = task_cls(options_for(task_cls, cfg.options))
             torch.manual_seed(1)
             model = task.build_model()
-            for stem, state in task.export(model).items():
+            for stem, (state, header) in exported_files(task, model).items():
                 tensors = {k: v.detach().half().contiguous() for k, v in state.items()}
-                save_file(tensors, str(weights / f"{stem}.safetensors"), metadata=task.metadata(stem))
+                save_file(tensors, str(weights / f"{stem}.safetensors"), metadata=header)
     return weights
 
 

@@ -38,9 +38,12 @@ INPUT_SUFFIXES = tuple(sorted(SAVE_FORMATS))
 
 @dataclass(frozen=True)
 class Job:
-    """One image to make. Paths are relative (input to the input folder, style to the style
-    folder, output to the output folder) so a manifest stays valid when the folders move or
-    are mounted elsewhere on cluster nodes."""
+    """One image to make.
+
+    Paths are relative (input to the input folder, style to the style folder, output to the
+    output folder) so a manifest stays valid when the folders move or are mounted elsewhere on
+    cluster nodes.
+    """
 
     input: str
     style: str
@@ -53,8 +56,9 @@ class Job:
 
 
 def list_images(folder: str | os.PathLike, what: str) -> list[str]:
-    """Relative POSIX paths of the images below ``folder`` (recursive, sorted, hidden files and
-    folders skipped).
+    """Relative POSIX paths of the images below ``folder``.
+
+    Recursive and sorted; hidden files and folders are skipped.
 
     Raises:
         ImageError: the folder does not exist or holds no images.
@@ -75,16 +79,20 @@ def list_images(folder: str | os.PathLike, what: str) -> list[str]:
 
 
 def job_seed(seed: int, name: str) -> int:
-    """A 63-bit seed for ``name`` (an input path) under the job seed: stable across processes and
-    Python versions (sha256, not ``hash()``, which is salted per process)."""
+    """A 63-bit seed for ``name`` (an input path) under the job seed.
+
+    Stable across processes and Python versions (sha256, not ``hash()``, which is salted per process).
+    """
     digest = hashlib.sha256(f"{seed}\0{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
 
 def _output_name(input_path: str, style: str | None, suffix: str) -> str:
-    """``a/b/photo.jpg`` -> ``a/b/photo.png``; with a style (``all``), ``a/b/photo__<style>.png``
-    where the style's own folders are joined by ``-`` (so styles with the same name in two
-    sub-folders do not collide)."""
+    """``a/b/photo.jpg`` -> ``a/b/photo.png``; with a style (``all``), ``a/b/photo__<style>.png``.
+
+    The style's own folders are joined by ``-`` (so styles with the same name in two
+    sub-folders do not collide).
+    """
     stem = input_path.rsplit(".", 1)[0]
     if style is not None:
         stem += "__" + style.rsplit(".", 1)[0].replace("/", "-")

@@ -31,6 +31,7 @@ from ..errors import OptionError
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale, mean_std_loss
 from ..nets.decoder import VGGDecoder
 from ..nets.sanet import SANetTransform
+from ..nets.spec import WeightsSpec
 from ..ops.layout import channels_last
 from ..ops.stats import instance_normalize
 from ..pipelines.base import MethodConfig, option, register
@@ -41,6 +42,9 @@ __all__ = ["SANetConfig", "SANetMethod", "SANetTraining", "SANetTrainingOptions"
 
 LAYERS = ("relu4_1", "relu5_1")
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: The trained attention transform (relu4_1 and relu5_1) and its relu4_1 decoder.
+TRANSFORM = WeightsSpec("sanet_transform", config="configs/sanet.yaml", what="SANet transform")
+DECODER = WeightsSpec("sanet_decoder", config="configs/sanet.yaml", what="relu4_1 decoder", layer="relu4_1")
 
 
 @dataclass(frozen=True)
@@ -72,26 +76,22 @@ class SANetMethod(FeedForwardMethod):
     decoder_layers = ("relu4_1",)
     extra_layers = ("relu5_1",)
 
-    def decoder_file(self, layer: str) -> str:
-        return "sanet_decoder"
-
-    def decoder_path(self, layer: str) -> str:
-        return self.config.decoder
+    decoder_weights = DECODER
 
     def transform(self) -> SANetTransform:
         """The trained SANet transform, loaded on first use."""
         return self.load_network(
             self._networks, "transform", lambda key: SANetTransform(self.encoder.channels("relu4_1")),
-            stem="sanet_transform", path=self.config.transform, hint=self.train_hint("relu4_1"),
-            expect={}, what="SANet transform")
+            TRANSFORM, path=self.config.transform)
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
         net = self.transform().to(content.device)
         temperature = self.config.temperature
-        pair = tuple(self.encode_layers(content, LAYERS, precision, tile))
+        relu4_1, relu5_1 = self.encode_layers(content, LAYERS, precision, tile)
+        pair = (relu4_1, relu5_1)
         style_pairs = [self.remember(style, f"sanet/{precision}/{tile}",
-                                     lambda s=style: tuple(self.encode_layers(s, LAYERS, precision, tile)))
+                                     lambda s: tuple(self.encode_layers(s, LAYERS, precision, tile)))
                        for style in styles]
 
         def transform(c: Tensor, style: Any, mask: Tensor | None) -> Tensor:
@@ -122,14 +122,14 @@ class SANetTrainingOptions(MethodConfig):
 
 
 @register_task
-class SANetTraining(TrainingTask):
+class SANetTraining(TrainingTask[nn.ModuleDict]):
     """Trains the SANet transform and decoder together; the encoder stays frozen."""
 
     name = "sanet"
     Options = SANetTrainingOptions
     options: SANetTrainingOptions
 
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> nn.ModuleDict:
         scales = self.options.feature_scales
         return nn.ModuleDict({
             "transform": SANetTransform(self.encoder.channels("relu4_1"),
@@ -146,7 +146,7 @@ class SANetTraining(TrainingTask):
         features = model["transform"]((content["relu4_1"], content["relu5_1"]), (style["relu4_1"], style["relu5_1"]))
         return model["decoder"](channels_last(features))
 
-    def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+    def losses(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
         assert style is not None
         opts = self.options
         layers = self._layers()
@@ -173,17 +173,14 @@ class SANetTraining(TrainingTask):
             "identity_feature": opts.identity_feature_weight * identity_feature,
         }
 
-    def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+    def sample(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> Tensor:
         assert style is not None
         return self._decode(model, self.encoder(content, LAYERS), self.encoder(style, LAYERS))
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
-        return {"sanet_transform": model["transform"].state_dict(), "sanet_decoder": model["decoder"].state_dict()}
+    def export(self, model: nn.ModuleDict) -> dict[str, nn.Module | dict[str, Tensor]]:
+        return {TRANSFORM.file(): model["transform"], DECODER.file(): model["decoder"]}
 
-    def metadata(self, stem: str) -> dict[str, str]:
-        return super().metadata(stem) | ({"layer": "relu4_1"} if stem == "sanet_decoder" else {})
-
-    def load_init(self, model: nn.Module, state: dict[str, Tensor]) -> str:
+    def load_init(self, model: nn.ModuleDict, state: dict[str, Tensor]) -> str:
         """Start the decoder from a relu4_1 decoder export (AdaIN's), or both parts from SANet exports."""
         counts = [f"{part}: {load_matching(model[part], state)[0]}" for part in ("transform", "decoder")]
         return "initialised tensors per part: " + ", ".join(counts)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ImageTooSmallError, OptionError
+from ..ops.layout import spatial_size
 from ..ops.padding import pad_to_multiple
 
 __all__ = ["STRIDE", "ImagePool", "PatchDiscriminator", "ResnetGenerator", "init_weights", "lsgan_loss",
@@ -155,7 +156,7 @@ class PatchDiscriminator(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         if min(image.shape[-2:]) < self.min_size:
             raise ImageTooSmallError(f"the PatchGAN with {self.layers} layers needs images of at least "
-                                     f"{self.min_size} px a side, got {tuple(image.shape[-2:])}")
+                                     f"{self.min_size} px a side, got {spatial_size(image)}")
         return self.net(to_signed(image))
 
 

@@ -69,8 +69,10 @@ def locate(stem: str, *, train_hint: str) -> Path:
 
 
 def locate_model(model: str | Path, *, train_hint: str) -> Path:
-    """A trained model given as a ``.safetensors`` file (or any existing file) or as a name found
-    by :func:`locate` (``$ATELIER_HOME/weights`` first, then the shipped weights)."""
+    """The path of a trained model given as a ``.safetensors`` file (or any existing file) or as a name.
+
+    A name is found by :func:`locate` (``$ATELIER_HOME/weights`` first, then the shipped weights).
+    """
     path = Path(model)
     if path.suffix != ".safetensors" and not path.is_file():
         path = locate(str(model), train_hint=train_hint)
@@ -110,8 +112,11 @@ def read_weights(path: str | Path, *, expect: dict[str, str] | None = None) -> t
 
 
 def describe_load_error(error: Exception) -> str:
-    """One line for a ``load_state_dict`` failure: its first specific complaint (a missing key,
-    a size mismatch) and how many more there are, instead of PyTorch's many-line list."""
+    """One line for a ``load_state_dict`` failure, instead of PyTorch's many-line list.
+
+    The line gives its first specific complaint (a missing key, a size mismatch) and how many more
+    there are.
+    """
     lines = [line.strip().rstrip(".") for line in str(error).splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
@@ -125,10 +130,12 @@ def describe_load_error(error: Exception) -> str:
 
 
 def load_into(network: nn.Module, path: str | Path, *, expect: dict[str, str], what: str) -> nn.Module:
-    """Load the verified weights file ``path`` (see :func:`read_weights`) into ``network``, in float32;
-    :class:`OptionError` naming ``what`` when the tensors do not fit. Modules with an
+    """Load the verified weights file ``path`` (see :func:`read_weights`) into ``network``, in float32.
+
+    Raises :class:`OptionError` naming ``what`` when the tensors do not fit. Modules with an
     ``apply_header(header)`` method then read their architecture entries from the file's header.
-    Returns ``network``."""
+    Returns ``network``.
+    """
     state, header = read_weights(path, expect=expect)
     try:
         network.load_state_dict({k: v.float() for k, v in state.items()})
@@ -143,8 +150,10 @@ def load_into(network: nn.Module, path: str | Path, *, expect: dict[str, str], w
 
 
 def _clean_card(card: object, path: Path) -> dict[str, Any]:
-    """A model card with the fields ``atelier models`` reads in the expected types; anything
-    malformed is dropped and named in ``card["note"]`` (the file is still listed)."""
+    """A model card with the fields ``atelier models`` reads in the expected types.
+
+    Anything malformed is dropped and named in ``card["note"]`` (the file is still listed).
+    """
     problems: list[str] = []
     if not isinstance(card, dict):
         problems.append(f"model card is {type(card).__name__}, not an object")

@@ -143,8 +143,11 @@ def launch_command(nproc: int, train_args: Sequence[str]) -> list[str]:
 
 
 def launch(nproc: int, train_args: Sequence[str]) -> int:
-    """Run :func:`launch_command` and return its exit status; Ctrl-C or SIGTERM here is passed on
-    as SIGTERM (torchrun hands it to every process; rank 0 saves a checkpoint) and gives 130."""
+    """Run :func:`launch_command` and return its exit status.
+
+    Ctrl-C or SIGTERM here is passed on as SIGTERM (torchrun hands it to every process; rank 0
+    saves a checkpoint) and gives 130.
+    """
     process = subprocess.Popen(launch_command(nproc, train_args))
     try:
         return process.wait()

@@ -51,7 +51,7 @@ from .config import TrainConfig, load_config
 from .data import ImageFolder, ImageSource, SourceFactory
 from .distributed import World, current_world
 from .features import FeaturePool
-from .task import Phase, TrainingTask, get_task, options_for
+from .task import Phase, TrainingTask, exported_files, get_task, options_for
 
 __all__ = ["TrainResult", "TrainingError", "TrainingInterrupted", "learning_rate", "train"]
 
@@ -126,7 +126,11 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 @contextmanager
@@ -183,9 +187,8 @@ class _Run:
         self.model = task.build_model().to(self.device)
         self.encoder = task.encoder.to(self.device) if task.needs_encoder else None
         phases = task.phases(self.model)
-        # One phase over every parameter is the classic single-optimizer task; its checkpoint
-        # keeps the single "optimizer" entry, so runs started before phases existed resume.
-        self.single = phases is None
+        #: Whether the task has several phases (GANs); one phase is one Adam over the whole model.
+        self.phased = phases is not None and len(phases) > 1
         self.phases: list[Phase] = phases or [
             Phase("model", list(self.model.parameters()), lambda model, c, s, _: task.losses(model, c, s))]
         names = [phase.name for phase in self.phases]
@@ -240,10 +243,7 @@ class _Run:
             "ema": self.ema, "history": self.history, "config": self.config.to_dict(),
             "skipped": sorted(str(p) for p in self._skipped()),
         }
-        if self.single:
-            state["optimizer"] = self.optimizers["model"].state_dict()
-        else:
-            state["optimizers"] = {name: opt.state_dict() for name, opt in self.optimizers.items()}
+        state["optimizers"] = {name: opt.state_dict() for name, opt in self.optimizers.items()}
         task_state = self.task.state_dict()
         if task_state:
             state["task"] = task_state
@@ -269,14 +269,12 @@ class _Run:
                                 "use another output folder or --fresh")
         try:
             self.model.load_state_dict(state["model"])
-            if self.single:
-                self.optimizers["model"].load_state_dict(state["optimizer"])
-            else:
-                saved = state.get("optimizers", {})
-                if sorted(saved) != sorted(self.optimizers):
-                    raise ValueError(f"optimizers {sorted(saved)} saved, {sorted(self.optimizers)} needed")
-                for name, optimizer in self.optimizers.items():
-                    optimizer.load_state_dict(saved[name])
+            # Checkpoints written before tasks had phases hold one "optimizer" (the "model" phase's).
+            saved = state.get("optimizers") or ({"model": state["optimizer"]} if "optimizer" in state else {})
+            if sorted(saved) != sorted(self.optimizers):
+                raise ValueError(f"optimizers {sorted(saved)} saved, {sorted(self.optimizers)} needed")
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(saved[name])
             self.task.load_state_dict(state.get("task", {}))
         except (RuntimeError, ValueError, KeyError) as error:
             raise TrainingError(f"{path}: checkpoint does not fit this model ({str(error).splitlines()[0]}); "
@@ -309,12 +307,15 @@ class _Run:
         """This process's share of the step's global batch (all of it in a single process)."""
         content = self.content.batch(self.config.batch_size, self.rng)
         style = self.style.batch(self.config.batch_size, self.rng) if self.style is not None else None
-        return self._to_device(self.world.shard(content)), self._to_device(self.world.shard(style))
+        shard = self.world.shard(content)
+        assert shard is not None
+        return self._on_device(shard), self._to_device(self.world.shard(style))
+
+    def _on_device(self, images: Tensor) -> Tensor:
+        return channels_last(images.to(self.device))
 
     def _to_device(self, images: Tensor | None) -> Tensor | None:
-        if images is None:
-            return None
-        return channels_last(images.to(self.device))
+        return None if images is None else self._on_device(images)
 
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -322,7 +323,7 @@ class _Run:
     @contextmanager
     def _only(self, phase: Phase) -> Iterator[None]:
         """While ``phase`` runs, the other phases' parameters need no gradients (restored after)."""
-        if self.single:
+        if not self.phased:
             yield
             return
         own = {id(p) for p in phase.parameters}
@@ -352,7 +353,7 @@ class _Run:
                     parts = phase.losses(self.model, content, style, context)
                 loss = torch.stack([p.float() for p in parts.values()]).sum()
                 if not torch.isfinite(loss):
-                    where = "" if self.single else f" of phase {phase.name!r}"
+                    where = f" of phase {phase.name!r}" if self.phased else ""
                     raise TrainingError(f"the loss{where} became {loss.item()} at step {self.step + 1}; lower lr "
                                         "or restart from the last checkpoint")
                 optimizer.zero_grad(set_to_none=True)
@@ -362,13 +363,13 @@ class _Run:
             if phase.after_step is not None:
                 phase.after_step()
             totals[phase.name] = loss.item()
-            for key, value in parts.items():
+            for key, term in parts.items():
                 if key in terms:
                     raise ValueError(f"task {self.config.task!r}: loss term {key!r} appears in two phases")
-                terms[key] = value.detach().item()
+                terms[key] = term.detach().item()
         self.step += 1
         values = {"loss": sum(totals.values())}
-        if not self.single:
+        if self.phased:
             values |= {f"loss_{name}": total for name, total in totals.items()}
         values |= terms
         values = self.world.average_values(values, self.device)
@@ -384,7 +385,7 @@ class _Run:
         assert content is not None
         self.model.eval()
         with torch.no_grad(), self._autocast():
-            output = self.task.sample(self.model, self._to_device(content), self._to_device(style))
+            output = self.task.sample(self.model, self._on_device(content), self._to_device(style))
         grid = sample_grid(content, style, output.float().cpu())
         path = self.output / "samples" / f"step_{self.step:06d}.png"
         save_image(grid, path, overwrite=True)
@@ -408,7 +409,7 @@ class _Run:
     def timed_step(self) -> tuple[dict[str, float], float]:
         """One :meth:`train_step`, timed and recorded; returns its values and its seconds."""
         # Several processes: stop between steps only, so none is left waiting in an all-reduce.
-        with _whole_step(not self.single or self.world.distributed):
+        with _whole_step(self.phased or self.world.distributed):
             start = time.perf_counter()
             values = self.train_step()
             seconds = time.perf_counter() - start
@@ -471,17 +472,17 @@ class _Run:
             images, style = images[:count], style[:count]
         self.model.eval()
         with self._autocast():
-            return self.task.evaluate(self.model, self._to_device(images), self._to_device(style))
+            return self.task.evaluate(self.model, self._on_device(images), self._to_device(style))
 
     # -- export ------------------------------------------------------------------------------
     def export(self, metrics: dict[str, float]) -> list[Path]:
         cfg = self.config
         dtype = getattr(torch, cfg.export_dtype)
         written = []
-        for stem, state in self.task.export(self.model).items():
+        for stem, (state, header) in exported_files(self.task, self.model).items():
             tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                        for k, v in state.items()}
-            metadata = self.task.metadata(stem) | {"steps": str(self.step)}
+            metadata = header | {"steps": str(self.step)}
             path = self.output / f"{stem}.safetensors"
             with atomic_path(path) as temp:
                 save_file(tensors, str(temp), metadata=metadata)
