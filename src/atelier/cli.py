@@ -1,5 +1,5 @@
 """Command-line interface: ``atelier stylize``, ``translate``, ``eval``, ``methods``, ``train``, ``batch``,
-``recipe``, ``models``.
+``recipe``, ``models``, ``serve``.
 
 argparse lives here only. Method options are generated from the method configs, so every
 option of every method is documented by ``--help`` and spelled the same everywhere.
@@ -203,7 +203,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list trained weights (shipped and in $ATELIER_HOME/weights)")
     models.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    _add_serve_parser(commands)
     return parser
+
+
+def _add_serve_parser(commands: Any) -> None:
+    """``atelier serve``: the web studio and HTTP API (the ``web`` extra; logic in :mod:`atelier.web`)."""
+    serve = commands.add_parser(
+        "serve", help="the web studio and HTTP API (pip install 'atelier[web]')",
+        description="Serve the studio page and its HTTP API (OpenAPI docs at /docs). Binds 127.0.0.1 unless "
+                    "--host says otherwise; any other address needs --token.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--token", default=None, help="secret clients must send (required beyond 127.0.0.1)")
+    serve.add_argument("--workers", type=int, default=None, help="jobs run at once (default: one per core)")
+    serve.add_argument("--queue", type=int, default=20, help="jobs waiting or running; more get HTTP 503")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload")
+    serve.add_argument("--preview-size", type=int, default=256, help="longest side of live previews, px")
+    serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    serve.add_argument("--gallery", action="append", default=None, metavar="DIR",
+                       help="folder of example paintings for the style gallery (repeatable; default: ./examples "
+                            "when it exists)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .devices import resolve_device
+    from .web import serve
+
+    gallery = args.gallery if args.gallery is not None else [p for p in ("examples",) if Path(p).is_dir()]
+    serve(args.host, args.port, token=args.token, workers=args.workers, queue_limit=args.queue,
+          max_upload_mb=args.max_upload_mb, preview_size=args.preview_size, device=resolve_device(args.device),
+          gallery=gallery)
+    return 0
 
 
 def _list_methods(name: str | None) -> int:
@@ -656,6 +688,8 @@ def _run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
             return _recipe(args)
         if args.command == "models":
             return _models(args)
+        if args.command == "serve":
+            return _serve(args)
         parser.print_help()
         return 2
     except AtelierError as error:
