@@ -1,5 +1,5 @@
-"""Command-line interface: ``atelier stylize``, ``translate``, ``eval``, ``methods``, ``train``, ``recipe``,
-``models``, ``serve``.
+"""Command-line interface: ``atelier stylize``, ``translate``, ``eval``, ``methods``, ``train``, ``batch``,
+``recipe``, ``models``, ``serve``.
 
 argparse lives here only. Method options are generated from the method configs, so every
 option of every method is documented by ``--help`` and spelled the same everywhere.
@@ -193,8 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="override any top-level config key, value in YAML syntax (e.g. --set batch_size=4)")
     training.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start at step 0")
+    training.add_argument("--nproc", type=int, default=1,
+                          help="data-parallel processes on this machine (torchrun; gloo on the CPU, NCCL with one GPU "
+                               "each); batch_size stays the global batch. Under torchrun itself, leave it at 1")
     training.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
+    _add_batch_parser(commands)
     _add_recipe_parser(commands)
 
     models = commands.add_parser("models", help="list trained weights (shipped and in $ATELIER_HOME/weights)")
@@ -252,8 +256,13 @@ def _build(args: argparse.Namespace) -> tuple[Method, str]:
     label of default output names (the model's name for trained-model methods)."""
     model = getattr(args, "model", None)
     name = args.method or ("johnson" if model else "gatys")
-    cls = get_method(name)
-    method_fields = set(cls.Config.field_names())
+    label = Path(model).stem if model else name
+    return get_method(name)(**_chosen_options(args, name)), label
+
+
+def _chosen_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The method options given on the command line (each checked to apply to method ``name``)."""
+    method_fields = set(get_method(name).Config.field_names())
     all_options = _method_options()
     options = {}
     for option_name in all_options:
@@ -264,8 +273,7 @@ def _build(args: argparse.Namespace) -> tuple[Method, str]:
                     f"(it applies to: {', '.join(all_options[option_name][2])})"
                 )
             options[option_name] = getattr(args, option_name)
-    label = Path(model).stem if model else name
-    return cls(**options), label
+    return options
 
 
 def _stylize(args: argparse.Namespace) -> int:
@@ -448,14 +456,90 @@ def _train(args: argparse.Namespace) -> int:
     for key in ("steps", "output", "device"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if args.nproc != 1:
+        return _train_processes(args)
     try:
         result = train(args.config, overrides=overrides, fresh=args.fresh, progress=not args.quiet)
     except TrainingInterrupted as stop:
-        print(f"atelier: {stop}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 saved the checkpoint
+            print(f"atelier: {stop}", file=sys.stderr)
         return 130
     for path in result.exported:
         print(f"exported {path} (model card {path.with_suffix('.json')})", file=sys.stderr)
     return 0
+
+
+def _add_batch_parser(commands: Any) -> None:
+    """``atelier batch`` (logic in :mod:`atelier.batch`)."""
+    from .batch import ASSIGNMENTS, ENGINES
+
+    batch = commands.add_parser(
+        "batch", help="stylize a whole folder tree (resumable, locally or on a Ray cluster)",
+        description="Stylize every image below INPUT_DIR, each with a style from --styles, into the same tree "
+                    "below --output. OUTPUT_DIR/manifest.jsonl records every image (input, style, options, output, "
+                    "seconds, status); re-running skips what is done, and a failed image is recorded with its "
+                    "reason without stopping the job. See docs/CLUSTER.md for Ray clusters.",
+    )
+    batch.add_argument("input", metavar="INPUT_DIR", help="folder of content images (searched recursively)")
+    batch.add_argument("--output", "-o", required=True, metavar="OUTPUT_DIR", help="output folder (mirrors INPUT_DIR)")
+    batch.add_argument("--styles", required=True, metavar="STYLE_DIR", help="folder of style images (recursive)")
+    batch.add_argument("--method", "-m", default="adain", help="method taking style images (default: adain)")
+    batch.add_argument("--style-per-image", choices=ASSIGNMENTS, default="random",
+                       help="random (default): one style per input, drawn from --seed and its path; cycle: the "
+                            "styles in turn; all: every input with every style (<name>__<style>.png)")
+    batch.add_argument("--seed", type=int, default=0, help="seed of the style assignment and of random methods")
+    batch.add_argument("--engine", choices=ENGINES, default="local",
+                       help="local (default): a process pool here; ray: Ray Data actors (pip install 'atelier[ray]')")
+    batch.add_argument("--address", default=None, metavar="ray://HOST:PORT",
+                       help="Ray cluster to run on (default: a local Ray, or $RAY_ADDRESS)")
+    batch.add_argument("--workers", type=int, default=0, help="processes or Ray actors (default: one per core)")
+    batch.add_argument("--batch-size", type=int, default=8, help="images of one size per network call (default: 8)")
+    batch.add_argument("--size", type=int, default=512, help="longest side of the outputs in px (default: 512)")
+    batch.add_argument("--format", choices=sorted(s.lstrip(".") for s in SAVE_FORMATS), default="png",
+                       help="output format (default: png)")
+    batch.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    batch.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                       help="refuse (and record as failed) images above this many pixels "
+                            f"(default: {DEFAULT_MAX_PIXELS})")
+    batch.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    specific = batch.add_argument_group("method options (see `atelier stylize --help`)")
+    for _, (f, annotation, methods) in sorted(_method_options().items()):
+        _add_method_option(specific, f, annotation, methods)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import BatchInterrupted, MethodSpec, run_batch
+    from .devices import resolve_device
+
+    spec = MethodSpec(args.method, _chosen_options(args, args.method))
+    try:
+        result = run_batch(args.input, args.output, args.styles, spec, mode=args.style_per_image, seed=args.seed,
+                           engine=args.engine, workers=args.workers, address=args.address, size=args.size,
+                           # A Ray cluster's GPUs need not be on this machine: its actors check the device.
+                           device=args.device if args.engine == "ray" else resolve_device(args.device),
+                           max_pixels=args.max_pixels,
+                           batch_size=args.batch_size, suffix="." + args.format, progress=not args.quiet)
+    except BatchInterrupted as stop:
+        print(f"atelier: {stop}", file=sys.stderr)
+        return 130
+    if result.failed:
+        print(f"atelier: error: {result.failed} of {result.planned} images failed; their reasons are in "
+              f"{result.manifest} (status failed); fix them and run the same command again", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _train_processes(args: argparse.Namespace) -> int:
+    """``atelier train --nproc N``: the same command as N processes under torchrun."""
+    from .train.distributed import launch
+
+    if "WORLD_SIZE" in os.environ:
+        raise OptionError("already running under torchrun; drop --nproc (torchrun's --nproc-per-node sets it)")
+    forwarded = [args.config, *(f"--set={item}" for item in args.set)]
+    forwarded += [f"--{key}={getattr(args, key)}" for key in ("steps", "output", "device")
+                  if getattr(args, key) is not None]
+    forwarded += [flag for flag, on in (("--fresh", args.fresh), ("--quiet", args.quiet)) if on]
+    return launch(args.nproc, forwarded)
 
 
 def _add_recipe_parser(commands: Any) -> None:
@@ -598,6 +682,8 @@ def _run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
             return _list_methods(args.name)
         if args.command == "train":
             return _train(args)
+        if args.command == "batch":
+            return _batch(args)
         if args.command == "recipe":
             return _recipe(args)
         if args.command == "models":

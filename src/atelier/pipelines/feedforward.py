@@ -274,6 +274,50 @@ class FeedForwardMethod(VGGMethod):
         """
         raise NotImplementedError
 
+    def transfer_batch(self, contents: Tensor, styles: Sequence[Tensor], precision: str) -> Tensor:
+        """Stylized images ``(B, 3, H, W)``: content ``i`` with style ``styles[i]`` alone, untiled.
+
+        The default runs :meth:`transfer` once per image; a method whose transform works image by
+        image between a batched encoder and decoder overrides it (one network call for the batch).
+        """
+        return torch.cat([self.transfer(contents[i : i + 1], [style], [1.0], None, precision, 0, Run(progress=False))
+                          for i, style in enumerate(styles)])
+
+    def stylize_batch(self, contents: Tensor, styles: Sequence[Tensor], *, device: str = "cpu") -> Tensor:
+        """Stylize ``contents`` ``(B, 3, H, W)`` (one size), image ``i`` with the single style ``styles[i]``.
+
+        What ``atelier batch`` calls: the encoder and decoder run once per batch where
+        :meth:`transfer_batch` allows it. A batch that would need tiles is done image by image
+        through :meth:`stylize` (which tiles), so memory stays within the same budget.
+        """
+        if len(styles) != contents.shape[0]:
+            raise OptionError(f"{contents.shape[0]} contents but {len(styles)} styles; give one style per content")
+        cfg = self.config
+        torch_device = torch.device(device)
+        precision = resolve_precision(cfg.precision, torch_device)
+        batch, _, height, width = contents.shape
+        sizes = [scaled_style_size(style, (height, width), cfg.style_scale) for style in styles]
+        share = sum(h * w for h, w in sizes) / (height * width)
+        if batch == 1 or min(height, width) < self.min_side() or self.plan_tiles(height * batch, width, precision,
+                                                                                 share):
+            # One at a time: the size checks and tiling of stylize() (and its one-line errors).
+            return torch.cat([self.stylize(contents[i : i + 1], [style], style_weights=[1.0], device=device,
+                                           progress=False).image for i, style in enumerate(styles)])
+        need = self.min_side()
+        self.encoder.to(torch_device)
+        resized = []
+        for index, (style, size) in enumerate(zip(styles, sizes)):
+            if min(size) < need:
+                raise ImageTooSmallError(f"style {index + 1} resized to {size[1]}x{size[0]} px is smaller than "
+                                         f"{need} px; raise --style-scale or --size")
+            resized.append(self.remember(style, f"resize/{size}/{torch_device}",
+                                         lambda s=style, z=size: resize_to(s.to(torch_device), z)))
+        stride = max(VGGEncoder.downsampling(layer) for layer in (*self.decoder_layers, *self.extra_layers))
+        padded, _ = pad_to_multiple(contents.to(torch_device), stride)
+        with torch.no_grad():
+            images = self.transfer_batch(padded, resized, precision)
+        return images[..., :height, :width].float().clamp(0, 1)
+
     def stylize(
         self,
         content: Tensor,
@@ -353,3 +397,15 @@ class FeatureMatchingMethod(FeedForwardMethod):
         target = blend_features(content_features, style_features, weights, self.match, masks=masks,
                                 alpha=self.config.alpha)
         return self.decode(layer, target, precision, tile)
+
+    def transfer_batch(self, contents: Tensor, styles: Sequence[Tensor], precision: str) -> Tensor:
+        """One encoder pass for the batch, :meth:`match` per image (its own style), one decoder pass."""
+        layer = self.decoder_layers[0]
+        content_features = self.encode_layer(contents, layer, precision)
+        alpha = self.config.alpha
+        targets = []
+        for i, style in enumerate(styles):
+            features = content_features[i : i + 1]
+            matched = self.match(features, self.style_features(style, layer, precision), None)
+            targets.append(alpha * matched + (1 - alpha) * features if alpha < 1 else matched)
+        return self.decode(layer, torch.cat(targets), precision)

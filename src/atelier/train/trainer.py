@@ -11,6 +11,10 @@ A task with several optimizers (GANs; :meth:`TrainingTask.phases`) runs through 
 loop: each step draws one batch, then runs the phases in order, each with its own Adam (same
 schedule, betas and weight decay), and the checkpoint holds every optimizer's state plus the
 task's own run state (:meth:`TrainingTask.state_dict`, e.g. an image pool).
+
+Under ``torchrun`` (or ``atelier train --nproc N``) the same loop runs in every process: each
+keeps its slice of the global batch, gradients and logged losses are averaged over the
+processes, and rank 0 alone writes files (see :mod:`atelier.train.distributed`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from ..ops.layout import channels_last
 from ..progress import Progress, format_duration
 from .config import TrainConfig, load_config
 from .data import ImageFolder, ImageSource, SourceFactory
+from .distributed import World, current_world
 from .features import FeaturePool
 from .task import Phase, TrainingTask, exported_files, get_task, options_for
 
@@ -158,11 +163,15 @@ class _Run:
     """
 
     def __init__(self, config: TrainConfig, task: TrainingTask, *, progress: bool,
-                 sources: SourceFactory | None = None) -> None:
+                 sources: SourceFactory | None = None, world: World | None = None) -> None:
         self.config = config
         self.task = task
+        self.world = world or World()
+        self.world.check_batch(config.batch_size)
         self.output = check_writable_folder(config.output, "training output")
         self.device = torch.device(resolve_device(config.device))
+        if self.world.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank)
         self.precision = resolve_precision(config.precision, self.device)
         self.open_source: SourceFactory = sources or ImageFolder
         self.content: ImageSource = self.open_source(config.content, crop_size=config.crop_size,
@@ -194,7 +203,7 @@ class _Run:
         self.elapsed = 0.0
         self.ema: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
-        self.progress_enabled = progress
+        self.progress_enabled = progress and self.world.is_main
         cached = task.cached_layer() if config.feature_cache and self.encoder is not None else None
         if cached is not None:
             self._pool_features(cached)
@@ -225,6 +234,9 @@ class _Run:
         return self.output / CHECKPOINT
 
     def save_checkpoint(self) -> Path:
+        """Write the checkpoint (rank 0 only; the others' state is the same)."""
+        if not self.world.is_main:
+            return self.checkpoint_path
         state: dict[str, Any] = {
             "model": self.model.state_dict(), "step": self.step,
             "python_rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed,
@@ -292,9 +304,12 @@ class _Run:
 
     # -- the loop ----------------------------------------------------------------------------
     def batch(self) -> tuple[Tensor, Tensor | None]:
+        """This process's share of the step's global batch (all of it in a single process)."""
         content = self.content.batch(self.config.batch_size, self.rng)
         style = self.style.batch(self.config.batch_size, self.rng) if self.style is not None else None
-        return self._on_device(content), self._to_device(style)
+        shard = self.world.shard(content)
+        assert shard is not None
+        return self._on_device(shard), self._to_device(self.world.shard(style))
 
     def _on_device(self, images: Tensor) -> Tensor:
         return channels_last(images.to(self.device))
@@ -343,6 +358,7 @@ class _Run:
                                         "or restart from the last checkpoint")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                self.world.average_gradients(phase.parameters)
                 optimizer.step()
             if phase.after_step is not None:
                 phase.after_step()
@@ -356,6 +372,7 @@ class _Run:
         if self.phased:
             values |= {f"loss_{name}": total for name, total in totals.items()}
         values |= terms
+        values = self.world.average_values(values, self.device)
         for key, value in values.items():
             self.ema[key] = value if key not in self.ema else 0.95 * self.ema[key] + 0.05 * value
         return values
@@ -391,7 +408,8 @@ class _Run:
 
     def timed_step(self) -> tuple[dict[str, float], float]:
         """One :meth:`train_step`, timed and recorded; returns its values and its seconds."""
-        with _whole_step(self.phased):
+        # Several processes: stop between steps only, so none is left waiting in an all-reduce.
+        with _whole_step(self.phased or self.world.distributed):
             start = time.perf_counter()
             values = self.train_step()
             seconds = time.perf_counter() - start
@@ -401,6 +419,7 @@ class _Run:
 
     def run(self) -> TrainResult:
         cfg = self.config
+        self.world.broadcast_module(self.model)  # the same start everywhere, however it was made
         self.prepare()
         bar = Progress(cfg.steps, label=f"train {cfg.run_name} ", unit="step", enabled=self.progress_enabled)
         bar.rebase(self.step)
@@ -412,7 +431,7 @@ class _Run:
                 bar.update(self.step, **shown)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.world.is_main:
                     self.write_samples()
         except KeyboardInterrupt:
             bar.close()
@@ -423,13 +442,18 @@ class _Run:
         return self.finish(samples=bool(cfg.sample_every))
 
     def finish(self, *, samples: bool) -> TrainResult:
-        """Checkpoint, the last sample grid (when ``samples``), held-out evaluation and export."""
+        """Checkpoint, the last sample grid (when ``samples``), held-out evaluation and export
+        (rank 0; the other processes only wait for it)."""
+        if not self.world.is_main:
+            self.world.barrier()
+            return TrainResult(step=self.step, output=self.output, history=self.history)
         self.save_checkpoint()
         if samples:
             self.write_samples()
         metrics = {f"final_{k}": v for k, v in self.ema.items()}
         metrics |= self.evaluate()
         exported = self.export(metrics)
+        self.world.barrier()
         return TrainResult(step=self.step, output=self.output, exported=exported, metrics=metrics,
                            history=self.history)
 
@@ -513,6 +537,9 @@ def train(
         progress: print a progress line on stderr.
         encoder: a VGG-19 encoder to use instead of loading the config's weights (tests).
 
+    Under ``torchrun`` each process calls this; they join one process group (see
+    :mod:`atelier.train.distributed`), ``batch_size`` is the global batch and rank 0 writes.
+
     Raises:
         atelier.errors.AtelierError: a bad config, data folder or checkpoint.
         TrainingInterrupted: on Ctrl-C, after saving a checkpoint.
@@ -523,7 +550,15 @@ def train(
         cfg = load_config(config, overrides)
     task_cls = get_task(cfg.task)
     task = task_cls(options_for(task_cls, cfg.options), encoder=encoder)
-    run = _Run(cfg, task, progress=progress)
+    world = current_world(resolve_device(cfg.device))
+    try:
+        return _train(cfg, task, world, fresh=fresh, progress=progress and world.is_main)
+    finally:
+        world.close()
+
+
+def _train(cfg: TrainConfig, task: TrainingTask, world: World, *, fresh: bool, progress: bool) -> TrainResult:
+    run = _Run(cfg, task, progress=progress, world=world)
     resumed = False if fresh else run.resume()
     if not resumed and cfg.init:
         message = task.load_init(run.model, read_safetensors(cfg.init))
