@@ -274,6 +274,19 @@ class FeedForwardMethod(VGGMethod):
         """
         raise NotImplementedError
 
+    def resized_styles(self, styles: Sequence[Tensor], sizes: Sequence[tuple[int, int]],
+                       device: torch.device) -> list[Tensor]:
+        """Each style on ``device`` at its size (remembered), refused when smaller than the layers allow."""
+        need = self.min_side()
+        resized = []
+        for index, (style, size) in enumerate(zip(styles, sizes)):
+            if min(size) < need:
+                raise ImageTooSmallError(f"style {index + 1} resized to {size[1]}x{size[0]} px is smaller than "
+                                         f"{need} px; raise --style-scale or --size")
+            resized.append(self.remember(style, f"resize/{size}/{device}",
+                                         functools.partial(_moved_and_resized, device=device, size=size)))
+        return resized
+
     def transfer_batch(self, contents: Tensor, styles: Sequence[Tensor], precision: str) -> Tensor:
         """Stylized images ``(B, 3, H, W)``: content ``i`` with style ``styles[i]`` alone, untiled.
 
@@ -303,15 +316,8 @@ class FeedForwardMethod(VGGMethod):
             # One at a time: the size checks and tiling of stylize() (and its one-line errors).
             return torch.cat([self.stylize(contents[i : i + 1], [style], style_weights=[1.0], device=device,
                                            progress=False).image for i, style in enumerate(styles)])
-        need = self.min_side()
         self.encoder.to(torch_device)
-        resized = []
-        for index, (style, size) in enumerate(zip(styles, sizes)):
-            if min(size) < need:
-                raise ImageTooSmallError(f"style {index + 1} resized to {size[1]}x{size[0]} px is smaller than "
-                                         f"{need} px; raise --style-scale or --size")
-            resized.append(self.remember(style, f"resize/{size}/{torch_device}",
-                                         lambda s=style, z=size: resize_to(s.to(torch_device), z)))
+        resized = self.resized_styles(styles, sizes, torch_device)
         stride = max(VGGEncoder.downsampling(layer) for layer in (*self.decoder_layers, *self.extra_layers))
         padded, _ = pad_to_multiple(contents.to(torch_device), stride)
         with torch.no_grad():
@@ -342,13 +348,7 @@ class FeedForwardMethod(VGGMethod):
         # Style maps are as large as style_scale makes them: count them in output-sized images.
         tile = self.plan_tiles(height, width, precision, sum(h * w for h, w in sizes) / (height * width))
         self.encoder.to(torch_device)
-        resized = []
-        for index, (style, size) in enumerate(zip(styles, sizes)):
-            if min(size) < need:
-                raise ImageTooSmallError(f"style {index + 1} resized to {size[1]}x{size[0]} px is smaller than "
-                                         f"{need} px; raise --style-scale or --size")
-            resized.append(self.remember(style, f"resize/{size}/{torch_device}",
-                                         functools.partial(_moved_and_resized, device=torch_device, size=size)))
+        resized = self.resized_styles(styles, sizes, torch_device)
         # Pad to a multiple of the deepest stride (reflection) so pooling loses no rows or columns.
         stride = max(VGGEncoder.downsampling(layer) for layer in (*self.decoder_layers, *self.extra_layers))
         padded, pad = pad_to_multiple(content.to(torch_device), stride)
