@@ -12,6 +12,7 @@ from .perceptual import (
     TotalVariationLoss,
     encode,
 )
+from .temporal import TemporalLoss
 
 __all__ = [
     "CAFFE_FEATURE_SCALES",
@@ -22,6 +23,7 @@ __all__ = [
     "MattingLoss",
     "PerceptualCriterion",
     "StyleTarget",
+    "TemporalLoss",
     "TotalVariationLoss",
     "covariance_loss",
     "encode",
