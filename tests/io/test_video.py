@@ -7,7 +7,7 @@ import torch
 
 from atelier.cli import main
 from atelier.errors import ImageError, OptionError, OutputExistsError
-from atelier.io.video import is_video, probe_video, read_frames, write_video
+from atelier.io.video import VideoInterrupted, is_video, probe_video, read_frames, write_video
 from helpers import export_transformer, smooth_image
 
 pytest.importorskip("av")
@@ -32,13 +32,20 @@ def test_write_then_read_round_trips_size_rate_and_pixels(tmp_path):
 def test_writing_is_atomic_and_refuses_to_clobber(tmp_path):
     path = tmp_path / "clip.mp4"
 
-    def interrupted():
-        yield from _frames(2)
+    def interrupted(after: int):
+        yield from _frames(after)
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        write_video(path, interrupted(), fps=10)
-    assert list(tmp_path.iterdir()) == []  # no partial video, no temporary file
+    with pytest.raises(KeyboardInterrupt) as stop:
+        write_video(path, interrupted(0), fps=10)
+    assert not isinstance(stop.value, VideoInterrupted)
+    assert list(tmp_path.iterdir()) == []  # nothing done: no video, no temporary file
+    # Ctrl-C after some frames: those frames as a complete, playable video, no temporary file.
+    with pytest.raises(VideoInterrupted) as stop:
+        write_video(path, interrupted(3), fps=10)
+    assert stop.value.frames == 3 and stop.value.path == path
+    assert list(tmp_path.iterdir()) == [path] and len(list(read_frames(path))) == 3
+    path.unlink()
     write_video(path, _frames(2), fps=10)
     with pytest.raises(OutputExistsError):
         write_video(path, _frames(2), fps=10)
