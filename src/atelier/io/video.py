@@ -277,8 +277,8 @@ class _AudioCopy:
             packet.pts -= shift
             if packet.dts is not None:
                 packet.dts -= shift
-            if packet.pts < 0:
-                continue  # before the first frame kept
+            if packet.pts + (packet.duration or 0) < 0:
+                continue  # wholly before the first frame kept (the one just before stays: AAC priming)
             if self.remux:
                 packet.stream = self.output
                 self.container.mux(packet)
