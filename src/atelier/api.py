@@ -324,8 +324,13 @@ def stylize_video(
     def stylize_frame(frame: Tensor, guide: TemporalGuide | None) -> Tensor:
         if seed is not None:
             torch.manual_seed(seed)  # the same noise every frame: less flicker
-        return stylize_tensor(frame, styles, method_obj, style_weights=style_weights, preserve_color=preserve_color,
-                              device=device, progress=False, temporal=guide).image
+        result = stylize_tensor(frame, styles, method_obj, style_weights=style_weights,
+                                preserve_color=preserve_color, device=device, progress=False, temporal=guide)
+        if result.interrupted:
+            # An optimisation catches Ctrl-C to return its best image; for a video the stop is the
+            # whole run's: the frames done so far are kept, this unfinished one is not.
+            raise KeyboardInterrupt
+        return result.image
 
     return map_video(source, stylize_frame, output=output, size=size, max_pixels=max_pixels, overwrite=overwrite,
                      progress=progress, temporal=temporal, guided=True, start=start, duration=duration, crf=crf,

@@ -279,3 +279,32 @@ def test_cli_video_options_are_refused_for_images(tmp_path, capsys):
                  "-o", str(tmp_path / "b.png")]) == 2
     assert "--no-temporal apply to video input only" in capsys.readouterr().err
     assert not (tmp_path / "b.png").exists()
+
+
+def test_ctrl_c_inside_an_optimisation_stops_the_whole_video(tmp_path):
+    """gatys/photo catch Ctrl-C to return their best image; in a video it must stop the run."""
+    from dataclasses import dataclass
+
+    from atelier.api import stylize_video
+    from atelier.pipelines.base import Method, MethodConfig, StylizeResult
+
+    @dataclass(frozen=True)
+    class StoppedConfig(MethodConfig):
+        pass
+
+    class Stopped(Method):
+        name, summary, paper, Config = "stopped", "test", "none", StoppedConfig
+        uses_style_images = False
+        calls = 0
+
+        def style_count(self):
+            return 1
+
+        def stylize(self, content, styles, **kwargs):
+            Stopped.calls += 1
+            return StylizeResult(image=content, interrupted=Stopped.calls == 4)
+
+    source = _clip_with_tone(tmp_path / "tone.mp4", frames=12)
+    with pytest.raises(VideoInterrupted) as stop:
+        stylize_video(source, None, Stopped(), output=tmp_path / "out.mp4", progress=False)
+    assert stop.value.frames == 3 and len(list(read_frames(tmp_path / "out.mp4"))) == 3
