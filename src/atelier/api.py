@@ -383,12 +383,15 @@ def map_video(
     video (:class:`~atelier.io.video.VideoInterrupted`), or writes nothing before the first frame.
     """
     from .io.video import VideoReader, prefetch, probe_video, write_video
+    from .ops.flow import require_opencv
     from .pipelines.temporal import temporal_map
     from .progress import Progress
 
     _check_video_output(output)
     check_max_pixels(max_pixels)
     options = _temporal_options(temporal)
+    if options is not None:
+        require_opencv()  # the flow's library, before any frame is done
     info = probe_video(source)
     if info.width * info.height > max_pixels:
         raise OptionError(f"{source}: {info.width}x{info.height} frames are above the limit of {max_pixels:,} pixels; "

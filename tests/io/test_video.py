@@ -231,6 +231,7 @@ def test_ctrl_c_keeps_the_frames_done_as_a_valid_shorter_video(tmp_path):
 
 
 def test_sigterm_during_a_video_keeps_a_valid_shorter_video_and_no_part_file(tmp_path):
+    pytest.importorskip("cv2")  # the default --temporal needs the flow
     import signal
     import subprocess
     import sys
@@ -283,6 +284,7 @@ def test_cli_video_options_are_refused_for_images(tmp_path, capsys):
 
 def test_ctrl_c_inside_an_optimisation_stops_the_whole_video(tmp_path):
     """gatys/photo catch Ctrl-C to return their best image; in a video it must stop the run."""
+    pytest.importorskip("cv2")
     from dataclasses import dataclass
 
     from atelier.api import stylize_video

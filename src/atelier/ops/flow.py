@@ -26,13 +26,14 @@ from ..errors import OptionError
 from ._checks import check_bchw
 
 __all__ = ["consistency_mask", "estimate_flow", "histogram_distance", "long_term_masks", "motion_boundaries",
-           "occlusion_mask", "warp", "warping_error"]
+           "occlusion_mask", "require_opencv", "warp", "warping_error"]
 
 #: OpenCV DIS presets by name (Kroeger et al. 2016, sec. 4: ultrafast/fast/medium operating points).
 FLOW_PRESETS = ("ultrafast", "fast", "medium")
 
 
-def _cv2() -> ModuleType:
+def require_opencv() -> ModuleType:
+    """OpenCV, or :class:`OptionError` saying how to install it (checked before a video starts)."""
     try:
         import cv2
     except ImportError:
@@ -66,7 +67,7 @@ def estimate_flow(source: Tensor, target: Tensor, *, preset: str = "medium") -> 
                           f"{tuple(target.shape)}")
     if preset not in FLOW_PRESETS:
         raise OptionError(f"flow preset must be one of {', '.join(FLOW_PRESETS)}, not {preset!r}")
-    cv2 = _cv2()
+    cv2 = require_opencv()
     dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
     flow = dis.calc(_gray_uint8(source), _gray_uint8(target), None)
     return torch.from_numpy(flow).permute(2, 0, 1)[None].contiguous()
