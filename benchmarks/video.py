@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python benchmarks/video.py [--video ../shared/data/video/bunny.mp4] [--seconds 2] [--size 256]
         [--opt-seconds 0.5] [--opt-size 128] [--opt-iterations 30] [--fps-size 854] [--fps-frames 8]
-        [--methods johnson adain ...] [--skip-fps]
+        [--methods johnson adain ...] [--skip-fps] [--overhead]
         [--skip-peer] [--sheet docs/video_sheet.jpg] [--table FILE] [--work DIR]
 
 Part 1 (consistency): each method stylizes the first --seconds of --video at --size px (longest
@@ -21,6 +21,7 @@ same clip with one of its built-in styles at smooth 0 and 0.8.
 
 Part 2 (speed): frames per second at --fps-size px (854 = 480p for 16:9) with --temporal, over
 --fps-frames frames after one warm-up frame (weights loaded), decoding and encoding included.
+``--overhead`` times only what --temporal adds per frame at --fps-size (flows, masks, warp, blend).
 
 Part 3 (sheet): input / frame by frame / --temporal rows for the bunny clip and for a fast clip made
 here (a 14 px/frame pan over one photo with a patch crossing at 24 px/frame, then a hard cut to
@@ -144,6 +145,30 @@ def sheet_rows(row: Row, clip: Path, work: Path, size: int, duration: float, pic
     return rows
 
 
+def temporal_overhead(video: Path, size: int, repeats: int = 5) -> tuple[float, float]:
+    """Median seconds per frame the temporal loop adds at ``size`` px (two DIS flows, the masks, the
+    warp and the blend), and the share of the flows in it, on two consecutive frames of ``video``."""
+    from atelier.io.images import resize_longest
+    from atelier.io.video import read_frames
+    from atelier.ops.flow import estimate_flow
+    from atelier.pipelines.temporal import TemporalCoherence, TemporalOptions
+
+    first, second = (resize_longest(f, size) for f, _ in zip(read_frames(video, start=1.0), range(2)))
+    totals, flows = [], []
+    for _ in range(repeats + 1):
+        coherence = TemporalCoherence(TemporalOptions())
+        coherence.push(first, first)
+        begin = time.perf_counter()
+        guide = coherence.guide(second)
+        assert guide is not None
+        guide.blend(second)
+        totals.append(time.perf_counter() - begin)
+        begin = time.perf_counter()
+        estimate_flow(second, first)
+        flows.append(2 * (time.perf_counter() - begin))
+    return sorted(totals[1:])[repeats // 2], sorted(flows[1:])[repeats // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", type=Path, default=DATA / "video" / "bunny.mp4")
@@ -160,7 +185,13 @@ def main() -> None:
     parser.add_argument("--sheet", type=Path, default=None, help="write the contact sheet here (JPEG)")
     parser.add_argument("--table", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=None, help="folder for the videos (default: a temporary one)")
+    parser.add_argument("--overhead", action="store_true", help="only time the temporal loop at --fps-size")
     args = parser.parse_args()
+    if args.overhead:
+        total, flow = temporal_overhead(args.video, args.fps_size)
+        print(f"temporal loop at {args.fps_size} px: {total:.3f} s/frame, of which the two DIS flows {flow:.3f} s "
+              f"({torch.get_num_threads()} threads)")
+        return
     unknown = [m for m in args.methods if m not in ROWS]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
