@@ -282,33 +282,42 @@ _VIDEO_FLAGS = {"temporal": "--no-temporal", "audio": "--no-audio"}
 
 def _add_video_options(parser: argparse.ArgumentParser) -> None:
     """``--no-temporal``, ``--temporal-strength``, ``--crf`` ... shared by stylize and translate."""
+    # stylize's formatter appends the defaults itself; translate's help writes them out.
+    auto = parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter
+
+    def default(text: str) -> str:
+        return "" if auto else f" (default: {text})"
+
     video = parser.add_argument_group(
         "video options (Ctrl-C or SIGTERM keeps the frames done as a valid, shorter video and exits with "
         "status 130; before the first frame nothing is written; never a partial temporary file)")
-    video.add_argument("--no-temporal", dest="temporal", action="store_false",
+    # The on/off flags keep their default out of the help ("default: True" would read backwards).
+    parser.set_defaults(temporal=True, audio=True)
+    video.add_argument("--no-temporal", dest="temporal", action="store_false", default=argparse.SUPPRESS,
                        help="stylize frame by frame (default: each frame tied to the previous output along the "
                             "optical flow where it is reliable; Ruder et al. 2016)")
     video.add_argument("--temporal-strength", type=float, default=0.8, metavar="S",
                        help="weight of the warped previous output in [0, 1] where the flow is reliable "
-                            "(feed-forward and translation methods; 0 = frame by frame) (default: 0.8)")
+                            "(feed-forward and translation methods; 0 = frame by frame)" + default("0.8"))
     video.add_argument("--long-term", type=int, nargs="+", default=[1], metavar="J",
                        help="[gatys, photo] previous frames t-J whose outputs constrain each frame, e.g. 1 2 4 "
-                            "(Ruder et al. 2016, long-term consistency) (default: 1)")
+                            "(Ruder et al. 2016, long-term consistency)" + default("1"))
     video.add_argument("--temporal-weight", type=float, default=1e3, metavar="W",
-                       help="[gatys, photo] weight of the temporal loss (Ruder et al. 2016, eq. 5) (default: 1000)")
+                       help="[gatys, photo] weight of the temporal loss (Ruder et al. 2016, eq. 5)" + default("1000"))
     video.add_argument("--temporal-iterations", type=int, default=0, metavar="N",
                        help="[gatys, photo] iterations per frame after the first, which start from the warped "
-                            "previous output (default: 0 = the method's --iterations)")
+                            "previous output; 0 = the method's --iterations" + default("0"))
     video.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
-                       help="start this many seconds into the video (default: 0)")
+                       help="start this many seconds into the video" + default("0"))
     video.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                       help="stylize only this many seconds (default: to the end)")
+                       help="stylize only this many seconds; none = to the end" + default("none"))
     video.add_argument("--crf", type=int, default=DEFAULT_CRF,
-                       help=f"constant rate factor, 0-51: lower = better and larger; 18 is visually lossless "
-                            f"(default: {DEFAULT_CRF})")
+                       help="constant rate factor, 0-51: lower = better and larger; 18 is visually lossless"
+                            + default(str(DEFAULT_CRF)))
     video.add_argument("--codec", choices=CODECS, default=None,
-                       help="video codec (default: libx264 for .mp4/.mov/.mkv, libvpx-vp9 for .webm, mpeg4 for .avi)")
-    video.add_argument("--no-audio", dest="audio", action="store_false",
+                       help="video codec; none = libx264 for .mp4/.mov/.mkv, libvpx-vp9 for .webm, mpeg4 for .avi"
+                            + default("none"))
+    video.add_argument("--no-audio", dest="audio", action="store_false", default=argparse.SUPPRESS,
                        help="drop the sound (default: copied without re-encoding where the container allows)")
 
 
