@@ -386,8 +386,14 @@ def write_video(
                     audio.copy_until(count / float(rate))
         except KeyboardInterrupt:
             if count == 0:
+                if audio is not None:
+                    audio.input.close()
                 raise
             interrupted = True
+        except BaseException:
+            if audio is not None:
+                audio.input.close()
+            raise
         if count == 0:
             raise ImageError(f"no frames to write to {path}: the input video has no frames (or none in the "
                              "chosen --start/--duration); check it plays")
