@@ -51,6 +51,10 @@ def test_a_known_shift_is_recovered_within_a_pixel():
     assert float((inner[:, 0] - dx).abs().mean()) < 1 and float((inner[:, 1] - dy).abs().mean()) < 1
     # Warping b by that flow gives back a (away from the edges it cannot know).
     assert float((warp(b, flow) - a)[..., 12:-12, 12:-12].abs().mean()) < 0.02
+    # Computed at half size and upsampled, the flow is still in full-size pixels.
+    half = estimate_flow(a, b, max_side=64)[..., 12:-12, 12:-12]
+    assert half.shape[-2:] == inner.shape[-2:]
+    assert abs(float(half[:, 0].median()) - dx) < 1 and abs(float(half[:, 1].median()) - dy) < 1
 
 
 def _moving_square(shift: int = 8, size: int = 64, side: int = 16, left: int = 20, top: int = 24):

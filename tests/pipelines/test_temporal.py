@@ -69,7 +69,7 @@ def test_a_scene_cut_is_stylized_fresh_and_never_smeared():
 
 def test_unreliable_flow_everywhere_means_a_fresh_frame():
     options = TemporalOptions(min_reliable=0.5)
-    coherence = TemporalCoherence(options, flow=lambda a, b, preset: torch.full((1, 2, *a.shape[-2:]), 40.0))
+    coherence = TemporalCoherence(options, flow=lambda a, b, preset, max_side: torch.full((1, 2, *a.shape[-2:]), 40.0))
     frame = textured(32, 32, seed=4)
     coherence.push(frame, fake_style(frame))
     assert coherence.guide(frame) is None and coherence.stats.unreliable == 1

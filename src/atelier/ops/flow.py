@@ -49,13 +49,15 @@ def _gray_uint8(image: Tensor) -> np.ndarray:
     return np.ascontiguousarray((gray * 255 + 0.5).to(torch.uint8).numpy())
 
 
-def estimate_flow(source: Tensor, target: Tensor, *, preset: str = "medium") -> Tensor:
+def estimate_flow(source: Tensor, target: Tensor, *, preset: str = "medium", max_side: int | None = None) -> Tensor:
     """Dense flow from ``source`` to ``target`` (``source(p) ~ target(p + flow(p))``) by OpenCV's DIS.
 
     Args:
         source: ``(1, 3, H, W)`` frame in [0, 1].
         target: ``(1, 3, H, W)`` frame in [0, 1], same size.
         preset: DIS operating point, ``ultrafast``, ``fast`` or ``medium`` (the most accurate).
+        max_side: frames with a longer side are downscaled to it for the flow, which is then
+            upsampled and rescaled (DIS's cost grows with the pixels; masks stay full size).
 
     Returns:
         ``(1, 2, H, W)`` float32 flow in pixels.
@@ -68,6 +70,15 @@ def estimate_flow(source: Tensor, target: Tensor, *, preset: str = "medium") -> 
     if preset not in FLOW_PRESETS:
         raise OptionError(f"flow preset must be one of {', '.join(FLOW_PRESETS)}, not {preset!r}")
     cv2 = require_opencv()
+    height, width = source.shape[-2:]
+    if max_side is not None and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        size = (max(8, round(height * scale)), max(8, round(width * scale)))
+        small = estimate_flow(F.interpolate(source, size=size, mode="bilinear", align_corners=False, antialias=True),
+                              F.interpolate(target, size=size, mode="bilinear", align_corners=False, antialias=True),
+                              preset=preset)
+        flow = F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)
+        return flow * torch.tensor([width / size[1], height / size[0]]).view(1, 2, 1, 1)
     dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
     flow = dis.calc(_gray_uint8(source), _gray_uint8(target), None)
     return torch.from_numpy(flow).permute(2, 0, 1)[None].contiguous()
