@@ -164,7 +164,7 @@ def temporal_overhead(video: Path, size: int, repeats: int = 5) -> tuple[float, 
         guide.blend(second)
         totals.append(time.perf_counter() - begin)
         begin = time.perf_counter()
-        estimate_flow(second, first)
+        estimate_flow(second, first, max_side=TemporalOptions().flow_max_side)
         flows.append(2 * (time.perf_counter() - begin))
     return sorted(totals[1:])[repeats // 2], sorted(flows[1:])[repeats // 2]
 
