@@ -274,7 +274,7 @@ def _stylize(args: argparse.Namespace) -> int:
 
 
 #: Video options and their defaults (given for an image or a folder, they are refused).
-_VIDEO_DEFAULTS: dict[str, Any] = {"temporal": True, "temporal_strength": 0.8, "long_term": [1],
+_VIDEO_DEFAULTS: dict[str, Any] = {"temporal": True, "temporal_strength": 0.9, "long_term": [1],
                                    "temporal_weight": 1e3, "temporal_iterations": 0, "start": 0.0,
                                    "duration": None, "crf": DEFAULT_CRF, "codec": None, "audio": True}
 _VIDEO_FLAGS = {"temporal": "--no-temporal", "audio": "--no-audio"}
@@ -296,9 +296,9 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
     video.add_argument("--no-temporal", dest="temporal", action="store_false", default=argparse.SUPPRESS,
                        help="stylize frame by frame (default: each frame tied to the previous output along the "
                             "optical flow where it is reliable; Ruder et al. 2016)")
-    video.add_argument("--temporal-strength", type=float, default=0.8, metavar="S",
+    video.add_argument("--temporal-strength", type=float, default=0.9, metavar="S",
                        help="weight of the warped previous output in [0, 1] where the flow is reliable "
-                            "(feed-forward and translation methods; 0 = frame by frame)" + default("0.8"))
+                            "(feed-forward and translation methods; 0 = frame by frame)" + default("0.9"))
     video.add_argument("--long-term", type=int, nargs="+", default=[1], metavar="J",
                        help="[gatys, photo] previous frames t-J whose outputs constrain each frame, e.g. 1 2 4 "
                             "(Ruder et al. 2016, long-term consistency)" + default("1"))
