@@ -34,15 +34,17 @@ from .io.images import (
     tensor_to_pil,
 )
 from .io.masks import MaskInput, load_masks
+from .io.video import DEFAULT_CRF
 from .methods import Method, StylizeResult, available_methods, get_method
 from .ops.color import luminance, match_color, transfer_luminance
 from .ops.layout import spatial_size
 from .ops.smoothing import photo_smooth as smooth_with_guide
+from .pipelines.temporal import FrameProcess, TemporalGuide, TemporalOptions, blend_fresh
 from .pipelines.translation import DIRECTIONS, Translator
 
-__all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "build_method", "load_styles", "map_video",
-           "normalize_weights", "resolve_device", "style_count", "stylize", "stylize_tensor", "stylize_video",
-           "translate", "translate_video"]
+__all__ = ["PRESERVE_COLOR", "StylizationInterrupted", "TemporalOptions", "build_method", "load_styles",
+           "map_video", "normalize_weights", "resolve_device", "style_count", "stylize", "stylize_tensor",
+           "stylize_video", "translate", "translate_video"]
 
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 
@@ -176,9 +178,15 @@ def stylize_tensor(
     seed: int | None = None,
     progress: bool = True,
     method_kwargs: dict[str, Any] | None = None,
+    temporal: TemporalGuide | None = None,
     **options: Any,
 ) -> StylizeResult:
-    """Tensor-level pipeline: ``content`` ``(1, 3, H, W)`` already at the output size."""
+    """Tensor-level pipeline: ``content`` ``(1, 3, H, W)`` already at the output size.
+
+    ``temporal`` (a video frame's :class:`~atelier.pipelines.temporal.TemporalGuide`) goes to a
+    method that keeps frames consistent itself (``uses_temporal_guide``); for the others the final
+    output is blended with the warped previous output.
+    """
     if preserve_color not in PRESERVE_COLOR:
         raise OptionError(f"preserve_color must be one of {', '.join(PRESERVE_COLOR)}, not {preserve_color!r}")
     check_seed(seed)
@@ -199,6 +207,9 @@ def stylize_tensor(
     elif preserve_color == "histogram":
         styles = [match_color(s, content) for s in styles]
     kwargs: dict[str, Any] = {"seed": seed} if seed is not None else {}
+    if temporal is not None and method_obj.uses_temporal_guide:
+        # The optimisation works on the luminance image when preserving colour: so must its target.
+        kwargs["temporal"] = temporal.map(_luminance_rgb) if preserve_color == "luminance" else temporal
     result = method_obj.stylize(source, list(styles), style_weights=weights, masks=masks,
                                 device=device, progress=progress, **kwargs)
     image = result.image.detach().float().cpu()
@@ -206,6 +217,8 @@ def stylize_tensor(
         image = transfer_luminance(image, content.cpu())
     if photo_smooth:
         image = smooth_with_guide(image, content.cpu(), radius=smoothing_radius(image))
+    if temporal is not None and not method_obj.uses_temporal_guide:
+        image = temporal.blend(image)
     result.image = image.clamp(0, 1)
     return result
 
@@ -301,19 +314,26 @@ def stylize_video(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
     progress: bool = True,
+    temporal: TemporalOptions | bool = True,
+    start: float = 0.0,
+    duration: float | None = None,
+    crf: int = DEFAULT_CRF,
+    codec: str | None = None,
+    audio: bool = True,
     **options: Any,
 ) -> Path:
-    """Stylize every frame of a video and write the result (same frame rate, no audio).
+    """Stylize a video without flicker and write it with its sound.
 
-    The method is built once and applied frame by frame (feed-forward methods are the
-    practical choice; an optimization method works but takes its full time per frame). The
-    output appears only when complete: Ctrl-C raises ``KeyboardInterrupt`` and leaves no file.
+    The method is built once. Each frame after the first is tied to the previous output along
+    the optical flow (``temporal``, see :mod:`atelier.pipelines.temporal`): feed-forward methods
+    blend the warped previous output in where the flow is reliable; gatys and photo optimise
+    from it with Ruder et al.'s temporal loss. Scene cuts and the first frame are stylized fresh.
 
     Args:
         source: the input video (.mp4, .mov, .mkv, .webm, .avi).
         style: style image(s), as for :func:`stylize` (None for trained-model methods).
         method: a method name or a built method object.
-        output: the output video; its extension picks the codec (H.264 for .mp4/.mov/.mkv).
+        output: the output video; its extension picks the container (H.264 for .mp4/.mov/.mkv).
         style_weights: blend weights, as for :func:`stylize`.
         size: longest side of the output frames in px (None keeps the video's size).
         preserve_color: ``"none"``, ``"luminance"`` or ``"histogram"``.
@@ -321,11 +341,22 @@ def stylize_video(
         seed: random seed, reset before every frame.
         max_pixels: frames above this many pixels are refused.
         overwrite: replace an existing output.
-        progress: show frames done, rate and ETA on stderr.
+        progress: show frames done, frames per second and ETA on stderr.
+        temporal: True (default options), a :class:`TemporalOptions`, or False for frame by frame.
+        start: first second of the source to stylize.
+        duration: seconds to stylize (None: to the end).
+        crf: constant rate factor (18: visually lossless; lower = better, larger).
+        codec: video codec (default: the container's; see :data:`atelier.io.video.CODECS`).
+        audio: copy the source's audio (remuxed without re-encoding where the container allows).
         **options: the method's options.
 
     Returns:
         The output path.
+
+    Raises:
+        atelier.io.video.VideoInterrupted: Ctrl-C after some frames: ``path`` is a complete,
+            shorter video of the frames done (a ``KeyboardInterrupt`` subclass).
+        KeyboardInterrupt: Ctrl-C before the first frame: nothing is written.
     """
     _check_video_output(output)  # before the method and its styles are loaded
     device = resolve_device(device)
@@ -333,14 +364,20 @@ def stylize_video(
     method_obj = build_method(method, options)
     styles, _ = load_styles(method_obj, style, max_pixels)
 
-    def stylize_frame(frame: Tensor) -> Tensor:
+    def stylize_frame(frame: Tensor, guide: TemporalGuide | None) -> Tensor:
         if seed is not None:
             torch.manual_seed(seed)  # the same noise every frame: less flicker
-        return stylize_tensor(frame, styles, method_obj, style_weights=style_weights,
-                              preserve_color=preserve_color, device=device, progress=False).image
+        result = stylize_tensor(frame, styles, method_obj, style_weights=style_weights,
+                                preserve_color=preserve_color, device=device, progress=False, temporal=guide)
+        if result.interrupted:
+            # An optimisation catches Ctrl-C to return its best image; for a video the stop is the
+            # whole run's: the frames done so far are kept, this unfinished one is not.
+            raise KeyboardInterrupt
+        return result.image
 
     return map_video(source, stylize_frame, output=output, size=size, max_pixels=max_pixels, overwrite=overwrite,
-                     progress=progress)
+                     progress=progress, temporal=temporal, guided=True, start=start, duration=duration, crf=crf,
+                     codec=codec, audio=audio)
 
 
 def _check_video_output(output: Any) -> None:
@@ -350,46 +387,87 @@ def _check_video_output(output: Any) -> None:
     check_writable_folder(Path(output).parent)
 
 
+def _temporal_options(temporal: TemporalOptions | bool | None) -> TemporalOptions | None:
+    if temporal is True:
+        return TemporalOptions()
+    if temporal is None or temporal is False:
+        return None
+    if not isinstance(temporal, TemporalOptions):
+        raise OptionError(f"temporal must be True, False or a TemporalOptions, got {temporal!r}")
+    return temporal if temporal.strength > 0 or temporal.loss_weight > 0 else None
+
+
 def map_video(
     source: str | Path,
-    process: Callable[[Tensor], Tensor],
+    process: Callable[[Tensor], Tensor] | FrameProcess,
     *,
     output: str | Path,
     size: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
     progress: bool = True,
+    temporal: TemporalOptions | bool | None = None,
+    guided: bool = False,
+    start: float = 0.0,
+    duration: float | None = None,
+    crf: int = DEFAULT_CRF,
+    codec: str | None = None,
+    audio: bool = True,
 ) -> Path:
-    """Apply ``process`` (a ``(1, 3, H, W)`` frame in [0, 1] -> an image tensor) to every frame
-    of ``source`` and write ``output`` at the same frame rate (no audio).
+    """Apply ``process`` to every frame of ``source`` and write ``output`` (same frame rate, rotation,
+    colour range and audio); the one video loop of :func:`stylize_video` and :func:`translate_video`.
 
-    The frames are read, processed and encoded one at a time (memory does not grow with the
-    video's length); frames above ``max_pixels`` are refused before any work; the output appears
-    only when complete, so Ctrl-C (``KeyboardInterrupt``) leaves no file. Shared by
-    :func:`stylize_video` and :func:`translate_video`.
+    ``process`` maps a ``(1, 3, H, W)`` frame in [0, 1] to an image tensor; with ``guided`` it also
+    takes the frame's :class:`~atelier.pipelines.temporal.TemporalGuide` (None when the frame is
+    to be processed fresh) and uses it itself; otherwise, with ``temporal``, its outputs are
+    blended with the warped previous output. Frames are decoded ahead in a thread, processed and
+    encoded one at a time (memory does not grow with the video's length); frames above
+    ``max_pixels`` are refused before any work. Ctrl-C keeps the frames done as a complete, shorter
+    video (:class:`~atelier.io.video.VideoInterrupted`), or writes nothing before the first frame.
     """
-    from .io.video import probe_video, read_frames, write_video
+    from .io.video import VideoReader, prefetch, probe_video, write_video
+    from .ops.flow import require_opencv
+    from .pipelines.temporal import temporal_map
     from .progress import Progress
 
     _check_video_output(output)
     check_max_pixels(max_pixels)
+    options = _temporal_options(temporal)
+    if options is not None:
+        require_opencv()  # the flow's library, before any frame is done
     info = probe_video(source)
     if info.width * info.height > max_pixels:
         raise OptionError(f"{source}: {info.width}x{info.height} frames are above the limit of {max_pixels:,} pixels; "
                           "pass a larger max_pixels (--max-pixels) if you have the memory")
     _check_size(size)
-    bar = Progress(info.frames or 1, label="video ", unit="frame", enabled=progress)
+    for name, value in (("start", start), ("duration", duration)):
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                  or not math.isfinite(value) or value < 0 or (name == "duration" and value == 0)):
+            raise OptionError(f"{name} must be a number of seconds {'> 0' if name == 'duration' else '>= 0'}, "
+                              f"got {value!r}")
+    if info.duration and start >= info.duration:
+        raise OptionError(f"start {start:g} s is past the end of {source} ({info.duration:.2f} s); "
+                          "give an earlier --start")
+    total = info.frames or max(1, round(info.duration * info.fps))
+    left = max(1, round((info.duration - start) * info.fps)) if info.duration else total
+    total = min(left, round(duration * info.fps) or 1) if duration is not None else left
+    bar = Progress(total, label="video ", unit="frame", enabled=progress, per_second=True)
+    reader = VideoReader(source, start=start, duration=duration)
+    frame_process = process if guided else blend_fresh(process)  # type: ignore[arg-type]
 
     def frames() -> Iterator[Tensor]:
-        for index, frame in enumerate(read_frames(source)):
-            if size is not None:
-                frame = resize_longest(frame, size)
-            result = process(frame)
+        for frame in prefetch(reader):
+            yield frame if size is None else resize_longest(frame, size)
+
+    def outputs() -> Iterator[Tensor]:
+        for index, result in enumerate(temporal_map(frames(), frame_process, options)):  # type: ignore[arg-type]
             bar.update(min(index + 1, bar.total))
             yield result
 
     try:
-        write_video(output, frames(), fps=info.fps, overwrite=overwrite)
+        write_video(output, outputs(), fps=info.fps, overwrite=overwrite, crf=crf, codec=codec,
+                    audio_from=source if audio else None, audio_start=lambda: reader.first_time or 0.0,
+                    rotation=info.rotation, color_range=info.color_range)
     finally:
         bar.close()
     return Path(output)
@@ -452,12 +530,19 @@ def translate_video(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
     progress: bool = True,
+    temporal: TemporalOptions | bool = True,
+    start: float = 0.0,
+    duration: float | None = None,
+    crf: int = DEFAULT_CRF,
+    codec: str | None = None,
+    audio: bool = True,
 ) -> Path:
     """Translate every frame of a video with a trained CycleGAN or U-GAT-IT model (see
-    :func:`translate`); same frame rate, no audio, written only when complete.
+    :func:`translate`); same frame rate and sound, written atomically (Ctrl-C: see :func:`map_video`).
 
-    Frames are translated independently (the networks have no temporal term), so expect some
-    flicker where the translation is uncertain.
+    The networks have no temporal term; with ``temporal`` (default) each translated frame is
+    blended with the previous one warped by the optical flow where the flow is reliable, which
+    removes most flicker (see :func:`stylize_video` for the other arguments).
 
     Returns:
         The output path.
@@ -468,4 +553,5 @@ def translate_video(
     translator = model if isinstance(model, Translator) else Translator(str(model))
     translator.nets  # noqa: B018  (a bad model fails before the video is opened)
     return map_video(source, lambda frame: translator(frame, direction, device=device), output=output, size=size,
-                     max_pixels=max_pixels, overwrite=overwrite, progress=progress)
+                     max_pixels=max_pixels, overwrite=overwrite, progress=progress, temporal=temporal, start=start,
+                     duration=duration, crf=crf, codec=codec, audio=audio)

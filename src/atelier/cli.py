@@ -24,7 +24,7 @@ from .errors import AtelierError, ImageError, OptionError, OutputExistsError
 from .eval.peers import PEERS
 from .io.atomic import check_writable_folder
 from .io.images import BIT_DEPTHS, DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
-from .io.video import VIDEO_SUFFIXES, is_video
+from .io.video import CODECS, DEFAULT_CRF, VIDEO_SUFFIXES, VideoInterrupted, is_video
 from .methods import Method, available_methods, get_method
 
 __all__ = ["build_parser", "main"]
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse images above this many pixels")
     common.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=None, help=_BIT_DEPTH_HELP)
     common.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    _add_video_options(run)
     specific = run.add_argument_group("method options (each applies to the methods named in brackets, "
                                       "or to all when none are named)")
     for _, (f, annotation, methods) in sorted(_method_options().items()):
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help=f"refuse images above this many pixels (default: {DEFAULT_MAX_PIXELS})")
     translation.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=None, help=_BIT_DEPTH_HELP)
     translation.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    _add_video_options(translation)
 
     evaluation = commands.add_parser(
         "eval", help="the quality gate: style, structure and speed of methods and models on content x style pairs",
@@ -284,14 +286,20 @@ def _stylize(args: argparse.Namespace) -> int:
         style_weights=args.style_weights, size=args.size, preserve_color=args.preserve_color,
         device=args.device, seed=args.seed, max_pixels=args.max_pixels,
     )
+    if not is_video(source):
+        _refuse_video_options(args)
     if source.is_dir():
         return _stylize_folder(args, method, label, styles, kwargs)
     if is_video(source):
         if args.mask or args.photo_smooth or args.bit_depth is not None:
             raise OptionError("--mask, --photo-smooth and --bit-depth apply to images, not to video")
         output = _video_output(source, args.output, label)
-        stylize_video(source, styles or None, method, output=output, overwrite=args.overwrite,
-                      progress=not args.quiet, **kwargs)
+        try:
+            stylize_video(source, styles or None, method, output=output, overwrite=args.overwrite,
+                          progress=not args.quiet, **kwargs, **_video_kwargs(args))
+        except VideoInterrupted as stop:
+            print(f"interrupted: wrote the first {stop.frames} frames to {stop.path}", file=sys.stderr)
+            return 130
         if not args.quiet:
             print(f"wrote {output}", file=sys.stderr)
         return 0
@@ -307,6 +315,72 @@ def _stylize(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {output_path}", file=sys.stderr)
     return 0
+
+
+#: Video options and their defaults (given for an image or a folder, they are refused).
+_VIDEO_DEFAULTS: dict[str, Any] = {"temporal": True, "temporal_strength": 0.9, "long_term": [1],
+                                   "temporal_weight": 1e3, "temporal_iterations": 0, "start": 0.0,
+                                   "duration": None, "crf": DEFAULT_CRF, "codec": None, "audio": True}
+_VIDEO_FLAGS = {"temporal": "--no-temporal", "audio": "--no-audio"}
+
+
+def _add_video_options(parser: argparse.ArgumentParser) -> None:
+    """``--no-temporal``, ``--temporal-strength``, ``--crf`` ... shared by stylize and translate."""
+    # stylize's formatter appends the defaults itself; translate's help writes them out.
+    auto = parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter
+
+    def default(text: str) -> str:
+        return "" if auto else f" (default: {text})"
+
+    video = parser.add_argument_group(
+        "video options (Ctrl-C or SIGTERM keeps the frames done as a valid, shorter video and exits with "
+        "status 130; before the first frame nothing is written; never a partial temporary file)")
+    # The on/off flags keep their default out of the help ("default: True" would read backwards).
+    parser.set_defaults(temporal=True, audio=True)
+    video.add_argument("--no-temporal", dest="temporal", action="store_false", default=argparse.SUPPRESS,
+                       help="stylize frame by frame (default: each frame tied to the previous output along the "
+                            "optical flow where it is reliable; Ruder et al. 2016)")
+    video.add_argument("--temporal-strength", type=float, default=0.9, metavar="S",
+                       help="weight of the warped previous output in [0, 1] where the flow is reliable "
+                            "(feed-forward and translation methods; 0 = frame by frame)" + default("0.9"))
+    video.add_argument("--long-term", type=int, nargs="+", default=[1], metavar="J",
+                       help="[gatys, photo] previous frames t-J whose outputs constrain each frame, e.g. 1 2 4 "
+                            "(Ruder et al. 2016, long-term consistency)" + default("1"))
+    video.add_argument("--temporal-weight", type=float, default=1e3, metavar="W",
+                       help="[gatys, photo] weight of the temporal loss (Ruder et al. 2016, eq. 5)" + default("1000"))
+    video.add_argument("--temporal-iterations", type=int, default=0, metavar="N",
+                       help="[gatys, photo] iterations per frame after the first, which start from the warped "
+                            "previous output; 0 = the method's --iterations" + default("0"))
+    video.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+                       help="start this many seconds into the video" + default("0"))
+    video.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                       help="stylize only this many seconds; none = to the end" + default("none"))
+    video.add_argument("--crf", type=int, default=DEFAULT_CRF,
+                       help="constant rate factor, 0-51: lower = better and larger; 18 is visually lossless"
+                            + default(str(DEFAULT_CRF)))
+    video.add_argument("--codec", choices=CODECS, default=None,
+                       help="video codec; none = libx264 for .mp4/.mov/.mkv, libvpx-vp9 for .webm, mpeg4 for .avi"
+                            + default("none"))
+    video.add_argument("--no-audio", dest="audio", action="store_false", default=argparse.SUPPRESS,
+                       help="drop the sound (default: copied without re-encoding where the container allows)")
+
+
+def _video_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of stylize_video / translate_video from the video options."""
+    from .pipelines.temporal import TemporalOptions
+
+    temporal = TemporalOptions(strength=args.temporal_strength, long_term=tuple(args.long_term),
+                               loss_weight=args.temporal_weight, iterations=args.temporal_iterations)
+    return {"temporal": temporal if args.temporal else False, "start": args.start, "duration": args.duration,
+            "crf": args.crf, "codec": args.codec, "audio": args.audio}
+
+
+def _refuse_video_options(args: argparse.Namespace) -> None:
+    """Video options given for an image or a folder are an error, not silently ignored."""
+    given = [name for name, default in _VIDEO_DEFAULTS.items() if getattr(args, name) != default]
+    if given:
+        flags = ", ".join(_VIDEO_FLAGS.get(name, f"--{name.replace('_', '-')}") for name in given)
+        raise OptionError(f"{flags} apply to video input only; drop them for images and folders")
 
 
 def _video_output(source: Path, output: str | None, label: str) -> Path:
@@ -385,6 +459,8 @@ def _translate(args: argparse.Namespace) -> int:
     label = f"{Path(args.model).stem}_{args.direction}"
     kwargs: dict[str, Any] = dict(direction=args.direction, size=args.size, device=args.device,
                                   max_pixels=args.max_pixels)
+    if not is_video(source):
+        _refuse_video_options(args)
     if source.is_dir():
         files, outputs = _folder_plan(source, args.output, label, args.overwrite)
         translator.nets  # noqa: B018  (a bad model stops the run before the first image)
@@ -394,7 +470,12 @@ def _translate(args: argparse.Namespace) -> int:
         if args.bit_depth is not None:
             raise OptionError("--bit-depth applies to images, not to video")
         video = _video_output(source, args.output, label)
-        translate_video(source, translator, output=video, overwrite=args.overwrite, progress=not args.quiet, **kwargs)
+        try:
+            translate_video(source, translator, output=video, overwrite=args.overwrite, progress=not args.quiet,
+                            **kwargs, **_video_kwargs(args))
+        except VideoInterrupted as stop:
+            print(f"interrupted: wrote the first {stop.frames} frames to {stop.path}", file=sys.stderr)
+            return 130
         if not args.quiet:
             print(f"wrote {video}", file=sys.stderr)
         return 0

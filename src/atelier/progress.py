@@ -51,13 +51,14 @@ class Progress:
     """
 
     def __init__(self, total: int, *, label: str = "", unit: str = "it", enabled: bool = True,
-                 stream: TextIO | None = None, interval: float = 5.0):
+                 stream: TextIO | None = None, interval: float = 5.0, per_second: bool = False):
         self.total = total
         self.label = label
         self.unit = unit
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.interval = interval
+        self.per_second = per_second  # show the rate as units per second (video: fps)
         self.count = 0
         self.start = time.perf_counter()
         self._base_count, self._base_time = 0, self.start
@@ -97,6 +98,8 @@ class Progress:
         self._last_print = now
         per_step = self.seconds_per_step()
         rate = f"{per_step:.2f} s/{self.unit}" if per_step < float("inf") else ""
+        if self.per_second and 0 < per_step < float("inf"):
+            rate = f"{1 / per_step:.2f} {self.unit}/s"
         shown = " ".join(f"{k} {v:.4g}" for k, v in values.items())
         eta = "" if done or per_step == float("inf") else f" ETA {format_duration(self.eta())}"
         line = f"{self.label}{count}/{self.total} {self.unit} {shown} {rate}{eta}".rstrip()

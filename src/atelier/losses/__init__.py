@@ -21,6 +21,7 @@ from .perceptual import (
     TotalVariationLoss,
     encode,
 )
+from .temporal import TemporalLoss
 
 __all__ = [
     "CAFFE_FEATURE_SCALES",
@@ -31,6 +32,7 @@ __all__ = [
     "MattingLoss",
     "PerceptualCriterion",
     "StyleTarget",
+    "TemporalLoss",
     "TotalVariationLoss",
     "covariance_loss",
     "encode",

@@ -54,6 +54,7 @@ from ..ops.layout import spatial_size
 from ..optim.schedule import auto_scales, pyramid_sizes
 from ..pipelines.base import MethodConfig, StylizeResult, VGGMethod, option, register
 from ..pipelines.optimization import OptimizationConfig, OptimizationMethod
+from ..pipelines.temporal import TemporalGuide
 
 __all__ = ["Photo", "PhotoConfig"]
 
@@ -111,6 +112,7 @@ class Photo(VGGMethod):
     Config = PhotoConfig
     config: PhotoConfig
     supports_masks = False
+    uses_temporal_guide = True
 
     def _gatys(self, **overrides: object) -> OptimizationMethod:
         cfg = self.config
@@ -152,8 +154,14 @@ class Photo(VGGMethod):
         device: str = "cpu",
         progress: bool = True,
         seed: int | None = None,
+        temporal: TemporalGuide | None = None,
     ) -> StylizeResult:
-        """Two-stage photorealistic transfer of one reference photo onto ``content``."""
+        """Two-stage photorealistic transfer of one reference photo onto ``content``.
+
+        ``temporal`` (a video frame after the first): only the full-size refinement stage runs,
+        started from the warped previous output with Ruder et al.'s temporal loss
+        (see :class:`~atelier.pipelines.temporal.TemporalGuide`).
+        """
         if len(styles) != 1:
             raise OptionError(f"method 'photo' takes one reference photo, got {len(styles)} styles")
         cfg = self.config
@@ -164,6 +172,14 @@ class Photo(VGGMethod):
         per_region = [style_masks[:, k : k + 1] for k in range(count)]
         # Eq. 4 sums the per-label losses (no averaging over labels).
         weights = [1.0] * count
+        if temporal is not None:
+            regularizer = [MattingLoss(content.cpu(), cfg.photo_weight)] if cfg.photo_weight > 0 else []
+            result = self._gatys(iterations=cfg.refine_iterations or cfg.iterations, scales=1).stylize(
+                content, region_styles, style_weights=weights, masks=content_masks, device=device,
+                progress=progress, seed=seed, style_masks=per_region, extra_terms=regularizer, temporal=temporal,
+            )
+            result.info["regions"] = names
+            return result
         start = region_color_transfer(content, style, content_masks, style_masks) if cfg.init_color else None
         height, width = content.shape[-2:]
         levels = cfg.scales or auto_scales(max(height, width))

@@ -3,6 +3,7 @@
 from .attention import attend
 from .clustering import auto_masks
 from .color import luminance, match_color, rgb_to_yiq, transfer_luminance, yiq_to_rgb
+from .flow import consistency_mask, estimate_flow, histogram_distance, motion_boundaries, occlusion_mask, warp
 from .gram import gram_matrix
 from .histogram import match_histograms
 from .layout import channels_last
@@ -22,9 +23,12 @@ __all__ = [
     "box_filter",
     "channels_last",
     "colour",
+    "consistency_mask",
     "covariance",
+    "estimate_flow",
     "gram_matrix",
     "guided_filter",
+    "histogram_distance",
     "instance_normalize",
     "laplacian_to_torch",
     "luminance",
@@ -33,7 +37,9 @@ __all__ = [
     "matting_energy",
     "matting_laplacian",
     "mean_std",
+    "motion_boundaries",
     "nearest_patches",
+    "occlusion_mask",
     "pad_to_multiple",
     "patch_swap",
     "photo_smooth",
@@ -43,6 +49,7 @@ __all__ = [
     "style_patches",
     "total_variation",
     "transfer_luminance",
+    "warp",
     "whiten",
     "whiten_color",
     "yiq_to_rgb",

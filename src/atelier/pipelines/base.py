@@ -58,6 +58,10 @@ class Method(ABC):
     #: Whether styles come as images (False: the method's trained model holds its styles,
     #: and the blend weights / masks refer to those; see :meth:`style_count`).
     uses_style_images: ClassVar[bool] = True
+    #: Whether ``stylize`` takes ``temporal=`` (a :class:`~atelier.pipelines.temporal.TemporalGuide`)
+    #: and keeps video frames consistent itself (optimisation: Ruder et al.'s temporal loss); the
+    #: others' outputs are blended with the warped previous output by the video loop.
+    uses_temporal_guide: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, **options: Any) -> None:
         if config is not None and options:

@@ -53,6 +53,7 @@ from ..optim.schedule import auto_scales
 from ..progress import Progress
 from .base import MethodConfig, StylizeResult, VGGMethod, option
 from .memory import check_fits
+from .temporal import TemporalGuide
 
 __all__ = ["OptimizationConfig", "OptimizationMethod"]
 
@@ -127,6 +128,7 @@ class OptimizationMethod(VGGMethod):
     paper = "Gatys et al. 2016; Gatys et al. 2017; Risser et al. 2017"
     Config = OptimizationConfig
     config: OptimizationConfig
+    uses_temporal_guide = True
 
     def build_terms(
         self, content: Tensor, styles: Sequence[StyleTarget], encoder: VGGEncoder, precision: str = "fp32"
@@ -170,13 +172,16 @@ class OptimizationMethod(VGGMethod):
         style_masks: Sequence[Tensor | None] | None = None,
         extra_terms: Sequence[LossTerm] = (),
         init_image: Tensor | None = None,
+        temporal: TemporalGuide | None = None,
     ) -> StylizeResult:
         """Optimise an image; see :class:`OptimizationConfig` for the options.
 
         ``style_masks`` (one per style, ``(1, 1, h, w)`` or None) restrict which part of each
         style image provides its statistics; ``extra_terms`` are added to the criterion at the
         finest scale and ``init_image`` replaces ``config.init`` (both used by the
-        photorealistic method's refinement stage).
+        photorealistic method's refinement stage). ``temporal`` (a video frame after the first)
+        makes it Ruder et al. 2016's video optimisation: a single full-size level started from
+        the warped previous output, with their temporal loss (eq. 5, long-term eq. 7) added.
         """
         cfg = self.config
         if cfg.save_every:
@@ -196,11 +201,20 @@ class OptimizationMethod(VGGMethod):
             )
         scales = cfg.scales or auto_scales(max(height, width))
         sizes = pyramid_sizes(height, width, scales, min_side=max(min_side, 32))
+        iterations = cfg.iterations
+        if temporal is not None:
+            # The warped previous output already has the coarse structure: refine at full size only.
+            sizes = sizes[-1:]
+            iterations = temporal.options.iterations or cfg.iterations
         self.check_memory(sizes[-1], styles, all_layers, precision)
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
         content = content.to(torch_device)
+        if init_image is None and temporal is not None:
+            init_image = temporal.initial(content)
         image = self._initial(content, generator) if init_image is None else init_image.to(content)
-        bar = Progress(cfg.iterations * len(sizes), enabled=progress)
+        if temporal is not None:
+            extra_terms = [*extra_terms, *temporal.loss_terms(content)]
+        bar = Progress(iterations * len(sizes), enabled=progress)
 
         def criterion_at(level: int, size: tuple[int, int]) -> PerceptualCriterion:
             targets = []
@@ -224,7 +238,7 @@ class OptimizationMethod(VGGMethod):
                 terms += list(extra_terms)
             return PerceptualCriterion(encoder, terms, precision=precision)
 
-        run = coarse_to_fine(image, sizes, criterion_at, iterations=cfg.iterations, optimizer=cfg.optimizer,
+        run = coarse_to_fine(image, sizes, criterion_at, iterations=iterations, optimizer=cfg.optimizer,
                              lr=cfg.lr or None, bar=bar, label="gatys ",
                              on_iteration_at=self._saver if cfg.save_every else None)
         bar.close()

@@ -1,0 +1,244 @@
+"""Temporal consistency for video: the one frame loop every method's video goes through.
+
+For each input frame the loop measures the optical flow back to the previous frame(s), finds
+where it can be trusted (forward-backward consistency and motion boundaries, Ruder et al. 2016,
+sec. 3.1) and hands the method a :class:`TemporalGuide`: the previous output(s) warped onto this
+frame, with their masks. What a method does with it:
+
+* feed-forward, per-style and translation networks (no retraining): the fresh output is blended
+  with the warped previous output where the flow is reliable (:meth:`TemporalGuide.blend`); a
+  recursive filter along the motion, so detail that flickers frame to frame settles while
+  everything the flow cannot carry (occlusions, motion boundaries) is the fresh output;
+* image optimisation (gatys, photo): the warped previous output is the initialisation and the
+  target of Ruder et al.'s temporal loss on the reliable pixels (eq. 5), over several previous
+  frames with the long-term masks of eq. 7 when asked.
+
+The first frame, a hard cut (a jump of the colour histogram) and a frame where almost no pixel
+can be carried get no guide: they are stylized fresh, so a cut never smears the previous shot
+into the next. Only ``max(long_term)`` previous frames are kept: memory is flat over any length.
+
+Papers:
+    Ruder, Dosovitskiy, Brox 2016, "Artistic Style Transfer for Videos" (GCPR).
+    Lai et al. 2018, "Learning Blind Video Temporal Consistency" (ECCV): the warping error that
+    measures the result (:func:`atelier.ops.flow.warping_error`).
+
+Deviations:
+    * DIS flow (OpenCV; Kroeger et al. 2016) instead of DeepFlow/EpicFlow: 10-100x faster on a CPU,
+      less accurate at large motions, which the consistency masks then exclude.
+    * The blend for feed-forward networks is not in Ruder et al. (their networks were
+      optimisation-based); it is the post-hoc filter Lai et al. compare against, kept cheap.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import OptionError
+from ..losses.temporal import TemporalLoss
+from ..ops.flow import FLOW_PRESETS, consistency_mask, estimate_flow, histogram_distance, long_term_masks, warp
+
+__all__ = ["FrameProcess", "TemporalCoherence", "TemporalGuide", "TemporalOptions", "TemporalStats", "blend_fresh",
+           "temporal_map"]
+
+
+@dataclass(frozen=True)
+class TemporalOptions:
+    """How video frames are tied together (``--temporal``/``--no-temporal`` and friends)."""
+
+    #: Weight of the warped previous output where the flow is reliable (0 = frame by frame). 0.9
+    #: keeps a ~10-frame memory along the motion: on the test clip it brings the long-term (t-10)
+    #: warping error of johnson and adain to 0.30-0.34 of frame by frame (0.8: 0.49-0.51) with the
+    #: style distance within 3% (docs/BENCHMARKS.md, "Video").
+    strength: float = 0.9
+    #: Previous frames (t - j) whose warped outputs constrain the optimisation methods (Ruder et al.
+    #: 2016, sec. 3.2 use J = {1, 2, 4} for long-term consistency); (1,) = short-term only.
+    long_term: tuple[int, ...] = (1,)
+    #: Weight of the temporal loss of the optimisation methods (gamma in Ruder et al. 2016, eq. 5,
+    #: rescaled to this package's losses: images in [0, 1], mean over pixels).
+    loss_weight: float = 1e3
+    #: Colour-histogram distance above which two frames are a scene cut (:func:`histogram_distance`).
+    cut_threshold: float = 0.3
+    #: A frame where less than this fraction of the pixels can be carried is stylized fresh.
+    min_reliable: float = 0.2
+    #: OpenCV DIS preset.
+    flow_preset: str = "medium"
+    #: Longest side the flow is computed at (larger frames are downscaled for it, the flow
+    #: upsampled): 480p frames cost a third of the flow time, and the stylized texture is coarser
+    #: than the flow's error anyway. None = full size.
+    flow_max_side: int | None = 512
+    #: Iterations of an optimisation method on frames after the first (it starts from the warped
+    #: previous output; Ruder et al. run fewer there too); 0 = the method's own.
+    iterations: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse out-of-range options with what to give instead."""
+        if not 0 <= self.strength <= 1:
+            raise OptionError(f"temporal strength must be in [0, 1] (0 = frame by frame), got {self.strength}")
+        if not self.long_term or any(not isinstance(j, int) or j < 1 for j in self.long_term):
+            raise OptionError(f"long-term frames must be whole numbers >= 1 (e.g. 1 2 4), got {self.long_term}")
+        if self.long_term[0] != 1 or list(self.long_term) != sorted(set(self.long_term)):
+            raise OptionError(f"long-term frames start at 1 and increase (e.g. 1 2 4), got {self.long_term}")
+        if self.loss_weight < 0 or not 0 < self.cut_threshold <= 1 or not 0 <= self.min_reliable < 1:
+            raise OptionError("temporal loss weight must be >= 0, cut threshold in (0, 1], min_reliable in [0, 1)")
+        if self.flow_preset not in FLOW_PRESETS:
+            raise OptionError(f"flow preset must be one of {', '.join(FLOW_PRESETS)}, not {self.flow_preset!r}")
+        if self.flow_max_side is not None and self.flow_max_side < 32:
+            raise OptionError(f"flow_max_side must be at least 32 px (or None), got {self.flow_max_side}")
+        if self.iterations < 0:
+            raise OptionError(f"temporal iterations must be >= 0, got {self.iterations}")
+
+
+@dataclass
+class TemporalGuide:
+    """The previous outputs warped onto the current frame, with where each can be trusted.
+
+    ``warped[k]`` is the output of frame ``t - offsets[k]`` warped onto frame t, ``masks[k]`` its
+    Ruder et al. long-term mask (eq. 7; ``masks[0]`` is the plain consistency mask of t-1), all
+    ``(1, C, H, W)`` / ``(1, 1, H, W)`` at the current frame's size.
+    """
+
+    warped: list[Tensor]
+    masks: list[Tensor]
+    offsets: list[int]
+    options: TemporalOptions = field(default_factory=TemporalOptions)
+
+    def _at(self, tensor: Tensor, like: Tensor) -> Tensor:
+        if tensor.shape[-2:] == like.shape[-2:]:
+            return tensor.to(like)
+        return F.interpolate(tensor.to(like), size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+    def blend(self, fresh: Tensor) -> Tensor:
+        """``fresh + s * c * (warped_{t-1} - fresh)``.
+
+        The fresh output where the flow is unreliable (``c = 0``), mostly the warped previous
+        output where it is reliable.
+        """
+        weight = self.options.strength * self._at(self.masks[0], fresh)
+        return fresh + weight * (self._at(self.warped[0], fresh) - fresh)
+
+    def initial(self, content: Tensor) -> Tensor:
+        """Ruder et al.'s initialisation: the warped previous output.
+
+        The content where it cannot be carried: disocclusions start from the frame itself, not
+        from a smeared neighbour.
+        """
+        mask = self._at(self.masks[0], content)
+        return mask * self._at(self.warped[0], content) + (1 - mask) * content
+
+    def loss_terms(self, like: Tensor) -> list[TemporalLoss]:
+        """Ruder et al.'s temporal loss (eq. 5) for each previous frame, long-term masks (eq. 7)."""
+        weight = self.options.loss_weight
+        return [TemporalLoss(self._at(w, like), self._at(m, like), weight)
+                for w, m in zip(self.warped, self.masks)] if weight > 0 else []
+
+    def map(self, transform: Callable[[Tensor], Tensor]) -> TemporalGuide:
+        """The same guide with ``transform`` applied to each warped output (e.g. to luminance)."""
+        return TemporalGuide([transform(w) for w in self.warped], self.masks, self.offsets, self.options)
+
+
+@dataclass
+class TemporalStats:
+    """What the loop saw: frames, fresh starts (first frame, cuts, unreliable flow), mean reliable fraction."""
+
+    frames: int = 0
+    cuts: int = 0
+    unreliable: int = 0
+    reliable_sum: float = 0.0
+
+    @property
+    def reliable(self) -> float:
+        """Mean fraction of pixels carried from the previous frame (over guided frames)."""
+        guided = self.frames - 1 - self.cuts - self.unreliable
+        return self.reliable_sum / guided if guided > 0 else 0.0
+
+
+class TemporalCoherence:
+    """Keeps the last input frames and outputs and builds each frame's :class:`TemporalGuide`.
+
+    >>> coherence = TemporalCoherence(TemporalOptions())  # doctest: +SKIP
+    >>> guide = coherence.guide(frame)        # None: stylize fresh
+    >>> coherence.push(frame, output)
+    """
+
+    def __init__(self, options: TemporalOptions, flow: Callable[..., Tensor] = estimate_flow):
+        self.options = options
+        self.flow = flow
+        depth = max(options.long_term)
+        self.inputs: deque[Tensor] = deque(maxlen=depth)
+        self.outputs: deque[Tensor] = deque(maxlen=depth)
+        self.stats = TemporalStats()
+
+    def guide(self, frame: Tensor) -> TemporalGuide | None:
+        """The guide for ``frame`` ``(1, 3, H, W)``, or None where it must be stylized fresh."""
+        self.stats.frames += 1
+        if not self.inputs:
+            return None
+        if histogram_distance(self.inputs[-1], frame) > self.options.cut_threshold:
+            self.stats.cuts += 1
+            self.reset()
+            return None
+        warped, masks, offsets = [], [], []
+        for offset in self.options.long_term:
+            if offset > len(self.inputs):
+                break
+            before, output = self.inputs[-offset], self.outputs[-offset]
+            backward = self.flow(frame, before, preset=self.options.flow_preset, max_side=self.options.flow_max_side)
+            forward = self.flow(before, frame, preset=self.options.flow_preset, max_side=self.options.flow_max_side)
+            masks.append(consistency_mask(backward, forward))
+            warped.append(warp(output, backward))
+            offsets.append(offset)
+        reliable = float(masks[0].mean())
+        if reliable < self.options.min_reliable:
+            self.stats.unreliable += 1
+            return None
+        self.stats.reliable_sum += reliable
+        return TemporalGuide(warped, [masks[0], *long_term_masks(masks)[1:]], offsets, self.options)
+
+    def push(self, frame: Tensor, output: Tensor) -> None:
+        """Remember ``frame`` and its final ``output`` (resized to the frame when they differ)."""
+        output = output.detach().float().cpu()
+        if output.shape[-2:] != frame.shape[-2:]:
+            output = F.interpolate(output, size=frame.shape[-2:], mode="bilinear", align_corners=False)
+        self.inputs.append(frame.detach().float().cpu())
+        self.outputs.append(output)
+
+    def reset(self) -> None:
+        """Forget the previous frames (at a scene cut)."""
+        self.inputs.clear()
+        self.outputs.clear()
+
+
+#: Stylizes one frame given its guide (None: fresh) and returns the final output frame.
+FrameProcess = Callable[[Tensor, "TemporalGuide | None"], Tensor]
+
+
+def blend_fresh(stylize: Callable[[Tensor], Tensor]) -> FrameProcess:
+    """A :data:`FrameProcess` for a network with no temporal term: stylize fresh, then blend."""
+
+    def process(frame: Tensor, guide: TemporalGuide | None) -> Tensor:
+        fresh = stylize(frame)
+        return fresh if guide is None else guide.blend(fresh.detach().float().cpu())
+
+    return process
+
+
+def temporal_map(frames: Iterable[Tensor], process: FrameProcess, options: TemporalOptions | None,
+                 coherence: TemporalCoherence | None = None) -> Iterator[Tensor]:
+    """Apply ``process`` to every frame with its guide, yielding the outputs one at a time.
+
+    With ``options`` None every guide is None: frame by frame.
+    """
+    if options is not None and coherence is None:
+        coherence = TemporalCoherence(options)
+    for frame in frames:
+        guide = coherence.guide(frame) if coherence is not None else None
+        output = process(frame, guide)
+        if coherence is not None:
+            coherence.push(frame, output)
+        yield output
+

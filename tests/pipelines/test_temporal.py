@@ -1,0 +1,138 @@
+"""The video frame loop: blends, scene cuts, Ruder's temporal loss in the optimisation."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from atelier.errors import OptionError
+from atelier.pipelines.temporal import TemporalCoherence, TemporalGuide, TemporalOptions, blend_fresh, temporal_map
+
+pytest.importorskip("cv2")
+
+
+def textured(height: int, width: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.rand(1, 3, height // 4, width // 4, generator=generator)
+    return F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def fake_style(frame: torch.Tensor) -> torch.Tensor:
+    """A deterministic per-pixel "stylization" (so any change in a static video is the loop's doing)."""
+    return (1 - frame).pow(2).flip(1)
+
+
+def flickering_style(seed: itertools.count):
+    """A stylization that adds fresh noise every frame: frame-by-frame flicker."""
+
+    def stylize(frame: torch.Tensor) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(next(seed))
+        return (fake_style(frame) + 0.1 * torch.randn(frame.shape, generator=generator)).clamp(0, 1)
+
+    return stylize
+
+
+def test_the_blend_leaves_a_static_video_stylization_unchanged():
+    frame = textured(48, 64, seed=0)
+    outputs = list(temporal_map([frame] * 6, blend_fresh(fake_style), TemporalOptions(strength=0.9)))
+    for output in outputs:
+        assert torch.allclose(output, fake_style(frame), atol=1e-5)
+
+
+def test_the_blend_removes_flicker_along_the_motion():
+    big = textured(80, 120, seed=1)
+    frames = [big[..., 8:56, 2 * i : 2 * i + 64] for i in range(8)]  # panning 2 px/frame
+    plain = list(temporal_map(frames, blend_fresh(flickering_style(itertools.count())), None))
+    steady = list(temporal_map(frames, blend_fresh(flickering_style(itertools.count())), TemporalOptions()))
+    # The first frame has no past: it is the fresh one.
+    assert torch.equal(steady[0], plain[0])
+
+    def jitter(outputs):  # change between consecutive outputs, compensating the known pan
+        return sum(float((b[..., :, :-2] - a[..., :, 2:]).abs().mean()) for a, b in itertools.pairwise(outputs))
+
+    assert jitter(steady) < 0.5 * jitter(plain)
+
+
+def test_a_scene_cut_is_stylized_fresh_and_never_smeared():
+    shot_a = [textured(48, 64, seed=2)] * 3
+    shot_b = [textured(48, 64, seed=3) * 0.3 + 0.7 * torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1)] * 3
+    coherence = TemporalCoherence(TemporalOptions(strength=1.0))
+    outputs = list(temporal_map(shot_a + shot_b, blend_fresh(flickering_style(itertools.count())), None,
+                                coherence=coherence))
+    assert coherence.stats.cuts == 1
+    fresh_b = flickering_style(itertools.count(3))(shot_b[0])
+    assert torch.equal(outputs[3], fresh_b)  # the first frame of the new shot owes nothing to the old one
+
+
+def test_unreliable_flow_everywhere_means_a_fresh_frame():
+    options = TemporalOptions(min_reliable=0.5)
+    coherence = TemporalCoherence(options, flow=lambda a, b, preset, max_side: torch.full((1, 2, *a.shape[-2:]), 40.0))
+    frame = textured(32, 32, seed=4)
+    coherence.push(frame, fake_style(frame))
+    assert coherence.guide(frame) is None and coherence.stats.unreliable == 1
+
+
+def test_options_are_checked():
+    with pytest.raises(OptionError, match="strength"):
+        TemporalOptions(strength=1.5)
+    with pytest.raises(OptionError, match="long-term"):
+        TemporalOptions(long_term=(2, 1))
+    with pytest.raises(OptionError, match="flow preset"):
+        TemporalOptions(flow_preset="slow")
+
+
+def test_long_term_guides_keep_only_the_frames_they_need():
+    big = textured(64, 100, seed=5)
+    frames = [big[..., :, i : i + 64] for i in range(6)]
+    coherence = TemporalCoherence(TemporalOptions(long_term=(1, 2, 4)))
+    guides = []
+    for frame in frames:
+        guides.append(coherence.guide(frame))
+        coherence.push(frame, fake_style(frame))
+    assert len(coherence.inputs) == 4  # memory bounded by the longest offset
+    assert guides[0] is None and guides[1].offsets == [1] and guides[2].offsets == [1, 2]
+    assert guides[5].offsets == [1, 2, 4]
+    total = sum(guides[5].masks[1:])  # long-term masks never double-count a pixel
+    assert float(total.max()) <= 1
+
+
+def test_gatys_with_a_guide_starts_from_the_warped_output_and_is_pulled_to_it(tiny_encoder):
+    from atelier.api import stylize_tensor
+
+    content = textured(32, 32, seed=6)
+    style = textured(32, 32, seed=7)
+    target = textured(32, 32, seed=8)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :, :16] = 1  # only the left half can be carried from the previous frame
+    guide = TemporalGuide([target], [mask], [1], TemporalOptions(loss_weight=1e4, iterations=5))
+
+    def run(temporal):
+        return stylize_tensor(content, [style], "gatys", method_kwargs={"encoder": tiny_encoder}, iterations=5,
+                              progress=False, temporal=temporal)
+
+    free, guided = run(None), run(guide)
+    assert guided.info["sizes"] == [(32, 32)]  # one full-size level from the warped output
+    left = lambda image: float((image - target)[..., :16].abs().mean())  # noqa: E731
+    assert left(guided.image) < 0.5 * left(free.image)
+    assert "temporal" in guided.info["parts"]
+
+
+def test_a_feedforward_method_output_is_blended_where_the_flow_is_reliable():
+    from atelier.api import stylize_tensor
+    from atelier.methods.johnson import Johnson
+    from atelier.nets.transformer import TransformerNet
+
+    torch.manual_seed(0)
+    method = Johnson(network=TransformerNet(width=4, blocks=1).eval())
+    content = textured(32, 32, seed=9)
+    fresh = stylize_tensor(content, [], method, progress=False).image
+    warped = torch.full((1, 3, 32, 32), 0.5)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 16:, :] = 1
+    guide = TemporalGuide([warped], [mask], [1], TemporalOptions(strength=1.0))
+    out = stylize_tensor(content, [], method, progress=False, temporal=guide).image
+    assert torch.allclose(out[..., 16:, :], warped[..., 16:, :])  # reliable: carried along the flow
+    assert torch.allclose(out[..., :16, :], fresh[..., :16, :])  # occluded: the fresh output
