@@ -37,17 +37,17 @@ from torch import Tensor, nn
 
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError, WeightsError
+from ..errors import ImageTooSmallError, OptionError, WeightsError
 from ..io.images import load_image, resize_longest
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.onnx import OnnxTransformer, onnxruntime_available
-from ..nets.pretrained import describe_load_error, locate_model, read_weights
+from ..nets.pretrained import describe_load_error
 from ..nets.transformer import TransformerNet, is_style_parameter
 from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last
 from ..ops.tv import total_variation
 from ..pipelines.base import Method, MethodConfig, StylizeResult, option, register
-from ..pipelines.feedforward import memory_budget
+from ..pipelines.trained import check_network_memory, read_trained
 from ..train.task import TrainingTask, load_matching, register_task
 
 __all__ = ["Johnson", "JohnsonConfig", "JohnsonTraining", "JohnsonTrainingOptions", "load_transformer"]
@@ -67,13 +67,8 @@ def load_transformer(model: str) -> tuple[TransformerNet, dict[str, Any]]:
     The header (safetensors metadata) carries the architecture and the style names, so no
     code is needed to rebuild the network.
     """
-    if not model:
-        raise OptionError("give a trained model: --model NAME (see `atelier models`) or --model FILE.safetensors")
-    path = locate_model(model, train_hint="atelier train configs/wave.yaml")
-    state, header = read_weights(path)
-    if header.get("task") != TASK:
-        raise WeightsError(f"{path}: not a per-style transformer network (task {header.get('task')!r}); "
-                           "list them with `atelier models`")
+    state, header, path = read_trained(model, task=TASK, train_hint="atelier train configs/wave.yaml",
+                                       what="per-style transformer network")
     try:
         net = TransformerNet(width=int(header["width"]), blocks=int(header["blocks"]), styles=int(header["styles"]))
         net.load_state_dict({k: v.float() for k, v in state.items()})
@@ -153,13 +148,7 @@ class Johnson(Method):
         # Live maps at full resolution: input, two of `width` channels, the output; float32
         # statistics copies of one map. Instance norm needs whole maps, so no tiling.
         per_value = 2 if precision == "bf16" else 4
-        need = height * width * (self.network.width * (2 * per_value + 4) + 4 * 3 * 4)
-        budget = memory_budget()
-        if need > budget:
-            raise ImageTooLargeError(
-                f"{width}x{height} px needs about {need / 2**30:.1f} GiB for this network, above the "
-                f"{budget / 2**30:.1f} GiB available; use a smaller --size (or set ATELIER_MEMORY_GB)"
-            )
+        check_network_memory(height, width, self.network.width * (2 * per_value + 4) + 4 * 3 * 4, "network")
 
     def stylize(
         self,

@@ -1,0 +1,78 @@
+"""Shared machinery of the methods that run one trained per-style network (``--model NAME``).
+
+Johnson et al.'s transformer nets and Wang et al.'s hierarchical networks are both found by
+name (``atelier models``) or file, checked against the training task that made them, refused
+above a stated memory bound, and chosen by the CLI from the file's header alone. Part of the
+framework layer: method modules import it, it imports none of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from torch import Tensor
+
+from ..errors import ImageTooLargeError, OptionError, WeightsError
+from ..nets.pretrained import locate_model, read_weights
+from .base import available_methods
+from .feedforward import memory_budget
+
+__all__ = ["check_network_memory", "method_for_model", "read_trained"]
+
+#: The method ``--model`` means when the model's task names no model-holding method.
+DEFAULT_MODEL_METHOD = "johnson"
+
+
+def read_trained(model: str, *, task: str, train_hint: str,
+                 what: str) -> tuple[dict[str, Tensor], dict[str, str], Path]:
+    """Tensors, header and path of the trained network ``model`` (a name or a file) made by ``task``.
+
+    Raises:
+        OptionError: no model given.
+        WeightsError: not found (the message says how to train it), unreadable, or made by
+            another task (the message names ``what`` was expected).
+    """
+    if not model:
+        raise OptionError("give a trained model: --model NAME (see `atelier models`) or --model FILE.safetensors")
+    path = locate_model(model, train_hint=train_hint)
+    state, header = read_weights(path)
+    if header.get("task") != task:
+        raise WeightsError(f"{path}: not a {what} (task {header.get('task')!r}); list them with `atelier models`")
+    return state, header, path
+
+
+def check_network_memory(height: int, width: int, bytes_per_pixel: float, what: str) -> None:
+    """Refuse an output whose whole-image activations need more than the memory budget.
+
+    ``bytes_per_pixel`` of the output times its pixels is compared with
+    :func:`~atelier.pipelines.feedforward.memory_budget`.
+
+    These networks normalise whole feature maps (instance norm), so they are not tiled: a
+    tile's statistics would differ from the image's and leave seams.
+    """
+    need = height * width * bytes_per_pixel
+    budget = memory_budget()
+    if need > budget:
+        raise ImageTooLargeError(
+            f"{width}x{height} px needs about {need / 2**30:.1f} GiB for this {what}, above the "
+            f"{budget / 2**30:.1f} GiB available; use a smaller --size (or set ATELIER_MEMORY_GB)"
+        )
+
+
+def method_for_model(model: str) -> str:
+    """The method that runs ``model`` (the CLI's default when ``--model`` is given).
+
+    The task in the model's header when that is a method holding its own styles
+    (``multimodal``), else ``johnson`` (which then reports a missing or wrong file).
+    """
+    try:
+        path = locate_model(model, train_hint="")
+        with safe_open(str(path), framework="pt") as file:
+            task = (file.metadata() or {}).get("task", "")
+    except Exception:  # the method that loads it reports the problem in its own words
+        return DEFAULT_MODEL_METHOD
+    methods: dict[str, Any] = available_methods()
+    cls = methods.get(task)
+    return task if cls is not None and not cls.uses_style_images else DEFAULT_MODEL_METHOD
