@@ -28,7 +28,7 @@ from .io.atomic import check_writable_folder
 from .io.images import DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
 from .io.video import VIDEO_SUFFIXES, is_video
 from .methods import Method, available_methods, get_method
-from .pipelines.trained import method_for_model
+from .pipelines.trained import holds_styles, method_for_model
 
 __all__ = ["build_parser", "main"]
 
@@ -496,7 +496,7 @@ def _models(args: argparse.Namespace) -> int:
     def usage(card: dict[str, Any]) -> str:
         if card.get("task") in ("cyclegan", "ugatit"):
             return f"translate --model {card['name']}"
-        held = card.get("task") in ("johnson", "multimodal")  # networks holding their styles: --model alone
+        held = holds_styles(card.get("task", ""))  # johnson, multimodal: --model alone runs them
         return f"--model {card['name']}" if held else f"--method {card.get('task', '?')}"
 
     name_width = max((len(card["name"]) for card in cards), default=0) + 1

@@ -193,3 +193,25 @@ def test_api_stylize_runs_the_model_with_preserved_colour(net):
     result = api.stylize_tensor(content, [], method, preserve_color="luminance", progress=False)
     assert result.image.shape == (1, 3, 48, 56) and torch.isfinite(result.image).all()
     assert api.stylize(content, None, method, size=56, progress=False).size == (56, 48)
+
+
+def test_eval_scores_a_multimodal_network_on_its_own_painting(net, tmp_path, tiny_encoder, monkeypatch):
+    from atelier.eval.report import evaluate
+
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    monkeypatch.setenv("ATELIER_HOME", str(home))
+    painting = _save(stripes_image(40, 40, period=4), tmp_path / "stripes.png")
+    _export(net, home / "weights" / "multimodal_stripes.safetensors")
+    card = {"name": "multimodal_stripes", "task": "multimodal",
+            "options": {"style": painting, "style_name": "stripes"}}
+    (home / "weights" / "multimodal_stripes.json").write_text(json.dumps(card))
+    contents = tmp_path / "contents"
+    contents.mkdir()
+    for seed in range(2):
+        _save(smooth_image(32, 40, seed=seed), contents / f"c{seed}.png")
+    report = evaluate(models=["multimodal_stripes"], contents=contents, encoder=tiny_encoder, size=40,
+                      statistics_size=64, cell=32, progress=False, output=tmp_path / "out")
+    row = report.row("multimodal_stripes")
+    assert row.kind == "model" and row.styles == ["stripes"] and len(row.done) == 2
+    assert all(p.ssim is not None and p.correct is not None for p in row.done)

@@ -130,6 +130,11 @@ class Multimodal(Method):
     def style_count(self) -> int:
         return 1
 
+    def style_names(self) -> list[str]:
+        """The painting's name (from the network's file), as ``atelier eval`` labels its rows."""
+        self.network  # noqa: B018  (loads the names with the network)
+        return list(self._info.get("style_names") or []) or ["style 0"]
+
     def bytes_per_pixel(self, precision: str) -> float:
         """Peak memory per output pixel (what :meth:`stylize` refuses above the budget).
 

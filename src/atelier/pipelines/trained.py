@@ -9,7 +9,6 @@ framework layer: method modules import it, it imports none of them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from safetensors import safe_open
 from torch import Tensor
@@ -19,7 +18,7 @@ from ..nets.pretrained import locate_model, read_weights
 from .base import available_methods
 from .feedforward import memory_budget
 
-__all__ = ["check_network_memory", "method_for_model", "read_trained"]
+__all__ = ["check_network_memory", "holds_styles", "method_for_model", "read_trained"]
 
 #: The method ``--model`` means when the model's task names no model-holding method.
 DEFAULT_MODEL_METHOD = "johnson"
@@ -61,6 +60,15 @@ def check_network_memory(height: int, width: int, bytes_per_pixel: float, what: 
         )
 
 
+def holds_styles(task: str) -> bool:
+    """Whether ``--model NAME`` alone runs a model made by ``task`` (a card's or a header's).
+
+    True for the methods whose trained model holds its own styles (``johnson``, ``multimodal``).
+    """
+    cls = available_methods().get(task)
+    return cls is not None and not cls.uses_style_images
+
+
 def method_for_model(model: str) -> str:
     """The method that runs ``model`` (the CLI's default when ``--model`` is given).
 
@@ -73,6 +81,4 @@ def method_for_model(model: str) -> str:
             task = (file.metadata() or {}).get("task", "")
     except Exception:  # the method that loads it reports the problem in its own words
         return DEFAULT_MODEL_METHOD
-    methods: dict[str, Any] = available_methods()
-    cls = methods.get(task)
-    return task if cls is not None and not cls.uses_style_images else DEFAULT_MODEL_METHOD
+    return task if holds_styles(task) else DEFAULT_MODEL_METHOD
