@@ -13,7 +13,12 @@ image* looks the same in every column, and one fixed in pixels shrinks), and the
 a 192 px crop of the largest output at its full resolution (the strokes' real size in pixels).
 
 It also prints seconds per image (median of --repeats after a warm-up at 256 px; the network
-already loaded; no file I/O) — on a shared CPU these numbers are noisy.
+already loaded; no file I/O) — on a shared CPU these numbers are noisy — and the *stroke-scale
+ratio*: each output shrunk to --judge px (longest side), its Gram distance to the painting at
+--judge px over the photo's own (real VGG-19; relu1_2, relu2_2, relu3_4, relu4_4 on per-block
+scaled features, as the losses). Strokes that keep their size relative to the image keep this
+ratio as the output grows; strokes fixed in pixels shrink below the judge's resolution and the
+ratio climbs toward 1.
 """
 
 from __future__ import annotations
@@ -56,24 +61,48 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[512, 1024, 2048])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--sheet", default=str(ROOT / "docs" / "multimodal_sheet.jpg"))
+    parser.add_argument("--painting", default="", help="the painting (default: the one the multimodal card names)")
+    parser.add_argument("--judge", type=int, default=512, help="size at which outputs meet the painting, px")
     args = parser.parse_args()
 
+    from atelier.encoders import load_vgg19
     from atelier.io.images import load_image, resize_longest
+    from atelier.losses import CAFFE_FEATURE_SCALES, layer_scale
     from atelier.methods import get_method
+    from atelier.methods.multimodal import STYLE_LAYERS, load_multimodal
+    from atelier.nets.pretrained import model_cards
+    from atelier.ops.gram import gram_matrix
+
+    vgg = load_vgg19()
+
+    def grams(image: Tensor) -> dict[str, Tensor]:
+        with torch.no_grad():
+            features = vgg(resize_longest(image, args.judge), STYLE_LAYERS)
+        return {k: gram_matrix(features[k].float() / layer_scale(k, CAFFE_FEATURE_SCALES)) for k in STYLE_LAYERS}
+
+    def distance(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
+        return sum(float(((a[k] - b[k]) ** 2).mean()) for k in STYLE_LAYERS)
+
+    _, info = load_multimodal(args.multimodal)
+    card = next((c for c in model_cards() if c.get("name") == Path(info["path"]).stem), {})
+    painting_file = args.painting or (card.get("options") or {}).get("style", "")
+    painting = grams(load_image(ROOT / painting_file)) if painting_file and (ROOT / painting_file).is_file() else None
 
     methods = {"johnson": get_method("johnson")(model=args.johnson, backend="torch"),
                "multimodal": get_method("multimodal")(model=args.multimodal)}
     for method in methods.values():  # load the weights before timing
         method.stylize(torch.rand(1, 3, 256, 256), [], style_weights=[1.0])
     rows: list[Tensor] = []
-    print(f"| content | size | {args.johnson} (Johnson) s | {args.multimodal} (multimodal) s |")
-    print("|---|---|---|---|")
+    print(f"| content | size | {args.johnson} (Johnson) s | {args.multimodal} (multimodal) s "
+          f"| {args.johnson} stroke-scale ratio | {args.multimodal} stroke-scale ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
     for stem in args.contents:
         photo = load_image(find_image(DATA / "content", stem))
+        photo_distance = distance(grams(photo), painting) if painting is not None else float("nan")
         outputs: dict[str, list[Tensor]] = {name: [] for name in methods}
         for size in args.sizes:
             content = resize_longest(photo, size)
-            seconds = {}
+            seconds, ratios = {}, {}
             for name, method in methods.items():
                 times = []
                 for _ in range(max(1, args.repeats)):
@@ -81,8 +110,11 @@ def main() -> None:
                     image = method.stylize(content, [], style_weights=[1.0]).image
                     times.append(time.perf_counter() - start)
                 seconds[name] = sorted(times)[len(times) // 2]
+                ratios[name] = (distance(grams(image), painting) / photo_distance if painting is not None
+                                else float("nan"))
                 outputs[name].append(image)
-            print(f"| {stem} | {size} | {seconds['johnson']:.2f} | {seconds['multimodal']:.2f} |")
+            print(f"| {stem} | {size} | {seconds['johnson']:.2f} | {seconds['multimodal']:.2f} "
+                  f"| {ratios['johnson']:.3f} | {ratios['multimodal']:.3f} |")
         for name in methods:
             tiles = [_thumb(image) for image in outputs[name]] + [_centre_crop(outputs[name][-1], CROP)]
             height = max(t.shape[-2] for t in tiles)
