@@ -162,17 +162,35 @@ def test_wrong_or_missing_models_fail_clearly(net, tmp_path, capsys):
 
 def test_memory_limit_is_stated_and_refused_above_it(net, tmp_path, monkeypatch, capsys):
     method = Multimodal(network=net, precision="fp32")
-    need = 64 * 64 * method.bytes_per_pixel("fp32") / 2**30
+    need = method.memory_need(64, 64, "fp32") / 2**30
     monkeypatch.setenv("ATELIER_MEMORY_GB", str(need * 0.9))
     content = smooth_image(64, 64)
-    with pytest.raises(ImageTooLargeError, match="GiB for this multimodal network"):
+    with pytest.raises(ImageTooLargeError, match="GiB for this multimodal network even in 256 px tiles"):
         method.stylize(content, [], style_weights=[1.0])
     monkeypatch.setenv("ATELIER_MEMORY_GB", str(need * 1.1))
-    assert method.stylize(content, [], style_weights=[1.0]).image.shape == (1, 3, 64, 64)
+    result = method.stylize(content, [], style_weights=[1.0])
+    assert result.image.shape == (1, 3, 64, 64) and result.info["tile"] == 0
     model = _export(net, tmp_path / "m.safetensors")
     photo = _save(smooth_image(64, 64), tmp_path / "photo.png")
     assert main(["stylize", photo, "--model", model, "--size", "128", "-o", str(tmp_path / "big.png")]) == 2
     assert "use a smaller --size" in capsys.readouterr().err and not (tmp_path / "big.png").exists()
+
+
+def test_large_outputs_are_tiled_when_whole_maps_would_not_fit(net, monkeypatch):
+    method = Multimodal(network=MultimodalNet(width=8), precision="bf16")  # the shipped width (never run here)
+    whole = method.memory_need(2731, 4096, "bf16")
+    monkeypatch.setenv("ATELIER_MEMORY_GB", str(0.7 * whole / 2**30))
+    tile = method.plan_tile(2731, 4096, "bf16")  # 4K: whole maps do not fit, tiles do
+    assert tile >= 256 and tile % 16 == 0 and method.memory_need(2731, 4096, "bf16", tile) < 0.7 * whole
+    monkeypatch.delenv("ATELIER_MEMORY_GB")
+    # A given tile size gives the whole-image result (small here: the refine subnet in 4 tiles).
+    content = smooth_image(296, 512)
+    tiled = Multimodal(network=net, precision="fp32", tile=256).stylize(content, [], style_weights=[1.0])
+    whole_image = Multimodal(network=net, precision="fp32").stylize(content, [], style_weights=[1.0])
+    assert tiled.info["tile"] == 256 and whole_image.info["tile"] == 0
+    assert torch.allclose(tiled.image, whole_image.image, atol=1e-4)
+    with pytest.raises(OptionError, match="multiple of 16"):
+        Multimodal(network=net, tile=100)
 
 
 def test_small_content_and_masks(net):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from atelier.errors import OptionError
-from atelier.nets.multimodal import MultimodalNet, stage_sizes
+from atelier.nets.multimodal import MultimodalNet, stage_sizes, tiled_subnet
+from atelier.nets.transformer import ConditionalInstanceNorm2d
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,3 +89,28 @@ def test_gradients_reach_every_subnet(net):
     loss.backward()
     for part in (model.style, model.enhance, model.refine):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+
+
+def test_tiled_refine_subnet_equals_the_whole_image():
+    """Instance norm statistics fixed layer by layer over the tiles' cores: the same output."""
+    torch.manual_seed(3)
+    refine = MultimodalNet(width=2).refine.eval()
+    image = torch.rand(1, 3, 90, 150)  # 3 x 5 tiles of 32 px with 48 px halos
+    with torch.no_grad():
+        whole, tiles = refine(image), tiled_subnet(refine, image, 32)
+    assert tiles.shape == whole.shape and torch.allclose(tiles, whole, atol=1e-5)
+    assert all(norm.frozen is None and norm.probe is None for norm in refine.modules()
+               if isinstance(norm, ConditionalInstanceNorm2d))  # nothing left behind
+
+
+@pytest.mark.slow  # 19 statistics passes over 20 tiles: ~10 s
+def test_tiled_enhance_subnet_and_whole_network_equal_the_whole_image():
+    torch.manual_seed(4)
+    net = MultimodalNet(width=2).eval()
+    with torch.no_grad():
+        image = torch.rand(1, 3, 200, 264)
+        assert torch.allclose(tiled_subnet(net.enhance, image, 64), net.enhance(image), atol=1e-5)
+        assert torch.equal(tiled_subnet(net.enhance, image, 160), net.enhance(image))  # one tile would hold it
+        image = torch.rand(1, 3, 400, 528)
+        difference = float((net(image, tile=128) - net(image)).abs().max())
+        assert difference < 1e-4, difference

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooSmallError, OptionError, WeightsError
+from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError, WeightsError
 from ..io.images import load_image, resize_longest, resize_to
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.multimodal import STAGES, MultimodalNet
@@ -49,7 +49,8 @@ from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last
 from ..ops.tv import total_variation
 from ..pipelines.base import Method, MethodConfig, StylizeResult, option, register
-from ..pipelines.trained import check_network_memory, read_trained
+from ..pipelines.feedforward import memory_budget
+from ..pipelines.trained import read_trained
 from ..train.task import TrainingTask, register_task
 
 __all__ = ["Multimodal", "MultimodalConfig", "MultimodalTraining", "MultimodalTrainingOptions", "load_multimodal"]
@@ -64,6 +65,8 @@ STAGE_WEIGHTS = (1.0, 0.5, 0.25)
 #: Style image sizes per stage: the paper resizes the style to 256, 512 and 1024 px, each
 #: stage's output size (sec. 3.2).
 STYLE_SIZES = (256, 512, 1024)
+#: The smallest tile: below it the halos (128 px for the enhance subnet) cost more than the cores.
+MIN_TILE = 256
 
 
 # -- the network: builder, header and export in one place ----------------------------------------
@@ -100,6 +103,12 @@ class MultimodalConfig(MethodConfig):
                             "or a .safetensors file")
     precision: str = option("auto", "network precision: auto (bf16 where supported), fp32, bf16",
                             choices=("auto", "fp32", "bf16"))
+    tile: int = option(0, "run the enhance and refine subnets on tiles of this many px (multiple of 16; the same "
+                          "result in less memory, slower); 0 = auto: tile only when the image would not fit")
+
+    def validate(self) -> None:
+        if self.tile < 0 or self.tile % 16 or 0 < self.tile < MIN_TILE:
+            raise OptionError(f"tile must be 0 (auto) or a multiple of 16 px >= {MIN_TILE}, got {self.tile}")
 
 
 @register
@@ -135,19 +144,46 @@ class Multimodal(Method):
         self.network  # noqa: B018  (loads the names with the network)
         return list(self._info.get("style_names") or []) or ["style 0"]
 
-    def bytes_per_pixel(self, precision: str) -> float:
-        """Peak memory per output pixel (what :meth:`stylize` refuses above the budget).
+    def memory_need(self, height: int, width: int, precision: str, tile: int = 0) -> int:
+        """Peak bytes of a ``height`` x ``width`` output, whole (``tile`` 0) or in tiles of ``tile`` px.
 
-        The refine subnet at full size holds two maps of ``width`` channels with a float32 copy
-        for instance-norm statistics, and about ten float32 RGB images (input, upsampled and
-        padded copies, residual, output, the caller's colour handling); the enhance subnet the
-        same at a quarter of the pixels, the style subnet at a sixteenth. Width 8 in bf16: 241
-        bytes per pixel; measured on the CPU at 2048x1365 px, 0.7 GiB above the interpreter's
-        own (docs/BENCHMARKS.md, "Multimodal transfer").
+        Per pixel of a subnet: two maps of ``width`` channels and a float32 copy for the
+        instance-norm statistics; per output pixel, about ten float32 RGB images (input,
+        upsampled and padded copies, residual, output, the caller's colour handling). Whole:
+        the refine subnet at full size, the enhance at a quarter of the pixels, the style at a
+        sixteenth. Tiled: the style subnet whole, one enhance and one refine tile with their
+        halos. Width 8 in bf16, whole: 241 bytes per pixel; measured on the CPU at 2048x1365
+        px, 0.7 GiB above the interpreter's own (docs/BENCHMARKS.md, "Multimodal transfer").
         """
         per_value = 2 if precision == "bf16" else 4
-        full = self.network.width * (2 * per_value + 4) + 10 * 3 * 4
-        return full * (1 + 1 / 4 + 1 / 16)
+        features = self.network.width * (2 * per_value + 4)
+        images = 10 * 3 * 4 * height * width
+        if not tile:
+            return int(height * width * features * (1 + 1 / 4 + 1 / 16) + images)
+        net = self.network
+        refine = (tile + 2 * net.refine.halo) ** 2
+        enhance = (tile // 2 + 2 * net.enhance.halo) ** 2
+        return int(height * width * features / 16 + (refine + enhance) * features + images)
+
+    def plan_tile(self, height: int, width: int, precision: str) -> int:
+        """The tile size for this output (0 = whole), or :class:`ImageTooLargeError` with the numbers."""
+        budget = memory_budget()
+        tile = self.config.tile
+        if not tile and self.memory_need(height, width, precision) <= budget:
+            return 0
+        if not tile:  # the largest tile that fits, from the image's size down to MIN_TILE
+            tile = -(-max(height, width) // 16) * 16
+            while tile > MIN_TILE and self.memory_need(height, width, precision, tile) > budget:
+                tile -= 16 * max(1, tile // 160)
+            tile = max(tile, MIN_TILE)
+        need = self.memory_need(height, width, precision, tile)
+        if need > budget:
+            raise ImageTooLargeError(
+                f"{width}x{height} px needs about {need / 2**30:.1f} GiB for this multimodal network even in "
+                f"{tile} px tiles, above the {budget / 2**30:.1f} GiB available; use a smaller --size "
+                "(or set ATELIER_MEMORY_GB)"
+            )
+        return tile
 
     def stylize(
         self,
@@ -170,15 +206,15 @@ class Multimodal(Method):
                 f"content of {width}x{height} px is too small for the multimodal network: its shorter side must "
                 f"be at least {MultimodalNet.MIN_SIDE} px; use a larger --size"
             )
-        check_network_memory(height, width, self.bytes_per_pixel(precision), "multimodal network")
+        tile = self.plan_tile(height, width, precision)
         image = content.to(torch_device)
         net.to(torch_device)
         with torch.no_grad(), torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            output = net(image).float().clamp(0, 1)
+            output = net(image, tile).float().clamp(0, 1)
         if masks is not None:
             region = masks.to(torch_device).float()[:, :1]
             output = region * output + (1 - region) * image
-        return StylizeResult(image=output, info={"precision": precision, "model": self._info.get("name"),
+        return StylizeResult(image=output, info={"precision": precision, "tile": tile, "model": self._info.get("name"),
                                                  "styles": list(self._info.get("style_names") or [])})
 
 

@@ -35,9 +35,10 @@ from torch import Tensor, nn
 
 from ..errors import OptionError
 from ..ops.padding import pad_to_multiple
-from .transformer import ConvLayer, ResidualBlock
+from .tiling import tiled
+from .transformer import ConditionalInstanceNorm2d, ConvLayer, ResidualBlock
 
-__all__ = ["EnhanceSubnet", "MultimodalNet", "RefineSubnet", "StyleSubnet", "stage_sizes"]
+__all__ = ["EnhanceSubnet", "MultimodalNet", "RefineSubnet", "StyleSubnet", "stage_sizes", "tiled_subnet"]
 
 #: ITU-R BT.601 luma weights, the luminance the L block sees (the paper: "luminance channel").
 LUMA = (0.299, 0.587, 0.114)
@@ -66,6 +67,9 @@ class _Subnet(nn.Module):
     """A subnet: pads its input to a multiple of its stride, runs, crops back."""
 
     stride = 1
+    #: Context around a tile, px: at least the subnet's receptive-field radius (a multiple of
+    #: ``stride``), so a tile's core sees what it sees in the whole image.
+    halo = 0
 
     def forward(self, image: Tensor) -> Tensor:
         height, width = image.shape[-2:]
@@ -109,6 +113,9 @@ class EnhanceSubnet(_Subnet):
     """Three downsamplings, six residual blocks, three upsamplings (sec. 3.1, fig. 2 middle)."""
 
     stride = 8
+    #: Receptive-field radius 118 px: 9x9 (4), three stride-2 3x3 (1 + 2 + 4), twelve 3x3 at 1/8 (96),
+    #: three resize-convolutions (4 + 2 + 1), the 9x9 output (4).
+    halo = 128
 
     def __init__(self, width: int) -> None:
         super().__init__()
@@ -131,6 +138,9 @@ class RefineSubnet(_Subnet):
     (sec. 3.1, fig. 2 right: the refine subnet corrects details of the upsampled image)."""
 
     stride = 4
+    #: Receptive-field radius 35 px: 9x9 (4), two stride-2 3x3 (1 + 2), six 3x3 at 1/4 (24), two
+    #: resize-convolutions (2 + 1), the 3x3 output (1).
+    halo = 48
 
     def __init__(self, width: int) -> None:
         super().__init__()
@@ -172,12 +182,14 @@ class MultimodalNet(nn.Module):
         """The constructor arguments (stored next to the weights)."""
         return {"width": self.width}
 
-    def stages(self, image: Tensor) -> list[Tensor]:
+    def stages(self, image: Tensor, tile: int = 0) -> list[Tensor]:
         """Outputs of the style, enhance and refine subnets at :func:`stage_sizes` of ``image``.
 
         The style subnet sees the input shrunk to a quarter (antialiased bilinear, as the
         paper's bilinear downsampling layer); each later stage sees the previous output
-        upsampled (bilinear) to its size.
+        upsampled (bilinear) to its size. ``tile`` > 0 (a multiple of 16 px) runs the enhance
+        and refine subnets on tiles of about that size (:func:`tiled_subnet`: the same result
+        in less memory); 0 runs them whole.
         """
         height, width = image.shape[-2:]
         if min(height, width) < self.MIN_SIDE:
@@ -186,12 +198,73 @@ class MultimodalNet(nn.Module):
         sizes = stage_sizes(height, width)
         x = F.interpolate(image, size=sizes[0], mode="bilinear", align_corners=False, antialias=True)
         outputs = [self.style(x)]
-        for size, subnet in zip(sizes[1:], (self.enhance, self.refine)):
+        for size, subnet, part in zip(sizes[1:], (self.enhance, self.refine), (tile // 2, tile)):
             x = F.interpolate(outputs[-1], size=size, mode="bilinear", align_corners=False)
-            outputs.append(subnet(x))
+            outputs.append(tiled_subnet(subnet, x, part) if tile else subnet(x))
         return outputs
 
-    def forward(self, image: Tensor) -> Tensor:
+    def forward(self, image: Tensor, tile: int = 0) -> Tensor:
         """The refine subnet's output, the size of ``image`` (not clamped: the refine subnet
-        adds a residual; callers clamp to [0, 1])."""
-        return self.stages(image)[-1]
+        adds a residual; callers clamp to [0, 1]); ``tile`` as in :meth:`stages`."""
+        return self.stages(image, tile)[-1]
+
+
+class _Probed(Exception):
+    """Stops a statistics pass once the probed layer has seen its input."""
+
+
+def tiled_subnet(subnet: _Subnet, image: Tensor, tile: int) -> Tensor:
+    """``subnet(image)`` computed on tiles of ``tile`` px (rounded to the subnet's stride), equal
+    to the whole-image result up to float rounding, in memory bounded by the tile size.
+
+    Instance norm needs each layer's statistics over the whole map, so the normalisation layers
+    are fixed one at a time: for layer ``k``, every tile (with :attr:`_Subnet.halo` px of
+    context) runs up to layer ``k`` with layers ``1..k-1`` already normalised by their
+    whole-image statistics, and the sums over the tiles' cores give layer ``k``'s mean and
+    variance. A last pass computes the tiles with every layer fixed. With the halo covering the
+    receptive field, each core sees exactly what it sees in the whole image, so the sums, and
+    the output, are the whole image's. About ``layers / 2`` times the compute of one pass.
+    """
+    stride = subnet.stride
+    height, width = image.shape[-2:]
+    x, _ = pad_to_multiple(image, stride)
+    tile = max(stride, tile // stride * stride)
+    if max(x.shape[-2:]) <= tile + subnet.halo:  # a tile with its halo would hold (nearly) the whole image
+        return subnet(image)
+    ones = x.new_ones(x.shape[0], 1, dtype=torch.float32)
+    norms = [m for m in subnet.modules() if isinstance(m, ConditionalInstanceNorm2d)]
+    boxes = [(top, left) for top in range(0, x.shape[-2], tile) for left in range(0, x.shape[-1], tile)]
+    try:
+        for norm in norms:
+            total = squares = None
+            count = 0
+
+            def probe(pre: Tensor, core: tuple[int, int, int, int], size: tuple[int, int]) -> None:
+                nonlocal total, squares, count
+                step = size[0] // pre.shape[-2]  # this layer's stride in the tile
+                top, left, bottom, right = (c // step for c in core)
+                part = pre[..., top:bottom, left:right].double()  # float64 sums: millions of pixels
+                sums, sums2 = part.sum((2, 3), keepdim=True), (part * part).sum((2, 3), keepdim=True)
+                total = sums if total is None else total + sums
+                squares = sums2 if squares is None else squares + sums2
+                count += part.shape[-2] * part.shape[-1]
+                raise _Probed
+
+            for top, left in boxes:
+                t0, l0 = max(0, top - subnet.halo), max(0, left - subnet.halo)
+                b0, r0 = min(x.shape[-2], top + tile + subnet.halo), min(x.shape[-1], left + tile + subnet.halo)
+                core = (top - t0, left - l0, min(top + tile, b0) - t0, min(left + tile, r0) - l0)
+                norm.probe = lambda pre, c=core, z=(b0 - t0, r0 - l0): probe(pre, c, z)
+                try:
+                    subnet.body(x[..., t0:b0, l0:r0], ones)
+                except _Probed:
+                    pass
+            norm.probe = None
+            assert total is not None and squares is not None
+            mean = total / count
+            norm.frozen = (mean.float(), (squares / count - mean * mean).clamp_min(0).float())
+        out = tiled(lambda part: subnet.body(part, ones[: part.shape[0]]), x, scale=1, tile=tile, halo=subnet.halo)
+    finally:
+        for norm in norms:
+            norm.probe = norm.frozen = None
+    return out[..., :height, :width]
