@@ -152,7 +152,7 @@ class Multimodal(Method):
         upsampled and padded copies, residual, output, the caller's colour handling). Whole:
         the refine subnet at full size, the enhance at a quarter of the pixels, the style at a
         sixteenth. Tiled: the style subnet whole, one enhance and one refine tile with their
-        halos. Width 8 in bf16, whole: 241 bytes per pixel; measured on the CPU at 2048x1365
+        halos. Width 8 in bf16, whole: 204 bytes per pixel; measured on the CPU at 2048x1365
         px, 0.7 GiB above the interpreter's own (docs/BENCHMARKS.md, "Multimodal transfer").
         """
         per_value = 2 if precision == "bf16" else 4
