@@ -60,7 +60,7 @@ TASK = "multimodal"
 TRAIN_HINT = "atelier train configs/multimodal_wave.yaml"
 CONTENT_LAYERS = ("relu2_2",)
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_4", "relu4_4")
-#: lambda_k of the style, enhance and refine stages (Wang et al. 2017, sec. 4.1: 1, 0.5, 0.25).
+#: lambda_k of the style, enhance and refine stages (Wang et al. 2017, sec. 3.2/4.1: 1, 0.5, 0.25).
 STAGE_WEIGHTS = (1.0, 0.5, 0.25)
 #: Style image sizes per stage: the paper resizes the style to 256, 512 and 1024 px, each
 #: stage's output size (sec. 3.2).
