@@ -23,7 +23,11 @@ Deviations from the paper:
     * One set of content/style/TV weights for all stages (the paper tunes them per stage);
       the per-stage weights ``lambda_k`` are the paper's.
     * Sigmoid outputs for the style and enhance subnets (the paper: unbounded, clipped).
-    * Trained here at a quarter of the paper's widths and scales on a CPU (see the config).
+    * ``loss_window`` (off by default; 96 px in the CPU config): the enhance and refine stages
+      are scored on one random window of their outputs instead of the whole output, so their
+      loss-network cost is that of the style stage.
+    * Trained here at a quarter of the paper's widths and at 384 px crops (the paper: 1024 px
+      outputs) on a CPU, for 360 steps (see ``configs/multimodal_wave.yaml`` and the model card).
 """
 
 from __future__ import annotations
