@@ -152,16 +152,16 @@ class Multimodal(Method):
         """Peak bytes of a ``height`` x ``width`` output, whole (``tile`` 0) or in tiles of ``tile`` px.
 
         Per pixel of a subnet: two maps of ``width`` channels and a float32 copy for the
-        instance-norm statistics; per output pixel, about ten float32 RGB images (input,
+        instance-norm statistics; per output pixel, about twelve float32 RGB images (input,
         upsampled and padded copies, residual, output, the caller's colour handling). Whole:
         the refine subnet at full size, the enhance at a quarter of the pixels, the style at a
         sixteenth. Tiled: the style subnet whole, one enhance and one refine tile with their
-        halos. Width 8 in bf16, whole: 204 bytes per pixel; measured on the CPU at 2048x1365
-        px, 0.7 GiB above the interpreter's own (docs/BENCHMARKS.md, "Multimodal transfer").
+        halos. Width 8 in bf16, whole: 228 bytes per pixel. Measured (max RSS, CPU) at 4096x4096
+        px: 3.75 GiB whole, 2.0 GiB tiled under a 2.5 GiB budget (docs/BENCHMARKS.md).
         """
         per_value = 2 if precision == "bf16" else 4
         features = self.network.width * (2 * per_value + 4)
-        images = 10 * 3 * 4 * height * width
+        images = 12 * 3 * 4 * height * width
         if not tile:
             return int(height * width * features * (1 + 1 / 4 + 1 / 16) + images)
         net = self.network
