@@ -26,6 +26,7 @@ from .io.atomic import check_writable_folder
 from .io.images import BIT_DEPTHS, DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
 from .io.video import CODECS, DEFAULT_CRF, VIDEO_SUFFIXES, VideoInterrupted, is_video
 from .methods import Method, available_methods, get_method
+from .pipelines.trained import holds_styles, method_for_model
 
 __all__ = ["build_parser", "main"]
 
@@ -97,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--style", "-s", action="append", default=None, metavar="IMAGE",
                         help="style image; repeat to blend several styles (not with --model)")
     common.add_argument("--method", "-m", default=None,
-                        help="method name (see `atelier methods`); default gatys, or johnson with --model")
+                        help="method name (see `atelier methods`); default gatys, or with --model the "
+                             "method that trained it (johnson, multimodal)")
     common.add_argument("--output", "-o", default=None,
                         help="output image (.png, .jpg, .webp), folder (for a folder) or video; default "
                              "out/<content>_<method or model>.png (.mp4 for video, a folder for a folder)")
@@ -257,7 +259,7 @@ def _build(args: argparse.Namespace) -> tuple[Method, str]:
     """The method object the options describe (built once for every image or frame) and the
     label of default output names (the model's name for trained-model methods)."""
     model = getattr(args, "model", None)
-    name = args.method or ("johnson" if model else "gatys")
+    name = args.method or (method_for_model(model) if model else "gatys")
     label = Path(model).stem if model else name
     return get_method(name)(**_chosen_options(args, name)), label
 
@@ -699,7 +701,8 @@ def _models(args: argparse.Namespace) -> int:
     def usage(card: dict[str, Any]) -> str:
         if card.get("task") in ("cyclegan", "ugatit"):
             return f"translate --model {card['name']}"
-        return f"--model {card['name']}" if card.get("task") == "johnson" else f"--method {card.get('task', '?')}"
+        held = holds_styles(card.get("task", ""))  # johnson, multimodal: --model alone runs them
+        return f"--model {card['name']}" if held else f"--method {card.get('task', '?')}"
 
     name_width = max((len(card["name"]) for card in cards), default=0) + 1
     use_width = max((len(usage(card)) for card in cards), default=0) + 1

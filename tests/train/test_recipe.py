@@ -167,6 +167,7 @@ def test_the_whole_chain_trains_every_network_of_the_recipe(tmp_path, monkeypatc
     monkeypatch.setenv("ATELIER_HOME", str(home))
     from atelier.methods import get_method
     from atelier.methods.johnson import load_transformer
+    from atelier.methods.multimodal import load_multimodal
     from atelier.pipelines.translation import load_translator
 
     for layer in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"):
@@ -184,12 +185,13 @@ def test_the_whole_chain_trains_every_network_of_the_recipe(tmp_path, monkeypatc
         load_transformer(stem)
     for stem in ("summer2winter", "summer2winter_ugatit_light"):
         load_translator(stem)
+    load_multimodal("multimodal_wave")
 
 
 def test_the_shipped_recipe_is_valid_and_its_shares_are_set():
     recipe = load_recipe(RECIPE)
     shares = {name: entry.share for name, entry in recipe.networks.items()}
-    assert shares["sanet"] == 3 and shares["wave"] == 0.5 and len(shares) == 14
+    assert shares["sanet"] == 3 and shares["wave"] == 0.5 and len(shares) == 15
     for name in recipe.networks:
         cfg = network_config(recipe, name)
         assert cfg.crop_size >= 256 and cfg.init == ""

@@ -67,6 +67,7 @@ from ..io.atomic import atomic_path, check_writable_folder
 from ..io.images import SAVE_FORMATS, load_image, pil_to_tensor, resize_longest, resize_to, save_image, tensor_to_pil
 from ..methods import Method
 from ..ops.layout import spatial_size
+from ..pipelines.trained import holds_styles, method_for_model
 from ..progress import Progress
 from .metrics import (
     STATISTICS_SIZE,
@@ -546,7 +547,7 @@ def _check_model_name(model: str) -> None:
 
     if Path(model).suffix or Path(model).is_file():
         return
-    names = sorted(card["name"] for card in model_cards() if card.get("task") == "johnson")
+    names = sorted(card["name"] for card in model_cards() if holds_styles(card.get("task", "")))
     if model not in names:
         raise UnknownNameError(f"unknown model {model!r}{suggest(model, names)} (per-style networks: "
                                f"{', '.join(names) or 'none'}; see `atelier models`)")
@@ -646,11 +647,14 @@ class _Model:
 
 def _plan_model(model: str, options: dict[str, Any], notes: list[str]) -> _Model:
     _check_model_name(model)
-    method = build_method("johnson", {**_applicable(options, "johnson"), "model": model})
+    method_name = method_for_model(model)  # johnson, or multimodal for a hierarchical network
+    method = build_method(method_name, {**_applicable(options, method_name), "model": model})
     names = method.style_names()  # type: ignore[attr-defined]  # loads the network: a bad file fails here
     card, card_path = _model_card(model)
     card_options = card.get("options") or {}
     files, card_names = list(card_options.get("styles") or []), list(card_options.get("style_names") or [])
+    if card_options.get("style"):  # a one-painting task (multimodal) names its style alone
+        files, card_names = [card_options["style"]], [card_options.get("style_name") or ""]
     styles = []
     for k, name in enumerate(names):
         name = card_names[k] if k < len(card_names) and card_names[k] else name
@@ -926,8 +930,8 @@ def evaluate(
             weights = [1.0 if k == style.index else 0.0 for k in range(count)]
             return _interrupted(stylize_tensor(content, [], method, style_weights=weights, device=device,
                                                progress=False))
-        add(planned.name, "model", "johnson", {"model": planned.name, **_applicable(options, "johnson")}, row_styles,
-            run_model)
+        add(planned.name, "model", planned.method.name,
+            {"model": planned.name, **_applicable(options, planned.method.name)}, row_styles, run_model)
     if peer is not None:
         probe = Image.new("RGB", (64, 64), (128, 96, 64))
         engine, status = load_peer(torch.get_num_threads(), lambda e: e.stylize_with(probe, probe))

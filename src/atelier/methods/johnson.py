@@ -41,13 +41,14 @@ from ..errors import ImageTooSmallError, OptionError, WeightsError
 from ..io.images import load_image, resize_longest
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, gram_loss_to, layer_scale
 from ..nets.onnx import OnnxTransformer, onnxruntime_available
-from ..nets.pretrained import describe_load_error, locate_model, read_weights
+from ..nets.pretrained import describe_load_error
 from ..nets.transformer import TransformerNet, is_style_parameter
 from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last
 from ..ops.tv import total_variation
 from ..pipelines.base import Method, MethodConfig, StylizeResult, option, register
 from ..pipelines.memory import check_fits
+from ..pipelines.trained import read_trained
 from ..train.task import TrainingTask, load_matching, register_task
 
 __all__ = ["Johnson", "JohnsonConfig", "JohnsonTraining", "JohnsonTrainingOptions", "load_transformer"]
@@ -67,13 +68,8 @@ def load_transformer(model: str) -> tuple[TransformerNet, dict[str, Any]]:
     The header (safetensors metadata) carries the architecture and the style names, so no
     code is needed to rebuild the network.
     """
-    if not model:
-        raise OptionError("give a trained model: --model NAME (see `atelier models`) or --model FILE.safetensors")
-    path = locate_model(model, train_hint="atelier train configs/wave.yaml")
-    state, header = read_weights(path)
-    if header.get("task") != TASK:
-        raise WeightsError(f"{path}: not a per-style transformer network (task {header.get('task')!r}); "
-                           "list them with `atelier models`")
+    state, header, path = read_trained(model, task=TASK, train_hint="atelier train configs/wave.yaml",
+                                       what="per-style transformer network")
     try:
         net = TransformerNet(width=int(header["width"]), blocks=int(header["blocks"]), styles=int(header["styles"]))
         net.load_state_dict({k: v.float() for k, v in state.items()})

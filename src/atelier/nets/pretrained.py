@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from ..encoders.weights import atelier_home
 from ..errors import OptionError, WeightsError
 
-__all__ = ["SHIPPED", "describe_load_error", "load_into", "locate", "locate_model", "model_cards", "read_weights",
-           "shipped_dir"]
+__all__ = ["SHIPPED", "describe_load_error", "load_into", "locate", "locate_model", "model_cards", "read_header",
+           "read_weights", "shipped_dir"]
 
 #: ``{file stem: sha256}`` of the weights committed in ``atelier/pretrained/``.
 SHIPPED: dict[str, str] = {
@@ -32,6 +32,7 @@ SHIPPED: dict[str, str] = {
     "iecontraast_transform": "e38bacbcef23c0fce1af870d55c25af85c4b2c17d8455a60e6f87bc2147f850f",
     "lst_relu3_1": "5c37cbdab2603b2ce101fe734710c58643d37565c7b9fbaed340e624b9385ddd",
     "lst_relu4_1": "184e4f7ebdc50972c5d53767764fdb73d85b6e17d18263694932eb3fd9cef1db",
+    "multimodal_wave": "5f7f9b8b94bc894ddf36e63a8655cc67fa300eae95112ffdaf14fca6784e4837",
     "sanet_decoder": "caeca4b0eccee0bb45bcbb943da2db4019e0271e92ae89d4163beea9019615b1",
     "sanet_transform": "5b9e9881879090984a95b3b4944efa67383ba3b41cfb355486ec4375e0eb990c",
     "small_worlds": "3ae4119a99dfde5bce7ec755db92888ea240140cd7b99ead44cdcae131ae5ce4",
@@ -79,6 +80,19 @@ def locate_model(model: str | Path, *, train_hint: str) -> Path:
     if path.suffix != ".safetensors" and not path.is_file():
         path = locate(str(model), train_hint=train_hint)
     return path
+
+
+def read_header(path: str | Path) -> dict[str, str]:
+    """The header metadata of a safetensors file, without reading its tensors.
+
+    Raises:
+        WeightsError: the file is missing or not a readable safetensors file.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            return dict(file.metadata() or {})
+    except Exception as error:
+        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
 
 
 def read_weights(path: str | Path, *, expect: dict[str, str] | None = None) -> tuple[dict[str, Tensor], dict[str, str]]:

@@ -18,7 +18,7 @@ fewer blocks are the small fast variants.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,13 @@ class ConditionalInstanceNorm2d(nn.Module):
     2017, eq. 5), a convex combination blends styles (their sec. 4.2).
     """
 
+    #: Statistics ``(mean, var)``, each ``(1, C, 1, 1)`` float32, used instead of the map's own:
+    #: tiled inference normalises every tile with the whole image's (see
+    #: :func:`atelier.nets.multimodal.tiled_subnet`). None: the map's own (the paper's IN).
+    frozen: tuple[Tensor, Tensor] | None = None
+    #: Called with the float32 input map before it is normalised (statistics passes); None: off.
+    probe: Callable[[Tensor], None] | None = None
+
     def __init__(self, channels: int, styles: int = 1, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
@@ -65,7 +72,12 @@ class ConditionalInstanceNorm2d(nn.Module):
         # Statistics in float32 (the variance of a 512 px map loses too many digits in bf16);
         # gamma and beta folded into one scale and shift per channel.
         wide = x.float()
-        var, mean = torch.var_mean(wide, dim=(2, 3), keepdim=True, correction=0)
+        if self.probe is not None:
+            self.probe(wide)
+        if self.frozen is not None:
+            mean, var = self.frozen
+        else:
+            var, mean = torch.var_mean(wide, dim=(2, 3), keepdim=True, correction=0)
         scale = gamma * torch.rsqrt(var + self.eps)
         shift = beta - mean * scale
         if style_weights.dim() == 4:  # per-pixel scale and shift: already full maps

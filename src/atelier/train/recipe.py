@@ -1077,6 +1077,7 @@ BENCH_METHODS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("lst_relu3_1", "lst", {"layer": "relu3_1"}, True), ("sanet", "sanet", {}, True),
     ("iecontraast", "iecontraast", {}, True), ("style_swap", "style_swap", {}, True), ("avatar", "avatar", {}, True),
     ("wave", "johnson", {"model": "wave"}, False), ("cin8", "johnson", {"model": "cin8"}, False),
+    ("multimodal_wave", "multimodal", {"model": "multimodal_wave"}, False),
 )
 BENCH_TRANSLATORS = ("summer2winter", "summer2winter_ugatit_light")
 

@@ -1,0 +1,63 @@
+"""Shared machinery of the methods that run one trained per-style network (``--model NAME``).
+
+Johnson et al.'s transformer nets and Wang et al.'s hierarchical networks are both found by
+name (``atelier models``) or file, checked against the training task that made them, refused
+above a stated memory bound (:func:`~atelier.pipelines.memory.check_fits`), and chosen by the
+CLI from the file's header alone. Part of the framework layer: method modules import it, it
+imports none of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor
+
+from ..errors import OptionError, WeightsError
+from ..nets.pretrained import locate_model, read_header, read_weights
+from .base import available_methods
+
+__all__ = ["holds_styles", "method_for_model", "read_trained"]
+
+#: The method ``--model`` means when the model's task names no model-holding method.
+DEFAULT_MODEL_METHOD = "johnson"
+
+
+def read_trained(model: str, *, task: str, train_hint: str,
+                 what: str) -> tuple[dict[str, Tensor], dict[str, str], Path]:
+    """Tensors, header and path of the trained network ``model`` (a name or a file) made by ``task``.
+
+    Raises:
+        OptionError: no model given.
+        WeightsError: not found (the message says how to train it), unreadable, or made by
+            another task (the message names ``what`` was expected).
+    """
+    if not model:
+        raise OptionError("give a trained model: --model NAME (see `atelier models`) or --model FILE.safetensors")
+    path = locate_model(model, train_hint=train_hint)
+    state, header = read_weights(path)
+    if header.get("task") != task:
+        raise WeightsError(f"{path}: not a {what} (task {header.get('task')!r}); list them with `atelier models`")
+    return state, header, path
+
+
+def holds_styles(task: str) -> bool:
+    """Whether ``--model NAME`` alone runs a model made by ``task`` (a card's or a header's).
+
+    True for the methods whose trained model holds its own styles (``johnson``, ``multimodal``).
+    """
+    cls = available_methods().get(task)
+    return cls is not None and not cls.uses_style_images
+
+
+def method_for_model(model: str) -> str:
+    """The method that runs ``model`` (the CLI's default when ``--model`` is given).
+
+    The task in the model's header when that is a method holding its own styles
+    (``multimodal``), else ``johnson`` (which then reports a missing or wrong file).
+    """
+    try:
+        task = read_header(locate_model(model, train_hint="")).get("task", "")
+    except (OSError, WeightsError):  # the method that loads it reports the problem in its own words
+        return DEFAULT_MODEL_METHOD
+    return task if holds_styles(task) else DEFAULT_MODEL_METHOD
