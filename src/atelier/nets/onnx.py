@@ -69,7 +69,8 @@ def _export(net: TransformerNet) -> bytes:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Body(net), example, buffer,  # type: ignore[arg-type]  # a file object works; the stub says path input_names=["image", "style_weights"], output_names=["stylized"],
+            _Body(net), example, buffer,  # type: ignore[arg-type]  # a file object works; the stub says path
+            input_names=["image", "style_weights"], output_names=["stylized"],
             dynamic_axes={"image": {2: "height", 3: "width"}, "stylized": {2: "height", 3: "width"}},
             opset_version=17, dynamo=False,
         )
