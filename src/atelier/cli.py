@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--style", "-s", action="append", default=None, metavar="IMAGE",
                         help="style image; repeat to blend several styles (not with --model)")
     common.add_argument("--method", "-m", default=None,
-                        help="method name (see `atelier methods`); default gatys, or johnson with --model")
+                        help="method name (see `atelier methods`); default gatys, or with --model the method "
+                             "its file was trained for (johnson, style_aware, ...)")
     common.add_argument("--output", "-o", default=None,
                         help="output image (.png, .jpg, .webp), folder (for a folder) or video; default "
                              "out/<content>_<method or model>.png (.mp4 for video, a folder for a folder)")
@@ -171,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--cell", type=int, default=160, help="side of a contact sheet cell in px (default: 160)")
     evaluation.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     evaluation.add_argument("--quiet", "-q", action="store_true", help="no progress output and no table on stdout")
+    evaluation.add_argument("--collections", default=None, metavar="DIR",
+                            help="score the deception rate instead (Sanakoyeu et al. 2018): fit a genre classifier on "
+                                 "the collections in DIR (text lists or image folders), then report the share of "
+                                 "--contents stylized by each collection --models network, and by --methods (default "
+                                 "gatys adain) given one painting of its genre, classified as that genre")
 
     listing = commands.add_parser("methods", help="list methods and their options")
     listing.add_argument("name", nargs="?", help="show only this method")
@@ -214,7 +220,7 @@ def _build(args: argparse.Namespace) -> tuple[Method, str]:
     """The method object the options describe (built once for every image or frame) and the
     label of default output names (the model's name for trained-model methods)."""
     model = getattr(args, "model", None)
-    name = args.method or ("johnson" if model else "gatys")
+    name = args.method or (_method_of_model(model) if model else "gatys")
     cls = get_method(name)
     method_fields = set(cls.Config.field_names())
     all_options = _method_options()
@@ -229,6 +235,18 @@ def _build(args: argparse.Namespace) -> tuple[Method, str]:
             options[option_name] = getattr(args, option_name)
     label = Path(model).stem if model else name
     return cls(**options), label
+
+
+def _method_of_model(model: str) -> str:
+    """The method that runs a trained ``--model``: the one its file's header names (``style_aware``,
+    ``disentangle``, ...) when that method takes a model, else the per-style networks (johnson)."""
+    from .nets.pretrained import model_task
+
+    task = model_task(model)
+    methods = available_methods()
+    if task in methods and "model" in methods[task].Config.field_names():
+        return task
+    return "johnson"
 
 
 def _stylize(args: argparse.Namespace) -> int:
@@ -373,6 +391,8 @@ def _eval(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         path = getattr(args, flag)
         if path is not None and not Path(path).exists():
             raise ImageError(f"--{flag} {path}: no such file or folder")
+    if args.collections is not None:
+        return _deception(args, options)
     command = "atelier " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     try:
         report = evaluate(args.methods, args.models, contents=args.contents, styles=args.styles, size=args.size,
@@ -387,6 +407,24 @@ def _eval(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         for note in report.notes:
             print(f"- {note}")
         print(f"wrote {Path(args.output) / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+def _deception(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """``atelier eval --collections DIR``: the deception-rate table (see :mod:`atelier.eval.deception`)."""
+    from .eval.deception import deception_report
+
+    methods = args.methods or ["gatys", "adain"]
+    if options:  # --method-option applies to every method spec that takes it
+        methods = [m + (":" if ":" not in m else ",") + ",".join(f"{k}={v}" for k, v in options.items())
+                   for m in methods]
+    report = deception_report(args.collections, args.contents, models=args.models, methods=methods,
+                              size=args.size, output=args.output, device=args.device, progress=not args.quiet)
+    if not args.quiet:
+        print("\n".join(report.table()))
+        for note in report.notes:
+            print(f"- {note}")
+        print(f"wrote {Path(args.output) / 'deception.md'}", file=sys.stderr)
     return 0
 
 
@@ -494,7 +532,8 @@ def _models(args: argparse.Namespace) -> int:
     def usage(card: dict[str, Any]) -> str:
         if card.get("task") in ("cyclegan", "ugatit"):
             return f"translate --model {card['name']}"
-        return f"--model {card['name']}" if card.get("task") == "johnson" else f"--method {card.get('task', '?')}"
+        model_tasks = ("johnson", "style_aware", "disentangle")  # methods chosen by the model file's header
+        return f"--model {card['name']}" if card.get("task") in model_tasks else f"--method {card.get('task', '?')}"
 
     name_width = max((len(card["name"]) for card in cards), default=0) + 1
     use_width = max((len(usage(card)) for card in cards), default=0) + 1

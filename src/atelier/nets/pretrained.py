@@ -20,7 +20,8 @@ from torch import Tensor, nn
 from ..encoders.weights import atelier_home
 from ..errors import OptionError, WeightsError
 
-__all__ = ["SHIPPED", "describe_load_error", "load_into", "locate", "locate_model", "model_cards", "read_weights",
+__all__ = ["SHIPPED", "describe_load_error", "load_into", "locate", "locate_model", "model_cards", "model_task",
+           "read_weights",
            "shipped_dir"]
 
 #: ``{file stem: sha256}`` of the weights committed in ``atelier/pretrained/``.
@@ -107,6 +108,17 @@ def read_weights(path: str | Path, *, expect: dict[str, str] | None = None) -> t
             raise WeightsError(f"{path}: made for {key} {found!r}, but {value!r} is in use; "
                                f"use weights={found} or a file trained for {value}")
     return tensors, metadata
+
+
+def model_task(model: str | Path) -> str | None:
+    """The ``task`` in the header of a trained model given by name or path (None when the file
+    cannot be found or read; loading it later reports why). Reads the header only."""
+    try:
+        path = locate_model(model, train_hint="atelier train")
+        with safe_open(str(path), framework="pt") as file:
+            return (file.metadata() or {}).get("task")
+    except Exception:  # missing or damaged: the method that loads it says what is wrong
+        return None
 
 
 def describe_load_error(error: Exception) -> str:
