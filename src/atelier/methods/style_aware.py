@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ImageTooLargeError, OptionError, WeightsError
-from ..nets.gan import PatchDiscriminator
+from ..nets.gan import PatchDiscriminator, log_loss
 from ..nets.pretrained import describe_load_error, locate_model, read_weights
 from ..nets.style_aware import StyleAwareGenerator
 from ..options import MethodConfig, option
@@ -86,12 +86,6 @@ def transformed_image(image: Tensor, kernel: int = TRANSFORM_KERNEL) -> Tensor:
 def transformed_image_loss(image: Tensor, stylized: Tensor, kernel: int = TRANSFORM_KERNEL) -> Tensor:
     """``L_T = 1/(CHW) * ||T(x) - T(G(x))||_2^2`` (eq. 5) on images in [0, 1]."""
     return F.mse_loss(transformed_image(stylized.float(), kernel), transformed_image(image.float(), kernel))
-
-
-def log_loss(scores: Tensor, real: bool) -> Tensor:
-    """The GAN log-loss (sigmoid cross-entropy) of discriminator scores against real/fake."""
-    target = torch.full_like(scores.float(), 1.0 if real else 0.0)
-    return F.binary_cross_entropy_with_logits(scores.float(), target)
 
 
 # -- training ------------------------------------------------------------------------------------

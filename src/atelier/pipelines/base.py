@@ -58,6 +58,9 @@ class Method(ABC):
     #: Whether styles come as images (False: the method's trained model holds its styles,
     #: and the blend weights / masks refer to those; see :meth:`style_count`).
     uses_style_images: ClassVar[bool] = True
+    #: Whether a method that takes style images may also run without any: on the style its
+    #: trained model holds (content-style disentanglement: the collection's average style).
+    styles_optional: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, **options: Any) -> None:
         if config is not None and options:
