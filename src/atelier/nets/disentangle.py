@@ -92,6 +92,11 @@ class DisentangledGenerator(nn.Module):
         #: Running mean of the style codes of the training paintings: the collection's average style.
         self.register_buffer("average_code", torch.zeros(code_dim))
         init_weights(self)
+        # The style encoder keeps PyTorch's default (Kaiming-uniform) init: with N(0, 0.02) weights its
+        # codes start near 1e-4, the AdaIN scales ignore them and the triplet's margin cannot be met.
+        for layer in self.style_encoder.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                layer.reset_parameters()
 
     def _inner(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
         height, width = image.shape[-2:]
