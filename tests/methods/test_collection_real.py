@@ -30,3 +30,21 @@ def test_shipped_style_aware_networks_stylize_small_photos():
         outputs[stem] = result.image
     first, second = outputs.values()
     assert (first - second).abs().mean() > 0.02  # and the two collections differ
+
+
+def test_shipped_disentanglement_network_takes_a_painting_a_blend_or_the_average():
+    from atelier.methods.disentangle import NETWORKS as DISENTANGLED
+    from atelier.methods.disentangle import Disentangle
+    from helpers import stripes_image
+
+    photo = smooth_image(48, 72)
+    for stem in DISENTANGLED:
+        method = Disentangle(model=stem)
+        average = stylize_tensor(photo, [], method, progress=False).image
+        painted = stylize_tensor(photo, [stripes_image(64, 64)], method, progress=False).image
+        blend = stylize_tensor(photo, [stripes_image(64, 64), smooth_image(64, 64, seed=3)], method,
+                               style_weights=[1, 1], progress=False).image
+        for image in (average, painted, blend):
+            assert image.shape == photo.shape and torch.isfinite(image).all()
+        assert (average - photo).abs().mean() > 0.03
+        assert method.network.average_code.abs().sum() > 0  # a collection average was learnt

@@ -29,6 +29,7 @@ SHIPPED: dict[str, str] = {
     "adain_decoder": "ba614e7cb37c64f0963d1650d90d98df6b747aaf74d4a55083242f2baa6d583d",
     "avatar_decoder": "e74f63ca0dc6f53cdf2d0091c21b00ffdf2c71f5ce28bb8ef2095959094bc077",
     "chinese_landscape": "c0e46741b8f411c0c3c7692f8494200628604fd9fb6cef6dcb52d8a11c87bd47",
+    "chinese_landscape_dis": "1b7a22e109b6d60d567ff2e6d6fece9506f58bc11d9fba69960235dc7334967a",
     "cin8": "f47e4615204c75fbe690a0ca659c8c5cf53b5da8a7e73fcdc562445327af53eb",
     "kaokore": "40e0e24a42d7296dccdebe4420f2e07a187f85ba42c9359b21efb04c2ef0bf33",
     "lst_relu3_1": "5c37cbdab2603b2ce101fe734710c58643d37565c7b9fbaed340e624b9385ddd",
