@@ -63,7 +63,8 @@ def main() -> None:
         cells = []
         for size in args.sizes:
             image = resize_longest(photo, size)
-            seconds, _ = median_time(lambda: stylize_tensor(image, [], method, progress=False), args.repeats)
+            seconds, _ = median_time(lambda image=image, method=method: stylize_tensor(image, [], method, progress=False),
+                                     args.repeats)
             cells.append(f"{seconds:.2f} s")
         print(f"| {name} ({method.name}) | " + " | ".join(cells) + " |")
 
