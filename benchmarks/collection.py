@@ -63,8 +63,10 @@ def main() -> None:
         cells = []
         for size in args.sizes:
             image = resize_longest(photo, size)
-            seconds, _ = median_time(lambda image=image, method=method: stylize_tensor(image, [], method, progress=False),
-                                     args.repeats)
+            def run(image=image, method=method):  # defaults bind the loop values now
+                return stylize_tensor(image, [], method, progress=False)
+
+            seconds, _ = median_time(run, args.repeats)
             cells.append(f"{seconds:.2f} s")
         print(f"| {name} ({method.name}) | " + " | ".join(cells) + " |")
 

@@ -21,7 +21,7 @@ def test_shipped_style_aware_networks_stylize_small_photos():
     outputs = {}
     for stem in NETWORKS:
         assert stem in SHIPPED
-        net, info = load_generator(stem)  # verified against the sha256 table
+        _, info = load_generator(stem)  # verified against the sha256 table
         card = json.loads((shipped_dir() / f"{stem}.json").read_text())
         assert info["collection"] == stem == card["header"]["collection"] and info["steps"] > 0
         result = stylize_tensor(photo, [], StyleAware(model=stem), progress=False)

