@@ -266,24 +266,27 @@ def deception_report(
             done += 1
             bar.update(done)
         report.rates[f"{Path(model).stem} (model)"] = {genre: rate(outputs, genre)}
+    report.notes.append(f"{len(photos)} photos at {size} px; classifier on {classifier_size} px squares, "
+                        f"accuracy {report.accuracy['train']:.0%} (train) / {report.accuracy['held_out']:.0%} "
+                        f"(held out) over {len(genres)} genres")
+    paintings = {}
     for genre in wanted:
-        painting_path = found[genre][0]
-        report.paintings[genre] = painting_path.name
-        painting = resize_longest(load_image(painting_path), 512)
-        for spec in specs:
+        report.paintings[genre] = found[genre][0].name
+        paintings[genre] = resize_longest(load_image(found[genre][0]), 512)
+    if output is not None:  # the report so far after every row: a long run stopped early keeps its rows
+        _write(report, Path(output))
+    for spec in specs:
+        for genre in wanted:
             outputs = []
             for photo in photo_images:
-                outputs.append(stylize_tensor(photo, [painting], spec.method, device=device, progress=False,
+                outputs.append(stylize_tensor(photo, [paintings[genre]], spec.method, device=device, progress=False,
                                               **spec.options).image)
                 done += 1
                 bar.update(done)
             report.rates.setdefault(f"{spec.label} (one painting)", {})[genre] = rate(outputs, genre)
+        if output is not None:
+            _write(report, Path(output))
     bar.close()
-    report.notes.append(f"{len(photos)} photos at {size} px; classifier on {classifier_size} px squares, "
-                        f"accuracy {report.accuracy['train']:.0%} (train) / {report.accuracy['held_out']:.0%} "
-                        f"(held out) over {len(genres)} genres")
-    if output is not None:
-        _write(report, Path(output))
     return report
 
 
