@@ -13,9 +13,10 @@ Part 2 (sheets, written into --sheets):
     * ``style_aware_sheet.jpg``: rows of photos, columns photo | each --style-aware model;
     * ``style_aware_hd.jpg``: one photo stylized at 1280 px by the first model (the paper's point is
       HD: strokes stay strokes at full size), saved whole;
-    * ``disentangle_sheet.jpg``: one photo (--photo) under the collection's average style and under
-      ten paintings of --collection (evenly spaced in the list): paintings on the top row, the
-      stylizations below each.
+    * ``disentangle_sheet.jpg``: one photo (--photo), then that photo under the collection's average
+      style and under ten paintings of --collection (evenly spaced in the list; their file names are
+      printed, the paintings themselves are not put on the sheet: the collection may not be
+      redistributed), in two rows of six.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import platform
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from common import DATA, ROOT, content_images, find_image, median_time, rel, save_sheet, square
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--collection", type=Path, default=COLLECTIONS / "chinese_landscape.txt")
     parser.add_argument("--photos", type=Path, default=DATA / "content")
     parser.add_argument("--photo", default="chicago")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[256, 512, 1024], help="none: no timing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--sheets", type=Path, default=None, help="folder for the sheets (e.g. docs)")
@@ -88,13 +88,11 @@ def main() -> None:
         files = collection_files(args.collection)
         picks = [files[round(i * (len(files) - 1) / 9)] for i in range(10)]
         image = resize_longest(photo, 384)
-        paintings = [load_image(p) for p in picks]
-        top = [square(image, cell)] + [square(p, cell) for p in paintings]
-        average = stylize_tensor(image, [], method, progress=False).image
-        bottom = [square(average, cell)] + [square(stylize_tensor(image, [p], method, progress=False).image, cell)
-                                            for p in paintings]
-        sheet = torch.cat([torch.cat(top, dim=3), torch.cat(bottom, dim=3)], dim=2)
-        sheet = F.interpolate(sheet, scale_factor=0.75, mode="bilinear", antialias=True, align_corners=False)
+        # The paintings themselves stay out of the sheet (the collection's images may not be
+        # redistributed); their file names are printed, and the caption lists them.
+        cells = [square(image, cell), square(stylize_tensor(image, [], method, progress=False).image, cell)]
+        cells += [square(stylize_tensor(image, [load_image(p)], method, progress=False).image, cell) for p in picks]
+        sheet = torch.cat([torch.cat(cells[:6], dim=3), torch.cat(cells[6:], dim=3)], dim=2)
         print("wrote", rel(args.sheets / "disentangle_sheet.jpg"),
               save_sheet(sheet.clamp(0, 1), args.sheets / "disentangle_sheet.jpg", 240),
               "paintings:", ", ".join(p.name for p in picks))

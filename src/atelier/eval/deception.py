@@ -279,8 +279,11 @@ def deception_report(
         for genre in wanted:
             outputs = []
             for photo in photo_images:
-                outputs.append(stylize_tensor(photo, [paintings[genre]], spec.method, device=device, progress=False,
-                                              **spec.options).image)
+                result = stylize_tensor(photo, [paintings[genre]], spec.method, device=device, progress=False,
+                                        **spec.options)
+                if result.interrupted:  # Ctrl-C / SIGTERM inside an optimisation: stop the report, not one image
+                    raise KeyboardInterrupt
+                outputs.append(result.image)
                 done += 1
                 bar.update(done)
             report.rates.setdefault(f"{spec.label} (one painting)", {})[genre] = rate(outputs, genre)
