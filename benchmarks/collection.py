@@ -1,7 +1,7 @@
 """Collection-trained networks (style-aware content loss, content-style disentanglement): speed and sheets.
 
 Usage:
-    .venv/bin/python benchmarks/collection.py [--style-aware chinese_landscape kaokore]
+    .venv/bin/python benchmarks/collection.py [--style-aware kaokore chinese_landscape]
         [--disentangle chinese_landscape_dis] [--collection ../shared/train/collections/chinese_landscape.txt]
         [--photo chicago] [--sizes 256 512 1024] [--repeats 3] [--threads N] [--sheets docs]
 
@@ -34,7 +34,7 @@ COLLECTIONS = ROOT.parent / "shared" / "train" / "collections"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--style-aware", nargs="*", default=["chinese_landscape", "kaokore"])
+    parser.add_argument("--style-aware", nargs="*", default=["kaokore", "chinese_landscape"])
     parser.add_argument("--disentangle", nargs="*", default=["chinese_landscape_dis"])
     parser.add_argument("--collection", type=Path, default=COLLECTIONS / "chinese_landscape.txt")
     parser.add_argument("--photos", type=Path, default=DATA / "content")
