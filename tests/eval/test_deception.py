@@ -58,6 +58,8 @@ def test_report_scores_models_and_untouched_photos(tmp_path, tiny_encoder, capsy
     assert report.genres == ["smooth", "stripes"] and report.counts == {"smooth": 8, "stripes": 8}  # per_genre
     assert report.accuracy["held_out"] == 1.0
     assert report.rates["photos (untouched)"] == {"stripes": 0.0}  # smooth photos are not stripes
+    # The one painting Gatys/AdaIN would get: a file of the target collection.
+    assert report.paintings["stripes"] in {p.name for p in (collections / "stripes").rglob("img*")}
     assert 0.0 <= report.rates["stripes_model (model)"]["stripes"] <= 1.0
     saved = json.loads((tmp_path / "report" / "deception.json").read_text())
     assert saved["rates"] == report.rates

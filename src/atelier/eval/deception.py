@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -125,6 +126,14 @@ class StyleClassifier(DomainJudge):
             raise OptionError("the classifier is not fitted yet: call fit_genres() first")
         return (((features.float() - self.center) / self.scale) @ self.weight + self.bias).argmax(dim=1)
 
+    def margins(self, features: Tensor, genre: int) -> Tensor:
+        """How far each row's logit for ``genre`` exceeds its largest other logit ``(N,)``."""
+        if self.weight is None:
+            raise OptionError("the classifier is not fitted yet: call fit_genres() first")
+        logits = ((features.float() - self.center) / self.scale) @ self.weight + self.bias
+        others = torch.cat([logits[:, :genre], logits[:, genre + 1:]], dim=1)
+        return logits[:, genre] - others.max(dim=1).values
+
     def genres_of(self, features: Tensor) -> list[str]:
         """The genre name of each row of ``features``."""
         return [self.genres[int(i)] for i in self.classify(features)]
@@ -190,7 +199,8 @@ def deception_report(
         models: trained collection models (``style_aware``, ``disentangle``); each model's target
             genre is the ``collection`` of its header, which must be one of the collections.
         methods: method specs (see :func:`atelier.eval.variants.parse_method`) run with *one*
-            painting of each target genre: the first file of its collection.
+            painting of each target genre: of the classifier's images of that genre, the one it
+            finds most typical (largest logit margin).
         size: longest side of the stylized photos.
         per_genre: images per genre for the classifier (evenly spaced; every 5th held out to
             measure its accuracy).
@@ -231,11 +241,13 @@ def deception_report(
     genres = list(found)
     report = DeceptionReport(genres=genres, notes=notes)
     bar = Progress(len(genres), label="classifier ", unit="genre", enabled=progress)
-    train_rows, held_rows = {}, {}
+    train_rows, held_rows, picked = {}, {}, {}
     for index, genre in enumerate(genres):
         folder = ImageFolder(collections_path(collections, genre), crop_size=classifier_size,
                              what=f"images of {genre}")
         images = folder.fixed(per_genre, classifier_size)
+        # The files fixed() took (evenly spaced; a collection's files are all readable).
+        picked[genre] = [folder.files[int(i)] for i in np.linspace(0, len(folder) - 1, num=len(images)).round()]
         rows = torch.cat([classifier.features(images[i:i + 8].to(device)) for i in range(0, len(images), 8)]).cpu()
         held = torch.arange(len(rows)) % 5 == 4
         train_rows[genre], held_rows[genre] = rows[~held], rows[held]
@@ -271,8 +283,12 @@ def deception_report(
                         f"(held out) over {len(genres)} genres")
     paintings = {}
     for genre in wanted:
-        report.paintings[genre] = found[genre][0].name
-        paintings[genre] = resize_longest(load_image(found[genre][0]), 512)
+        # The one painting: the genre's most typical to the classifier (largest margin of its logit
+        # over the others), so Gatys and AdaIN get the clearest single example the collection has.
+        rows = torch.cat([train_rows[genre], held_rows[genre]])[_order(len(picked[genre]))]
+        typical = picked[genre][int(classifier.margins(rows, genres.index(genre)).argmax())]
+        report.paintings[genre] = typical.name
+        paintings[genre] = resize_longest(load_image(typical), 512)
     if output is not None:  # the report so far after every row: a long run stopped early keeps its rows
         _write(report, Path(output))
     for spec in specs:
@@ -293,6 +309,13 @@ def deception_report(
     return report
 
 
+def _order(count: int) -> Tensor:
+    """Indices that put ``cat([train rows, held rows])`` (held = every 5th) back in file order."""
+    held = torch.arange(count) % 5 == 4
+    position = torch.cat([torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()])
+    return torch.argsort(position)
+
+
 def collections_path(root: str | os.PathLike, genre: str) -> Path:
     """The list or folder of ``genre`` inside the collections folder ``root``."""
     folder = Path(root)
@@ -301,8 +324,8 @@ def collections_path(root: str | os.PathLike, genre: str) -> Path:
 
 
 def _write(report: DeceptionReport, folder: Path) -> None:
-    text = "\n".join(["# Deception rate", "", *report.table(), "", *[f"- {n}" for n in report.notes],
-                      f"- one painting per genre (Gatys, AdaIN rows): {report.paintings}", ""])
+    paintings = f"- one painting per genre (the classifier's most typical; Gatys, AdaIN rows): {report.paintings}"
+    text = "\n".join(["# Deception rate", "", *report.table(), "", *[f"- {n}" for n in report.notes], paintings, ""])
     for name, content in (("deception.md", text), ("deception.json", json.dumps(report.to_dict(), indent=2) + "\n")):
         with atomic_path(folder / name) as temp:
             temp.write_text(content)
