@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-slow lint bench clean gpu-kit gpu-prepare gpu-restore
+.PHONY: install run serve test test-slow lint typecheck bench clean gpu-kit gpu-prepare gpu-restore
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: $(STAMP)
 	@echo "demos written to out/garden_van_gogh.png (gatys), out/garden_adain.png (adain) and" \
 		"out/garden_wheat_field.png (the shipped per-style network)"
 
+# The web studio on http://127.0.0.1:8000/ (API docs at /docs); Ctrl-C stops it.
+serve: $(STAMP)
+	$(BIN)/atelier serve
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
@@ -33,6 +37,9 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

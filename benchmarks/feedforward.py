@@ -1,6 +1,6 @@
 """Arbitrary-style feed-forward methods: CPU speed, decoder reconstruction, style statistics, contact sheets.
 
-Methods: adain, wct, lst (relu4_1), lst_relu3_1, sanet, style_swap, avatar.
+Methods: adain, wct, lst (relu4_1), lst_relu3_1, sanet, iecontraast, style_swap, avatar.
 
 Usage:
     .venv/bin/python benchmarks/feedforward.py [--sizes 256 512 1024] [--repeats 5] [--methods adain wct ...]
@@ -58,7 +58,7 @@ SHEET_STYLES = ("la_muse", "brushstrokes", "sketch", "picasso_self_portrait", "w
 
 #: The methods benchmarked, as method specs (:func:`atelier.eval.variants.parse_method`, the syntax of
 #: ``atelier eval --methods``): names, library variants (lst_relu3_1) and labelled options.
-SPECS = ("adain", "wct", "lst=lst:layer=relu4_1", "lst_relu3_1", "sanet", "style_swap", "avatar")
+SPECS = ("adain", "wct", "lst=lst:layer=relu4_1", "lst_relu3_1", "sanet", "iecontraast", "style_swap", "avatar")
 #: Benchmark name -> (method, options).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {spec.label: spec.pair() for spec in map(parse_method, SPECS)}
 

@@ -15,7 +15,7 @@ from helpers import smooth_image, stripes_image
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 SHARED_DATA = REPO.parent / "shared" / "data"
-_IGNORED = {".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "out", "build", "runs",
+_IGNORED = {".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", "out", "build", "runs",
             "gpu_kit"}
 
 

@@ -8,7 +8,8 @@ from PIL import Image
 
 from atelier import cli
 from atelier.encoders import random_vgg19
-from atelier.pipelines import base, optimization
+from atelier.optim import pyramid
+from atelier.pipelines import base
 
 
 @pytest.fixture
@@ -166,7 +167,7 @@ def test_interrupt_writes_best_image_and_exits_130(images, tmp_path, tiny, monke
             return criterion(image)
         return real(crit, init, **kwargs)
 
-    monkeypatch.setattr(optimization, "optimize_image", interrupted)
+    monkeypatch.setattr(pyramid, "optimize_image", interrupted)
     out = tmp_path / "best.png"
     code = cli.main(["stylize", str(content), "--style", str(style), "--size", "48", "--iterations", "50",
                      "-o", str(out)])
@@ -195,8 +196,8 @@ def test_unwritable_output_refused_before_work(images, tmp_path, tiny, monkeypat
     elif where == "save-dir":
         extra = ["-o", str(tmp_path / "out.png"), "--save-every", "1", "--save-dir", str(blocker / "steps")]
     calls: list[int] = []
-    real = optimization.optimize_image
-    monkeypatch.setattr(optimization, "optimize_image", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = pyramid.optimize_image
+    monkeypatch.setattr(pyramid, "optimize_image", lambda *a, **k: calls.append(1) or real(*a, **k))
     code = cli.main(["stylize", source, "--style", str(style), "--size", "40", "--iterations", "1", "-q", *extra])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err

@@ -20,10 +20,23 @@ from torch import Tensor
 from .devices import check_seed, resolve_device
 from .errors import OptionError
 from .io.atomic import check_writable_folder
-from .io.images import DEFAULT_MAX_PIXELS, ImageInput, check_max_pixels, load_image, resize_longest, tensor_to_pil
+from .io.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageInfo,
+    ImageInput,
+    check_bit_depth,
+    check_max_pixels,
+    check_output_path,
+    load_image,
+    load_image_info,
+    resize_longest,
+    save_image,
+    tensor_to_pil,
+)
 from .io.masks import MaskInput, load_masks
 from .methods import Method, StylizeResult, available_methods, get_method
 from .ops.color import luminance, match_color, transfer_luminance
+from .ops.layout import spatial_size
 from .ops.smoothing import photo_smooth as smooth_with_guide
 from .pipelines.translation import DIRECTIONS, Translator
 
@@ -35,12 +48,16 @@ PRESERVE_COLOR = ("none", "luminance", "histogram")
 
 
 class StylizationInterrupted(KeyboardInterrupt):
-    """Raised when Ctrl-C stops a run; ``image`` holds the best result so far (PIL)."""
+    """Raised when Ctrl-C stops a run; ``image`` holds the best result so far (PIL), ``result``
+    its full-precision tensor and ``info`` what a saved copy inherits from the content (write it
+    with ``save_image(stop.result.image, path, info=stop.info)``). Nothing is written to
+    ``output`` on interruption."""
 
-    def __init__(self, image: Image.Image, result: StylizeResult):
+    def __init__(self, image: Image.Image, result: StylizeResult, info: ImageInfo | None = None):
         super().__init__("interrupted")
         self.image = image
         self.result = result
+        self.info = info or ImageInfo()
 
 
 def normalize_weights(weights: Sequence[float] | None, count: int) -> list[float]:
@@ -78,6 +95,18 @@ def _luminance_rgb(image: Tensor, like: Tensor | None = None) -> Tensor:
 def smoothing_radius(image: Tensor) -> int:
     """Guided-filter radius for ``--photo-smooth``: ~1/24 of the longest side (21 px at 512)."""
     return max(2, max(image.shape[-2:]) // 24)
+
+
+def _check_output(output: str | os.PathLike | None, bit_depth: int | None, overwrite: bool) -> Path | None:
+    """Where :func:`stylize` and :func:`translate` write (checked before any work), or None."""
+    if output is None:
+        if bit_depth is not None:
+            raise OptionError("bit_depth applies to the written file; pass output= (a .png or .tif path) with it")
+        return None
+    if not isinstance(output, (str, os.PathLike)):
+        raise OptionError(f"output must be the path of the image to write, got {output!r}")
+    check_bit_depth(bit_depth)
+    return check_output_path(output, overwrite=overwrite, bit_depth=bit_depth)
 
 
 def _check_size(size: int | None, max_pixels: int | None = None) -> None:
@@ -130,7 +159,8 @@ def load_styles(method: Method, style: ImageInput | Sequence[ImageInput] | None,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[Tensor], int]:
     """The style images as tensors and the number of styles the weights and masks refer to
     (see :func:`style_count`); one image, a list, or None for trained-model methods."""
-    style_list = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
+    style_list: list[ImageInput] = (
+        [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style])  # type: ignore[list-item]
     count = style_count(method, style_list)
     return [load_image(s, max_pixels=max_pixels, name=f"style {i + 1}") for i, s in enumerate(style_list)], count
 
@@ -196,12 +226,17 @@ def stylize(
     seed: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = True,
+    output: str | os.PathLike | None = None,
+    bit_depth: int | None = None,
+    overwrite: bool = False,
     **options: Any,
 ) -> Image.Image:
-    """Stylize ``content`` with one or several styles; returns an RGB PIL image.
+    """Stylize ``content`` with one or several styles; returns an RGB PIL image (8-bit), and with
+    ``output`` also writes the result there at full precision.
 
     Args:
-        content: path, PIL image, ``(H, W, 3)`` uint8 array or ``(1, 3, H, W)`` tensor in [0, 1].
+        content: path, PIL image, ``(H, W, 3)`` uint8 (or uint16) array or ``(1, 3, H, W)`` tensor
+            in [0, 1]. 16-bit files keep their precision; an embedded ICC profile is converted to sRGB.
         style: one such image, or a list of them (blended by ``style_weights``); None for
             methods whose trained model holds the styles (``method="johnson", model="wave"``).
         method: a registered method name (``atelier.methods.available_methods()``), or a
@@ -218,16 +253,22 @@ def stylize(
         seed: random seed for reproducible runs.
         max_pixels: inputs above this many pixels raise :class:`~atelier.errors.ImageTooLargeError`.
         progress: show a progress line on stderr.
+        output: write the result to this image file (atomically, checked before any work), with the
+            sRGB ICC profile and the content's EXIF (minus orientation).
+        bit_depth: 8 or 16 bits per channel of ``output`` (16: .png/.tif only); None: 16 when the
+            content was 16-bit, else 8.
+        overwrite: replace an existing ``output``.
         **options: the method's options (see ``atelier methods``), e.g. ``iterations=200``.
 
     Raises:
         atelier.errors.AtelierError: a subclass naming what is wrong with the input.
         StylizationInterrupted: on Ctrl-C; its ``image`` is the best result so far.
     """
+    output_path = _check_output(output, bit_depth, overwrite)
     device = resolve_device(device)
     check_seed(seed)
     method_obj = build_method(method, options)
-    content_tensor = load_image(content, max_pixels=max_pixels, name="content")
+    content_tensor, content_info = load_image_info(content, max_pixels=max_pixels, name="content")
     styles, count = load_styles(method_obj, style, max_pixels)
     content_tensor = _apply_size(content_tensor, size, max_pixels)
     mask_tensor = None
@@ -235,14 +276,16 @@ def stylize(
         mask_list = [masks] if isinstance(masks, (str, os.PathLike, Image.Image, np.ndarray, Tensor)) else masks
         if not isinstance(mask_list, Sequence):
             raise OptionError(f"masks must be a list with one mask per style, got {type(masks).__name__}")
-        mask_tensor = load_masks(list(mask_list), count=count, size=tuple(content_tensor.shape[-2:]))
+        mask_tensor = load_masks(list(mask_list), count=count, size=spatial_size(content_tensor))
     result = stylize_tensor(
         content_tensor, styles, method_obj, style_weights=style_weights, masks=mask_tensor,
         preserve_color=preserve_color, photo_smooth=photo_smooth, device=device, seed=seed, progress=progress,
     )
     image = tensor_to_pil(result.image)
     if result.interrupted:
-        raise StylizationInterrupted(image, result)
+        raise StylizationInterrupted(image, result, content_info)
+    if output_path is not None:
+        save_image(result.image, output_path, overwrite=overwrite, bit_depth=bit_depth, info=content_info)
     return image
 
 
@@ -362,6 +405,9 @@ def translate(
     size: int | None = None,
     device: str = "cpu",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    output: str | os.PathLike | None = None,
+    bit_depth: int | None = None,
+    overwrite: bool = False,
 ) -> Image.Image:
     """Translate ``image`` to the other domain of a trained CycleGAN or U-GAT-IT model.
 
@@ -375,6 +421,9 @@ def translate(
         size: longest side of the output in px (None keeps the input's size).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         max_pixels: inputs above this many pixels raise :class:`~atelier.errors.ImageTooLargeError`.
+        output: also write the result to this image file, as :func:`stylize` does.
+        bit_depth: 8 or 16 bits per channel of ``output``; None: the input's (16 or 8).
+        overwrite: replace an existing ``output``.
 
     Any size works: the network sees the image resized to the nearest multiple of 4 (CycleGAN's
     test-time convention) and the result is resized back, so the output has the input's size.
@@ -384,10 +433,14 @@ def translate(
     """
     if direction not in DIRECTIONS:
         raise OptionError(f"direction must be a2b or b2a, not {direction!r}")
+    output_path = _check_output(output, bit_depth, overwrite)
     device = resolve_device(device)
     translator = model if isinstance(model, Translator) else Translator(str(model))
-    tensor = load_image(image, max_pixels=max_pixels, name="image")
-    return tensor_to_pil(translator(_apply_size(tensor, size, max_pixels), direction, device=device))
+    tensor, info = load_image_info(image, max_pixels=max_pixels, name="image")
+    result = translator(_apply_size(tensor, size, max_pixels), direction, device=device)
+    if output_path is not None:
+        save_image(result, output_path, overwrite=overwrite, bit_depth=bit_depth, info=info)
+    return tensor_to_pil(result)
 
 
 def translate_video(

@@ -1,5 +1,5 @@
-"""Command-line interface: ``atelier stylize``, ``translate``, ``eval``, ``methods``, ``train``, ``recipe``,
-``models``.
+"""Command-line interface: ``atelier stylize``, ``translate``, ``eval``, ``methods``, ``train``, ``batch``,
+``recipe``, ``models``, ``serve``.
 
 argparse lives here only. Method options are generated from the method configs, so every
 option of every method is documented by ``--help`` and spelled the same everywhere.
@@ -18,14 +18,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from . import __version__
 from .api import PRESERVE_COLOR, StylizationInterrupted, load_styles, stylize, stylize_video, translate, translate_video
 from .errors import AtelierError, ImageError, OptionError, OutputExistsError
 from .eval.peers import PEERS
 from .io.atomic import check_writable_folder
-from .io.images import DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
+from .io.images import BIT_DEPTHS, DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
 from .io.video import VIDEO_SUFFIXES, is_video
 from .methods import Method, available_methods, get_method
 
@@ -74,6 +72,11 @@ def _add_method_option(group: argparse._ArgumentGroup, f: dataclasses.Field, ann
     group.add_argument(flag, **kwargs)
 
 
+_BIT_DEPTH_HELP = ("bits per channel of the output image: 16 writes 16-bit PNG/TIFF (not JPEG/WebP); "
+                   "default 16 when the input is 16-bit, else 8. Outputs carry the sRGB ICC profile and the "
+                   "input's EXIF (minus orientation)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser (built on demand, never at import)."""
     parser = argparse.ArgumentParser(
@@ -117,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     common.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse images above this many pixels")
+    common.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=None, help=_BIT_DEPTH_HELP)
     common.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     specific = run.add_argument_group("method options (each applies to the methods named in brackets, "
                                       "or to all when none are named)")
@@ -145,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     translation.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     translation.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                              help=f"refuse images above this many pixels (default: {DEFAULT_MAX_PIXELS})")
+    translation.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=None, help=_BIT_DEPTH_HELP)
     translation.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
     evaluation = commands.add_parser(
@@ -194,13 +199,49 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="override any top-level config key, value in YAML syntax (e.g. --set batch_size=4)")
     training.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start at step 0")
+    training.add_argument("--nproc", type=int, default=1,
+                          help="data-parallel processes on this machine (torchrun; gloo on the CPU, NCCL with one GPU "
+                               "each); batch_size stays the global batch. Under torchrun itself, leave it at 1")
     training.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
+    _add_batch_parser(commands)
     _add_recipe_parser(commands)
 
     models = commands.add_parser("models", help="list trained weights (shipped and in $ATELIER_HOME/weights)")
     models.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    _add_serve_parser(commands)
     return parser
+
+
+def _add_serve_parser(commands: Any) -> None:
+    """``atelier serve``: the web studio and HTTP API (the ``web`` extra; logic in :mod:`atelier.web`)."""
+    serve = commands.add_parser(
+        "serve", help="the web studio and HTTP API (pip install 'atelier[web]')",
+        description="Serve the studio page and its HTTP API (OpenAPI docs at /docs). Binds 127.0.0.1 unless "
+                    "--host says otherwise; any other address needs --token.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--token", default=None, help="secret clients must send (required beyond 127.0.0.1)")
+    serve.add_argument("--workers", type=int, default=None, help="jobs run at once (default: one per core)")
+    serve.add_argument("--queue", type=int, default=20, help="jobs waiting or running; more get HTTP 503")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload")
+    serve.add_argument("--preview-size", type=int, default=256, help="longest side of live previews, px")
+    serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    serve.add_argument("--gallery", action="append", default=None, metavar="DIR",
+                       help="folder of example paintings for the style gallery (repeatable; default: ./examples "
+                            "when it exists)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .devices import resolve_device
+    from .web import serve
+
+    gallery = args.gallery if args.gallery is not None else [p for p in ("examples",) if Path(p).is_dir()]
+    serve(args.host, args.port, token=args.token, workers=args.workers, queue_limit=args.queue,
+          max_upload_mb=args.max_upload_mb, preview_size=args.preview_size, device=resolve_device(args.device),
+          gallery=gallery)
+    return 0
 
 
 def _list_methods(name: str | None) -> int:
@@ -221,8 +262,13 @@ def _build(args: argparse.Namespace) -> tuple[Method, str]:
     label of default output names (the model's name for trained-model methods)."""
     model = getattr(args, "model", None)
     name = args.method or (_method_of_model(model) if model else "gatys")
-    cls = get_method(name)
-    method_fields = set(cls.Config.field_names())
+    label = Path(model).stem if model else name
+    return get_method(name)(**_chosen_options(args, name)), label
+
+
+def _chosen_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The method options given on the command line (each checked to apply to method ``name``)."""
+    method_fields = set(get_method(name).Config.field_names())
     all_options = _method_options()
     options = {}
     for option_name in all_options:
@@ -233,8 +279,7 @@ def _build(args: argparse.Namespace) -> tuple[Method, str]:
                     f"(it applies to: {', '.join(all_options[option_name][2])})"
                 )
             options[option_name] = getattr(args, option_name)
-    label = Path(model).stem if model else name
-    return cls(**options), label
+    return options
 
 
 def _method_of_model(model: str) -> str:
@@ -260,8 +305,8 @@ def _stylize(args: argparse.Namespace) -> int:
     if source.is_dir():
         return _stylize_folder(args, method, label, styles, kwargs)
     if is_video(source):
-        if args.mask or args.photo_smooth:
-            raise OptionError("--mask and --photo-smooth apply to images, not to video")
+        if args.mask or args.photo_smooth or args.bit_depth is not None:
+            raise OptionError("--mask, --photo-smooth and --bit-depth apply to images, not to video")
         output = _video_output(source, args.output, label)
         stylize_video(source, styles or None, method, output=output, overwrite=args.overwrite,
                       progress=not args.quiet, **kwargs)
@@ -269,15 +314,14 @@ def _stylize(args: argparse.Namespace) -> int:
             print(f"wrote {output}", file=sys.stderr)
         return 0
     output_path = check_output_path(args.output or Path("out") / f"{source.stem}_{label}.png",
-                                    overwrite=args.overwrite)
+                                    overwrite=args.overwrite, bit_depth=args.bit_depth)
     try:
-        image = stylize(args.content, styles or None, method, progress=not args.quiet, **_image_options(args),
-                        **kwargs)
+        stylize(args.content, styles or None, method, progress=not args.quiet, output=output_path,
+                overwrite=args.overwrite, **_image_options(args), **kwargs)
     except StylizationInterrupted as stop:
-        save_image(stop.image, output_path, overwrite=True)
+        save_image(stop.result.image, output_path, overwrite=True, bit_depth=args.bit_depth, info=stop.info)
         print(f"interrupted: wrote the best image so far to {output_path}", file=sys.stderr)
         return 130
-    save_image(image, output_path, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {output_path}", file=sys.stderr)
     return 0
@@ -294,7 +338,7 @@ def _video_output(source: Path, output: str | None, label: str) -> Path:
 
 def _image_options(args: argparse.Namespace) -> dict[str, Any]:
     """Options that apply to images (single or in a folder) but not to video."""
-    return {"masks": args.mask, "photo_smooth": args.photo_smooth}
+    return {"masks": args.mask, "photo_smooth": args.photo_smooth, "bit_depth": args.bit_depth}
 
 
 def _folder_plan(source: Path, output: str | None, label: str, overwrite: bool) -> tuple[list[Path], list[Path]]:
@@ -316,13 +360,13 @@ def _folder_plan(source: Path, output: str | None, label: str, overwrite: bool) 
     return files, outputs
 
 
-def _run_folder(files: list[Path], outputs: list[Path], process: Callable[[Path], Image.Image], quiet: bool) -> int:
-    """``process`` every file and write its output; an unreadable image is reported and skipped
-    (exit status 2 at the end); Ctrl-C stops after the images done so far (130)."""
+def _run_folder(files: list[Path], outputs: list[Path], process: Callable[[Path, Path], object], quiet: bool) -> int:
+    """``process(file, output)`` every file, which writes its output; an unreadable image is
+    reported and skipped (exit status 2 at the end); Ctrl-C stops after the images done so far (130)."""
     failed = 0
     for index, (path, output) in enumerate(zip(files, outputs), start=1):
         try:
-            image = process(path)
+            process(path, output)
         except ImageError as error:
             failed += 1
             print(f"atelier: skipped {path}: {error}", file=sys.stderr)
@@ -330,7 +374,6 @@ def _run_folder(files: list[Path], outputs: list[Path], process: Callable[[Path]
         except KeyboardInterrupt:
             print(f"interrupted after {index - 1} of {len(files)} images", file=sys.stderr)
             return 130
-        save_image(image, output, overwrite=True)
         if not quiet:
             print(f"[{index}/{len(files)}] wrote {output}", file=sys.stderr)
     if failed:
@@ -345,8 +388,9 @@ def _stylize_folder(args: argparse.Namespace, method: Method, label: str, styles
     files, outputs = _folder_plan(Path(args.content), args.output, label, args.overwrite)
     # Styles are read once for the whole folder (and a bad one stops the run before it starts).
     loaded, _ = load_styles(method, styles, args.max_pixels)
-    return _run_folder(files, outputs, lambda path: stylize(path, loaded or None, method, progress=False,
-                                                            **_image_options(args), **kwargs), args.quiet)
+    return _run_folder(files, outputs, lambda path, output: stylize(
+        path, loaded or None, method, progress=False, output=output, overwrite=True, **_image_options(args), **kwargs),
+        args.quiet)
 
 
 def _translate(args: argparse.Namespace) -> int:
@@ -362,15 +406,19 @@ def _translate(args: argparse.Namespace) -> int:
     if source.is_dir():
         files, outputs = _folder_plan(source, args.output, label, args.overwrite)
         translator.nets  # noqa: B018  (a bad model stops the run before the first image)
-        return _run_folder(files, outputs, lambda path: translate(path, translator, **kwargs), args.quiet)
+        return _run_folder(files, outputs, lambda path, output: translate(
+            path, translator, output=output, overwrite=True, bit_depth=args.bit_depth, **kwargs), args.quiet)
     if is_video(source):
+        if args.bit_depth is not None:
+            raise OptionError("--bit-depth applies to images, not to video")
         video = _video_output(source, args.output, label)
         translate_video(source, translator, output=video, overwrite=args.overwrite, progress=not args.quiet, **kwargs)
         if not args.quiet:
             print(f"wrote {video}", file=sys.stderr)
         return 0
-    output = check_output_path(args.output or Path("out") / f"{source.stem}_{label}.png", overwrite=args.overwrite)
-    save_image(translate(source, translator, **kwargs), output, overwrite=args.overwrite)
+    output = check_output_path(args.output or Path("out") / f"{source.stem}_{label}.png", overwrite=args.overwrite,
+                               bit_depth=args.bit_depth)
+    translate(source, translator, output=output, overwrite=args.overwrite, bit_depth=args.bit_depth, **kwargs)
     if not args.quiet:
         print(f"wrote {output}", file=sys.stderr)
     return 0
@@ -446,14 +494,90 @@ def _train(args: argparse.Namespace) -> int:
     for key in ("steps", "output", "device"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if args.nproc != 1:
+        return _train_processes(args)
     try:
         result = train(args.config, overrides=overrides, fresh=args.fresh, progress=not args.quiet)
     except TrainingInterrupted as stop:
-        print(f"atelier: {stop}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 saved the checkpoint
+            print(f"atelier: {stop}", file=sys.stderr)
         return 130
     for path in result.exported:
         print(f"exported {path} (model card {path.with_suffix('.json')})", file=sys.stderr)
     return 0
+
+
+def _add_batch_parser(commands: Any) -> None:
+    """``atelier batch`` (logic in :mod:`atelier.batch`)."""
+    from .batch import ASSIGNMENTS, ENGINES
+
+    batch = commands.add_parser(
+        "batch", help="stylize a whole folder tree (resumable, locally or on a Ray cluster)",
+        description="Stylize every image below INPUT_DIR, each with a style from --styles, into the same tree "
+                    "below --output. OUTPUT_DIR/manifest.jsonl records every image (input, style, options, output, "
+                    "seconds, status); re-running skips what is done, and a failed image is recorded with its "
+                    "reason without stopping the job. See docs/CLUSTER.md for Ray clusters.",
+    )
+    batch.add_argument("input", metavar="INPUT_DIR", help="folder of content images (searched recursively)")
+    batch.add_argument("--output", "-o", required=True, metavar="OUTPUT_DIR", help="output folder (mirrors INPUT_DIR)")
+    batch.add_argument("--styles", required=True, metavar="STYLE_DIR", help="folder of style images (recursive)")
+    batch.add_argument("--method", "-m", default="adain", help="method taking style images (default: adain)")
+    batch.add_argument("--style-per-image", choices=ASSIGNMENTS, default="random",
+                       help="random (default): one style per input, drawn from --seed and its path; cycle: the "
+                            "styles in turn; all: every input with every style (<name>__<style>.png)")
+    batch.add_argument("--seed", type=int, default=0, help="seed of the style assignment and of random methods")
+    batch.add_argument("--engine", choices=ENGINES, default="local",
+                       help="local (default): a process pool here; ray: Ray Data actors (pip install 'atelier[ray]')")
+    batch.add_argument("--address", default=None, metavar="ray://HOST:PORT",
+                       help="Ray cluster to run on (default: a local Ray, or $RAY_ADDRESS)")
+    batch.add_argument("--workers", type=int, default=0, help="processes or Ray actors (default: one per core)")
+    batch.add_argument("--batch-size", type=int, default=8, help="images of one size per network call (default: 8)")
+    batch.add_argument("--size", type=int, default=512, help="longest side of the outputs in px (default: 512)")
+    batch.add_argument("--format", choices=sorted(s.lstrip(".") for s in SAVE_FORMATS), default="png",
+                       help="output format (default: png)")
+    batch.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    batch.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                       help="refuse (and record as failed) images above this many pixels "
+                            f"(default: {DEFAULT_MAX_PIXELS})")
+    batch.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    specific = batch.add_argument_group("method options (see `atelier stylize --help`)")
+    for _, (f, annotation, methods) in sorted(_method_options().items()):
+        _add_method_option(specific, f, annotation, methods)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import BatchInterrupted, MethodSpec, run_batch
+    from .devices import resolve_device
+
+    spec = MethodSpec(args.method, _chosen_options(args, args.method))
+    try:
+        result = run_batch(args.input, args.output, args.styles, spec, mode=args.style_per_image, seed=args.seed,
+                           engine=args.engine, workers=args.workers, address=args.address, size=args.size,
+                           # A Ray cluster's GPUs need not be on this machine: its actors check the device.
+                           device=args.device if args.engine == "ray" else resolve_device(args.device),
+                           max_pixels=args.max_pixels,
+                           batch_size=args.batch_size, suffix="." + args.format, progress=not args.quiet)
+    except BatchInterrupted as stop:
+        print(f"atelier: {stop}", file=sys.stderr)
+        return 130
+    if result.failed:
+        print(f"atelier: error: {result.failed} of {result.planned} images failed; their reasons are in "
+              f"{result.manifest} (status failed); fix them and run the same command again", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _train_processes(args: argparse.Namespace) -> int:
+    """``atelier train --nproc N``: the same command as N processes under torchrun."""
+    from .train.distributed import launch
+
+    if "WORLD_SIZE" in os.environ:
+        raise OptionError("already running under torchrun; drop --nproc (torchrun's --nproc-per-node sets it)")
+    forwarded = [args.config, *(f"--set={item}" for item in args.set)]
+    forwarded += [f"--{key}={getattr(args, key)}" for key in ("steps", "output", "device")
+                  if getattr(args, key) is not None]
+    forwarded += [flag for flag, on in (("--fresh", args.fresh), ("--quiet", args.quiet)) if on]
+    return launch(args.nproc, forwarded)
 
 
 def _add_recipe_parser(commands: Any) -> None:
@@ -597,10 +721,14 @@ def _run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
             return _list_methods(args.name)
         if args.command == "train":
             return _train(args)
+        if args.command == "batch":
+            return _batch(args)
         if args.command == "recipe":
             return _recipe(args)
         if args.command == "models":
             return _models(args)
+        if args.command == "serve":
+            return _serve(args)
         parser.print_help()
         return 2
     except AtelierError as error:

@@ -10,7 +10,8 @@ __all__ = ["SEED_RANGE", "check_seed", "resolve_device", "resolve_precision"]
 
 
 def resolve_device(device: str | torch.device) -> str:
-    """Validate a device string (cpu, cuda, cuda:N, mps or auto) against what this machine has;
+    """Validate a device string (cpu, cuda, cuda:N, mps or auto) against what this machine has.
+
     ``"auto"`` picks CUDA when available.
 
     Raises:

@@ -36,6 +36,7 @@ class UnknownNameError(OptionError, KeyError):
     """A name (method, layer, model) is not known; the message suggests the closest ones."""
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
+        """The message as given (``KeyError`` would show it quoted)."""
         return str(self.args[0]) if self.args else ""
 
 
@@ -68,7 +69,9 @@ class OutputNotWritableError(AtelierError):
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:
-    """A "did you mean" suffix for an unknown ``name`` ('' when nothing is close), for the
-    messages of :class:`UnknownNameError` and friends."""
+    """A "did you mean" suffix for an unknown ``name`` ('' when nothing is close).
+
+    For the messages of :class:`UnknownNameError` and friends.
+    """
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
     return f"; did you mean {', '.join(close)}?" if close else ""

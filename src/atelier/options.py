@@ -19,8 +19,10 @@ __all__ = ["MethodConfig", "option", "plain_dict"]
 
 
 def plain_dict(config: Any) -> dict[str, Any]:
-    """A dataclass's fields as a plain-Python dict (tuples become lists), for JSON and YAML: the one
-    serialisation of method configs and training configs."""
+    """A dataclass's fields as a plain-Python dict (tuples become lists), for JSON and YAML.
+
+    The one serialisation of method configs and training configs.
+    """
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
@@ -78,6 +80,7 @@ class MethodConfig:
     """Base of per-method configs: frozen, validated, round-trips through dicts."""
 
     def __post_init__(self) -> None:
+        """Coerce every field to its annotated type, check it against its ``choices``, then run :meth:`validate`."""
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = _coerce(f.name, getattr(self, f.name), hints[f.name])

@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
-__all__ = ["Progress", "format_duration"]
+__all__ = ["Progress", "format_duration", "observe"]
+
+#: The observer of the Progress bars updated on this thread (see :func:`observe`).
+_observers = threading.local()
+Observer = Callable[["Progress", dict[str, float]], None]
+
+
+@contextmanager
+def observe(callback: Observer) -> Iterator[None]:
+    """Call ``callback(progress, values)`` on every :meth:`Progress.update` of this thread in the block.
+
+    The callback runs whether or not the bar prints anything.
+    This is how a caller that did not create the bar (the web server's job queue) follows a
+    long run. The callback may raise ``KeyboardInterrupt`` to stop the run the way Ctrl-C does:
+    the optimisation loop then returns its best image so far and a video leaves no file.
+    """
+    previous = getattr(_observers, "callback", None)
+    _observers.callback = callback
+    try:
+        yield
+    finally:
+        _observers.callback = previous
 
 
 def format_duration(seconds: float) -> str:
@@ -41,8 +65,10 @@ class Progress:
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def rebase(self, count: int | None = None) -> None:
-        """Measure the rate from now on, optionally moving progress to ``count`` first
-        (e.g. when a multi-scale run moves to a larger size)."""
+        """Measure the rate from now on, optionally moving progress to ``count`` first.
+
+        E.g. when a multi-scale run moves to a larger size.
+        """
         if count is not None:
             self.count = count
         self._base_count, self._base_time = self.count, time.perf_counter()
@@ -59,6 +85,9 @@ class Progress:
     def update(self, count: int, **values: float) -> None:
         """Set progress to ``count`` of ``total`` and show ``values`` (losses)."""
         self.count = count
+        observer = getattr(_observers, "callback", None)
+        if observer is not None:
+            observer(self, values)
         if not self.enabled:
             return
         now = time.perf_counter()

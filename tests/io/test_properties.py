@@ -14,6 +14,7 @@ from PIL import Image
 from atelier.api import normalize_weights
 from atelier.errors import AtelierError, ImageError
 from atelier.io import load_image
+from atelier.io.images import load_image_info
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -56,6 +57,58 @@ def test_any_image_or_truncation_loads_or_is_an_image_error(tmp_path, width, hei
             continue
         assert tensor.shape == (1, 3, height, width)
         assert float(tensor.min()) >= 0 and float(tensor.max()) <= 1
+
+
+def _levels16(width: int, height: int, kind: str, seed: int) -> np.ndarray:
+    channels = {"I;16": 1, "RGB16": 3, "RGBA16": 4}[kind]
+    return np.random.default_rng(seed).integers(0, 65536, (height, width, channels), dtype=np.uint16)
+
+
+def _encoded16(width: int, height: int, kind: str, fmt: str, seed: int) -> bytes | None:
+    """A random 16-bit image: ``I;16`` gray (Pillow), or RGB/RGBA at 16 bits per channel (tifffile
+    for TIFF, imagecodecs for PNG; None when that package is absent)."""
+    array = _levels16(width, height, kind, seed)
+    channels = array.shape[-1]
+    buffer = io.BytesIO()
+    if kind == "I;16":
+        Image.fromarray(array[..., 0]).save(buffer, format=fmt)
+    elif fmt == "TIFF":
+        try:
+            import tifffile
+        except ImportError:  # the bitdepth extra is absent: only I;16 is tested
+            return None
+        tifffile.imwrite(buffer, array, photometric="rgb", extrasamples=["unassalpha"] if channels == 4 else None)
+    else:
+        try:
+            import imagecodecs
+        except ImportError:
+            return None
+        buffer.write(imagecodecs.png_encode(array))
+    return buffer.getvalue()
+
+
+@CHEAP
+@given(width=st.integers(1, 40), height=st.integers(1, 40), kind=st.sampled_from(["I;16", "RGB16", "RGBA16"]),
+       fmt=st.sampled_from(["PNG", "TIFF"]), seed=st.integers(0, 1000), cut=st.floats(0.0, 1.0))
+def test_any_16bit_image_or_truncation_loads_at_16_bits_or_is_an_image_error(tmp_path, width, height, kind, fmt,
+                                                                             seed, cut):
+    data = _encoded16(width, height, kind, fmt, seed)
+    hypothesis.assume(data is not None)
+    path = tmp_path / f"image{FORMATS[fmt]}"
+    for blob in (data, data[: int(len(data) * cut)]):
+        path.write_bytes(blob)
+        try:
+            tensor, info = load_image_info(path)
+        except ImageError as error:
+            assert "\n" not in str(error) and str(path) in str(error)
+            continue
+        assert tensor.shape == (1, 3, height, width)
+        assert float(tensor.min()) >= 0 and float(tensor.max()) <= 1
+        if blob is data:  # the whole file: every channel kept at 16 bits, to its last level
+            assert info.bit_depth == 16
+            if kind != "RGBA16":  # (alpha is composited on white)
+                expected = np.broadcast_to(_levels16(width, height, kind, seed), (height, width, 3))
+                assert np.array_equal((tensor[0].permute(1, 2, 0).numpy() * 65535).round(), expected)
 
 
 @CHEAP

@@ -60,13 +60,16 @@ def _lst(encoder: Any) -> Method:
     return get_method("lst")(encoder=encoder, decoders=decoders, networks=networks, precision="fp32")
 
 
-def _sanet(encoder: Any) -> Method:
-    decoders = _decoders(encoder, ("relu4_1",))
-    transform = SANetTransform(encoder.channels("relu4_1"))
-    for module in (transform.sanet4_1.out, transform.sanet5_1.out):  # trained-like: non-zero output conv
-        torch.nn.init.normal_(module.weight, std=0.1)
-    return get_method("sanet")(encoder=encoder, decoders=decoders, networks={"transform": transform},
-                               precision="fp32")
+def _attention(name: str) -> Callable[[Any], Method]:
+    def build(encoder: Any) -> Method:
+        decoders = _decoders(encoder, ("relu4_1",))
+        transform = SANetTransform(encoder.channels("relu4_1"))
+        for module in (transform.sanet4_1.out, transform.sanet5_1.out):  # trained-like: non-zero output conv
+            torch.nn.init.normal_(module.weight, std=0.1)
+        return get_method(name)(encoder=encoder, decoders=decoders, networks={"transform": transform},
+                                precision="fp32")
+
+    return build
 
 
 def _johnson(encoder: Any) -> Method:
@@ -92,10 +95,11 @@ BUILDERS: dict[str, Callable[[Any], Method]] = {
     "avatar": _avatar,
     "efdm": _feedforward("efdm", ("relu4_1",)),
     "gatys": _gatys,
+    "iecontraast": _attention("iecontraast"),  # SANet's network: the same networks give SANet's output
     "johnson": _johnson,
     "lst": _lst,
     "photo": _photo,
-    "sanet": _sanet,
+    "sanet": _attention("sanet"),
     "style_swap": _feedforward("style_swap", ("relu3_1",)),
     "wct": _feedforward("wct", DECODER_LAYERS),
 }
@@ -154,6 +158,7 @@ GOLDEN: dict[str, tuple[list[list[float]], float]] = {
                 [0.5190044, 0.5190044, 0.5190044]],
                 0.4923879),
 }
+GOLDEN["iecontraast"] = GOLDEN["sanet"]  # the shared attention pipeline: same networks, same output
 
 
 @pytest.fixture(scope="module")

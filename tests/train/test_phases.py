@@ -159,12 +159,19 @@ def test_a_diverging_phase_is_named(folders, tmp_path, toy):
         train(_config(folders, tmp_path, options={"scale": 1e39}), progress=False)
 
 
-def test_single_optimizer_tasks_keep_their_checkpoint_layout(folders, tmp_path):
+def test_single_optimizer_checkpoints_have_one_layout_and_old_ones_resume(folders, tmp_path):
     from atelier.encoders import random_vgg19
 
     content, _ = folders
+    encoder = random_vgg19(widths=(4, 4, 4, 4, 4))
     cfg = TrainConfig(task="wct", content=str(content), output=str(tmp_path / "wct"), steps=1, batch_size=1,
                       crop_size=32, sample_every=0, eval_content="", options={"layers": ["relu1_1"]})
-    train(cfg, encoder=random_vgg19(widths=(4, 4, 4, 4, 4)), progress=False)
-    state = torch.load(tmp_path / "wct" / "checkpoint.pt", weights_only=True)
-    assert "optimizer" in state and "optimizers" not in state and "task" not in state
+    train(cfg, encoder=encoder, progress=False)
+    path = tmp_path / "wct" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    assert sorted(state["optimizers"]) == ["model"] and "optimizer" not in state and "task" not in state
+    # A checkpoint written before tasks had phases (one "optimizer" entry) still resumes.
+    state["optimizer"] = state.pop("optimizers")["model"]
+    torch.save(state, path)
+    train(cfg.replace(steps=2), encoder=encoder, progress=False)
+    assert torch.load(path, weights_only=True)["step"] == 2

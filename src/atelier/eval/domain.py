@@ -49,8 +49,10 @@ class DomainJudge:
         self.center = self.scale = torch.zeros(0)
 
     def features(self, images: Tensor | Iterable[Tensor]) -> Tensor:
-        """``(N, features)`` statistics of images ``(B, 3, H, W)`` in [0, 1] (a tensor or an
-        iterable of them, any sizes)."""
+        """``(N, features)`` statistics of images ``(B, 3, H, W)`` in [0, 1].
+
+        ``images`` is a tensor or an iterable of them, of any sizes.
+        """
         batches = [images] if isinstance(images, Tensor) else list(images)
         if not batches:
             raise OptionError("the judge needs at least one image")

@@ -16,6 +16,7 @@ from ..nets.linear import LinearTransform
 from ..ops._checks import check_bchw
 from ..ops.color import luminance
 from ..ops.gram import gram_matrix
+from ..ops.layout import spatial_size
 from ..ops.wct import covariance
 
 __all__ = [
@@ -49,8 +50,10 @@ def _gaussian_window(size: int, sigma: float, dtype: torch.dtype) -> Tensor:
 
 
 def psnr(output: Tensor, target: Tensor) -> float:
-    """Peak signal-to-noise ratio in dB of ``output`` (clamped to [0, 1]) against ``target``,
-    images in [0, 1]: ``10 log10(1 / MSE)`` (MSE floored at 1e-12)."""
+    """Peak signal-to-noise ratio in dB of ``output`` (clamped to [0, 1]) against ``target``.
+
+    Images in [0, 1]: ``10 log10(1 / MSE)`` (MSE floored at 1e-12).
+    """
     mse = float(torch.mean((output.float().clamp(0, 1) - target.float()) ** 2))
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
@@ -76,7 +79,7 @@ def ssim(a: Tensor, b: Tensor, *, window: int = 11, sigma: float = 1.5) -> Tenso
     if a.shape != b.shape:
         raise ValueError(f"ssim needs images of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if min(a.shape[-2:]) < window:
-        raise ValueError(f"ssim needs images of at least {window}x{window} px, got {tuple(a.shape[-2:])}")
+        raise ValueError(f"ssim needs images of at least {window}x{window} px, got {spatial_size(a)}")
     x = (luminance(a) if a.shape[1] == 3 else a).double()
     y = (luminance(b) if b.shape[1] == 3 else b).double()
     w = _gaussian_window(window, sigma, x.dtype).to(x.device)
@@ -123,6 +126,7 @@ class StyleStatistics:
 
     @property
     def layers(self) -> tuple[str, ...]:
+        """The encoder layers the statistics were taken at."""
         return tuple(self.gram)
 
 
@@ -130,8 +134,10 @@ class StyleStatistics:
 def style_statistics(
     encoder: VGGEncoder, image: Tensor, *, layers: Sequence[str] = STYLE_LAYERS, size: int | None = STATISTICS_SIZE
 ) -> StyleStatistics:
-    """The AdaIN statistics (per-channel mean and std, Huang & Belongie 2017, eq. 8) and the Gram
-    matrices (Gatys et al. 2016, eq. 3) of one image ``(1, 3, H, W)`` in [0, 1] at ``layers``.
+    """The AdaIN statistics and the Gram matrices of one image ``(1, 3, H, W)`` in [0, 1] at ``layers``.
+
+    The AdaIN statistics are the per-channel mean and std (Huang & Belongie 2017, eq. 8); the Gram
+    matrices are those of Gatys et al. 2016, eq. 3.
 
     The image is first resized (antialiased bilinear, aspect kept) so its longest side is ``size``
     px (None keeps it): the statistics of a 512 px output and a 2000 px painting then describe
@@ -152,7 +158,7 @@ def style_statistics(
 
 
 def style_distance(image: StyleStatistics, style: StyleStatistics, statistics: Sequence[str] = STATISTICS) -> float:
-    """The relative distance of ``image``'s style statistics to ``style``'s (lower = closer):
+    """The relative distance of ``image``'s style statistics to ``style``'s (lower = closer).
 
     ``d = 1 / (L |S|) * sum_{l in layers} sum_{s in statistics} ||s_l(image) - s_l(style)|| / ||s_l(style)||``
 
@@ -174,8 +180,10 @@ def style_distance(image: StyleStatistics, style: StyleStatistics, statistics: S
 
 def identify_style(image: StyleStatistics, candidates: Sequence[StyleStatistics],
                    statistics: Sequence[str] = STATISTICS) -> tuple[int, list[float]]:
-    """The index of the candidate style nearest to ``image`` by :func:`style_distance` (the first
-    on a tie) and the distances to every candidate."""
+    """The index of the candidate style nearest to ``image`` and the distances to every candidate.
+
+    Distances are :func:`style_distance`; on a tie the first candidate wins.
+    """
     if not candidates:
         raise ValueError("identify_style needs at least one candidate style")
     distances = [style_distance(image, candidate, statistics) for candidate in candidates]
@@ -197,7 +205,7 @@ def stride_grid(image: Tensor, period: int = 8) -> float:
     """
     check_bchw(image, "image")
     if min(image.shape[-2:]) < 2 * period:
-        raise ValueError(f"stride_grid needs at least {2 * period} px a side, got {tuple(image.shape[-2:])}")
+        raise ValueError(f"stride_grid needs at least {2 * period} px a side, got {spatial_size(image)}")
     y = (luminance(image) if image.shape[1] == 3 else image)[:1].double()
     low, high = period // 2, period - period // 2  # a (period + 1)-px box keeps the size
     blur = F.avg_pool2d(F.pad(y, (low, high, low, high), mode="replicate"), period + 1, stride=1)
@@ -208,10 +216,12 @@ def stride_grid(image: Tensor, period: int = 8) -> float:
 
 
 def covariance_error(output: Tensor, content: Tensor, style: Tensor) -> float:
-    """``||cov(out) - cov(s)||_F / ||cov(c) - cov(s)||_F``, averaged over the batch: how much of the
-    covariance gap between content and style features a transform leaves (0 = WCT's exact match,
-    1 = none closed, e.g. the identity). Features ``(B, C, H, W)``; for T, its compressed space
-    (:func:`compressed_covariance_error`)."""
+    """``||cov(out) - cov(s)||_F / ||cov(c) - cov(s)||_F``, averaged over the batch.
+
+    How much of the covariance gap between content and style features a transform leaves
+    (0 = WCT's exact match, 1 = none closed, e.g. the identity). Features ``(B, C, H, W)``; for T,
+    its compressed space (:func:`compressed_covariance_error`).
+    """
     cov = [covariance(x.detach().float())[1] for x in (output, content, style)]
     remaining = torch.linalg.matrix_norm(cov[0] - cov[2])
     gap = torch.linalg.matrix_norm(cov[1] - cov[2]).clamp_min(1e-12)
@@ -219,8 +229,10 @@ def covariance_error(output: Tensor, content: Tensor, style: Tensor) -> float:
 
 
 def compressed_covariance_error(transform: LinearTransform, content: Tensor, style: Tensor) -> float:
-    """:func:`covariance_error` of ``T`` in its compressed space (Li et al. 2019, eq. 5: T should
-    map the covariance of ``C(F_c)`` to that of ``C(F_s)``), item by item; features at T's layer."""
+    """:func:`covariance_error` of ``T`` in its compressed space, item by item; features at T's layer.
+
+    Li et al. 2019, eq. 5: T should map the covariance of ``C(F_c)`` to that of ``C(F_s)``.
+    """
     with torch.no_grad():
         errors = []
         for i in range(len(content)):

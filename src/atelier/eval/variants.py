@@ -1,5 +1,6 @@
-"""Method variants: a method with options under one name, as ``atelier eval --methods`` and the
-benchmarks compare them.
+"""Method variants: a method with options under one name.
+
+``atelier eval --methods`` and the benchmarks compare them.
 
 A *method spec* is one of:
 

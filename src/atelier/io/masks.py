@@ -1,4 +1,4 @@
-"""Reading spatial-control masks (one grayscale PNG per style)."""
+"""Reading spatial-control masks (one grayscale PNG per style; 8- or 16-bit)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,10 @@ def _to_gray(source: MaskInput, name: str) -> Tensor:
     if isinstance(source, np.ndarray) and source.ndim == 2:
         if source.dtype == np.bool_:
             return torch.from_numpy(source.astype(np.float32))[None, None]
+        if source.dtype == np.uint16:  # a 16-bit mask keeps its 65536 levels
+            return torch.from_numpy(source.astype(np.float32) / 65535.0)[None, None]
         if source.dtype != np.uint8:
-            raise MaskError(f"{name}: mask arrays must be uint8 (0-255) or bool, got {source.dtype}")
+            raise MaskError(f"{name}: mask arrays must be uint8 (0-255), uint16 (0-65535) or bool, got {source.dtype}")
         return torch.from_numpy(source.astype(np.float32) / 255.0)[None, None]
     if isinstance(source, Image.Image) and source.mode in ("L", "1"):
         return torch.from_numpy(np.asarray(source.convert("L"), dtype=np.float32) / 255.0)[None, None]

@@ -21,6 +21,7 @@ class MattingLoss(LossTerm):
         self.weight = weight
 
     def forward(self, features, image: Tensor) -> Tensor:
+        """``weight`` times the matting Laplacian energy of ``image`` (Luan et al. 2017, eq. 2)."""
         if image.device.type != "cpu" and not isinstance(self.laplacian, Tensor):
             # On a GPU, keep the sparse products there instead of copying the image every step.
             self.laplacian = laplacian_to_torch(self.laplacian, image.device)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..encoders.vgg import VGGEncoder
 from ..ops.gram import gram_matrix
 from ..ops.histogram import match_histograms
-from ..ops.layout import channels_last
+from ..ops.layout import channels_last, spatial_size
 from ..ops.masks import resize_mask
 from ..ops.tv import total_variation
 
@@ -51,6 +51,7 @@ class LossTerm(nn.Module):
     layers: tuple[str, ...] = ()
 
     def forward(self, features: Mapping[str, Tensor], image: Tensor) -> Tensor:  # pragma: no cover
+        """This term's weighted loss for ``image``, given its encoder ``features`` (layer name -> tensor)."""
         raise NotImplementedError
 
 
@@ -70,6 +71,7 @@ class ContentLoss(LossTerm):
         self.weight = weight
 
     def forward(self, features: Mapping[str, Tensor], image: Tensor) -> Tensor:
+        """``weight`` times the layer-weighted MSE between ``image``'s features and the content targets."""
         total = image.new_zeros(())
         for layer in self.layers:
             total = total + self.layer_weights[layer] * F.mse_loss(features[layer].float(), self.targets[layer])
@@ -92,7 +94,7 @@ class StyleTarget:
 
 
 def _mask_at(mask: Tensor | None, feature: Tensor) -> Tensor | None:
-    return None if mask is None else resize_mask(mask, tuple(feature.shape[-2:]))
+    return None if mask is None else resize_mask(mask, spatial_size(feature))
 
 
 class GramStyleLoss(LossTerm):
@@ -118,6 +120,7 @@ class GramStyleLoss(LossTerm):
         ]
 
     def forward(self, features: Mapping[str, Tensor], image: Tensor) -> Tensor:
+        """``weight`` times the style- and layer-weighted MSE of ``image``'s (masked) Gram matrices to each style's."""
         total = image.new_zeros(())
         for style, targets in zip(self.styles, self.targets):
             for layer in self.layers:
@@ -148,6 +151,7 @@ class HistogramStyleLoss(LossTerm):
         ]
 
     def forward(self, features: Mapping[str, Tensor], image: Tensor) -> Tensor:
+        """``weight`` times ``||O - R(O)||^2`` per style and layer, over each style's output mask when it has one."""
         total = image.new_zeros(())
         for style, references in zip(self.styles, self.references):
             for layer in self.layers:
@@ -175,6 +179,7 @@ class TotalVariationLoss(LossTerm):
         self.weight = weight
 
     def forward(self, features: Mapping[str, Tensor], image: Tensor) -> Tensor:
+        """``weight`` times the total variation of ``image``; ``features`` are unused."""
         return self.weight * total_variation(image.float())
 
 
@@ -191,6 +196,7 @@ class PerceptualCriterion(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.terms = nn.ModuleList(terms)
+        self._terms: list[LossTerm] = list(terms)  # the same modules, typed (ModuleList items are nn.Module)
         layers: list[str] = []
         for term in terms:
             layers += [layer for layer in term.layers if layer not in layers]
@@ -204,10 +210,11 @@ class PerceptualCriterion(nn.Module):
         return encode(self.encoder, image, self.layers, self.precision)
 
     def forward(self, image: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The total loss of ``image`` over all terms (one encoder pass) and each term's value by name."""
         features = self.features(image)
         total = image.new_zeros((), dtype=torch.float32)
         parts: dict[str, float] = {}
-        for term in self.terms:
+        for term in self._terms:
             value = term(features, image)
             parts[term.name] = parts.get(term.name, 0.0) + float(value.detach())
             total = total + value

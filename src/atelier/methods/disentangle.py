@@ -91,8 +91,10 @@ def fixpoint_triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, ma
 
 
 def disentanglement_loss(content_a: Tensor, content_b: Tensor) -> Tensor:
-    """``|E_c(G(x, s)) - E_c(G(x, s'))|^2`` (eq. 5): the content of a stylization must not depend on
-    the style code. ``content_*`` ``(B, C, h, w)``."""
+    """``|E_c(G(x, s)) - E_c(G(x, s'))|^2`` (eq. 5), with ``content_*`` ``(B, C, h, w)``.
+
+    The content of a stylization must not depend on the style code.
+    """
     return F.mse_loss(content_a.float(), content_b.float())
 
 

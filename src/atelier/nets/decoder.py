@@ -29,13 +29,28 @@ from torch import Tensor, nn
 
 from ..encoders.vgg import VGG19_DEPTHS, VGG19_WIDTHS
 from ..errors import OptionError, UnknownNameError, suggest
+from .spec import WeightsSpec
 
-__all__ = ["DECODER_LAYERS", "UPSAMPLE_MODES", "VGGDecoder", "decoder_block", "fit_linear_decoder"]
+__all__ = [
+    "ADAIN_DECODER",
+    "DECODER_LAYERS",
+    "UPSAMPLE_MODES",
+    "WCT_DECODERS",
+    "VGGDecoder",
+    "decoder_block",
+    "fit_linear_decoder",
+]
 
 #: Layers a decoder can start from, shallowest first.
 DECODER_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 #: How a decoder upsamples where VGG pools.
 UPSAMPLE_MODES = ("nearest", "bilinear")
+
+#: The relu4_1 decoder AdaIN trains; EFDM decodes with it too.
+ADAIN_DECODER = WeightsSpec("adain_decoder", config="configs/adain.yaml", what="relu4_1 decoder",
+                            layer="relu4_1")
+#: WCT's reconstruction decoders, one per layer (Li et al. 2017); LST decodes with them too.
+WCT_DECODERS = WeightsSpec("wct_decoder_{layer}", config="configs/wct.yaml", what="{layer} decoder")
 
 
 def decoder_block(layer: str) -> int:
@@ -74,6 +89,8 @@ class VGGDecoder(nn.Module):
 
     The output is not clamped: losses see the raw values, callers clamp images for display.
     """
+
+    input_scale: Tensor  # a buffer: the divisor of the input features
 
     def __init__(self, layer: str = "relu4_1", widths: tuple[int, ...] = VGG19_WIDTHS,
                  input_scale: float = 1.0, upsample: str = "nearest") -> None:
@@ -121,8 +138,10 @@ class VGGDecoder(nn.Module):
         return {"upsample": self.upsample}
 
     def apply_header(self, header: dict[str, str]) -> None:
-        """Set the architecture a weights file's header records (files without ``upsample``
-        were trained with nearest-neighbour upsampling)."""
+        """Set the architecture a weights file's header records.
+
+        Files without ``upsample`` were trained with nearest-neighbour upsampling.
+        """
         self.set_upsample(header.get("upsample", "nearest"))
 
     @property
@@ -136,6 +155,7 @@ class VGGDecoder(nn.Module):
         return 2 ** (decoder_block(self.layer) - 1)
 
     def forward(self, features: Tensor) -> Tensor:
+        """Decode ``(B, in_channels, H, W)`` features of this decoder's layer; OptionError for other shapes."""
         if features.ndim != 4 or features.shape[1] != self.in_channels:
             raise OptionError(
                 f"decoder for {self.layer} takes (B, {self.in_channels}, H, W) features, got {tuple(features.shape)}"
@@ -143,6 +163,7 @@ class VGGDecoder(nn.Module):
         return self.stages(features / self.input_scale.to(features.dtype))
 
     def extra_repr(self) -> str:
+        """The layer, stage widths and upsampling mode, shown by ``print(module)``."""
         return f"layer={self.layer}, widths={self.widths}, upsample={self.upsample}"
 
 
@@ -161,7 +182,8 @@ def fit_linear_decoder(decoder: VGGDecoder, features: Tensor, images: Tensor, ri
     """
     if decoder.layer != "relu1_1":
         raise OptionError(f"only the linear relu1_1 decoder has a closed form, not {decoder.layer}")
-    conv = decoder.stages.to_rgb[1]
+    conv = decoder.get_submodule("stages.to_rgb.1")
+    assert isinstance(conv, nn.Conv2d) and conv.bias is not None
     x = features.double() / float(decoder.input_scale)
     patches = torch.nn.functional.unfold(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"), 3)
     a = patches.transpose(1, 2).reshape(-1, patches.shape[1])

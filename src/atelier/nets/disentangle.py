@@ -46,12 +46,15 @@ class StyleEncoder(nn.Module):
         self.head = nn.Linear(channels, code_dim)
 
     def forward(self, image: Tensor) -> Tensor:
+        """The style code ``(B, code_dim)`` of ``image`` ``(B, 3, H, W)``."""
         return self.head(self.body(to_signed(image)).mean(dim=(2, 3)))
 
 
 class AdaINResidualBlock(nn.Module):
-    """Two 3x3 convolutions, each followed by instance norm whose scale and shift come from the
-    style code (AdaIN), plus the input. ``(B, C, h, w), (B, code_dim) -> (B, C, h, w)``."""
+    """Two 3x3 convolutions with AdaIN (scale and shift from the style code), plus the input.
+
+    ``(B, C, h, w), (B, code_dim) -> (B, C, h, w)``.
+    """
 
     def __init__(self, channels: int, code_dim: int) -> None:
         super().__init__()
@@ -60,6 +63,7 @@ class AdaINResidualBlock(nn.Module):
         self.affine = nn.Linear(code_dim, 4 * channels)  # gamma1, beta1, gamma2, beta2
 
     def forward(self, x: Tensor, code: Tensor) -> Tensor:
+        """``x`` plus its two AdaIN-conditioned convolutions."""
         gamma1, beta1, gamma2, beta2 = self.affine(code)[:, :, None, None].chunk(4, dim=1)
         h = F.relu(F.instance_norm(self.conv1(x)) * (1 + gamma1) + beta1)
         return x + F.instance_norm(self.conv2(h)) * (1 + gamma2) + beta2

@@ -29,10 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ImageTooSmallError, OptionError
+from ..ops.layout import spatial_size
 from ..ops.padding import pad_to_multiple
 
-__all__ = ["STRIDE", "ImagePool", "PatchDiscriminator", "ResnetGenerator", "init_weights", "log_loss", "lsgan_loss",
-           "patch_size"]
+__all__ = ["STRIDE", "ImagePool", "MultiScaleDiscriminator", "PatchDiscriminator", "ResnetGenerator", "init_weights",
+           "log_loss", "lsgan_loss", "patch_size"]
 
 #: Total stride of the generators: inputs are padded to a multiple of it.
 STRIDE = 4
@@ -155,8 +156,41 @@ class PatchDiscriminator(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         if min(image.shape[-2:]) < self.min_size:
             raise ImageTooSmallError(f"the PatchGAN with {self.layers} layers needs images of at least "
-                                     f"{self.min_size} px a side, got {tuple(image.shape[-2:])}")
+                                     f"{self.min_size} px a side, got {spatial_size(image)}")
         return self.net(to_signed(image))
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """PatchGANs on the image and on 2x, 4x, ... average-pooled copies of it.
+
+    Chen et al. 2021 (IEContraAST, sec. 3.2 and their code) judge a stylization against the
+    whole painting collection with three discriminators at three scales, so that both the
+    brush-stroke scale and the larger layout count; the coarser scales see downsampled images
+    (avg-pool 3x3, stride 2, as their ``MultiDiscriminator`` does).
+
+    Args:
+        scales: number of discriminators (3 in Chen et al.).
+        width, layers: of each :class:`PatchDiscriminator`.
+
+    ``forward`` returns one score map per scale; images smaller than a scale's PatchGAN needs
+    skip that scale (the finest always runs, and refuses too small an image).
+    """
+
+    def __init__(self, *, scales: int = 3, width: int = 64, layers: int = 3) -> None:
+        super().__init__()
+        if scales < 1:
+            raise OptionError(f"a multi-scale discriminator needs scales >= 1, got {scales}")
+        self._nets = [PatchDiscriminator(width=width, layers=layers) for _ in range(scales)]
+        self.scales = nn.ModuleList(self._nets)  # registers them; ``_nets`` is the same list, typed
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        scores = []
+        for index, net in enumerate(self._nets):
+            if index and min(image.shape[-2:]) < net.min_size:
+                break
+            scores.append(net(image))
+            image = F.avg_pool2d(image, 3, stride=2, padding=1, count_include_pad=False)
+        return scores
 
 
 def lsgan_loss(scores: Tensor, real: bool) -> Tensor:

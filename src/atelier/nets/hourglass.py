@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..ops.layout import spatial_size
 from ..ops.masks import resize_mask
 from ..ops.stats import instance_normalize, mean_std
 from .decoder import VGGDecoder
@@ -44,6 +45,8 @@ class HourglassDecoder(VGGDecoder):
         skip_scales: divisors of the relu3_1, relu2_1, relu1_1 statistics.
     """
 
+    skip_scales: Tensor  # a buffer: the divisors of the skip statistics
+
     def __init__(self, widths: tuple[int, ...], input_scale: float = 1.0,
                  skip_scales: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
         super().__init__("relu4_1", widths=widths, input_scale=input_scale)
@@ -56,13 +59,15 @@ class HourglassDecoder(VGGDecoder):
         for weight, statistics in sources:
             mean, std = statistics[layer]
             if isinstance(weight, Tensor):
-                weight = resize_mask(weight.to(x), tuple(x.shape[-2:]))
+                weight = resize_mask(weight.to(x), spatial_size(x))
             out = out + weight * (normalized * (std.to(x) / scale) + mean.to(x) / scale)
         return out
 
-    def forward(self, features: Tensor, sources: Sequence[SkipSource] | None = None) -> Tensor:  # type: ignore[override]
-        """Decode relu4_1 ``features``; with ``sources`` the skips adapt to their statistics
-        (weights should sum to 1 at every pixel), without them this is a plain decoder."""
+    def forward(self, features: Tensor, sources: Sequence[SkipSource] | None = None) -> Tensor:
+        """Decode relu4_1 ``features``, with skips adapted to the statistics of ``sources`` when given.
+
+        The sources' weights should sum to 1 at every pixel; without sources this is a plain decoder.
+        """
         if not sources:
             return super().forward(features)
         x = features / self.input_scale.to(features.dtype)

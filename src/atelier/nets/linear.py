@@ -51,6 +51,7 @@ class CovarianceEncoder(nn.Module):
             self.fc.bias.copy_(torch.eye(matrix_size).flatten())
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The ``(B, k, k)`` matrix: convolutions, covariance (over ``mask``'s region when given), fully connected."""
         y = self.convs(features).float().flatten(2)  # (B, k, HW)
         if mask is None:
             cov = y @ y.transpose(1, 2) / y.shape[-1]
@@ -70,6 +71,8 @@ class LinearTransform(nn.Module):
         input_scale: divisor of the features (see the module docstring).
     """
 
+    input_scale: Tensor  # a buffer: the divisor of the input features
+
     def __init__(self, channels: int, matrix_size: int = 32, input_scale: float = 1.0) -> None:
         super().__init__()
         if channels < 4 or matrix_size < 1:
@@ -81,12 +84,15 @@ class LinearTransform(nn.Module):
         self.uncompress = nn.Conv2d(matrix_size, channels, 1)
 
     def fit_compression(self, content: Tensor) -> float:
-        """Set the compression to the principal components of (centred) ``content`` features and
-        the expansion to its transpose, so that with ``T`` near the identity the untrained module
-        passes the content's main structure through; returns the share of variance kept.
+        """Initialise the compression from the principal components of ``content``; returns the share of variance kept.
+
+        The compression is set to the principal components of the (centred) ``content`` features
+        and the expansion to its transpose, so that with ``T`` near the identity the untrained
+        module passes the content's main structure through.
 
         A data-dependent initialisation (the paper trains these 1x1 convolutions from random
-        weights over far more steps than a CPU run has)."""
+        weights over far more steps than a CPU run has).
+        """
         x = content.float() / self.input_scale
         x = (x - x.mean((2, 3), keepdim=True)).transpose(0, 1).flatten(1)  # (C, B*H*W)
         values, vectors = torch.linalg.eigh(x @ x.T / x.shape[1])
@@ -95,7 +101,7 @@ class LinearTransform(nn.Module):
         with torch.no_grad():
             for conv in (self.compress, self.uncompress):
                 conv.weight.zero_()
-                conv.bias.zero_()
+                conv.bias.zero_()  # type: ignore[union-attr]  # built with a bias
             self.compress.weight[:k] = basis.T[..., None, None]
             self.uncompress.weight[:, :k] = basis[..., None, None]
         return float(values[-k:].sum() / values.sum().clamp_min(1e-12))
@@ -117,8 +123,10 @@ class LinearTransform(nn.Module):
         return (matrix @ compressed).reshape(b, -1, h, w)
 
     def compressed_style(self, style: Tensor) -> Tensor:
-        """``C(F_s - mu_s)``: the style in the compressed space, ``(B, k, H', W')``; the covariance
-        ``T`` should map the content's compressed covariance to (eq. 5)."""
+        """``C(F_s - mu_s)``: the style in the compressed space, ``(B, k, H', W')``.
+
+        Its covariance is the one ``T`` should map the content's compressed covariance to (eq. 5).
+        """
         style = style / self.input_scale.to(style.dtype)
         return self.compress(style - style.mean((2, 3), keepdim=True)).float()
 
@@ -127,14 +135,20 @@ class LinearTransform(nn.Module):
         return self.compressed_style(content)
 
     def expand(self, transformed: Tensor, code: tuple[Tensor, Tensor]) -> Tensor:
-        """``U(transformed) + mu_s`` in the features' units: a :meth:`transform_compressed` result
-        back in the layer's space (eq. 6)."""
+        """``U(transformed) + mu_s``: a :meth:`transform_compressed` result back in the layer's space (eq. 6).
+
+        The result is in the features' units.
+        """
         return (self.uncompress(transformed) + code[1]) * self.input_scale.to(transformed.dtype)
 
     def transfer(self, content: Tensor, code: tuple[Tensor, Tensor], content_mask: Tensor | None = None) -> Tensor:
-        """Transformed content features given a :meth:`style_code` (``content_mask`` restricts the
-        content statistics to a region; the transform still applies everywhere)."""
+        """Transformed content features given a :meth:`style_code`.
+
+        ``content_mask`` restricts the content statistics to a region; the transform still applies
+        everywhere.
+        """
         return self.expand(self.transform_compressed(content, code, content_mask).to(content.dtype), code)
 
     def forward(self, content: Tensor, style: Tensor, content_mask: Tensor | None = None) -> Tensor:
+        """``content`` features transformed to ``style``: :meth:`transfer` with the :meth:`style_code` of ``style``."""
         return self.transfer(content, self.style_code(style), content_mask)

@@ -69,7 +69,7 @@ def _export(net: TransformerNet) -> bytes:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Body(net), example, buffer, input_names=["image", "style_weights"], output_names=["stylized"],
+            _Body(net), example, buffer,  # type: ignore[arg-type]  # a file object works; the stub says path input_names=["image", "style_weights"], output_names=["stylized"],
             dynamic_axes={"image": {2: "height", 3: "width"}, "stylized": {2: "height", 3: "width"}},
             opset_version=17, dynamo=False,
         )
@@ -77,8 +77,11 @@ def _export(net: TransformerNet) -> bytes:
 
 
 def _write_cache(path: Path, model: bytes) -> None:
-    """Cache the exported graph at ``path``; when the cache folder cannot be written (a read-only
-    or misplaced ``$ATELIER_HOME``) warn and go on without the cache."""
+    """Cache the exported graph at ``path``, or warn and go on without the cache.
+
+    The warning comes when the cache folder cannot be written (a read-only or misplaced
+    ``$ATELIER_HOME``).
+    """
     try:
         with atomic_path(path) as temp:
             Path(temp).write_bytes(model)
@@ -89,8 +92,10 @@ def _write_cache(path: Path, model: bytes) -> None:
 
 
 class OnnxTransformer:
-    """A :class:`TransformerNet` compiled for ONNX Runtime (CPU), same call as the network
-    for ``(1, 3, H, W)`` images and ``(S,)`` style weights."""
+    """A :class:`TransformerNet` compiled for ONNX Runtime (CPU).
+
+    Called like the network, for ``(1, 3, H, W)`` images and ``(S,)`` style weights.
+    """
 
     def __init__(self, net: TransformerNet, *, threads: int | None = None, cache: bool = True) -> None:
         if not onnxruntime_available():

@@ -31,6 +31,8 @@ SHIPPED: dict[str, str] = {
     "chinese_landscape": "c0e46741b8f411c0c3c7692f8494200628604fd9fb6cef6dcb52d8a11c87bd47",
     "chinese_landscape_dis": "1b7a22e109b6d60d567ff2e6d6fece9506f58bc11d9fba69960235dc7334967a",
     "cin8": "f47e4615204c75fbe690a0ca659c8c5cf53b5da8a7e73fcdc562445327af53eb",
+    "iecontraast_decoder": "0dd71b7076de46d37009f7ef3ae8cac353d87ffce8c29752794329f772f7910e",
+    "iecontraast_transform": "e38bacbcef23c0fce1af870d55c25af85c4b2c17d8455a60e6f87bc2147f850f",
     "kaokore": "40e0e24a42d7296dccdebe4420f2e07a187f85ba42c9359b21efb04c2ef0bf33",
     "lst_relu3_1": "5c37cbdab2603b2ce101fe734710c58643d37565c7b9fbaed340e624b9385ddd",
     "lst_relu4_1": "184e4f7ebdc50972c5d53767764fdb73d85b6e17d18263694932eb3fd9cef1db",
@@ -73,8 +75,10 @@ def locate(stem: str, *, train_hint: str) -> Path:
 
 
 def locate_model(model: str | Path, *, train_hint: str) -> Path:
-    """A trained model given as a ``.safetensors`` file (or any existing file) or as a name found
-    by :func:`locate` (``$ATELIER_HOME/weights`` first, then the shipped weights)."""
+    """The path of a trained model given as a ``.safetensors`` file (or any existing file) or as a name.
+
+    A name is found by :func:`locate` (``$ATELIER_HOME/weights`` first, then the shipped weights).
+    """
     path = Path(model)
     if path.suffix != ".safetensors" and not path.is_file():
         path = locate(str(model), train_hint=train_hint)
@@ -114,8 +118,10 @@ def read_weights(path: str | Path, *, expect: dict[str, str] | None = None) -> t
 
 
 def model_task(model: str | Path) -> str | None:
-    """The ``task`` in the header of a trained model given by name or path (None when the file
-    cannot be found or read; loading it later reports why). Reads the header only."""
+    """The ``task`` in the header of a trained model given by name or path; reads the header only.
+
+    None when the file cannot be found or read (loading it later reports why).
+    """
     try:
         path = locate_model(model, train_hint="atelier train")
         with safe_open(str(path), framework="pt") as file:
@@ -125,8 +131,11 @@ def model_task(model: str | Path) -> str | None:
 
 
 def describe_load_error(error: Exception) -> str:
-    """One line for a ``load_state_dict`` failure: its first specific complaint (a missing key,
-    a size mismatch) and how many more there are, instead of PyTorch's many-line list."""
+    """One line for a ``load_state_dict`` failure, instead of PyTorch's many-line list.
+
+    The line gives its first specific complaint (a missing key, a size mismatch) and how many more
+    there are.
+    """
     lines = [line.strip().rstrip(".") for line in str(error).splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
@@ -140,10 +149,12 @@ def describe_load_error(error: Exception) -> str:
 
 
 def load_into(network: nn.Module, path: str | Path, *, expect: dict[str, str], what: str) -> nn.Module:
-    """Load the verified weights file ``path`` (see :func:`read_weights`) into ``network``, in float32;
-    :class:`OptionError` naming ``what`` when the tensors do not fit. Modules with an
+    """Load the verified weights file ``path`` (see :func:`read_weights`) into ``network``, in float32.
+
+    Raises :class:`OptionError` naming ``what`` when the tensors do not fit. Modules with an
     ``apply_header(header)`` method then read their architecture entries from the file's header.
-    Returns ``network``."""
+    Returns ``network``.
+    """
     state, header = read_weights(path, expect=expect)
     try:
         network.load_state_dict({k: v.float() for k, v in state.items()})
@@ -158,8 +169,10 @@ def load_into(network: nn.Module, path: str | Path, *, expect: dict[str, str], w
 
 
 def _clean_card(card: object, path: Path) -> dict[str, Any]:
-    """A model card with the fields ``atelier models`` reads in the expected types; anything
-    malformed is dropped and named in ``card["note"]`` (the file is still listed)."""
+    """A model card with the fields ``atelier models`` reads in the expected types.
+
+    Anything malformed is dropped and named in ``card["note"]`` (the file is still listed).
+    """
     problems: list[str] = []
     if not isinstance(card, dict):
         problems.append(f"model card is {type(card).__name__}, not an object")

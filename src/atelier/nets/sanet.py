@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.attention import attend
+from ..ops.layout import spatial_size
 from ..ops.masks import resize_mask
 from ..ops.stats import instance_normalize
 
@@ -38,14 +39,14 @@ class SANet(nn.Module):
         self.h = nn.Conv2d(channels, channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # built with a bias
 
     def forward(self, content: Tensor, style: Tensor, temperature: float = 1.0,
                 content_mask: Tensor | None = None) -> Tensor:
         """``content`` ``(B, C, H, W)`` with ``style`` ``(B, C, H', W')`` -> ``(B, C, H, W)``.
         ``content_mask`` restricts the content normalisation statistics to a region."""
         if content_mask is not None:
-            content_mask = resize_mask(content_mask, tuple(content.shape[-2:]))
+            content_mask = resize_mask(content_mask, spatial_size(content))
         query = self.f(instance_normalize(content, mask=content_mask))
         key = self.g(instance_normalize(style))
         attended = attend(query.float(), key.float(), self.h(style).float(), temperature).to(content.dtype)
@@ -61,22 +62,24 @@ class SANetTransform(nn.Module):
             units times ``scales[0]`` again (the decoder divides by its own input scale).
     """
 
+    scales: Tensor  # a buffer: the divisors of the relu4_1 and relu5_1 features
+
     def __init__(self, channels: int = 512, scales: tuple[float, float] = (1.0, 1.0)) -> None:
         super().__init__()
         self.register_buffer("scales", torch.tensor([float(s) for s in scales]))
         self.sanet4_1 = SANet(channels)
         self.sanet5_1 = SANet(channels)
-        self.merge = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3))
+        conv = nn.Conv2d(channels, channels, 3)
+        self.merge = nn.Sequential(nn.ReflectionPad2d(1), conv)
         with torch.no_grad():
-            conv = self.merge[1]
             conv.weight.zero_()
             conv.weight[:, :, 1, 1] = torch.eye(channels)
-            conv.bias.zero_()
+            conv.bias.zero_()  # type: ignore[union-attr]  # built with a bias
 
     def attend(self, content: tuple[Tensor, Tensor], style: tuple[Tensor, Tensor], temperature: float = 1.0,
                content_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The two modules' outputs (relu4_1, relu5_1 resolution), before the merge, in scaled units."""
-        s4, s5 = self.scales.to(content[0].dtype)
+        s4, s5 = self.scales.to(content[0].dtype).unbind()
         return (self.sanet4_1(content[0] / s4, style[0] / s4, temperature, content_mask),
                 self.sanet5_1(content[1] / s5, style[1] / s5, temperature, content_mask))
 

@@ -51,6 +51,7 @@ class UpBlock(nn.Module):
         self.conv = ConvBlock(channels_in, channels_out)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Upsample 2x (nearest), then convolve."""
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
@@ -63,6 +64,7 @@ class ImageEncoder(nn.Sequential):
                          ConvBlock(4 * width, 8 * width, stride=2))
 
     def forward(self, image: Tensor) -> Tensor:  # type: ignore[override]
+        """Encode ``image`` in [0, 1] (worked on in [-1, 1])."""
         return super().forward(to_signed(image))
 
 
@@ -98,8 +100,10 @@ class StyleAwareGenerator(nn.Module):
         return image, inner
 
     def encode(self, image: Tensor) -> Tensor:
-        """``E(x)`` ``(B, 8w, ceil(H/16), ceil(W/16))``, the space of the style-aware content loss
-        (sec. 3.2); ``image`` is reflection-padded to a multiple of 16 first."""
+        """``E(x)`` ``(B, 8w, ceil(H/16), ceil(W/16))``, the space of the style-aware content loss.
+
+        Sec. 3.2; ``image`` is reflection-padded to a multiple of 16 first.
+        """
         return self.encoder(pad_to_multiple(self._inner(image)[0], STRIDE)[0])
 
     def decode(self, features: Tensor) -> Tensor:
@@ -107,8 +111,10 @@ class StyleAwareGenerator(nn.Module):
         return self.decoder(features)
 
     def forward(self, image: Tensor) -> Tensor:
-        """Stylize ``image``: any size, output of the same size (inputs below :attr:`MIN_SIDE` are
-        upscaled for the network and the result resized back)."""
+        """Stylize ``image``: any size, output of the same size.
+
+        Inputs below :attr:`MIN_SIDE` are upscaled for the network and the result resized back.
+        """
         height, width = image.shape[-2:]
         _, inner = self._inner(image)
         output = self.decode(self.encode(image))[..., :inner[0], :inner[1]]

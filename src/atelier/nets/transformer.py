@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import OptionError
+from ..ops.layout import spatial_size
 from ..ops.masks import resize_mask
 from ..ops.padding import pad_to_multiple
 
@@ -49,10 +50,13 @@ class ConditionalInstanceNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(styles, channels))
 
     def forward(self, x: Tensor, style_weights: Tensor) -> Tensor:
-        """``x`` ``(B, C, H, W)``; ``style_weights`` ``(B, S)``, or ``(B, S, h, w)`` per pixel
-        (resized to ``x``; spatial blending of styles, Dumoulin et al. 2017, fig. 7)."""
+        """Instance-normalise ``x`` ``(B, C, H, W)`` with the ``style_weights`` mix of the per-style affine parameters.
+
+        ``style_weights`` is ``(B, S)``, or ``(B, S, h, w)`` per pixel (resized to ``x``; spatial
+        blending of styles, Dumoulin et al. 2017, fig. 7).
+        """
         if style_weights.dim() == 4:
-            maps = resize_mask(style_weights.to(self.weight), tuple(x.shape[-2:]))
+            maps = resize_mask(style_weights.to(self.weight), spatial_size(x))
             gamma = torch.einsum("bshw,sc->bchw", maps, self.weight)
             beta = torch.einsum("bshw,sc->bchw", maps, self.bias)
         else:
@@ -70,8 +74,10 @@ class ConditionalInstanceNorm2d(nn.Module):
 
 
 class ConvLayer(nn.Module):
-    """Reflection pad, convolution, conditional instance norm, optional ReLU; ``upsample``
-    2 doubles the resolution (nearest) before the convolution."""
+    """Reflection pad, convolution, conditional instance norm, optional ReLU.
+
+    ``upsample`` 2 doubles the resolution (nearest) before the convolution.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, *, stride: int = 1, upsample: int = 1,
                  styles: int = 1, relu: bool = True) -> None:
@@ -91,8 +97,10 @@ class ConvLayer(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """Two 3x3 conv layers with a skip connection (Johnson et al. 2016, supp. fig. 1; without
-    the paper's cropping since the convolutions are padded)."""
+    """Two 3x3 conv layers with a skip connection (Johnson et al. 2016, supp. fig. 1).
+
+    Without the paper's cropping, since the convolutions are padded.
+    """
 
     def __init__(self, channels: int, styles: int = 1) -> None:
         super().__init__()
@@ -139,9 +147,11 @@ class TransformerNet(nn.Module):
         return {"width": self.width, "blocks": self.blocks, "styles": self.styles}
 
     def forward(self, image: Tensor, style_weights: Tensor | Sequence[float] | None = None) -> Tensor:
-        """Stylize ``image``; ``style_weights`` is ``(S,)`` (same for the batch), ``(B, S)``, or
-        ``(B, S, H, W)`` per-pixel maps; None for a single-style net. Any size: reflection-padded
-        to a multiple of 4, cropped back."""
+        """Stylize ``image`` of any size (reflection-padded to a multiple of 4, cropped back).
+
+        ``style_weights`` is ``(S,)`` (same for the batch), ``(B, S)``, or ``(B, S, H, W)``
+        per-pixel maps; None for a single-style net.
+        """
         batch, _, height, width = image.shape
         weights = style_weight_matrix(style_weights, self.styles, batch, image.device)
         x, pad = pad_to_multiple(image, STRIDE)
@@ -150,8 +160,10 @@ class TransformerNet(nn.Module):
         return self.body(x, weights)[..., :height, :width]
 
     def body(self, x: Tensor, style_weights: Tensor) -> Tensor:
-        """The network on ``x`` whose sides are multiples of :data:`STRIDE`, with validated
-        ``style_weights`` (what :class:`~atelier.nets.onnx.OnnxTransformer` exports)."""
+        """The network on ``x`` whose sides are multiples of :data:`STRIDE`, with validated ``style_weights``.
+
+        This is what :class:`~atelier.nets.onnx.OnnxTransformer` exports.
+        """
         for layer in self.down:
             x = layer(x, style_weights)
         for block in self.residual:
@@ -178,8 +190,7 @@ def is_style_parameter(name: str) -> bool:
 
 def style_weight_matrix(weights: Tensor | Sequence[float] | None, styles: int, batch: int,
                         device: torch.device | str = "cpu") -> Tensor:
-    """Style weights as a ``(batch, styles)`` float tensor (or ``(batch, styles, H, W)`` maps),
-    validated.
+    """Style weights as a validated ``(batch, styles)`` float tensor (or ``(batch, styles, H, W)`` maps).
 
     None means the only style of a single-style net; a vector ``(styles,)`` applies to the
     whole batch. Weights must be finite and >= 0 with a positive sum (per pixel for maps);

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..errors import ImageTooSmallError, OptionError
+from ..ops.layout import spatial_size
 from ..ops.padding import pad_to_multiple
 from .gan import STRIDE, patch_size, to_signed, to_unit
 
@@ -76,6 +77,7 @@ class AdaLIN(nn.Module):
         self.rho = nn.Parameter(torch.full((1, channels, 1, 1), rho))
 
     def forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        """``x`` normalised by the ``rho`` blend of instance and layer norm, then ``* gamma + beta``."""
         out = _blend(x, self.rho, self.eps)
         return (out * gamma.float()[:, :, None, None] + beta.float()[:, :, None, None]).to(x.dtype)
 
@@ -91,6 +93,7 @@ class LIN(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` normalised by the ``rho`` blend of instance and layer norm, with the learnt ``gamma`` and ``beta``."""
         return (_blend(x, self.rho, self.eps) * self.gamma + self.beta).to(x.dtype)
 
 
@@ -126,11 +129,14 @@ class CAM(nn.Module):
         self.slope = slope
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(attention features (B, C, H, W), cam_logit (B, 2), heatmap (B, 1, H, W))`` of features ``x``."""
         gap = F.adaptive_avg_pool2d(x, 1).flatten(1)
         gmp = F.adaptive_max_pool2d(x, 1).flatten(1)
         cam_logit = torch.cat([self.fc(gap), self.fc(gmp)], dim=1)
         # The (spectrally normalised) classifier weights, one per channel, re-weight the maps.
-        weight = self.fc.weight[0][None, :, None, None].to(x.dtype)
+        fc_weight = self.fc.weight
+        assert isinstance(fc_weight, Tensor)
+        weight = fc_weight[0][None, :, None, None].to(x.dtype)
         attended = x * weight
         x = self.mix(torch.cat([attended, attended], dim=1))
         x = F.leaky_relu(x, self.slope) if self.slope else F.relu(x)
@@ -212,8 +218,10 @@ class UGATITGenerator(nn.Module):
         return {"width": self.width, "blocks": self.blocks, "light": self.light, "size": self.size}
 
     def translate(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(output (B, 3, H, W) in [0, 1], cam_logit (B, 2), heatmap (B, 1, H/4, W/4))``; any
-        size (reflection-padded to a multiple of 4, cropped back)."""
+        """``(output (B, 3, H, W) in [0, 1], cam_logit (B, 2), heatmap (B, 1, H/4, W/4))``.
+
+        Any size: reflection-padded to a multiple of 4, cropped back.
+        """
         height, width = image.shape[-2:]
         x, _ = pad_to_multiple(image, STRIDE)
         features, cam_logit, heatmap = self.cam(self.encoder(to_signed(x)))
@@ -267,9 +275,10 @@ class UGATITDiscriminator(nn.Module):
         return size
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """``(patch scores, cam_logit)`` of ``image`` in [0, 1]; ImageTooSmallError below ``min_size`` px a side."""
         if min(image.shape[-2:]) < self.min_size:
             raise ImageTooSmallError(f"the {self.layers}-layer U-GAT-IT discriminator needs images of at least "
-                                     f"{self.min_size} px a side, got {tuple(image.shape[-2:])}")
+                                     f"{self.min_size} px a side, got {spatial_size(image)}")
         features, cam_logit, _ = self.cam(self.features(to_signed(image)))
         scores = self.head(F.pad(features, (1,) * 4, mode="reflect"))
         return scores, cam_logit

@@ -44,7 +44,7 @@ def _kmeans_pp(points: Tensor, weights: Tensor, k: int, generator: torch.Generat
         probabilities = (weights * distance).cpu()
         if probabilities.sum() <= 0:  # fewer distinct directions than k: repeat one
             probabilities = weights.cpu()
-        index = torch.multinomial(probabilities, 1, generator=generator).item()
+        index = int(torch.multinomial(probabilities, 1, generator=generator).item())
         centroids = torch.cat([centroids, points[index : index + 1]])
         distance = torch.minimum(distance, (1 - points @ points[index]).clamp_min(0))
     return centroids

@@ -11,7 +11,9 @@ import torch
 from torch import Tensor
 
 from ._checks import check_bchw
+from .layout import spatial_size
 from .linalg import symmetric_power
+from .wct import covariance
 
 __all__ = ["luminance", "match_color", "region_color_transfer", "rgb_to_yiq", "transfer_luminance", "yiq_to_rgb"]
 
@@ -52,18 +54,13 @@ def transfer_luminance(stylized: Tensor, content: Tensor) -> Tensor:
 
 
 def _weighted_moments(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Mean ``(B, 3, 1)`` and covariance ``(B, 3, 3)`` of flattened pixels ``x`` ``(B, 3, N)``."""
-    if mask is None:
-        w = torch.full_like(x[:, :1], 1.0 / x.shape[-1])
-    else:
+    """Mean ``(B, 3, 1)`` and population covariance ``(B, 3, 3)`` of flattened pixels ``x`` ``(B, 3, N)``."""
+    if mask is not None:
         check_bchw(mask, "mask", channels=1)
         if mask.shape[-1] * mask.shape[-2] != x.shape[-1]:
-            raise ValueError(f"mask {tuple(mask.shape[-2:])} does not match the image it weights")
-        w = mask.double().flatten(2).expand(x.shape[0], 1, -1)
-        w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
-    mu = (x * w).sum(-1, keepdim=True)
-    xc = x - mu
-    return mu, (xc * w) @ xc.transpose(1, 2)
+            raise ValueError(f"mask {spatial_size(mask)} does not match the image it weights")
+        mask = mask.reshape(mask.shape[0], 1, -1, 1)
+    return covariance(x.unsqueeze(-1), mask, dtype=torch.float64, correction=0)
 
 
 def match_color(

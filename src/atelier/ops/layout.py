@@ -1,11 +1,16 @@
-"""Memory layout of (B, C, H, W) tensors for the CPU's convolution kernels."""
+"""Memory layout and shape of (B, C, H, W) tensors."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["channels_last"]
+__all__ = ["channels_last", "spatial_size"]
+
+
+def spatial_size(x: Tensor) -> tuple[int, int]:
+    """``(H, W)`` of a ``(..., H, W)`` tensor."""
+    return int(x.shape[-2]), int(x.shape[-1])
 
 
 def channels_last(x: Tensor) -> Tensor:

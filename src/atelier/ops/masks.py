@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_bchw
+from .layout import spatial_size
 
 __all__ = ["resize_mask"]
 
@@ -17,7 +18,7 @@ def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
     the guided Gram matrices of Gatys et al. 2017, sec. 4), bilinear when enlarging.
     """
     check_bchw(mask, "mask")
-    if tuple(mask.shape[-2:]) == tuple(size):
+    if spatial_size(mask) == tuple(size):
         return mask
     if size[0] <= mask.shape[-2] and size[1] <= mask.shape[-1]:
         return F.interpolate(mask, size=size, mode="area")

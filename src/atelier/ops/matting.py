@@ -126,8 +126,8 @@ def matting_laplacian(image: np.ndarray | Tensor, eps: float = 1e-7, radius: int
     del whitened, centred
 
     # CSR straight from the bands: row p holds columns p + dy * W + dx, increasing with (dy, dx).
-    dys, dxs = np.meshgrid(np.arange(span) - side + 1, np.arange(span) - side + 1, indexing="ij")
-    dys, dxs = dys.reshape(-1), dxs.reshape(-1)
+    dy_grid, dx_grid = np.meshgrid(np.arange(span) - side + 1, np.arange(span) - side + 1, indexing="ij")
+    dys, dxs = dy_grid.reshape(-1), dx_grid.reshape(-1)
     ys = np.arange(height).reshape(-1, 1, 1)
     xs = np.arange(width).reshape(1, -1, 1)
     valid = (ys + dys >= 0) & (ys + dys < height) & (xs + dxs >= 0) & (xs + dxs < width)  # (H, W, D)

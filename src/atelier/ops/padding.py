@@ -11,8 +11,9 @@ __all__ = ["pad_to_multiple"]
 
 
 def pad_to_multiple(image: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int, int, int]]:
-    """Pad ``image`` ``(B, C, H, W)`` on the right and bottom so both sides are multiples of
-    ``multiple``; returns the padded image and the ``F.pad`` tuple (to pad masks alike).
+    """Pad ``image`` ``(B, C, H, W)`` on the right and bottom so both sides are multiples of ``multiple``.
+
+    Returns the padded image and the ``F.pad`` tuple (to pad masks alike).
 
     Reflection padding continues the picture without a seam; when the pad is not smaller than
     the image (reflection needs that), the edge pixels are replicated instead.

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..errors import OptionError
 from ._checks import check_bchw
+from .layout import spatial_size
 from .wct import colour, covariance, whiten
 
 __all__ = ["nearest_patches", "patch_swap", "style_decorator", "style_patches", "swap_batch"]
@@ -33,15 +34,17 @@ def style_patches(style: Tensor, patch_size: int = 3, stride: int = 1) -> Tensor
     if patch_size < 1 or stride < 1:
         raise OptionError(f"patch_size and stride must be >= 1, got {patch_size} and {stride}")
     if min(style.shape[-2:]) < patch_size:
-        raise OptionError(f"style features of {tuple(style.shape[-2:])} are smaller than a {patch_size}px patch")
+        raise OptionError(f"style features of {spatial_size(style)} are smaller than a {patch_size}px patch")
     columns = F.unfold(style, patch_size, stride=stride)  # (1, C*k*k, N)
     return columns[0].T.reshape(-1, style.shape[1], patch_size, patch_size)
 
 
 def nearest_patches(content: Tensor, patches: Tensor, eps: float = 1e-8) -> Tensor:
-    """Index ``(B, H-k+1, W-k+1)`` of the patch with the highest normalised cross-correlation
-    with each content patch (Chen & Schmidt 2016, eq. 1): a convolution with the normalised
-    patches, in chunks so the score maps stay within :data:`SCORE_BYTES`."""
+    """Index ``(B, H-k+1, W-k+1)`` of the patch most correlated with each content patch (Chen & Schmidt 2016, eq. 1).
+
+    The highest normalised cross-correlation, computed as a convolution with the normalised
+    patches, in chunks so the score maps stay within :data:`SCORE_BYTES`.
+    """
     check_bchw(content, "content")
     k = patches.shape[-1]
     filters = patches / patches.flatten(1).norm(dim=1).clamp_min(eps)[:, None, None, None]
@@ -81,12 +84,12 @@ def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int 
         raise OptionError(f"channel counts differ: content {content.shape[1]}, style {style.shape[1]}")
     k = patch_size
     if min(content.shape[-2:]) < k:
-        raise OptionError(f"content features of {tuple(content.shape[-2:])} are smaller than a {k}px patch")
+        raise OptionError(f"content features of {spatial_size(content)} are smaller than a {k}px patch")
     patches = style_patches(style, k, stride).to(content.dtype)
     index = nearest_patches(content, patches)  # (B, H', W')
     b, h, w = index.shape
     chosen = patches[index.flatten()].reshape(b, h * w, -1).transpose(1, 2)  # (B, C*k*k, H'W')
-    size = tuple(content.shape[-2:])
+    size = spatial_size(content)
     summed = F.fold(chosen, size, k)
     counts = F.fold(torch.ones(1, k * k, h * w, dtype=content.dtype, device=content.device), size, k)
     return summed / counts

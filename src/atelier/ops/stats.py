@@ -59,15 +59,19 @@ def adain(content: Tensor, style: Tensor, eps: float = 1e-5, *, content_mask: Te
 
 
 def instance_normalize(features: Tensor, eps: float = 1e-5, mask: Tensor | None = None) -> Tensor:
-    """``(x - mu(x)) / sigma(x)`` per channel: instance normalisation without affine parameters
-    (the "mean-variance norm" of SANet, Park & Lee 2019, sec. 3.2); ``mask`` as in :func:`mean_std`."""
+    """``(x - mu(x)) / sigma(x)`` per channel: instance normalisation without affine parameters.
+
+    The "mean-variance norm" of SANet (Park & Lee 2019, sec. 3.2); ``mask`` as in :func:`mean_std`.
+    """
     mean, std = mean_std(features, eps, mask)
     return (features - mean) / std
 
 
 def _sorted_values(features: Tensor, mask: Tensor | None) -> list[Tensor]:
-    """Per item ``(C, n)``: each channel's values in ascending order, over the region of ``mask``
-    (weights above 0.5, or above 0 where none is) or over all positions."""
+    """Per item ``(C, n)``: each channel's values in ascending order.
+
+    Over the region of ``mask`` (weights above 0.5, or above 0 where none is) or over all positions.
+    """
     flat = features.flatten(2)
     if mask is None:
         return list(flat.sort(-1).values)
@@ -77,8 +81,10 @@ def _sorted_values(features: Tensor, mask: Tensor | None) -> list[Tensor]:
 
 
 def _resample(values: Tensor, count: int) -> Tensor:
-    """Sorted ``values`` ``(C, m)`` resampled to ``(C, count)`` by linear interpolation (the same
-    values when ``m == count``)."""
+    """Sorted ``values`` ``(C, m)`` resampled to ``(C, count)`` by linear interpolation.
+
+    The same values when ``m == count``.
+    """
     size = values.shape[-1]
     if size == count:
         return values
@@ -94,8 +100,10 @@ def _resample(values: Tensor, count: int) -> Tensor:
 
 def exact_feature_distribution_matching(content: Tensor, style: Tensor, *, content_mask: Tensor | None = None,
                                         style_mask: Tensor | None = None) -> Tensor:
-    """Exact feature distribution matching (Zhang et al. 2022, "Exact Feature Distribution Matching
-    for Arbitrary Style Transfer and Domain Generalization", CVPR).
+    """Exact feature distribution matching (EFDM, Zhang et al. 2022).
+
+    Zhang et al. 2022, "Exact Feature Distribution Matching for Arbitrary Style Transfer and Domain
+    Generalization", CVPR.
 
     Per channel, the content values are sorted and each takes the style value of the same rank
     (the sort-matching solution of exact histogram matching): the output keeps the content's

@@ -23,12 +23,13 @@ CHUNK = 1 << 18
 
 
 def covariance(
-    features: Tensor, mask: Tensor | None = None, dtype: torch.dtype = torch.float64
+    features: Tensor, mask: Tensor | None = None, dtype: torch.dtype = torch.float64, correction: int = 1
 ) -> tuple[Tensor, Tensor]:
     """Mean ``(B, C, 1)`` and covariance ``(B, C, C)`` of ``(B, C, H, W)`` features over space.
 
     ``mask`` ``(B or 1, 1, H, W)`` weights the positions (region statistics for spatial
-    control). The covariance divides by ``weight sum - 1`` (unbiased for a 0/1 mask).
+    control). The covariance divides by ``weight sum - correction`` (as :func:`torch.cov`:
+    1 is unbiased for a 0/1 mask, 0 the population covariance). Differentiable.
     """
     check_bchw(features, "features")
     x = features.flatten(2)
@@ -54,7 +55,8 @@ def covariance(
             second += (chunk * w) @ chunk.transpose(1, 2)
     total = total.clamp_min(1e-8)
     mean = first / total
-    cov = (second - total * mean @ mean.transpose(1, 2)) / (total - 1).clamp_min(1.0)
+    divisor = (total - correction).clamp_min(1.0) if correction else total
+    cov = (second - total * mean @ mean.transpose(1, 2)) / divisor
     return mean + shift, cov
 
 
@@ -105,8 +107,10 @@ def _affine(features: Tensor, matrix: Tensor, offset: Tensor) -> Tensor:
 
 def whiten(features: Tensor, *, eps: float = 1e-5, mask: Tensor | None = None,
            dtype: torch.dtype = torch.float64) -> Tensor:
-    """Whitening half of WCT (Li et al. 2017, eq. 2): ``D^{-1/2} E^T (f - m)`` rotated back by
-    ``E`` (ZCA), so the result has zero mean and identity covariance (over ``mask``'s region)."""
+    """Whitening half of WCT (Li et al. 2017, eq. 2): ``D^{-1/2} E^T (f - m)`` rotated back by ``E`` (ZCA).
+
+    The result has zero mean and identity covariance (over ``mask``'s region).
+    """
     check_bchw(features, "features")
     mean, cov = covariance(features, mask, dtype)
     matrix = symmetric_power(cov, -0.5, eps, drop_small=True)
@@ -114,7 +118,9 @@ def whiten(features: Tensor, *, eps: float = 1e-5, mask: Tensor | None = None,
 
 
 def colour(features: Tensor, mean: Tensor, cov: Tensor, *, eps: float = 1e-5) -> Tensor:
-    """Colouring half of WCT (Li et al. 2017, eq. 3): ``E_s D_s^{1/2} E_s^T f + m_s`` for whitened
-    ``features``, with a target ``mean`` ``(B, C, 1)`` and covariance ``(B, C, C)`` from :func:`covariance`."""
+    """Colouring half of WCT (Li et al. 2017, eq. 3): ``E_s D_s^{1/2} E_s^T f + m_s`` for whitened ``features``.
+
+    The target ``mean`` is ``(B, C, 1)`` and the covariance ``(B, C, C)``, from :func:`covariance`.
+    """
     check_bchw(features, "features")
     return _affine(features, symmetric_power(cov, 0.5, eps, drop_small=True), mean)

@@ -11,14 +11,14 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from ..errors import OptionError
-from ..progress import Progress
 
-__all__ = ["OptimizationResult", "optimize_image"]
+__all__ = ["Criterion", "OptimizationResult", "ProgressSink", "optimize_image"]
 
 #: L-BFGS objective scale: the largest per-pixel gradient at the start is set to this.
 #: torch's L-BFGS skips a curvature pair when y's <= 1e-10 (e.g. negative curvature) and
@@ -29,6 +29,13 @@ LBFGS_GRADIENT_SCALE = 1e-2
 #: Pairs of image-sized vectors L-BFGS keeps (its memory is about twice this many images).
 LBFGS_HISTORY = 100
 Criterion = Callable[[Tensor], "tuple[Tensor, dict[str, float]]"]
+
+
+class ProgressSink(Protocol):
+    """What the loop reports to: a :class:`~atelier.progress.Progress` bar, or a view of one."""
+
+    def update(self, count: int, **values: float) -> None:
+        """Show ``count`` iterations done and the latest values."""
 
 
 @dataclass
@@ -50,7 +57,7 @@ def optimize_image(
     iterations: int,
     optimizer: str = "lbfgs",
     lr: float | None = None,
-    progress: Progress | None = None,
+    progress: ProgressSink | None = None,
     on_iteration: Callable[[int, Tensor], None] | None = None,
 ) -> OptimizationResult:
     """Minimise ``criterion(image)`` over the pixels of ``image``, starting at ``init``.
@@ -97,6 +104,7 @@ def optimize_image(
         loss = loss * scale
         loss.backward()
         # Channels-last encoders hand back channels-last gradients; L-BFGS needs .view(-1).
+        assert image.grad is not None
         image.grad = image.grad.contiguous()
         last_parts = parts
         history.append(value)
@@ -109,7 +117,7 @@ def optimize_image(
     interrupted = False
     try:
         for step in range(1, iterations + 1):
-            opt.step(closure)
+            opt.step(closure)  # type: ignore[arg-type]  # torch's stub says float; L-BFGS takes the loss tensor
             done = step
             if not math.isfinite(history[-1]):
                 warnings.warn(

@@ -8,7 +8,7 @@ loaded decoders, the blending, size checks, precision and the memory bound.
 
 from __future__ import annotations
 
-import os
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,16 +19,17 @@ from torch import Tensor, nn
 
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError
+from ..errors import ImageTooSmallError, OptionError
 from ..io.images import resize_to, scaled_style_size
 from ..losses import encode
-from ..nets.decoder import VGGDecoder
-from ..nets.pretrained import load_into, locate
+from ..nets.decoder import ADAIN_DECODER, VGGDecoder
+from ..nets.spec import WeightsSpec
 from ..nets.tiling import tiled
-from ..ops.layout import channels_last
+from ..ops.layout import channels_last, spatial_size
 from ..ops.masks import resize_mask
 from ..ops.padding import pad_to_multiple
 from .base import MethodConfig, StylizeResult, VGGMethod, option
+from .memory import check_fits, memory_budget
 
 __all__ = ["AdaINDecoderConfig", "FeatureMatchingMethod", "FeedForwardConfig", "FeedForwardMethod", "Run",
            "blend_features", "memory_budget"]
@@ -109,7 +110,7 @@ def blend_features(
     if masks is None:
         mixed = sum(w * transform(content, s, None) for w, s in zip(weights, styles))
     else:
-        region = resize_mask(masks.to(content), tuple(content.shape[-2:]))
+        region = resize_mask(masks.to(content), spatial_size(content))
         mixed = (1 - region.sum(1, keepdim=True).clamp(max=1)) * base
         for k, style in enumerate(styles):
             mask = region[:, k : k + 1]
@@ -119,24 +120,8 @@ def blend_features(
     return alpha * mixed + (1 - alpha) * base if alpha < 1 else mixed
 
 
-def memory_budget() -> int:
-    """Bytes a stylization may use: ``$ATELIER_MEMORY_GB`` or 70% of the memory available now."""
-    if "ATELIER_MEMORY_GB" in os.environ:
-        value = os.environ["ATELIER_MEMORY_GB"]
-        try:
-            gigabytes = float(value)
-        except ValueError:
-            gigabytes = -1.0
-        if not gigabytes > 0:
-            raise OptionError(f"ATELIER_MEMORY_GB must be a positive number of GiB, got {value!r}")
-        return int(gigabytes * 2**30)
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(int(line.split()[1]) * 1024 * 0.7)
-    except OSError:
-        pass
-    return 8 * 2**30
+def _moved_and_resized(image: Tensor, *, device: torch.device, size: tuple[int, int]) -> Tensor:
+    return resize_to(image.to(device), size)
 
 
 class FeedForwardMethod(VGGMethod):
@@ -164,17 +149,13 @@ class FeedForwardMethod(VGGMethod):
         return ()
 
     # -- weights -----------------------------------------------------------------------------
-    def decoder_file(self, layer: str) -> str:
-        """Stem of the shipped decoder file for ``layer``."""
-        raise NotImplementedError
+    #: The weights of the decoders (one file, or a family with one per layer); declared once
+    #: with the training task that exports them (see :class:`~atelier.nets.spec.WeightsSpec`).
+    decoder_weights: WeightsSpec
 
     def decoder_path(self, layer: str) -> str:
-        """A user-given decoder file for ``layer`` ('' = the shipped one)."""
-        return ""
-
-    def train_hint(self, layer: str) -> str:
-        """The command that trains the decoder for ``layer`` (said when its file is missing)."""
-        return f"atelier train configs/{self.name}.yaml"
+        """A user-given decoder file for ``layer``: the config's ``decoder`` ('' = the shipped one)."""
+        return str(getattr(self.config, "decoder", ""))
 
     def build_decoder(self, layer: str) -> nn.Module:
         """An untrained decoder for ``layer`` (its weights are loaded by :meth:`decoder`)."""
@@ -182,19 +163,19 @@ class FeedForwardMethod(VGGMethod):
 
     def decoder(self, layer: str) -> Any:
         """The trained decoder for ``layer``, loaded and checked on first use."""
-        return self.load_network(self._decoders, layer, self.build_decoder, stem=self.decoder_file(layer),
-                                 path=self.decoder_path(layer), hint=self.train_hint(layer),
-                                 expect={"layer": layer}, what=f"{layer} decoder")
+        return self.load_network(self._decoders, layer, self.build_decoder, self.decoder_weights,
+                                 path=self.decoder_path(layer), layer=layer)
 
-    def load_network(self, cache: dict[str, nn.Module], key: str, build: Callable[[str], nn.Module], *,
-                     stem: str, path: str, hint: str, expect: dict[str, str], what: str) -> Any:
-        """``cache[key]``, else ``build(key)`` with the weights of ``path``, frozen and in eval mode.
+    def load_network(self, cache: dict[str, nn.Module], key: str, build: Callable[[str], nn.Module],
+                     weights: WeightsSpec, *, path: str = "", layer: str | None = None) -> Any:
+        """``cache[key]``, else ``build(key)`` loaded, checked, frozen and in eval mode.
 
-        Without ``path``, the file ``stem`` found by :func:`~atelier.nets.pretrained.locate`.
+        The weights come from ``path``, by default from the file of ``weights``, and are checked
+        against the encoder in use.
         """
         if key not in cache:
-            file = path or locate(stem, train_hint=hint)
-            network = load_into(build(key), file, expect={"encoder": self.config.weights} | expect, what=what)
+            network = weights.load(build(key), path, encoder=self.config.weights,
+                                   layer=layer if weights.per_layer else None)
             cache[key] = network.eval().requires_grad_(False)
         return cache[key]
 
@@ -221,12 +202,8 @@ class FeedForwardMethod(VGGMethod):
         features = max(self.encoder.channels(layer) * pixels // VGGEncoder.downsampling(layer) ** 2
                        for layer in (*self.decoder_layers, *self.extra_layers)) * 4 * (2 + styles)
         images = 4 * 3 * pixels * 4 * (1 + styles)
-        if features + images > budget:
-            raise ImageTooLargeError(
-                f"{width}x{height} px needs about {(features + images) / 2**30:.1f} GiB for {self.name}'s feature "
-                f"maps, above the {budget / 2**30:.1f} GiB available; use a smaller --size or --style-scale "
-                "(or set ATELIER_MEMORY_GB)"
-            )
+        check_fits(features + images, width=width, height=height, what=f"{self.name}'s feature maps",
+                   remedy="use a smaller --size or --style-scale")
         if self.config.tile:
             return self.config.tile
         activation = 3 * 64 * per_value  # bytes per pixel of an encoder/decoder layer at full resolution
@@ -235,8 +212,8 @@ class FeedForwardMethod(VGGMethod):
         side = int(((budget - features - images) / 4 / activation) ** 0.5) - 2 * ENCODER_HALO
         return max(256, side // 16 * 16)
 
-    def remember(self, tensor: Tensor, key: str, compute: Callable[[], Any]) -> Any:
-        """``compute()`` once per (tensor object, ``key``): the style memo.
+    def remember(self, tensor: Tensor, key: str, compute: Callable[[Tensor], Any]) -> Any:
+        """``compute(tensor)`` once per (tensor object, ``key``): the style memo.
 
         A style given for every frame of a video is resized, encoded and summarised once.
         Entries hold their tensor, so an id is never reused while remembered; an in-place change
@@ -246,14 +223,14 @@ class FeedForwardMethod(VGGMethod):
         for held, held_key, value in self._memo:
             if held is tensor and held_key == key:
                 return value
-        value = compute()
+        value = compute(tensor)
         self._memo = [*self._memo, (tensor, key, value)][-MEMO_ENTRIES:]
         return value
 
     def style_features(self, style: Tensor, layer: str, precision: str, tile: int = 0) -> Tensor:
         """:meth:`encode_layer` of a style image, remembered (see :meth:`remember`)."""
         return self.remember(style, f"{layer}/{precision}/{tile}",
-                             lambda: self.encode_layer(style, layer, precision, tile))
+                             lambda image: self.encode_layer(image, layer, precision, tile))
 
     def encode_layer(self, image: Tensor, layer: str, precision: str, tile: int = 0) -> Tensor:
         """float32 features of ``image`` ``(1, 3, H, W)`` at ``layer``, tiled when ``tile`` > 0."""
@@ -297,6 +274,56 @@ class FeedForwardMethod(VGGMethod):
         """
         raise NotImplementedError
 
+    def resized_styles(self, styles: Sequence[Tensor], sizes: Sequence[tuple[int, int]],
+                       device: torch.device) -> list[Tensor]:
+        """Each style on ``device`` at its size (remembered), refused when smaller than the layers allow."""
+        need = self.min_side()
+        resized = []
+        for index, (style, size) in enumerate(zip(styles, sizes)):
+            if min(size) < need:
+                raise ImageTooSmallError(f"style {index + 1} resized to {size[1]}x{size[0]} px is smaller than "
+                                         f"{need} px; raise --style-scale or --size")
+            resized.append(self.remember(style, f"resize/{size}/{device}",
+                                         functools.partial(_moved_and_resized, device=device, size=size)))
+        return resized
+
+    def transfer_batch(self, contents: Tensor, styles: Sequence[Tensor], precision: str) -> Tensor:
+        """Stylized images ``(B, 3, H, W)``: content ``i`` with style ``styles[i]`` alone, untiled.
+
+        The default runs :meth:`transfer` once per image; a method whose transform works image by
+        image between a batched encoder and decoder overrides it (one network call for the batch).
+        """
+        return torch.cat([self.transfer(contents[i : i + 1], [style], [1.0], None, precision, 0, Run(progress=False))
+                          for i, style in enumerate(styles)])
+
+    def stylize_batch(self, contents: Tensor, styles: Sequence[Tensor], *, device: str = "cpu") -> Tensor:
+        """Stylize ``contents`` ``(B, 3, H, W)`` (one size), image ``i`` with the single style ``styles[i]``.
+
+        What ``atelier batch`` calls: the encoder and decoder run once per batch where
+        :meth:`transfer_batch` allows it. A batch that would need tiles is done image by image
+        through :meth:`stylize` (which tiles), so memory stays within the same budget.
+        """
+        if len(styles) != contents.shape[0]:
+            raise OptionError(f"{contents.shape[0]} contents but {len(styles)} styles; give one style per content")
+        cfg = self.config
+        torch_device = torch.device(device)
+        precision = resolve_precision(cfg.precision, torch_device)
+        batch, _, height, width = contents.shape
+        sizes = [scaled_style_size(style, (height, width), cfg.style_scale) for style in styles]
+        share = sum(h * w for h, w in sizes) / (height * width)
+        if batch == 1 or min(height, width) < self.min_side() or self.plan_tiles(height * batch, width, precision,
+                                                                                 share):
+            # One at a time: the size checks and tiling of stylize() (and its one-line errors).
+            return torch.cat([self.stylize(contents[i : i + 1], [style], style_weights=[1.0], device=device,
+                                           progress=False).image for i, style in enumerate(styles)])
+        self.encoder.to(torch_device)
+        resized = self.resized_styles(styles, sizes, torch_device)
+        stride = max(VGGEncoder.downsampling(layer) for layer in (*self.decoder_layers, *self.extra_layers))
+        padded, _ = pad_to_multiple(contents.to(torch_device), stride)
+        with torch.no_grad():
+            images = self.transfer_batch(padded, resized, precision)
+        return images[..., :height, :width].float().clamp(0, 1)
+
     def stylize(
         self,
         content: Tensor,
@@ -321,13 +348,7 @@ class FeedForwardMethod(VGGMethod):
         # Style maps are as large as style_scale makes them: count them in output-sized images.
         tile = self.plan_tiles(height, width, precision, sum(h * w for h, w in sizes) / (height * width))
         self.encoder.to(torch_device)
-        resized = []
-        for index, (style, size) in enumerate(zip(styles, sizes)):
-            if min(size) < need:
-                raise ImageTooSmallError(f"style {index + 1} resized to {size[1]}x{size[0]} px is smaller than "
-                                         f"{need} px; raise --style-scale or --size")
-            resized.append(self.remember(style, f"resize/{size}/{torch_device}",
-                                         lambda s=style, z=size: resize_to(s.to(torch_device), z)))
+        resized = self.resized_styles(styles, sizes, torch_device)
         # Pad to a multiple of the deepest stride (reflection) so pooling loses no rows or columns.
         stride = max(VGGEncoder.downsampling(layer) for layer in (*self.decoder_layers, *self.extra_layers))
         padded, pad = pad_to_multiple(content.to(torch_device), stride)
@@ -365,17 +386,7 @@ class FeatureMatchingMethod(FeedForwardMethod):
         """
         raise NotImplementedError
 
-    def decoder_file(self, layer: str) -> str:
-        """The shipped AdaIN decoder."""
-        return "adain_decoder"
-
-    def decoder_path(self, layer: str) -> str:
-        """The config's ``decoder`` file ('' = the shipped one)."""
-        return self.config.decoder
-
-    def train_hint(self, layer: str) -> str:
-        """AdaIN's training config makes the decoder."""
-        return "atelier train configs/adain.yaml"
+    decoder_weights = ADAIN_DECODER
 
     def transfer(self, content: Tensor, styles: Sequence[Tensor], weights: Sequence[float],
                  masks: Tensor | None, precision: str, tile: int, run: Run) -> Tensor:
@@ -386,3 +397,15 @@ class FeatureMatchingMethod(FeedForwardMethod):
         target = blend_features(content_features, style_features, weights, self.match, masks=masks,
                                 alpha=self.config.alpha)
         return self.decode(layer, target, precision, tile)
+
+    def transfer_batch(self, contents: Tensor, styles: Sequence[Tensor], precision: str) -> Tensor:
+        """One encoder pass for the batch, :meth:`match` per image (its own style), one decoder pass."""
+        layer = self.decoder_layers[0]
+        content_features = self.encode_layer(contents, layer, precision)
+        alpha = self.config.alpha
+        targets = []
+        for i, style in enumerate(styles):
+            features = content_features[i : i + 1]
+            matched = self.match(features, self.style_features(style, layer, precision), None)
+            targets.append(alpha * matched + (1 - alpha) * features if alpha < 1 else matched)
+        return self.decode(layer, torch.cat(targets), precision)

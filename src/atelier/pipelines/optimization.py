@@ -24,7 +24,7 @@ Deviations from the papers:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from torch import Tensor
 
 from ..devices import resolve_precision
 from ..encoders.vgg import LAYER_NAMES, VGGEncoder
-from ..errors import ImageTooLargeError, ImageTooSmallError, OptionError
+from ..errors import ImageTooSmallError, OptionError
 from ..io.atomic import check_writable_folder
 from ..io.images import load_image, resize_to, save_image, scaled_style_size
 from ..losses import (
@@ -46,12 +46,13 @@ from ..losses import (
     TotalVariationLoss,
     encode,
 )
-from ..optim import optimize_image, pyramid_sizes
+from ..ops.layout import spatial_size
+from ..optim import coarse_to_fine, pyramid_sizes
 from ..optim.loop import LBFGS_HISTORY
 from ..optim.schedule import auto_scales
 from ..progress import Progress
 from .base import MethodConfig, StylizeResult, VGGMethod, option
-from .feedforward import memory_budget
+from .memory import check_fits
 
 __all__ = ["OptimizationConfig", "OptimizationMethod"]
 
@@ -154,7 +155,7 @@ class OptimizationMethod(VGGMethod):
         if init == "noise":
             noise = torch.rand(content.shape, generator=generator)
             return noise.to(content)
-        return resize_to(load_image(init, name="init image").to(content), tuple(content.shape[-2:]))
+        return resize_to(load_image(init, name="init image").to(content), spatial_size(content))
 
     def stylize(
         self,
@@ -199,13 +200,9 @@ class OptimizationMethod(VGGMethod):
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
         content = content.to(torch_device)
         image = self._initial(content, generator) if init_image is None else init_image.to(content)
-        history: list[float] = []
-        total = cfg.iterations * len(sizes)
-        interrupted = False
-        result = None
-        bar = Progress(total, enabled=progress)
-        for level, size in enumerate(sizes):
-            level_content = resize_to(content, size)
+        bar = Progress(cfg.iterations * len(sizes), enabled=progress)
+
+        def criterion_at(level: int, size: tuple[int, int]) -> PerceptualCriterion:
             targets = []
             for index, (style, weight) in enumerate(zip(styles, style_weights)):
                 style_size = scaled_style_size(style, size, cfg.style_scale)
@@ -222,38 +219,27 @@ class OptimizationMethod(VGGMethod):
                 targets.append(StyleTarget({k: v.float() for k, v in features.items()}, weight, mask,
                                            None if style_mask is None else style_mask.to(torch_device)))
             with torch.no_grad():
-                terms = self.build_terms(level_content, targets, encoder, precision)
+                terms = self.build_terms(resize_to(content, size), targets, encoder, precision)
             if level == len(sizes) - 1:
                 terms += list(extra_terms)
-            criterion = PerceptualCriterion(encoder, terms, precision=precision)
-            image = resize_to(image, size)
-            offset = level * cfg.iterations
-            bar.label = f"gatys {size[1]}x{size[0]} "
-            bar.rebase(offset)
-            saver = self._saver(offset) if cfg.save_every else None
-            result = optimize_image(
-                criterion, image, iterations=cfg.iterations, optimizer=cfg.optimizer, lr=cfg.lr or None,
-                progress=_OffsetProgress(bar, offset), on_iteration=saver,
-            )
-            history += result.history
-            image = result.image
-            if result.interrupted:
-                bar.close(f"interrupted at iteration {offset + result.iterations}; keeping the best image")
-                interrupted = True
-                break
+            return PerceptualCriterion(encoder, terms, precision=precision)
+
+        run = coarse_to_fine(image, sizes, criterion_at, iterations=cfg.iterations, optimizer=cfg.optimizer,
+                             lr=cfg.lr or None, bar=bar, label="gatys ",
+                             on_iteration_at=self._saver if cfg.save_every else None)
         bar.close()
-        assert result is not None
-        if tuple(image.shape[-2:]) != (height, width):
+        result, image = run.last, run.image
+        if spatial_size(image) != (height, width):
             image = resize_to(image, (height, width))
-        info = {"loss": result.loss, "parts": result.parts, "history": history, "sizes": sizes,
+        info = {"loss": result.loss, "parts": result.parts, "history": run.history, "sizes": sizes,
                 "precision": precision, "encoder": encoder.source}
-        return StylizeResult(image=image, info=info, interrupted=interrupted)
+        return StylizeResult(image=image, info=info, interrupted=run.interrupted)
 
     def check_memory(self, size: tuple[int, int], styles: Sequence[Tensor], layers: Sequence[str],
                      precision: str) -> None:
         """Refuse, with the numbers, an optimization whose finest level would not fit in memory.
 
-        The estimate, against :func:`~atelier.pipelines.feedforward.memory_budget`: the encoder's
+        The estimate, against :func:`~atelier.pipelines.memory.memory_budget`: the encoder's
         activations up to the deepest layer used, kept for the backward pass (about twice their
         size with the gradients), the image's optimizer state (L-BFGS keeps 100 pairs of
         image-sized vectors) and each style's forward pass at its ``style_scale``.
@@ -272,18 +258,13 @@ class OptimizationMethod(VGGMethod):
         for style in styles:
             style_h, style_w = scaled_style_size(style, size, self.config.style_scale)
             need += style_h * style_w * 2 * self.encoder.channels("conv1_1") * per_value
-        budget = memory_budget()
-        if need > budget:
-            raise ImageTooLargeError(
-                f"{width}x{height} px needs about {need / 2**30:.1f} GiB for {self.name}'s optimization (encoder "
-                f"activations, their gradients and the optimizer's state), above the {budget / 2**30:.1f} GiB "
-                "available; use a smaller --size or --style-scale (or set ATELIER_MEMORY_GB)"
-            )
+        check_fits(need, width=width, height=height, remedy="use a smaller --size or --style-scale",
+                   what=f"{self.name}'s optimization (encoder activations, their gradients and the optimizer's state)")
 
     def _save_folder(self) -> Path:
         return Path(self.config.save_dir or os.path.join("out", "intermediate"))
 
-    def _saver(self, offset: int):
+    def _saver(self, offset: int) -> Callable[[int, Tensor], None]:
         folder = self._save_folder()
 
         def save(iteration: int, image: Tensor) -> None:
@@ -292,13 +273,3 @@ class OptimizationMethod(VGGMethod):
                 save_image(image.clamp(0, 1), folder / f"iteration_{step:05d}.png", overwrite=True)
 
         return save
-
-
-class _OffsetProgress:
-    """Shows a level's iterations as part of the whole multi-scale run."""
-
-    def __init__(self, bar: Progress, offset: int):
-        self.bar, self.offset = bar, offset
-
-    def update(self, count: int, **values: float) -> None:
-        self.bar.update(self.offset + count, **values)

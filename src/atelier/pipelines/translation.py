@@ -31,14 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ImageTooLargeError, OptionError, WeightsError
+from ..errors import OptionError, WeightsError
 from ..io.images import resize_to
 from ..nets.gan import STRIDE, ImagePool, ResnetGenerator
 from ..nets.pretrained import describe_load_error, locate_model, read_weights
 from ..nets.ugatit import UGATITGenerator
 from ..options import MethodConfig, option
 from ..train.task import Phase, TrainingTask
-from .feedforward import memory_budget
+from .memory import check_fits
 
 __all__ = ["DIRECTIONS", "TASKS", "TranslationOptions", "TranslationTask", "Translator", "l1", "load_translator",
            "multiple_of_four"]
@@ -137,11 +137,7 @@ class Translator:
         # Live float32 maps at full resolution: the input, two of `width` channels (a convolution's
         # input and output), the output; the 1/2 and 1/4 resolution stages need less.
         need = height * width * 4 * (2 * getattr(net, "width", 64) + 6)
-        budget = memory_budget()
-        if need > budget:
-            raise ImageTooLargeError(
-                f"{width}x{height} px needs about {need / 2**30:.1f} GiB for this generator, above the "
-                f"{budget / 2**30:.1f} GiB available; use a smaller --size (or set ATELIER_MEMORY_GB)")
+        check_fits(need, width=width, height=height, what="this generator")
 
     def __call__(self, image: Tensor, direction: str = "a2b", *, device: str = "cpu") -> Tensor:
         """Translate ``image`` ``(B, 3, H, W)`` in [0, 1]; returns the same size in [0, 1].
@@ -155,7 +151,8 @@ class Translator:
         height, width = image.shape[-2:]
         # Two stride-2 stages must leave at least 2x2 for instance norm: 8 px a side at least
         # (so 1x1 to 5x5 inputs are upscaled for the network, and the result resized back).
-        inner = tuple(max(MIN_NETWORK_SIDE, side) for side in multiple_of_four(height, width))
+        rounded = multiple_of_four(height, width)
+        inner = (max(MIN_NETWORK_SIDE, rounded[0]), max(MIN_NETWORK_SIDE, rounded[1]))
         self._check_memory(net, *inner)
         net.to(device)
         with torch.no_grad():
@@ -189,7 +186,7 @@ def l1(output: Tensor, target: Tensor) -> Tensor:
     return 2 * F.l1_loss(output.float(), target.float())
 
 
-class TranslationTask(TrainingTask):
+class TranslationTask(TrainingTask[nn.ModuleDict]):
     """Two generators (``a2b``, ``b2a``) and their discriminators, trained in two phases.
 
     The model is an ``nn.ModuleDict``: ``a2b`` and ``b2a`` generators and discriminators whose
@@ -218,26 +215,26 @@ class TranslationTask(TrainingTask):
     def build_discriminators(self) -> dict[str, nn.Module]:
         """``{name starting with d_: discriminator}`` of both domains."""
 
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> nn.ModuleDict:
         """``ModuleDict`` of both generators (``a2b``, ``b2a``) and the discriminators (``d_*``)."""
         return nn.ModuleDict({"a2b": self.build_generator(), "b2a": self.build_generator(),
                               **self.build_discriminators()})
 
     @staticmethod
-    def generator_parameters(model: nn.Module) -> list[nn.Parameter]:
+    def generator_parameters(model: nn.ModuleDict) -> list[nn.Parameter]:
         """Parameters of both generators."""
         return [p for key in DIRECTIONS for p in model[key].parameters()]
 
     @staticmethod
-    def discriminator_parameters(model: nn.Module) -> list[nn.Parameter]:
+    def discriminator_parameters(model: nn.ModuleDict) -> list[nn.Parameter]:
         """Parameters of every discriminator (keys starting with ``d_``)."""
         assert isinstance(model, nn.ModuleDict)
         return [p for key, net in model.items() if key.startswith("d_") for p in net.parameters()]
 
-    def after_generator_step(self, model: nn.Module) -> None:
+    def after_generator_step(self, model: nn.ModuleDict) -> None:
         """Called after each generator update (U-GAT-IT clips rho)."""
 
-    def phases(self, model: nn.Module) -> list[Phase]:
+    def phases(self, model: nn.ModuleDict) -> list[Phase]:
         """The generator phase, then the discriminator phase (Zhu et al. 2017, sec. 4)."""
         return [
             Phase("generators", self.generator_parameters(model), self.generator_losses,
@@ -247,16 +244,16 @@ class TranslationTask(TrainingTask):
 
     # -- losses ------------------------------------------------------------------------------
     @abstractmethod
-    def generator_losses(self, model: nn.Module, real_a: Tensor, real_b: Tensor | None,
+    def generator_losses(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor | None,
                          context: dict[str, Any]) -> dict[str, Tensor]:
         """Weighted generator terms; stores ``context["fake_a"]``/``["fake_b"]`` (detached)."""
 
     @abstractmethod
-    def discriminator_terms(self, model: nn.Module, real_a: Tensor, real_b: Tensor, fake_a: Tensor,
+    def discriminator_terms(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor, fake_a: Tensor,
                             fake_b: Tensor) -> dict[str, Tensor]:
         """Weighted discriminator terms on real images and (pooled) fakes."""
 
-    def discriminator_losses(self, model: nn.Module, real_a: Tensor, real_b: Tensor | None,
+    def discriminator_losses(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor | None,
                              context: dict[str, Any]) -> dict[str, Tensor]:
         """Discriminator terms on real images and the pooled fakes of the step's generator phase."""
         assert real_b is not None
@@ -265,14 +262,14 @@ class TranslationTask(TrainingTask):
         return self.discriminator_terms(model, real_a, real_b, self.pools["a"].query(fake_a.float()),
                                         self.pools["b"].query(fake_b.float()))
 
-    def _fakes(self, model: nn.Module, real_a: Tensor, real_b: Tensor,
+    def _fakes(self, model: nn.ModuleDict, real_a: Tensor, real_b: Tensor,
                context: dict[str, Any]) -> tuple[Tensor, Tensor]:
         if "fake_a" not in context:  # no generator phase ran before (evaluation)
             with torch.no_grad():
                 context["fake_b"], context["fake_a"] = model["a2b"](real_a), model["b2a"](real_b)
         return context["fake_a"].detach(), context["fake_b"].detach()
 
-    def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+    def losses(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
         """Every generator and discriminator term on one batch (no image pool)."""
         assert style is not None
         context: dict[str, Any] = {}
@@ -281,12 +278,12 @@ class TranslationTask(TrainingTask):
         return terms | self.discriminator_terms(model, content, style, fake_a, fake_b)
 
     # -- samples, evaluation, export ---------------------------------------------------------
-    def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+    def sample(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> Tensor:
         """``a2b(A)`` next to ``b2a(B)``: grid rows read A | B | A->B | B->A."""
         assert style is not None
         return torch.cat([model["a2b"](content), model["b2a"](style)], dim=3)
 
-    def evaluate(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, float]:
+    def evaluate(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> dict[str, float]:
         """Held-out cycle and identity L1 (on [0, 1]) per direction and the loss terms."""
         assert style is not None
         metrics: dict[str, float] = {}
@@ -298,7 +295,7 @@ class TranslationTask(TrainingTask):
             metrics |= {f"eval_{k}": float(v) for k, v in self.losses(model, content, style).items()}
         return metrics
 
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
+    def export(self, model: nn.ModuleDict) -> dict[str, nn.Module | dict[str, Tensor]]:
         """One file, both directions: ``a2b.<key>`` and ``b2a.<key>``."""
         state = {f"{d}.{k}": v for d in DIRECTIONS for k, v in model[d].state_dict().items()}
         return {self.options.name: state}

@@ -71,6 +71,7 @@ class TrainConfig:
     name: str = ""
 
     def __post_init__(self) -> None:
+        """Check every field's type and range; OptionError naming the first bad field and what it must be."""
         self._check_types()
         for name in ("steps", "batch_size", "crop_size", "checkpoint_every", "sample_every", "sample_count",
                      "eval_count", "eval_size"):
@@ -97,8 +98,11 @@ class TrainConfig:
             raise OptionError(f"export_dtype must be float16, float32 or bfloat16, not {self.export_dtype!r}")
 
     def _check_types(self) -> None:
-        """Every field against its annotation: whole numbers, finite numbers (a YAML string such
-        as ``1e-4`` is read as one), text, true/false, pairs of numbers, a mapping."""
+        """Check every field against its annotation.
+
+        Whole numbers, finite numbers (a YAML string such as ``1e-4`` is read as one), text,
+        true/false, pairs of numbers, a mapping.
+        """
         for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), _field_types()[f.name]
             if kind is int:
@@ -114,7 +118,8 @@ class TrainConfig:
                     raise OptionError(f"{f.name} must be true or false, not {value!r}")
             elif typing.get_origin(kind) is tuple:
                 if not isinstance(value, (list, tuple)) or len(value) != 2:
-                    raise OptionError(f"{f.name} must be a list of two numbers, e.g. {list(f.default)}, got {value!r}")
+                    example = list(typing.cast(tuple, f.default))
+                    raise OptionError(f"{f.name} must be a list of two numbers, e.g. {example}, got {value!r}")
                 object.__setattr__(self, f.name, tuple(float(_number(f.name, v)) for v in value))
             elif typing.get_origin(kind) is dict and not isinstance(value, dict):
                 raise OptionError(f"{f.name} must be a mapping of the task's options, got {value!r}")

@@ -107,8 +107,10 @@ def _is_image(path: Path) -> bool:
 class ImageSource(Protocol):
     """What the training loop reads images from (:class:`ImageFolder` or a GPU pack)."""
 
-    #: Files found but unreadable (counted in model cards).
-    skipped: set[Path]
+    @property
+    def skipped(self) -> set[Path]:
+        """Files found but unreadable (counted in model cards)."""
+        ...
 
     def __len__(self) -> int: ...
 
@@ -151,7 +153,7 @@ def random_resized_crop(
     """A crop covering a random ``scale`` share of the area with a random aspect ``ratio``,
     resized to ``size`` x ``size`` (the Inception-style augmentation of torchvision, in PIL)."""
     left, top, w, h = crop_box(*image.size, rng, scale, ratio)
-    return image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h), reducing_gap=2.0)
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + w, top + h), reducing_gap=2.0)
 
 
 class ImageFolder:
@@ -204,7 +206,7 @@ class ImageFolder:
                 continue
             crop = random_resized_crop(image, self.crop_size, rng, self.crop_scale)
             if self.flip and rng.random() < 0.5:
-                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+                crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             return torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)
         raise DatasetError(f"{self.root}: could not read any of 100 random {self.what}")
 
@@ -222,7 +224,7 @@ class ImageFolder:
                 continue
             side = min(image.size)
             left, top = (image.width - side) // 2, (image.height - side) // 2
-            crop = image.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
+            crop = image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
             out.append(torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1))
         if not out:
             raise DatasetError(f"{self.root}: none of the evaluation {self.what} could be read")

@@ -70,6 +70,7 @@ class FeaturePool:
         return self.source.skipped
 
     def __len__(self) -> int:
+        """The number of images in the source (not of pool entries)."""
         return len(self.source)
 
     @property
@@ -78,9 +79,11 @@ class FeaturePool:
         return self.features.numel() * self.features.element_size()
 
     def batch(self, size: int, rng: random.Random) -> Tensor:
-        """``(size, C, h, w)`` features of random pool entries, each flipped left-right with
-        probability 1/2 (the encoder is nearly equivariant to flips, so a flipped feature map
-        stands in for the features of the flipped crop)."""
+        """``(size, C, h, w)`` features of random pool entries, each flipped left-right with probability 1/2.
+
+        The encoder is nearly equivariant to flips, so a flipped feature map stands in for the
+        features of the flipped crop.
+        """
         picks = [rng.randrange(len(self.features)) for _ in range(size)]
         flips = [rng.random() < 0.5 for _ in range(size)]
         items = [self.features[i].flip(-1) if flip else self.features[i] for i, flip in zip(picks, flips)]

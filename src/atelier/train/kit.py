@@ -26,12 +26,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from ..errors import AtelierError
+from ..errors import AtelierError, WeightsError
 from ..io.atomic import atomic_path
+from ..nets.pretrained import read_weights
 
 __all__ = [
     "KIT_FORMAT",
@@ -120,10 +120,9 @@ def dequantize_state(tensors: dict[str, Tensor], quantized: Iterable[str], dtype
 
 def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     try:
-        with safe_open(str(path), framework="pt") as file:
-            return {k: file.get_tensor(k) for k in file.keys()}, dict(file.metadata() or {})
-    except Exception as error:
-        raise KitError(f"{path}: not a readable safetensors file ({error})") from None
+        return read_weights(path)
+    except WeightsError as error:
+        raise KitError(str(error)) from None
 
 
 def quantize_file(source: str | Path, target: str | Path, *, exact: bool = False) -> dict[str, Any]:
@@ -131,8 +130,9 @@ def quantize_file(source: str | Path, target: str | Path, *, exact: bool = False
     header kept; returns ``{sha256 and bytes of the original, bytes, max_abs_error}``."""
     source, target = Path(source), Path(target)
     state, metadata = _read(source)
+    quantized: list[str] = []
     if exact:
-        tensors, quantized = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}, []
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     else:
         tensors, quantized = quantize_state(state)
     error = 0.0
@@ -268,7 +268,7 @@ def build_results(root: str | Path, files: Sequence[str], target: str | Path, *,
             with open(path, "rb") as file:
                 tar.addfile(info, file)
             entries.append({"path": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
-    chunks = []
+    chunks: list[dict[str, Any]] = []
     with open(tar_path, "rb") as tar_file:
         index = 0
         while block := tar_file.read(chunk_bytes):

@@ -65,8 +65,10 @@ def pack_side(crop_size: int) -> int:
 
 
 def list_images(root: str | Path) -> list[Path]:
-    """The images below ``root`` (or named by a collection list) in the order
-    :class:`~atelier.train.data.ImageFolder` lists them."""
+    """The images below ``root`` (or named by a collection list).
+
+    In the order :class:`~atelier.train.data.ImageFolder` lists them.
+    """
     root = Path(root)
     if root.is_file():
         return collection_files(root)
@@ -76,8 +78,10 @@ def list_images(root: str | Path) -> list[Path]:
 
 
 def square_jpeg(path: str | Path, side: int, quality: int = 90) -> tuple[bytes, int] | None:
-    """The image at ``path``, centre-cropped to a square and shrunk to at most ``side`` px (never
-    enlarged), as JPEG bytes; returns ``(bytes, its side)``, or None when unreadable."""
+    """The image at ``path`` as a square JPEG: returns ``(bytes, its side)``, or None when unreadable.
+
+    The image is centre-cropped to a square and shrunk to at most ``side`` px (never enlarged).
+    """
     try:
         with Image.open(path) as opened:
             opened.draft("RGB", (side, side))  # JPEG: decode at a reduced scale still >= side
@@ -88,7 +92,8 @@ def square_jpeg(path: str | Path, side: int, quality: int = 90) -> tuple[bytes, 
     short = min(width, height)
     out = min(side, short)
     left, top = (width - short) // 2, (height - short) // 2
-    square = image.resize((out, out), Image.LANCZOS, box=(left, top, left + short, top + short), reducing_gap=2.0)
+    square = image.resize((out, out), Image.Resampling.LANCZOS, box=(left, top, left + short, top + short),
+                          reducing_gap=2.0)
     buffer = io.BytesIO()
     square.save(buffer, "JPEG", quality=quality, optimize=True)
     return buffer.getvalue(), out
@@ -124,6 +129,7 @@ class PackedImages:
     skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
+        """The number of images in the pack."""
         return len(self.blobs)
 
     @property
@@ -303,13 +309,14 @@ class TensorPack:
                  flip: bool = True, what: str = "images") -> None:
         self.decoded = decoded
         self.crop_size = crop_size
-        self.crop_scale = tuple(crop_scale)
+        self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         self.flip = flip
         self.what = what
         self.root = Path(decoded.packed.folder)
         self.skipped: set[Path] = {self.root / name for name in decoded.packed.skipped}
 
     def __len__(self) -> int:
+        """The number of decoded images."""
         return len(self.decoded.sides)
 
     @property
@@ -332,8 +339,11 @@ class TensorPack:
                              torch.tensor(flips, device=device), self.crop_size)
 
     def fixed(self, count: int, size: int) -> Tensor:
-        """``count`` evenly spaced images resized to ``size`` (on the CPU): the images
-        :meth:`ImageFolder.fixed` picks from the original folder when the pack holds them."""
+        """``count`` evenly spaced images resized to ``size`` (on the CPU).
+
+        They are the images :meth:`ImageFolder.fixed` picks from the original folder when the pack
+        holds them.
+        """
         packed = self.decoded.packed
         count = min(count, packed.source_count or len(self))
         wanted = np.linspace(0, max(packed.source_count, 1) - 1, num=count).round().astype(int).tolist()
@@ -351,8 +361,9 @@ class TensorPack:
 
 
 class PackLibrary:
-    """The packs of a kit, decoded on first use onto ``device`` (once per folder) and opened as
-    :class:`TensorPack` sources; an instance is a :class:`~atelier.train.data.SourceFactory`.
+    """The packs of a kit, decoded on first use onto ``device`` and opened as :class:`TensorPack` sources.
+
+    Each folder is decoded once; an instance is a :class:`~atelier.train.data.SourceFactory`.
 
     Args:
         files: ``{folder: [pack files (shards)]}``.
@@ -390,4 +401,5 @@ class PackLibrary:
 
     def __call__(self, root: str | Path, *, crop_size: int, crop_scale: tuple[float, float] = (0.25, 1.0),
                  flip: bool = True, what: str = "images") -> TensorPack:
+        """A :class:`TensorPack` source of folder ``root``'s decoded packs, with the given crops and flips."""
         return TensorPack(self.decoded(str(root)), crop_size=crop_size, crop_scale=crop_scale, flip=flip, what=what)

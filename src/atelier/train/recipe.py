@@ -68,7 +68,7 @@ from .kit import (
     unpack,
 )
 from .pack import PackLibrary, list_images, pack_folder, pack_side, write_pack
-from .task import TrainingTask, get_task, options_for
+from .task import TrainingTask, exported_files, get_task, options_for
 from .trainer import _Run, hardware, read_safetensors
 
 __all__ = [
@@ -585,10 +585,10 @@ def load_exported(task: TrainingTask, model: nn.Module, stem: str, state: dict[s
     """Load an exported weights file back into the part of ``model`` that exports ``stem`` (the
     inverse of :meth:`TrainingTask.export`; a stem the task does not export goes through
     :meth:`TrainingTask.load_init`). Returns a line saying what was copied."""
-    exported = task.export(model)
+    exported = exported_files(task, model)
     if stem not in exported:
         return f"{stem}: {task.load_init(model, state)}"
-    target = exported[stem]
+    target = exported[stem][0]
     copied = 0
     with torch.no_grad():
         for key, value in state.items():
@@ -629,7 +629,7 @@ def _compile(model: nn.Module) -> list[nn.Module]:
 
 def _uncompile(modules: Sequence[nn.Module]) -> None:
     for module in modules:
-        module._compiled_call_impl = None  # type: ignore[assignment]
+        module._compiled_call_impl = None
 
 
 class _Network:
@@ -657,7 +657,7 @@ class _Network:
         if recipe.channels_last:  # the encoder is shared (cached) by the networks of a process
             for module in (self.run.model, self.run.encoder):
                 if module is not None:
-                    module.to(memory_format=torch.channels_last)
+                    module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # in torch, not its stub
         resumed = False
         if not plan["fresh"]:
             try:
@@ -989,6 +989,7 @@ def run(
     deadline = start + minutes * 60 - (0 if smoke else recipe.finish_seconds)
     shares = {n: recipe.networks[n].share for n in names}
     groups = balance(shares, workers)
+    plans: list[dict[str, Any]]
     plans = [{"index": i, "names": group, "kit": str(kit), "recipe": str(recipe.path), "manifest": manifest,
               "device": device, "smoke": smoke, "fresh": fresh, "deadline": deadline, "start": start,
               "log": str(out_dir / "run.log"), "workers": len(groups), "networks_in_run": len(names),
@@ -1025,7 +1026,7 @@ def run(
             for process, plan in zip(processes, plans):
                 if process.exitcode:
                     log(f"worker {plan['index']} ({', '.join(plan['names'])}) exited with status {process.exitcode}")
-    networks = {}
+    networks: dict[str, dict[str, Any]] = {}
     for name in names:
         path = out_dir / name / "summary.json"
         died = {"name": name, "status": "failed", "error": "its worker died", "steps": 0, "exported": []}
@@ -1074,7 +1075,7 @@ def collect_results(kit: str | Path, out: str | Path, part: int) -> list[Path]:
 BENCH_METHODS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("adain", "adain", {}, True), ("wct", "wct", {}, True), ("lst", "lst", {}, True),
     ("lst_relu3_1", "lst", {"layer": "relu3_1"}, True), ("sanet", "sanet", {}, True),
-    ("style_swap", "style_swap", {}, True), ("avatar", "avatar", {}, True),
+    ("iecontraast", "iecontraast", {}, True), ("style_swap", "style_swap", {}, True), ("avatar", "avatar", {}, True),
     ("wave", "johnson", {"model": "wave"}, False), ("cin8", "johnson", {"model": "cin8"}, False),
 )
 BENCH_TRANSLATORS = ("summer2winter", "summer2winter_ugatit_light")

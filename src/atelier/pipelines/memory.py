@@ -1,0 +1,54 @@
+"""The memory bound every method keeps: how much a run may use, and the one refusal above it."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import ImageTooLargeError, OptionError
+
+__all__ = ["check_fits", "memory_budget"]
+
+
+def memory_budget() -> int:
+    """Bytes a stylization may use: ``$ATELIER_MEMORY_GB`` or 70% of the memory available now.
+
+    Raises:
+        OptionError: ``ATELIER_MEMORY_GB`` is not a positive number.
+    """
+    if "ATELIER_MEMORY_GB" in os.environ:
+        value = os.environ["ATELIER_MEMORY_GB"]
+        try:
+            gigabytes = float(value)
+        except ValueError:
+            gigabytes = -1.0
+        if not gigabytes > 0:
+            raise OptionError(f"ATELIER_MEMORY_GB must be a positive number of GiB, got {value!r}")
+        return int(gigabytes * 2**30)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * 0.7)
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+def check_fits(need: float, *, width: int, height: int, what: str, remedy: str = "use a smaller --size") -> None:
+    """Refuse, before any work and with the numbers, a run whose estimate is above the budget.
+
+    Args:
+        need: the estimated peak bytes.
+        width: the output's width in px (named in the message).
+        height: the output's height in px.
+        what: what needs the memory ("this generator", "adain's feature maps").
+        remedy: what the user can change.
+
+    Raises:
+        ImageTooLargeError: ``need`` is above :func:`memory_budget`.
+    """
+    budget = memory_budget()
+    if need > budget:
+        raise ImageTooLargeError(
+            f"{width}x{height} px needs about {need / 2**30:.1f} GiB for {what}, above the "
+            f"{budget / 2**30:.1f} GiB available; {remedy} (or set ATELIER_MEMORY_GB)")
