@@ -146,6 +146,8 @@ def style_count(method: Method, styles: Sequence[Any]) -> int:
     of a method's trained model (``uses_style_images = False``). Checks that the method gets
     style images exactly when it needs them."""
     if method.uses_style_images:
+        if not styles and method.styles_optional:
+            return method.style_count()
         if not styles:
             raise OptionError(f"method {method.name!r} needs at least one style image (--style)")
         return len(styles)

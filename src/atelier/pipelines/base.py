@@ -62,6 +62,9 @@ class Method(ABC):
     #: and keeps video frames consistent itself (optimisation: Ruder et al.'s temporal loss); the
     #: others' outputs are blended with the warped previous output by the video loop.
     uses_temporal_guide: ClassVar[bool] = False
+    #: Whether a method that takes style images may also run without any: on the style its
+    #: trained model holds (content-style disentanglement: the collection's average style).
+    styles_optional: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, **options: Any) -> None:
         if config is not None and options:

@@ -44,10 +44,12 @@ def read_trained(model: str, *, task: str, train_hint: str,
 def holds_styles(task: str) -> bool:
     """Whether ``--model NAME`` alone runs a model made by ``task`` (a card's or a header's).
 
-    True for the methods whose trained model holds its own styles (``johnson``, ``multimodal``).
+    True for the methods that run a trained model named by their ``model`` option (``johnson``,
+    ``multimodal``, ``style_aware``, ``disentangle``); the decoders of the arbitrary-style methods
+    are options of those methods instead.
     """
     cls = available_methods().get(task)
-    return cls is not None and not cls.uses_style_images
+    return cls is not None and "model" in cls.Config.field_names()
 
 
 def method_for_model(model: str) -> str:

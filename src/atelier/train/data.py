@@ -22,14 +22,86 @@ from torch import Tensor
 
 from ..errors import AtelierError
 
-__all__ = ["IMAGE_SUFFIXES", "DatasetError", "ImageFolder", "ImageSource", "SourceFactory", "crop_box",
-           "random_resized_crop"]
+__all__ = ["IMAGE_SUFFIXES", "MIN_COLLECTION_IMAGES", "DatasetError", "ImageFolder", "ImageSource", "SourceFactory",
+           "collection_files", "crop_box", "random_resized_crop"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 class DatasetError(AtelierError):
     """A training folder is missing, empty, or has too few readable images."""
+
+
+#: The fewest readable images a collection (one artist or genre) may have: a discriminator or a
+#: style classifier fitted to fewer memorises them instead of learning the genre.
+MIN_COLLECTION_IMAGES = 8
+
+
+def _list_file_entries(listing: Path) -> list[Path]:
+    """The files a collection list names, one per line (blank lines and ``#`` comments skipped).
+
+    A relative name is looked up next to the list first, then in the sibling folders of the
+    list's folder (the layout of ``train/collections/*.txt``, whose bare names are files of
+    ``train/style/``), so the lists need no absolute paths.
+    """
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{listing}: unreadable collection list ({error.__class__.__name__}); "
+                           "give a UTF-8 text file with one image file per line") from None
+    names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    siblings = sorted(p for p in listing.parent.parent.iterdir() if p.is_dir() and p != listing.parent) \
+        if listing.parent.parent.is_dir() else []
+    files = []
+    for name in names:
+        path = Path(name)
+        if not path.is_absolute():
+            candidates = [listing.parent / path] + [folder / path for folder in siblings]
+            path = next((c for c in candidates if c.is_file()), listing.parent / path)
+        files.append(path)
+    return files
+
+
+def collection_files(root: str | Path, *, what: str = "images", minimum: int = 1) -> list[Path]:
+    """The image files of a collection: a folder (recursive) or a text list of files.
+
+    Every listed file must exist and open as an image (only its header is read, so this is
+    quick); at least ``minimum`` must be there.
+
+    Raises:
+        DatasetError: a missing folder or list, missing or unreadable listed files, or fewer
+            than ``minimum`` images; the message says which and what to do.
+    """
+    root = Path(root)
+    if root.is_file() and root.suffix.lower() not in IMAGE_SUFFIXES:
+        files = _list_file_entries(root)
+        missing = [p for p in files if not p.is_file()]
+        if missing:
+            raise DatasetError(f"{root}: {len(missing)} of {len(files)} listed {what} do not exist (first: "
+                               f"{missing[0]}); fix the list or put the files next to it")
+        unreadable = [p for p in files if not _is_image(p)]
+        if unreadable:
+            raise DatasetError(f"{root}: {len(unreadable)} of {len(files)} listed {what} are not readable images "
+                               f"(first: {unreadable[0]}); remove them from the list")
+    elif root.is_dir():
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    else:
+        raise DatasetError(f"{root}: no such folder or list of {what}; give a folder of images or a text file "
+                           "listing one image per line")
+    if len(files) < minimum:
+        raise DatasetError(f"{root}: {len(files)} {what}, fewer than the {minimum} needed; add images "
+                           f"({', '.join(IMAGE_SUFFIXES)}) or use a larger collection")
+    return files
+
+
+def _is_image(path: Path) -> bool:
+    """Whether ``path`` opens as an image (reads the header only)."""
+    try:
+        with Image.open(path) as image:
+            image.size  # noqa: B018
+        return True
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        return False
 
 
 class ImageSource(Protocol):
@@ -87,18 +159,22 @@ def random_resized_crop(
 class ImageFolder:
     """All images below ``root`` (recursive; jpg, png, webp, bmp), sampled as random crops.
 
-    Unreadable files are skipped and counted (``skipped``), never fatal, unless most of the
-    folder is unreadable.
+    ``root`` may also be a collection list, a text file naming one image per line (see
+    :func:`collection_files`): its files must all be readable, and there must be at least
+    ``minimum``. In a folder, unreadable files are skipped and counted (``skipped``), never
+    fatal, unless most of the folder is unreadable.
     """
 
     def __init__(self, root: str | Path, *, crop_size: int, crop_scale: tuple[float, float] = (0.25, 1.0),
-                 flip: bool = True, what: str = "images") -> None:
+                 flip: bool = True, what: str = "images", minimum: int = 1) -> None:
         self.root = Path(root)
-        if not self.root.is_dir():
+        if not self.root.exists():
             raise DatasetError(f"{self.root}: no such folder of {what}; set the path in the training config")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not self.files:
-            raise DatasetError(f"{self.root}: no images ({', '.join(IMAGE_SUFFIXES)}) found for {what}")
+        if self.root.is_dir():
+            self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not self.files:
+                raise DatasetError(f"{self.root}: no images ({', '.join(IMAGE_SUFFIXES)}) found for {what}")
+        self.files = collection_files(self.root, what=what, minimum=minimum)
         self.crop_size = crop_size
         self.crop_scale = crop_scale
         self.flip = flip

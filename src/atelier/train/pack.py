@@ -40,7 +40,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from ..io.atomic import atomic_path
-from .data import IMAGE_SUFFIXES, DatasetError, crop_box
+from .data import IMAGE_SUFFIXES, DatasetError, collection_files, crop_box
 
 __all__ = [
     "PACK_FORMAT",
@@ -65,8 +65,13 @@ def pack_side(crop_size: int) -> int:
 
 
 def list_images(root: str | Path) -> list[Path]:
-    """The images below ``root`` in the order :class:`~atelier.train.data.ImageFolder` lists them."""
+    """The images below ``root`` (or named by a collection list).
+
+    In the order :class:`~atelier.train.data.ImageFolder` lists them.
+    """
     root = Path(root)
+    if root.is_file():
+        return collection_files(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder of images")
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

@@ -75,6 +75,9 @@ class TrainingTask(ABC, Generic[ModelT]):
     needs_style: ClassVar[bool] = True
     #: Whether the losses use the VGG-19 encoder (False: it is never loaded).
     needs_encoder: ClassVar[bool] = True
+    #: The fewest style images the task trains on (a collection-trained GAN needs several:
+    #: :data:`atelier.train.data.MIN_COLLECTION_IMAGES`); the trainer refuses fewer.
+    min_style_images: ClassVar[int] = 1
 
     def __init__(self, options: MethodConfig, *, encoder: VGGEncoder | None = None) -> None:
         self.options = options

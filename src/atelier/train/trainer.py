@@ -48,7 +48,7 @@ from ..nets.pretrained import read_weights
 from ..ops.layout import channels_last
 from ..progress import Progress, format_duration
 from .config import TrainConfig, load_config
-from .data import ImageFolder, ImageSource, SourceFactory
+from .data import DatasetError, ImageFolder, ImageSource, SourceFactory
 from .distributed import World, current_world
 from .features import FeaturePool
 from .task import Phase, TrainingTask, exported_files, get_task, options_for
@@ -183,6 +183,9 @@ class _Run:
                 raise OptionError(f"task {config.task!r} needs a 'style' folder of images in the config")
             self.style = self.open_source(config.style, crop_size=config.crop_size, crop_scale=config.crop_scale,
                                           flip=config.flip, what="style images")
+            if len(self.style) < task.min_style_images:
+                raise DatasetError(f"{config.style}: {len(self.style)} style images, fewer than the "
+                                   f"{task.min_style_images} task {config.task!r} needs; use a larger collection")
         torch.manual_seed(config.seed)  # before building: the initial weights follow the seed
         self.model = task.build_model().to(self.device)
         self.encoder = task.encoder.to(self.device) if task.needs_encoder else None
