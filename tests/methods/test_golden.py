@@ -18,9 +18,12 @@ import torch
 from atelier.encoders import random_vgg19
 from atelier.methods import Method, available_methods, get_method
 from atelier.nets import DECODER_LAYERS, VGGDecoder
+from atelier.nets.disentangle import DisentangledGenerator
 from atelier.nets.hourglass import HourglassDecoder
 from atelier.nets.linear import LinearTransform
+from atelier.nets.multimodal import MultimodalNet
 from atelier.nets.sanet import SANetTransform
+from atelier.nets.style_aware import StyleAwareGenerator
 from atelier.nets.transformer import TransformerNet
 
 HEIGHT, WIDTH = 32, 48
@@ -89,23 +92,36 @@ def _photo(encoder: Any) -> Method:
     return get_method("photo")(encoder=encoder, iterations=2, refine_iterations=0, scales=1)
 
 
+def _network(name: str, build: Callable[[], torch.nn.Module]) -> Callable[[Any], Method]:
+    """A method that runs one trained network (no VGG at inference): a tiny random one."""
+    def make(encoder: Any) -> Method:
+        cls = get_method(name)
+        options = {"precision": "fp32"} if "precision" in cls.Config.field_names() else {}
+        return cls(network=build().eval(), **options)
+
+    return make
+
+
 #: ``name -> build(encoder)``: the method on tiny random networks (seeded by the caller).
 BUILDERS: dict[str, Callable[[Any], Method]] = {
     "adain": _feedforward("adain", ("relu4_1",)),
     "avatar": _avatar,
+    "disentangle": _network("disentangle", lambda: DisentangledGenerator(width=4, blocks=1, code_dim=8)),
     "efdm": _feedforward("efdm", ("relu4_1",)),
     "gatys": _gatys,
     "iecontraast": _attention("iecontraast"),  # SANet's network: the same networks give SANet's output
     "johnson": _johnson,
     "lst": _lst,
+    "multimodal": _network("multimodal", lambda: MultimodalNet(width=4)),
     "photo": _photo,
     "sanet": _attention("sanet"),
+    "style_aware": _network("style_aware", lambda: StyleAwareGenerator(width=4, blocks=1)),
     "style_swap": _feedforward("style_swap", ("relu3_1",)),
     "wct": _feedforward("wct", DECODER_LAYERS),
 }
 
 #: ``name -> (3x3 slice of the output's green channel, mean of the output)``, taken before the move
-#: (efdm: when it was added, after the move).
+#: (efdm, disentangle, multimodal, style_aware: when each was added, after the move).
 GOLDEN: dict[str, tuple[list[list[float]], float]] = {
     "adain": ([
                 [0.4895805, 0.4895956, 0.4895936],
@@ -117,6 +133,11 @@ GOLDEN: dict[str, tuple[list[list[float]], float]] = {
                 [0.5008428, 0.499047, 0.4980325],
                 [0.5054379, 0.5048913, 0.5009177]],
                 0.4837414),
+    "disentangle": ([
+                [0.5344223, 0.5285054, 0.5729949],
+                [0.5412629, 0.5433841, 0.5918036],
+                [0.5008794, 0.47077, 0.5062442]],
+                0.5017172),
     "efdm": ([
                 [0.4895883, 0.4895994, 0.4895985],
                 [0.4895945, 0.4895986, 0.4896079],
@@ -137,6 +158,11 @@ GOLDEN: dict[str, tuple[list[list[float]], float]] = {
                 [0.4896155, 0.4896245, 0.4896219],
                 [0.4896142, 0.4896259, 0.4896194]],
                 0.492779),
+    "multimodal": ([
+                [0.5091972, 0.6632842, 0.5171078],
+                [0.4231614, 0.5585656, 0.5657701],
+                [0.9215297, 0.9756312, 0.5101842]],
+                0.4816775),
     "photo": ([
                 [0.072571, 0.5041437, 0.5428094],
                 [0.2528286, 0.6461634, 0.864773],
@@ -147,6 +173,11 @@ GOLDEN: dict[str, tuple[list[list[float]], float]] = {
                 [0.489574, 0.4895744, 0.4895962],
                 [0.4895714, 0.4895712, 0.4895902]],
                 0.4927724),
+    "style_aware": ([
+                [0.4560776, 0.4799333, 0.49485],
+                [0.4702953, 0.4962509, 0.5180882],
+                [0.4911688, 0.5033391, 0.5008362]],
+                0.5062925),
     "style_swap": ([
                 [0.4984904, 0.4983454, 0.4982505],
                 [0.4983018, 0.4983101, 0.4982079],
