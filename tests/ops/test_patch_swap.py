@@ -132,6 +132,14 @@ def test_approximate_search_is_deterministic_and_exact_at_full_rank():
         assert index.shape == (1, 17 - k, 17 - k) and int(index.max()) < len(style_patches(style, k, stride))
 
 
+def test_approximate_search_in_chunks_matches_one_pass(monkeypatch):
+    content, style = _low_rank(15, 16, 16, (10, 12)), _low_rank(16, 16, 16, (10, 10))
+    patches = style_patches(style)
+    whole = nearest_patches(content, patches, search="approximate", rank=5)
+    monkeypatch.setattr(patch_swap_module, "SCORE_BYTES", 4 * 8 * 10 * 3)  # 3 patches per chunk
+    assert torch.equal(nearest_patches(content, patches, search="approximate", rank=5), whole)
+
+
 def test_search_option_errors():
     with pytest.raises(OptionError, match="unknown patch search 'fast'"):
         patch_swap(_features(0), _features(1), search="fast")

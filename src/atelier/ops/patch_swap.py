@@ -95,17 +95,19 @@ def nearest_patches(content: Tensor, patches: Tensor, eps: float = 1e-8, *, sear
 def approximate_nearest_patches(content: Tensor, filters: Tensor, rank: int = SEARCH_RANK) -> Tensor:
     """Argmax of eq. 1 (Chen & Schmidt 2016) with both sides projected on ``rank`` channels.
 
-    The projection is onto the leading eigenvectors of the second moment of the normalised style
-    vectors (the centre pixel of each normalised patch ``filters``, ``(N, C, k, k)``), so the
-    correlation keeps the directions the style's patches actually use; what is dropped changes
+    The projection is onto the leading eigenvectors of the second moment of the pixels of the
+    normalised style patches ``filters`` ``(N, C, k, k)``, so the correlation keeps the
+    directions the style's patches actually use; what is dropped changes
     the scores by the style's residual energy, small for CNN features whose spectrum decays fast.
     The comparison is then one matrix product of ``positions x rank k²`` by ``rank k² x patches``
     per chunk of patches (scores within :data:`SCORE_BYTES`). Deterministic: no random state.
     """
     k = filters.shape[-1]
     filters = filters.float()
-    centres = filters[:, :, k // 2, k // 2]  # (N, C)
-    _, eigenvectors = torch.linalg.eigh(centres.T @ centres)
+    # Every pixel of every normalised patch, as the correlation sees them: the centre pixels
+    # alone (9x cheaper) gave 3x the cost gap (1.8% against 0.6% on chicago x mondrian at 512 px).
+    pixels = filters.permute(0, 2, 3, 1).reshape(-1, filters.shape[1])  # (N k², C)
+    _, eigenvectors = torch.linalg.eigh(pixels.T @ pixels)
     basis = eigenvectors[:, -rank:]  # (C, rank), the leading directions (eigh sorts ascending)
     projected_filters = torch.einsum("ncij,cr->nrij", filters, basis).flatten(1)  # unfold's channel-major order
     indices = []
