@@ -49,8 +49,8 @@ class StyleSwapConfig(FeedForwardConfig):
                                 "= bigger copied structures)")
     stride: int = option(1, "stride of the style patches searched (1 in the paper; 2 searches 4x fewer, faster)")
     search: str = option("approximate", "patch search: exact (every style patch, eq. 1) or approximate (features "
-                                        "projected on their 64 leading channels: ~5x faster, matched-patch cost "
-                                        "within 1% of exact, see docs/BENCHMARKS.md)", choices=SEARCHES)
+                                        "projected on their 64 leading channels: the search ~2.7x faster, cost "
+                                        "within 1.4% of exact on 5 pairs, docs/BENCHMARKS.md)", choices=SEARCHES)
     inversion: str = option("network", "features to image: network (the trained inverse network, fast) or "
                                        "optimize (pixels optimised to match the swapped features, the paper's "
                                        "reference; slow)", choices=("network", "optimize"))

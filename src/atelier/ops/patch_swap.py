@@ -34,7 +34,7 @@ __all__ = ["SEARCHES", "approximate_nearest_patches", "matched_patch_cost", "nea
 SCORE_BYTES = 1 << 27
 #: The patch searches: ``exact`` (every patch, eq. 1) or ``approximate`` (projected, see the module doc).
 SEARCHES = ("exact", "approximate")
-#: Channels kept by the approximate search (of relu3_1's 256: matched-patch cost within 1% of exact,
+#: Channels kept by the approximate search (of relu3_1's 256: matched-patch cost within 1.4% of exact,
 #: measured in docs/BENCHMARKS.md).
 SEARCH_RANK = 64
 
