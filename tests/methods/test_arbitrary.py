@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -111,6 +113,32 @@ def test_style_swap_features_all_come_from_the_style(encoder, style_image):
     style_vectors = encoder(style, ["relu3_1"])["relu3_1"].flatten(2)[0].T
     distance = (seen[:, None] - style_vectors[None]).abs().amax(-1).min(1).values
     assert float(distance.max()) < 1e-4
+
+
+def test_style_swap_runs_with_both_searches_and_masks(encoder, style_image, monkeypatch):
+    # The tiny encoder has 12 relu3_1 channels: a rank of 4 makes the approximate search project.
+    monkeypatch.setattr(importlib.import_module("atelier.ops.patch_swap"), "SEARCH_RANK", 4)
+    content = torch.rand(1, 3, 48, 40)
+    style = torch.nn.functional.interpolate(style_image, size=(48, 40))
+    style_vectors = encoder(style, ["relu3_1"])["relu3_1"].flatten(2)[0].T
+    content_features = encoder(content, ["relu3_1"])["relu3_1"]
+    masks = torch.zeros(1, 1, 48, 40)
+    masks[..., :, :20] = 1  # left half styled, right half left alone
+    seen = {}
+    for search in ("exact", "approximate"):
+        method = _method("style_swap", encoder, patch_size=1, search=search)
+        _run(method, content, [style])
+        seen[search] = _seen(method, "style_swap")
+        # 1x1 patches: every swapped vector is a style vector, whichever search chose it.
+        distance = (seen[search].flatten(2)[0].T[:, None] - style_vectors[None]).abs().amax(-1).min(1).values
+        assert float(distance.max()) < 1e-4, search
+        _run(method, content, [style], weights=[1.0], masks=masks)
+        masked = _seen(method, "style_swap")
+        assert torch.allclose(masked[..., 6:], content_features[..., 6:], atol=1e-5), search  # unstyled half
+        assert torch.allclose(masked[..., :4], seen[search][..., :4], atol=1e-5), search  # styled half
+    assert not torch.equal(seen["exact"], seen["approximate"])  # the projection did change some matches
+    with pytest.raises(OptionError, match="search"):
+        get_method("style_swap")(search="fast")
 
 
 def test_style_swap_optimisation_inversion_lowers_the_feature_loss(encoder, style_image):

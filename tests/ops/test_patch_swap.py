@@ -81,3 +81,67 @@ def test_decorator_output_has_the_style_statistics():
     assert bool(((mean_o - mean_s).abs() < 0.15 * std_s).all())
     gap = torch.linalg.matrix_norm(cov_c - cov_s)
     assert float(torch.linalg.matrix_norm(cov_o - cov_s)) < 0.5 * float(gap)
+
+
+# The approximate search (channel projection, module doc of atelier.ops.patch_swap).
+
+
+def _low_rank(seed, channels, latent, size, decay=1.0):
+    """Smooth features spanning ``latent`` directions of ``channels``, the i-th scaled by i^-decay (CNN-like)."""
+    generator = torch.Generator().manual_seed(seed)
+    fields = _smooth(seed, latent, size) * torch.arange(1, latent + 1.0)[None, :, None, None] ** -decay
+    mixing = torch.linalg.qr(torch.randn(channels, latent, generator=generator)).Q  # orthonormal columns
+    return torch.einsum("blhw,cl->bchw", fields, mixing)
+
+
+def test_approximate_finds_the_exact_patches_when_the_style_spans_the_rank():
+    # Content cut from the style: each content patch has one perfect match (NCC 1) at its shift,
+    # and with the features inside 4 directions a 4-channel projection loses nothing.
+    style = _low_rank(10, 16, 4, (24, 24))
+    content = style[..., 5:19, 7:20]
+    patches = style_patches(style)
+    exact = nearest_patches(content, patches)
+    approximate = nearest_patches(content, patches, search="approximate", rank=4)
+    rows, cols = torch.meshgrid(torch.arange(12) + 5, torch.arange(11) + 7, indexing="ij")
+    assert torch.equal(exact[0], rows * 22 + cols)  # the shifted positions, in a 22 x 22 patch grid
+    assert torch.equal(approximate, exact)
+    assert torch.allclose(patch_swap(content, style, search="approximate", rank=4), content, atol=1e-5)
+
+
+def test_approximate_cost_close_to_exact_on_random_features():
+    content, style = _low_rank(11, 32, 32, (24, 28)), _low_rank(12, 32, 32, (26, 24))
+    patches = style_patches(style)
+    exact = patch_swap_module.matched_patch_cost(content, patches, nearest_patches(content, patches))
+    costs = {rank: patch_swap_module.matched_patch_cost(
+        content, patches, nearest_patches(content, patches, search="approximate", rank=rank)) for rank in (2, 8, 16)}
+    # Never below the exact optimum; closer as the rank grows; within 5% at half the channels.
+    assert exact <= costs[16] <= costs[8] <= costs[2]
+    assert costs[16] < 1.05 * exact, (exact, costs)
+    assert costs[2] > 1.05 * exact  # the test can fail: too few directions do lose matches
+
+
+def test_approximate_search_is_deterministic_and_exact_at_full_rank():
+    content, style = _low_rank(13, 24, 24, (16, 16)), _low_rank(14, 24, 24, (16, 16))
+    torch.manual_seed(1)
+    first = patch_swap(content, style, search="approximate", rank=6)
+    torch.manual_seed(2)  # no random state is used
+    assert torch.equal(patch_swap(content, style, search="approximate", rank=6), first)
+    assert torch.equal(patch_swap(content, style, search="approximate", rank=24), patch_swap(content, style))
+    for k, stride in ((3, 2), (5, 1)):  # other patch sizes and strides index the same patch list
+        index = nearest_patches(content, style_patches(style, k, stride), search="approximate", rank=6)
+        assert index.shape == (1, 17 - k, 17 - k) and int(index.max()) < len(style_patches(style, k, stride))
+
+
+def test_approximate_search_in_chunks_matches_one_pass(monkeypatch):
+    content, style = _low_rank(15, 16, 16, (10, 12)), _low_rank(16, 16, 16, (10, 10))
+    patches = style_patches(style)
+    whole = nearest_patches(content, patches, search="approximate", rank=5)
+    monkeypatch.setattr(patch_swap_module, "SCORE_BYTES", 4 * 8 * 10 * 3)  # 3 patches per chunk
+    assert torch.equal(nearest_patches(content, patches, search="approximate", rank=5), whole)
+
+
+def test_search_option_errors():
+    with pytest.raises(OptionError, match="unknown patch search 'fast'"):
+        patch_swap(_features(0), _features(1), search="fast")
+    with pytest.raises(OptionError, match="rank must be >= 1"):
+        patch_swap(_features(0), _features(1), search="approximate", rank=0)
