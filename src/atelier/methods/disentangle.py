@@ -44,14 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ImageTooLargeError, OptionError, WeightsError
+from ..errors import ImageTooLargeError, OptionError
 from ..io.images import resize_longest
 from ..nets.disentangle import DisentangledGenerator
 from ..nets.gan import PatchDiscriminator, log_loss
-from ..nets.pretrained import describe_load_error, locate_model, read_weights
 from ..options import MethodConfig, option
 from ..pipelines.base import Method, StylizeResult, register
 from ..pipelines.feedforward import memory_budget
+from ..pipelines.trained import load_trained
 from ..train.data import MIN_COLLECTION_IMAGES
 from ..train.task import Phase, TrainingTask, register_task
 
@@ -239,33 +239,22 @@ def load_disentangled(model: str) -> tuple[DisentangledGenerator, dict[str, Any]
         OptionError: no model given.
         WeightsError: missing file, another kind of network, or damaged header or weights.
     """
-    hint = f"atelier train {NETWORKS['chinese_landscape_dis']}"
-    if not model:
-        raise OptionError("give a trained disentanglement model: --model NAME (e.g. chinese_landscape_dis) or "
-                          "--model FILE.safetensors")
-    path = locate_model(model, train_hint=hint)
-    state, header = read_weights(path)
-    if header.get("task") != TASK:
-        raise WeightsError(f"{path}: not a content-style disentanglement model (task {header.get('task')!r}); "
-                           f"train one with `{hint}`")
-    try:
-        net = DisentangledGenerator(width=int(header["width"]), blocks=int(header["blocks"]),
-                                    code_dim=int(header["code_dim"]))
-        net.load_state_dict({k: v.float() for k, v in state.items()})
-    except (KeyError, ValueError, RuntimeError, OptionError) as error:
-        raise WeightsError(f"{path}: damaged disentanglement model header or weights ({describe_load_error(error)}); "
-                           "re-export it with `atelier train` or use another model") from None
+    net, header, path = load_trained(
+        model, task=TASK, train_hint=f"atelier train {NETWORKS['chinese_landscape_dis']}",
+        what="content-style disentanglement model",
+        build=lambda h: DisentangledGenerator(width=int(h["width"]), blocks=int(h["blocks"]),
+                                              code_dim=int(h["code_dim"])))
     info = {"path": str(path), "name": header.get("name", path.stem),
             "collection": header.get("collection", path.stem), "steps": int(header.get("steps", 0))}
-    return net.eval().requires_grad_(False), info
+    return net, info
 
 
 @dataclass(frozen=True)
 class DisentangleConfig(MethodConfig):
     """Options of a disentanglement network at inference."""
 
-    model: str = option("", "trained per-style network: a name from `atelier models` (e.g. wave) or a "
-                            ".safetensors file")
+    model: str = option("", "trained disentanglement model: a name from `atelier models` "
+                            "(e.g. chinese_landscape_dis) or a .safetensors file")
 
 
 @register

@@ -37,18 +37,17 @@ from torch import Tensor, nn
 
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooSmallError, OptionError, WeightsError
+from ..errors import ImageTooSmallError, OptionError
 from ..io.images import load_image, resize_longest
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, gram_loss_to, layer_scale
 from ..nets.onnx import OnnxTransformer, onnxruntime_available
-from ..nets.pretrained import describe_load_error
 from ..nets.transformer import TransformerNet, is_style_parameter
 from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last
 from ..ops.tv import total_variation
 from ..pipelines.base import Method, MethodConfig, StylizeResult, option, register
 from ..pipelines.memory import check_fits
-from ..pipelines.trained import read_trained
+from ..pipelines.trained import load_trained
 from ..train.task import TrainingTask, load_matching, register_task
 
 __all__ = ["Johnson", "JohnsonConfig", "JohnsonTraining", "JohnsonTrainingOptions", "load_transformer"]
@@ -68,17 +67,12 @@ def load_transformer(model: str) -> tuple[TransformerNet, dict[str, Any]]:
     The header (safetensors metadata) carries the architecture and the style names, so no
     code is needed to rebuild the network.
     """
-    state, header, path = read_trained(model, task=TASK, train_hint="atelier train configs/wave.yaml",
-                                       what="per-style transformer network")
-    try:
-        net = TransformerNet(width=int(header["width"]), blocks=int(header["blocks"]), styles=int(header["styles"]))
-        net.load_state_dict({k: v.float() for k, v in state.items()})
-    except (KeyError, ValueError, RuntimeError, OptionError) as error:
-        raise WeightsError(f"{path}: damaged transformer network header or weights ({describe_load_error(error)}); "
-                           "re-export it with `atelier train` or use another model") from None
+    net, header, path = load_trained(
+        model, task=TASK, train_hint="atelier train configs/wave.yaml", what="per-style transformer network",
+        build=lambda h: TransformerNet(width=int(h["width"]), blocks=int(h["blocks"]), styles=int(h["styles"])))
     info = {"path": str(path), "name": header.get("name", path.stem),
             "style_names": json.loads(header.get("style_names", "[]"))}
-    return net.eval().requires_grad_(False), info
+    return net, info
 
 
 # -- inference -----------------------------------------------------------------------------------

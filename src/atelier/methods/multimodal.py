@@ -44,17 +44,16 @@ from torch import Tensor, nn
 
 from ..devices import resolve_precision
 from ..encoders.vgg import VGGEncoder
-from ..errors import ImageTooSmallError, OptionError, WeightsError
+from ..errors import ImageTooSmallError, OptionError
 from ..io.images import load_image, resize_longest, resize_to
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.multimodal import STAGES, MultimodalNet
-from ..nets.pretrained import describe_load_error
 from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last, spatial_size
 from ..ops.tv import total_variation
 from ..pipelines.base import Method, MethodConfig, StylizeResult, option, register
 from ..pipelines.memory import check_fits, memory_budget
-from ..pipelines.trained import read_trained
+from ..pipelines.trained import load_trained
 from ..train.task import TrainingTask, register_task
 
 __all__ = ["Multimodal", "MultimodalConfig", "MultimodalTraining", "MultimodalTrainingOptions", "load_multimodal"]
@@ -86,16 +85,11 @@ def network_header(width: int, style_name: str) -> dict[str, str]:
 
 def load_multimodal(model: str) -> tuple[MultimodalNet, dict[str, Any]]:
     """A trained multimodal network by name (``atelier models``) or path, with its header facts."""
-    state, header, path = read_trained(model, task=TASK, train_hint=TRAIN_HINT, what="multimodal network")
-    try:
-        net = build_network(header)
-        net.load_state_dict({k: v.float() for k, v in state.items()})
-    except (KeyError, ValueError, RuntimeError, OptionError) as error:
-        raise WeightsError(f"{path}: damaged multimodal network header or weights ({describe_load_error(error)}); "
-                           "re-export it with `atelier train` or use another model") from None
+    net, header, path = load_trained(model, task=TASK, train_hint=TRAIN_HINT, what="multimodal network",
+                                     build=build_network)
     info = {"path": str(path), "name": header.get("name", path.stem),
             "style_names": json.loads(header.get("style_names", "[]"))}
-    return net.eval().requires_grad_(False), info
+    return net, info
 
 
 # -- inference -----------------------------------------------------------------------------------

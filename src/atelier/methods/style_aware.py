@@ -44,13 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ImageTooLargeError, OptionError, WeightsError
+from ..errors import ImageTooLargeError, OptionError
 from ..nets.gan import PatchDiscriminator, log_loss
-from ..nets.pretrained import describe_load_error, locate_model, read_weights
 from ..nets.style_aware import StyleAwareGenerator
 from ..options import MethodConfig, option
 from ..pipelines.base import Method, StylizeResult, register
 from ..pipelines.feedforward import memory_budget
+from ..pipelines.trained import load_trained
 from ..train.data import MIN_COLLECTION_IMAGES
 from ..train.task import Phase, TrainingTask, register_task
 
@@ -210,31 +210,21 @@ def load_generator(model: str) -> tuple[StyleAwareGenerator, dict[str, Any]]:
         OptionError: no model given.
         WeightsError: missing file, another kind of network, or damaged header or weights.
     """
-    if not model:
-        raise OptionError("give a trained collection model: --model NAME (e.g. chinese_landscape; see "
-                          "`atelier models`) or --model FILE.safetensors")
-    path = locate_model(model, train_hint=f"atelier train {NETWORKS['chinese_landscape']}")
-    state, header = read_weights(path)
-    if header.get("task") != TASK:
-        raise WeightsError(f"{path}: not a style-aware collection model (task {header.get('task')!r}); "
-                           f"train one with `atelier train {NETWORKS['chinese_landscape']}`")
-    try:
-        net = StyleAwareGenerator(width=int(header["width"]), blocks=int(header["blocks"]))
-        net.load_state_dict({k: v.float() for k, v in state.items()})
-    except (KeyError, ValueError, RuntimeError, OptionError) as error:
-        raise WeightsError(f"{path}: damaged style-aware model header or weights ({describe_load_error(error)}); "
-                           "re-export it with `atelier train` or use another model") from None
+    net, header, path = load_trained(
+        model, task=TASK, train_hint=f"atelier train {NETWORKS['chinese_landscape']}",
+        what="style-aware collection model",
+        build=lambda h: StyleAwareGenerator(width=int(h["width"]), blocks=int(h["blocks"])))
     info = {"path": str(path), "name": header.get("name", path.stem),
             "collection": header.get("collection", path.stem), "steps": int(header.get("steps", 0))}
-    return net.eval().requires_grad_(False), info
+    return net, info
 
 
 @dataclass(frozen=True)
 class StyleAwareConfig(MethodConfig):
     """Options of a collection-trained network at inference."""
 
-    model: str = option("", "trained per-style network: a name from `atelier models` (e.g. wave) or a "
-                            ".safetensors file")
+    model: str = option("", "trained collection model: a name from `atelier models` (e.g. chinese_landscape) "
+                            "or a .safetensors file")
 
 
 @register

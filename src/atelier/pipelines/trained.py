@@ -9,15 +9,17 @@ imports none of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import OptionError, WeightsError
-from ..nets.pretrained import locate_model, read_header, read_weights
+from ..nets.pretrained import describe_load_error, locate_model, read_header, read_weights
 from .base import available_methods
 
-__all__ = ["holds_styles", "method_for_model", "read_trained"]
+__all__ = ["holds_styles", "load_trained", "method_for_model", "read_trained"]
 
 #: The method ``--model`` means when the model's task names no model-holding method.
 DEFAULT_MODEL_METHOD = "johnson"
@@ -39,6 +41,30 @@ def read_trained(model: str, *, task: str, train_hint: str,
     if header.get("task") != task:
         raise WeightsError(f"{path}: not a {what} (task {header.get('task')!r}); list them with `atelier models`")
     return state, header, path
+
+
+NetworkT = TypeVar("NetworkT", bound=nn.Module)
+
+
+def load_trained(model: str, *, task: str, train_hint: str, what: str,
+                 build: Callable[[dict[str, str]], NetworkT]) -> tuple[NetworkT, dict[str, str], Path]:
+    """The trained network ``model`` rebuilt from its header by ``build``, with its weights, frozen.
+
+    Returns the network (eval mode, no gradients), its header and its path.
+
+    Raises:
+        OptionError: no model given.
+        WeightsError: not found, made by another task, or a header or weights that do not fit
+            (the message names ``what`` was expected and how to get a good file).
+    """
+    state, header, path = read_trained(model, task=task, train_hint=train_hint, what=what)
+    try:
+        network = build(header)
+        network.load_state_dict({k: v.float() for k, v in state.items()})
+    except (KeyError, ValueError, RuntimeError, OptionError) as error:
+        raise WeightsError(f"{path}: damaged {what} header or weights ({describe_load_error(error)}); "
+                           "re-export it with `atelier train` or use another model") from None
+    return network.eval().requires_grad_(False), header, path
 
 
 def holds_styles(task: str) -> bool:
