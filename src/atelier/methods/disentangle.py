@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -49,9 +49,9 @@ from ..io.images import resize_longest
 from ..nets.disentangle import DisentangledGenerator
 from ..nets.gan import PatchDiscriminator, log_loss
 from ..options import MethodConfig, option
-from ..pipelines.base import Method, StylizeResult, register
+from ..pipelines.base import StylizeResult, register
 from ..pipelines.feedforward import memory_budget
-from ..pipelines.trained import load_trained
+from ..pipelines.trained import TrainedNetworkMethod, load_trained
 from ..train.data import MIN_COLLECTION_IMAGES
 from ..train.task import Phase, TrainingTask, register_task
 
@@ -258,7 +258,7 @@ class DisentangleConfig(MethodConfig):
 
 
 @register
-class Disentangle(Method):
+class Disentangle(TrainedNetworkMethod[DisentangledGenerator]):
     """A collection's network: a photo in the style of one of its paintings, a blend, or the average."""
 
     name = TASK
@@ -269,19 +269,8 @@ class Disentangle(Method):
     config: DisentangleConfig
     supports_masks = False
     styles_optional = True
-
-    def __init__(self, config: MethodConfig | None = None, *, network: DisentangledGenerator | None = None,
-                 **options: Any) -> None:
-        super().__init__(config, **options)
-        self._network = network
-        self._info: dict[str, Any] = {"name": "network", "collection": "?"}
-
-    @property
-    def network(self) -> DisentangledGenerator:
-        """The trained network, loaded on first use."""
-        if self._network is None:
-            self._network, self._info = load_disentangled(self.config.model)
-        return self._network
+    unloaded_info: ClassVar[dict[str, Any]] = {"collection": "?"}
+    load = staticmethod(load_disentangled)
 
     def style_count(self) -> int:
         """Without style images: one style, the collection's average."""

@@ -29,7 +29,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +45,9 @@ from ..nets.transformer import TransformerNet, is_style_parameter
 from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last
 from ..ops.tv import total_variation
-from ..pipelines.base import Method, MethodConfig, StylizeResult, option, register
+from ..pipelines.base import MethodConfig, StylizeResult, option, register
 from ..pipelines.memory import check_fits
-from ..pipelines.trained import load_trained
+from ..pipelines.trained import TrainedNetworkMethod, load_trained
 from ..train.task import TrainingTask, load_matching, register_task
 
 __all__ = ["Johnson", "JohnsonConfig", "JohnsonTraining", "JohnsonTrainingOptions", "load_transformer"]
@@ -90,7 +90,7 @@ class JohnsonConfig(MethodConfig):
 
 
 @register
-class Johnson(Method):
+class Johnson(TrainedNetworkMethod[TransformerNet]):
     """A trained transformer network: one forward pass, any size."""
 
     name = "johnson"
@@ -100,20 +100,13 @@ class Johnson(Method):
     Config = JohnsonConfig
     config: JohnsonConfig
     uses_style_images = False
+    unloaded_info: ClassVar[dict[str, Any]] = {"style_names": []}
+    load = staticmethod(load_transformer)
 
     def __init__(self, config: MethodConfig | None = None, *, network: TransformerNet | None = None,
                  **options: Any) -> None:
-        super().__init__(config, **options)
-        self._network = network
-        self._info: dict[str, Any] = {"name": "network", "style_names": []}
+        super().__init__(config, network=network, **options)
         self._onnx: OnnxTransformer | None = None
-
-    @property
-    def network(self) -> TransformerNet:
-        """The trained network, loaded on first use."""
-        if self._network is None:
-            self._network, self._info = load_transformer(self.config.model)
-        return self._network
 
     def style_count(self) -> int:
         return self.network.styles

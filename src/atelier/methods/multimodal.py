@@ -36,7 +36,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -51,9 +51,9 @@ from ..nets.multimodal import STAGES, MultimodalNet
 from ..ops.gram import gram_matrix
 from ..ops.layout import channels_last, spatial_size
 from ..ops.tv import total_variation
-from ..pipelines.base import Method, MethodConfig, StylizeResult, option, register
+from ..pipelines.base import MethodConfig, StylizeResult, option, register
 from ..pipelines.memory import check_fits, memory_budget
-from ..pipelines.trained import load_trained
+from ..pipelines.trained import TrainedNetworkMethod, load_trained
 from ..train.task import TrainingTask, register_task
 
 __all__ = ["Multimodal", "MultimodalConfig", "MultimodalTraining", "MultimodalTrainingOptions", "load_multimodal"]
@@ -111,7 +111,7 @@ class MultimodalConfig(MethodConfig):
 
 
 @register
-class Multimodal(Method):
+class Multimodal(TrainedNetworkMethod[MultimodalNet]):
     """A trained hierarchical network: style at 1/4 size, enhance at 1/2, refine at full size."""
 
     name = "multimodal"
@@ -121,19 +121,8 @@ class Multimodal(Method):
     Config = MultimodalConfig
     config: MultimodalConfig
     uses_style_images = False
-
-    def __init__(self, config: MethodConfig | None = None, *, network: MultimodalNet | None = None,
-                 **options: Any) -> None:
-        super().__init__(config, **options)
-        self._network = network
-        self._info: dict[str, Any] = {"name": "network", "style_names": []}
-
-    @property
-    def network(self) -> MultimodalNet:
-        """The trained network, loaded on first use."""
-        if self._network is None:
-            self._network, self._info = load_multimodal(self.config.model)
-        return self._network
+    unloaded_info: ClassVar[dict[str, Any]] = {"style_names": []}
+    load = staticmethod(load_multimodal)
 
     def style_count(self) -> int:
         """One: a multimodal network holds one painting."""

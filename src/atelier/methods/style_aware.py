@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +48,9 @@ from ..errors import ImageTooLargeError, OptionError
 from ..nets.gan import PatchDiscriminator, log_loss
 from ..nets.style_aware import StyleAwareGenerator
 from ..options import MethodConfig, option
-from ..pipelines.base import Method, StylizeResult, register
+from ..pipelines.base import StylizeResult, register
 from ..pipelines.feedforward import memory_budget
-from ..pipelines.trained import load_trained
+from ..pipelines.trained import TrainedNetworkMethod, load_trained
 from ..train.data import MIN_COLLECTION_IMAGES
 from ..train.task import Phase, TrainingTask, register_task
 
@@ -228,7 +228,7 @@ class StyleAwareConfig(MethodConfig):
 
 
 @register
-class StyleAware(Method):
+class StyleAware(TrainedNetworkMethod[StyleAwareGenerator]):
     """A generator trained on one collection (artist or genre): one forward pass, any size."""
 
     name = TASK
@@ -239,19 +239,8 @@ class StyleAware(Method):
     config: StyleAwareConfig
     uses_style_images = False
     supports_masks = True
-
-    def __init__(self, config: MethodConfig | None = None, *, network: StyleAwareGenerator | None = None,
-                 **options: Any) -> None:
-        super().__init__(config, **options)
-        self._network = network
-        self._info: dict[str, Any] = {"name": "network", "collection": "?"}
-
-    @property
-    def network(self) -> StyleAwareGenerator:
-        """The trained generator, loaded on first use."""
-        if self._network is None:
-            self._network, self._info = load_generator(self.config.model)
-        return self._network
+    unloaded_info: ClassVar[dict[str, Any]] = {"collection": "?"}
+    load = staticmethod(load_generator)
 
     def style_count(self) -> int:
         """One style: the collection's."""

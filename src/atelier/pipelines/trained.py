@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from torch import Tensor, nn
 
 from ..errors import OptionError, WeightsError
 from ..nets.pretrained import describe_load_error, locate_model, read_header, read_weights
-from .base import available_methods
+from ..options import MethodConfig
+from .base import Method, available_methods
 
-__all__ = ["holds_styles", "load_trained", "method_for_model", "read_trained"]
+__all__ = ["TrainedNetworkMethod", "holds_styles", "load_trained", "method_for_model", "read_trained"]
 
 #: The method ``--model`` means when the model's task names no model-holding method.
 DEFAULT_MODEL_METHOD = "johnson"
@@ -89,3 +90,32 @@ def method_for_model(model: str) -> str:
     except (OSError, WeightsError):  # the method that loads it reports the problem in its own words
         return DEFAULT_MODEL_METHOD
     return task if holds_styles(task) else DEFAULT_MODEL_METHOD
+
+
+class TrainedNetworkMethod(Method, Generic[NetworkT]):
+    """A method that runs one trained network named by its ``model`` option, loaded on first use.
+
+    Subclasses set :meth:`load` (name or path -> network and its header facts); tests pass a tiny
+    ``network`` directly.
+    """
+
+    #: The facts a network without a file reports (its name; style names or collection).
+    unloaded_info: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: MethodConfig | None = None, *, network: NetworkT | None = None,
+                 **options: Any) -> None:
+        super().__init__(config, **options)
+        self._network = network
+        self._info: dict[str, Any] = {"name": "network", **self.unloaded_info}
+
+    @staticmethod
+    def load(model: str) -> tuple[NetworkT, dict[str, Any]]:
+        """The trained network ``model`` (a name or a file) and its header facts."""
+        raise NotImplementedError
+
+    @property
+    def network(self) -> NetworkT:
+        """The trained network, loaded on first use."""
+        if self._network is None:
+            self._network, self._info = self.load(getattr(self.config, "model", ""))
+        return self._network
