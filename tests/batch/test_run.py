@@ -209,8 +209,8 @@ def test_cli_refuses_bad_options_in_one_line(tree, tmp_path, capsys):
 
 # -- the Ray engine ------------------------------------------------------------------------------
 def _ray():
-    return pytest.importorskip("ray", reason="Ray is not installed (pip install 'atelier[ray]'); CI does not install "
-                                             "it (~150 MB of wheels), this test runs where it is")
+    return pytest.importorskip("ray", reason="Ray is not installed here (pip install 'atelier[ray]'; the dev extra "
+                                             "includes it)")
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +223,7 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.mark.slow  # starting Ray takes 10-30 s on a busy 2-core machine
+# Starting a local Ray takes ~10 s on 2 idle cores (30 s on a busy machine): the one Ray test of the default run.
 def test_ray_actors_make_the_same_pairs_and_pixels_as_a_local_run(tree, tmp_path, local_ray):
     _check_same_run(tree, tmp_path, lambda out: _run(tree, out, engine="ray", workers=2, seed=5, batch_size=3))
     again = _run(tree, tmp_path / "two", engine="ray", workers=2, seed=5)
