@@ -82,8 +82,9 @@ def holds_styles(task: str) -> bool:
 def method_for_model(model: str) -> str:
     """The method that runs ``model`` (the CLI's default when ``--model`` is given).
 
-    The task in the model's header when that is a method holding its own styles
-    (``multimodal``), else ``johnson`` (which then reports a missing or wrong file).
+    The task in the model's header when that is a method that runs a named model (``multimodal``,
+    ``style_aware``, ``disentangle``; see :func:`holds_styles`), else ``johnson`` (which then
+    reports a missing or wrong file).
     """
     try:
         task = read_header(locate_model(model, train_hint="")).get("task", "")
