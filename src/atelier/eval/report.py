@@ -1,6 +1,8 @@
-"""``atelier eval`` / :func:`evaluate`: the quality gate. Every content x style pair is stylized by
-each method (and each per-style model on its own styles, and optionally a peer package), and
-each gets one row of numbers, a contact sheet, and a point on a style-vs-structure plot.
+"""``atelier eval`` / :func:`evaluate`: the quality gate.
+
+Every content x style pair is stylized by each method (and each per-style model on its own styles,
+and optionally a peer package), and each gets one row of numbers, a contact sheet, and a point on a
+style-vs-structure plot.
 
 The metrics, per row (``report.json`` holds every per-pair value too):
 
@@ -137,6 +139,7 @@ class RowResult:
 
     @property
     def failed(self) -> list[PairResult]:
+        """The pairs that raised an error instead of producing an output."""
         return [p for p in self.pairs if p.error is not None]
 
     @property
@@ -153,15 +156,18 @@ class RowResult:
 
     @property
     def style_ratio(self) -> float | None:
+        """Median style ratio over the pairs done (None when none has one)."""
         return _median([p.style_ratio for p in self.done if p.style_ratio is not None])
 
     @property
     def ssim_mean(self) -> float | None:
+        """Mean SSIM over the pairs done (None when none has one)."""
         values = [p.ssim for p in self.done if p.ssim is not None]
         return statistics.fmean(values) if values else None
 
     @property
     def ssim_median(self) -> float | None:
+        """Median SSIM over the pairs done (None when none has one)."""
         return _median([p.ssim for p in self.done if p.ssim is not None])
 
     @property
@@ -171,6 +177,7 @@ class RowResult:
 
     @property
     def first_seconds(self) -> float | None:
+        """Seconds of the row's first pair done, which also loads the networks (None when none is done)."""
         return self.done[0].seconds if self.done else None
 
     @property
@@ -180,6 +187,7 @@ class RowResult:
         return _median(times[1:] or times)
 
     def summary(self) -> dict[str, Any]:
+        """The row's pair counts and aggregate metrics as a plain dict."""
         return {"pairs_done": len(self.done), "pairs_failed": len(self.failed), "pairs_planned": self.planned,
                 "style_top1": self.style_top1, "blind_bound": self.blind_bound, "style_ratio": self.style_ratio,
                 "ssim_mean": self.ssim_mean, "ssim_median": self.ssim_median, "grid": self.grid,
@@ -187,6 +195,7 @@ class RowResult:
                 "first_seconds": self.first_seconds, "peak_memory_mb": self.peak_memory_mb}
 
     def to_dict(self) -> dict[str, Any]:
+        """The row as JSON-ready data: its settings, its summary and every pair's values."""
         return {"name": self.name, "kind": self.kind, "method": self.method, "options": _jsonable(self.options),
                 "styles": self.styles, "sheet": self.sheet, **self.summary(),
                 "pairs": [vars(p) for p in self.pairs]}
@@ -217,6 +226,7 @@ class EvalReport:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (the content of ``report.json``): run details, notes and every row."""
         return {"command": self.command, "machine": self.machine, "date": self.date, "size": self.size,
                 "statistics_size": self.statistics_size, "contents": self.contents, "styles": self.styles,
                 "candidates": self.candidates, "interrupted": self.interrupted, "notes": self.notes,
@@ -266,8 +276,10 @@ class EvalReport:
 
 
 class EvaluationInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`evaluate`; ``report`` holds the pairs done (already written to disk
-    when an output folder was given)."""
+    """Ctrl-C during :func:`evaluate`.
+
+    ``report`` holds the pairs done (already written to disk when an output folder was given).
+    """
 
     def __init__(self, report: EvalReport):
         super().__init__("interrupted")
@@ -292,8 +304,11 @@ def _jsonable(value: Any) -> Any:
 
 # -- Pareto front, sheets, plot -----------------------------------------------------------------------
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point dominates when both coordinates are better higher
-    (another point at least as good in both and better in one), sorted by x then y."""
+    """Indices of the points no other point dominates, sorted by x then y.
+
+    Both coordinates are better higher; a point is dominated by another point at least as good in both and
+    better in one.
+    """
     front = []
     for i, (x, y) in enumerate(points):
         dominated = any(ox >= x and oy >= y and (ox > x or oy > y) for j, (ox, oy) in enumerate(points) if j != i)
@@ -313,8 +328,10 @@ def square(image: Tensor, size: int) -> Tensor:
 
 
 class _Sheet:
-    """A contact sheet: first row the styles, first column the contents, a grey cell where a
-    pair failed (or a style image is missing), white where a pair was not run."""
+    """A contact sheet: first row the styles, first column the contents.
+
+    A grey cell where a pair failed (or a style image is missing), white where a pair was not run.
+    """
 
     def __init__(self, contents: Sequence[Tensor], styles: Sequence[Tensor | None], cell: int):
         self.cell = cell
@@ -339,8 +356,10 @@ def _safe_name(name: str) -> str:
 
 
 def write_scatter(report: EvalReport, path: Path) -> str | None:
-    """Style top-1 (y) against SSIM mean (x), one labelled point per row, the Pareto front as a
-    line; written atomically. Returns None, or a one-line reason why no plot was written."""
+    """Style top-1 (y) against SSIM mean (x), one labelled point per row, the Pareto front as a line.
+
+    Written atomically. Returns None, or a one-line reason why no plot was written.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -380,8 +399,10 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(report: EvalReport, output: str | os.PathLike) -> list[Path]:
-    """Write ``scatter.png`` (when matplotlib is installed), ``report.json`` and ``report.md`` into
-    ``output`` (atomically); the contact sheets are written by :func:`evaluate` as rows finish."""
+    """Write ``scatter.png`` (when matplotlib is installed), ``report.json`` and ``report.md`` into ``output``.
+
+    Written atomically; the contact sheets are written by :func:`evaluate` as rows finish.
+    """
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -606,8 +627,10 @@ def _describe_call(methods: Any, models: Any, contents: Any, styles: Any, size: 
 # -- planning ------------------------------------------------------------------------------------------
 def _plan_methods(methods: Sequence[str | Method] | Mapping[str, str | Method], has_models: bool,
                   options: dict[str, Any], notes: list[str], strict: bool) -> list[tuple[str, str, dict, Method]]:
-    """``(row name, method name, options, built method)`` per method entry; bad entries are noted
-    (raised when ``strict``). Building is cheap: weights load on first use."""
+    """``(row name, method name, options, built method)`` per method entry.
+
+    Bad entries are noted (raised when ``strict``). Building is cheap: weights load on first use.
+    """
     entries = list(methods.items()) if isinstance(methods, Mapping) else [(None, m) for m in methods]
     built: list[tuple[str, str, dict, Method]] = []
     specs = []
@@ -637,8 +660,11 @@ def _plan_methods(methods: Sequence[str | Method] | Mapping[str, str | Method], 
 
 @dataclass
 class _Model:
-    """A per-style network to evaluate: its row name, method object, and per style its name and
-    the style image file its model card names (None when not found)."""
+    """A per-style network to evaluate.
+
+    Its row name, method object, and per style its name and the style image file its model card names
+    (None when not found).
+    """
 
     name: str
     method: Method
@@ -668,8 +694,10 @@ def _plan_model(model: str, options: dict[str, Any], notes: list[str]) -> _Model
 
 
 class _Candidates:
-    """The identification candidates: every style image of the run, each file once (by content: a
-    copy of a model's painting among the style images is one candidate), statistics computed once."""
+    """The identification candidates: every style image of the run, statistics computed once.
+
+    Each file counts once, by content: a copy of a model's painting among the style images is one candidate.
+    """
 
     def __init__(self) -> None:
         self.names: list[str] = []

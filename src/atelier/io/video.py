@@ -57,8 +57,10 @@ def is_video(path: str | os.PathLike) -> bool:
 
 
 class VideoInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM via the CLI) stopped a video write after ``frames`` frames; ``path`` is a
-    complete, playable, shorter video."""
+    """Ctrl-C (or SIGTERM via the CLI) stopped a video write after ``frames`` frames.
+
+    ``path`` is a complete, playable, shorter video.
+    """
 
     def __init__(self, path: Path, frames: int):
         super().__init__(f"interrupted after {frames} frames")
@@ -68,10 +70,12 @@ class VideoInterrupted(KeyboardInterrupt):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a video's header says: size, frame rate, (container-reported, possibly 0) frame count,
-    duration in seconds (0 when unknown), display rotation in degrees (counter-clockwise, as the
-    display matrix), colour range (FFmpeg's number: 0 unspecified, 1 limited, 2 full) and the audio
-    codec (None without audio)."""
+    """What a video's header says.
+
+    Size, frame rate, (container-reported, possibly 0) frame count, duration in seconds (0 when
+    unknown), display rotation in degrees (counter-clockwise, as the display matrix), colour range
+    (FFmpeg's number: 0 unspecified, 1 limited, 2 full) and the audio codec (None without audio).
+    """
 
     width: int
     height: int
@@ -130,8 +134,10 @@ def _to_tensor(frame: Any) -> Tensor:
 
 
 class VideoReader:
-    """The frames of a video's first stream from ``start`` for ``duration`` seconds, as ``(1, 3, H, W)``
-    float tensors in [0, 1], decoded one at a time (memory does not grow with the clip).
+    """The frames of a video's first stream from ``start`` for ``duration`` seconds.
+
+    Yielded as ``(1, 3, H, W)`` float tensors in [0, 1], decoded one at a time (memory does not grow with
+    the clip).
 
     ``first_time`` is the source time (seconds) of the first frame yielded, once it is known: the
     audio copied next to the frames is shifted by it.
@@ -146,6 +152,7 @@ class VideoReader:
         self.first_time: float | None = None
 
     def __iter__(self) -> Iterator[Tensor]:
+        """Decode and yield the frames of the selected span, one ``(1, 3, H, W)`` tensor at a time."""
         av = _av()
         try:
             with _open(self.path) as container:
@@ -178,9 +185,12 @@ def read_frames(path: str | os.PathLike, *, start: float = 0.0, duration: float 
 
 
 def prefetch(items: Iterable[Any], depth: int = 4) -> Iterator[Any]:
-    """Iterate ``items`` in a background thread, up to ``depth`` ahead: decoding (FFmpeg releases
-    the GIL) overlaps the work on the previous frames. Errors are re-raised here; stopping early
-    (an exception or Ctrl-C in the consumer) stops the thread and closes the source."""
+    """Iterate ``items`` in a background thread, up to ``depth`` ahead.
+
+    Decoding (FFmpeg releases the GIL) overlaps the work on the previous frames. Errors are
+    re-raised here; stopping early (an exception or Ctrl-C in the consumer) stops the thread and
+    closes the source.
+    """
     buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -225,9 +235,11 @@ def prefetch(items: Iterable[Any], depth: int = 4) -> Iterator[Any]:
 
 
 class _AudioCopy:
-    """Copies the source's first audio stream into ``container``, interleaved with the video:
-    packets are remuxed unchanged when the container takes the codec, re-encoded to its default
-    audio codec otherwise. Source times are shifted by the first frame's time (:meth:`begin`)."""
+    """Copies the source's first audio stream into ``container``, interleaved with the video.
+
+    Packets are remuxed unchanged when the container takes the codec, re-encoded to its default
+    audio codec otherwise. Source times are shifted by the first frame's time (:meth:`begin`).
+    """
 
     def __init__(self, container: Any, source: str | os.PathLike):
         av = _av()

@@ -112,7 +112,9 @@ class ImageSource(Protocol):
         """Files found but unreadable (counted in model cards)."""
         ...
 
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """Number of images in the source."""
+        ...
 
     def batch(self, size: int, rng: random.Random) -> Tensor:
         """``(size, 3, S, S)`` random crops in [0, 1], drawn with ``rng``."""
@@ -127,13 +129,18 @@ class SourceFactory(Protocol):
     """Opens the image source of a config's folder (``ImageFolder`` itself is one)."""
 
     def __call__(self, root: str | Path, *, crop_size: int, crop_scale: tuple[float, float] = ...,
-                 flip: bool = ..., what: str = ...) -> ImageSource: ...
+                 flip: bool = ..., what: str = ...) -> ImageSource:
+        """Open the image source of the folder (or collection list) ``root``."""
+        ...
 
 
 def crop_box(width: int, height: int, rng: random.Random, scale: tuple[float, float] = (0.25, 1.0),
              ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
-    """``(left, top, w, h)`` of a crop covering a random ``scale`` share of the area with a random
-    aspect ``ratio`` (10 tries, then the central square), the Inception-style augmentation."""
+    """``(left, top, w, h)`` of a random crop, the Inception-style augmentation.
+
+    The crop covers a random ``scale`` share of the area with a random aspect ``ratio`` (10 tries, then
+    the central square).
+    """
     area = width * height
     for _ in range(10):
         target = area * rng.uniform(*scale)
@@ -150,8 +157,10 @@ def random_resized_crop(
     image: Image.Image, size: int, rng: random.Random, scale: tuple[float, float] = (0.25, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> Image.Image:
-    """A crop covering a random ``scale`` share of the area with a random aspect ``ratio``,
-    resized to ``size`` x ``size`` (the Inception-style augmentation of torchvision, in PIL)."""
+    """A random crop resized to ``size`` x ``size`` (the Inception-style augmentation of torchvision, in PIL).
+
+    The crop covers a random ``scale`` share of the area with a random aspect ``ratio``.
+    """
     left, top, w, h = crop_box(*image.size, rng, scale, ratio)
     return image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + w, top + h), reducing_gap=2.0)
 
@@ -182,6 +191,7 @@ class ImageFolder:
         self.skipped: set[Path] = set()
 
     def __len__(self) -> int:
+        """Number of image files found (unreadable ones included)."""
         return len(self.files)
 
     def read(self, index: int) -> Image.Image | None:

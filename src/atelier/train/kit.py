@@ -126,8 +126,10 @@ def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 
 def quantize_file(source: str | Path, target: str | Path, *, exact: bool = False) -> dict[str, Any]:
-    """Write the int8 transport copy of a weights file (``exact``: a float16 copy instead), its
-    header kept; returns ``{sha256 and bytes of the original, bytes, max_abs_error}``."""
+    """Write the int8 transport copy of a weights file (``exact``: a float16 copy instead), its header kept.
+
+    Returns ``{sha256 and bytes of the original, bytes, max_abs_error}``.
+    """
     source, target = Path(source), Path(target)
     state, metadata = _read(source)
     quantized: list[str] = []
@@ -162,10 +164,12 @@ def dequantize_file(source: str | Path, target: str | Path) -> Path:
 
 # -- kit parts --------------------------------------------------------------------------------
 def assign_parts(items: Sequence[tuple[str, int]], budget: int) -> list[list[str]]:
-    """Split ``(name, bytes)`` items into parts of at most ``budget`` bytes: first-fit in order
-    (each item into the earliest part with room), so the items listed first (encoder, weights)
+    """Split ``(name, bytes)`` items into parts of at most ``budget`` bytes.
+
+    First-fit in order (each item into the earliest part with room), so the items listed first (encoder, weights)
     open part 1 and the shards of one folder stay mostly together. An item above the budget
-    raises :class:`KitError`."""
+    raises :class:`KitError`.
+    """
     parts: list[list[str]] = []
     sizes: list[int] = []
     for name, size in items:
@@ -248,9 +252,11 @@ def staged_manifest(kit: str | Path) -> dict[str, Any]:
 # -- results ----------------------------------------------------------------------------------
 def build_results(root: str | Path, files: Sequence[str], target: str | Path, *, chunk_bytes: int,
                   chunks_per_part: int) -> dict[str, Any]:
-    """Tar ``files`` (paths relative to ``root``, in this order: most important first) into
-    ``target``/results.tar, split it into chunks of ``chunk_bytes`` and write the manifest
-    ``target``/results_manifest.json (every file's and chunk's sha256, the part of each chunk).
+    """Tar ``files`` into ``target``/results.tar, split into chunks, and write their manifest.
+
+    ``files`` are paths relative to ``root``, in this order: most important first. The tar is split into
+    chunks of ``chunk_bytes``; the manifest ``target``/results_manifest.json holds every file's and chunk's
+    sha256 and the part of each chunk.
     """
     root, target = Path(root), Path(target)
     if target.exists():
@@ -286,8 +292,10 @@ def build_results(root: str | Path, files: Sequence[str], target: str | Path, *,
 
 
 def collect(results: str | Path, out: str | Path, part: int, *, extras: Sequence[str | Path] = ()) -> list[Path]:
-    """Copy the chunks of ``part`` (1-based) and the manifest (plus ``extras``, plain files worth
-    reading without unpacking, e.g. the run log) from the results folder into ``out``."""
+    """Copy the chunks of ``part`` (1-based) and the manifest from the results folder into ``out``.
+
+    Also copies ``extras``: plain files worth reading without unpacking, e.g. the run log.
+    """
     results, out = Path(results), Path(out)
     path = results / "results_manifest.json"
     if not path.is_file():

@@ -249,9 +249,11 @@ def _replace_assets(value: Any, assets: Mapping[str, str]) -> Any:
 def network_config(recipe: Recipe, name: str, *, smoke: bool = False, output: str | Path | None = None,
                    device: str | None = None, assets: Mapping[str, str] | None = None,
                    steps: int | None = None) -> TrainConfig:
-    """The training config of network ``name``: its YAML, then the recipe's ``defaults``, then
-    the entry's ``set``/``options``, then (``smoke``) the recipe's smoke settings (options only
-    where the task has them). ``init`` is cleared: the recipe loads the shipped weights itself.
+    """The training config of network ``name``.
+
+    Its YAML, then the recipe's ``defaults``, then the entry's ``set``/``options``, then (``smoke``)
+    the recipe's smoke settings (options only where the task has them). ``init`` is cleared: the
+    recipe loads the shipped weights itself.
 
     Args:
         recipe: the recipe.
@@ -291,9 +293,10 @@ def network_config(recipe: Recipe, name: str, *, smoke: bool = False, output: st
 
 # -- scheduling -------------------------------------------------------------------------------
 class ShareScheduler:
-    """Deficit round-robin by share: :meth:`next` is the active network whose used seconds per
-    share are lowest (ties: the order given), so over a run each gets time in proportion to its
-    share, whatever its steps cost.
+    """Deficit round-robin by share.
+
+    :meth:`next` is the active network whose used seconds per share are lowest (ties: the order
+    given), so over a run each gets time in proportion to its share, whatever its steps cost.
 
     >>> s = ShareScheduler({"a": 1.0, "b": 3.0})
     >>> for _ in range(400):
@@ -358,8 +361,10 @@ def _image_like(value: Any) -> list[str]:
 
 
 def referenced(recipe: Recipe, *, smoke: bool = False) -> tuple[dict[str, _FolderUse], list[str]]:
-    """The folders the recipe's networks read (training, or evaluation with their counts) and
-    the image files their options name (style images), as written in the configs."""
+    """The folders the recipe's networks read and the image files their options name, as written in the configs.
+
+    Folders: training, or evaluation with their counts. Image files: style images.
+    """
     folders: dict[str, _FolderUse] = {}
     assets: list[str] = []
     for name in recipe.networks:
@@ -376,9 +381,11 @@ def referenced(recipe: Recipe, *, smoke: bool = False) -> tuple[dict[str, _Folde
 
 
 def travel_bytes(repo: str | Path = ".") -> int | None:
-    """Bytes a device call carries from the checkout besides the carried paths: tracked and
-    untracked-but-not-ignored files, without the shipped ``*.safetensors`` (moved aside for the
-    calls). None when ``repo`` is not a git checkout."""
+    """Bytes a device call carries from the checkout besides the carried paths.
+
+    Counts tracked and untracked-but-not-ignored files, without the shipped ``*.safetensors`` (moved aside for the
+    calls). None when ``repo`` is not a git checkout.
+    """
     try:
         listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
                                  capture_output=True, check=True).stdout.decode()
@@ -582,9 +589,11 @@ class _Log:
 
 
 def load_exported(task: TrainingTask, model: nn.Module, stem: str, state: dict[str, Tensor]) -> str:
-    """Load an exported weights file back into the part of ``model`` that exports ``stem`` (the
-    inverse of :meth:`TrainingTask.export`; a stem the task does not export goes through
-    :meth:`TrainingTask.load_init`). Returns a line saying what was copied."""
+    """Load an exported weights file back into the part of ``model`` that exports ``stem``.
+
+    The inverse of :meth:`TrainingTask.export` (a stem the task does not export goes through
+    :meth:`TrainingTask.load_init`). Returns a line saying what was copied.
+    """
     exported = exported_files(task, model)
     if stem not in exported:
         return f"{stem}: {task.load_init(model, state)}"
@@ -718,8 +727,11 @@ class _Network:
         return seconds
 
     def calibrate(self, fraction: float, remaining: float) -> None:
-        """``steps: auto``: after the first steps, set the schedule's length to the steps this
-        network will reach in its ``fraction`` of the ``remaining`` seconds (times the margin)."""
+        """``steps: auto``: after the first steps, set the schedule's length from the measured step times.
+
+        The length is the steps this network will reach in its ``fraction`` of the ``remaining`` seconds
+        (times the margin).
+        """
         if self.calibrated or len(self.step_times) < self.recipe.calibrate_steps:
             return
         self.calibrated = True
@@ -902,8 +914,11 @@ def _prepare_home(kit: Path, manifest: Mapping[str, Any], log: Callable[[str], N
 
 
 def _results_files(out: Path, names: Sequence[str], shares: Mapping[str, float]) -> list[str]:
-    """Files worth bringing back, most important first: logs, summaries, cards, samples, histories,
-    then the weights (largest share first). Sample sheets are converted to JPEG here."""
+    """Files worth bringing back, most important first.
+
+    Logs, summaries, cards, samples, histories, then the weights (largest share first). Sample
+    sheets are converted to JPEG here.
+    """
     from PIL import Image
 
     first = [n for n in ("summary.json", "run.log") if (out / n).is_file()]
@@ -1061,8 +1076,10 @@ def _build_results(kit: Path, chunk_bytes: int = CHUNK_BYTES) -> dict[str, Any]:
 
 
 def collect_results(kit: str | Path, out: str | Path, part: int) -> list[Path]:
-    """Part ``part`` of the results into ``out`` (with the run log and summary for part 1),
-    building the results first if the run did not get to it."""
+    """Part ``part`` of the results into ``out`` (with the run log and summary for part 1).
+
+    Builds the results first if the run did not get to it.
+    """
     kit = Path(kit)
     if not (kit / "results" / "results_manifest.json").is_file():
         _build_results(kit)
@@ -1105,11 +1122,13 @@ def bench(kit: str | Path = DEVICE_KIT, *, out: str | Path | None = None, sizes:
           device: str = "auto", repeats: int = 3, seconds: float = 120.0,
           content: str | Path = "examples/garden.jpg",
           style: str | Path = "examples/van_gogh_wheat_field_with_cypresses.jpg") -> list[dict[str, Any]]:
-    """Seconds per image of every method and model at ``sizes`` on the device, with the weights
-    the last run exported (the shipped ones where it exported none): median of ``repeats``
+    """Seconds per image of every method and model at ``sizes`` on the device.
+
+    Uses the weights the last run exported (the shipped ones where it exported none): median of ``repeats``
     after a warm-up, whole :func:`atelier.stylize` calls (image in memory, method built once).
     Stops starting new rows after ``seconds``; writes ``bench.json`` and ``bench.md`` into
-    ``kit/out`` (and ``out``)."""
+    ``kit/out`` (and ``out``).
+    """
     from ..io.images import load_image
 
     start = time.time()

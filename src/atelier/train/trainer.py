@@ -117,8 +117,10 @@ def sample_grid(content: Tensor, style: Tensor | None, output: Tensor, pad: int 
 
 
 def _sigterm_as_interrupt() -> Callable[[], None]:
-    """Treat SIGTERM (job schedulers, ``kill``) like Ctrl-C while training, so both save a
-    checkpoint; returns the function that restores the previous handler."""
+    """Treat SIGTERM (job schedulers, ``kill``) like Ctrl-C while training, so both save a checkpoint.
+
+    Returns the function that restores the previous handler.
+    """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
@@ -135,9 +137,11 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
 
 @contextmanager
 def _whole_step(enabled: bool) -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block ends, then raise ``KeyboardInterrupt``: a task with
-    several phases is never checkpointed between its phases (half a step: generators updated,
-    discriminators not), so a resumed run continues exactly."""
+    """Hold Ctrl-C and SIGTERM until the block ends, then raise ``KeyboardInterrupt``.
+
+    A task with several phases is never checkpointed between its phases (half a step: generators updated,
+    discriminators not), so a resumed run continues exactly.
+    """
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -297,8 +301,10 @@ class _Run:
         return self.content.skipped | (self.style.skipped if self.style is not None else set())
 
     def initialize(self) -> str:
-        """The task's data-dependent start, on batches from their own random stream (so the
-        training batches are those of a run without it)."""
+        """The task's data-dependent start, on batches from their own random stream.
+
+        Drawn that way, the training batches are those of a run without it.
+        """
         rng = random.Random(self.config.seed + 1)
         content = self.content.batch(4 * self.config.batch_size, rng).to(self.device)
         style = self.style.batch(4 * self.config.batch_size, rng).to(self.device) if self.style is not None else None
@@ -445,8 +451,10 @@ class _Run:
         return self.finish(samples=bool(cfg.sample_every))
 
     def finish(self, *, samples: bool) -> TrainResult:
-        """Checkpoint, the last sample grid (when ``samples``), held-out evaluation and export
-        (rank 0; the other processes only wait for it)."""
+        """Checkpoint, the last sample grid (when ``samples``), held-out evaluation and export.
+
+        Done on rank 0; the other processes only wait for it.
+        """
         if not self.world.is_main:
             self.world.barrier()
             return TrainResult(step=self.step, output=self.output, history=self.history)
@@ -518,8 +526,10 @@ class _Run:
 
 
 def read_safetensors(path: str | Path) -> dict[str, Tensor]:
-    """Tensors of a safetensors file, with a clear error for a missing or corrupt one
-    (:func:`atelier.nets.pretrained.read_weights` without the header)."""
+    """Tensors of a safetensors file, with a clear error for a missing or corrupt one.
+
+    :func:`atelier.nets.pretrained.read_weights` without the header.
+    """
     return read_weights(path)[0]
 
 
