@@ -50,10 +50,12 @@ PRESERVE_COLOR = ("none", "luminance", "histogram")
 
 
 class StylizationInterrupted(KeyboardInterrupt):
-    """Raised when Ctrl-C stops a run; ``image`` holds the best result so far (PIL), ``result``
-    its full-precision tensor and ``info`` what a saved copy inherits from the content (write it
-    with ``save_image(stop.result.image, path, info=stop.info)``). Nothing is written to
-    ``output`` on interruption."""
+    """Raised when Ctrl-C stops a run; ``image`` holds the best result so far (PIL).
+
+    ``result`` holds its full-precision tensor and ``info`` what a saved copy inherits from the content
+    (write it with ``save_image(stop.result.image, path, info=stop.info)``). Nothing is written to
+    ``output`` on interruption.
+    """
 
     def __init__(self, image: Image.Image, result: StylizeResult, info: ImageInfo | None = None):
         super().__init__("interrupted")
@@ -85,8 +87,11 @@ def normalize_weights(weights: Sequence[float] | None, count: int) -> list[float
 
 
 def _luminance_rgb(image: Tensor, like: Tensor | None = None) -> Tensor:
-    """Luminance as a gray RGB image; with ``like``, its mean/std matched to ``like``'s
-    luminance (Gatys et al. 2017, sec. 5.1, so the style's luminance range fits the content's)."""
+    """Luminance as a gray RGB image.
+
+    With ``like``, its mean/std are matched to ``like``'s luminance (Gatys et al. 2017, sec. 5.1, so the
+    style's luminance range fits the content's).
+    """
     y = luminance(image)
     if like is not None:
         ref = luminance(like)
@@ -112,8 +117,10 @@ def _check_output(output: str | os.PathLike | None, bit_depth: int | None, overw
 
 
 def _check_size(size: int | None, max_pixels: int | None = None) -> None:
-    """A requested longest side: None (keep) or a positive whole number of pixels whose square
-    stays within ``max_pixels`` (when given)."""
+    """Check a requested longest side: None (keep) or a positive whole number of pixels.
+
+    Its square must stay within ``max_pixels`` (when given).
+    """
     if size is None:
         return
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -131,8 +138,10 @@ def _apply_size(image: Tensor, size: int | None, max_pixels: int) -> Tensor:
 
 def build_method(method: str | Method, options: dict[str, Any] | None = None,
                  method_kwargs: dict[str, Any] | None = None) -> Method:
-    """A method object from its name and options (or ``method`` itself when it is one already;
-    build it once to reuse its loaded networks over many images)."""
+    """A method object from its name and options (or ``method`` itself when it is one already).
+
+    Build it once to reuse its loaded networks over many images.
+    """
     if isinstance(method, Method):
         if options:
             raise OptionError(f"options {', '.join(options)} given with an already built method; "
@@ -142,9 +151,11 @@ def build_method(method: str | Method, options: dict[str, Any] | None = None,
 
 
 def style_count(method: Method, styles: Sequence[Any]) -> int:
-    """How many styles the blend weights and masks refer to: the style images, or the styles
-    of a method's trained model (``uses_style_images = False``). Checks that the method gets
-    style images exactly when it needs them."""
+    """How many styles the blend weights and masks refer to.
+
+    That is the style images, or the styles of a method's trained model (``uses_style_images = False``).
+    Checks that the method gets style images exactly when it needs them.
+    """
     if method.uses_style_images:
         if not styles and method.styles_optional:
             return method.style_count()
@@ -159,8 +170,10 @@ def style_count(method: Method, styles: Sequence[Any]) -> int:
 
 def load_styles(method: Method, style: ImageInput | Sequence[ImageInput] | None,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[Tensor], int]:
-    """The style images as tensors and the number of styles the weights and masks refer to
-    (see :func:`style_count`); one image, a list, or None for trained-model methods."""
+    """The style images as tensors and the number of styles the weights and masks refer to.
+
+    See :func:`style_count`. ``style`` is one image, a list, or None for trained-model methods.
+    """
     style_list: list[ImageInput] = (
         [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style])  # type: ignore[list-item]
     count = style_count(method, style_list)
@@ -244,8 +257,9 @@ def stylize(
     overwrite: bool = False,
     **options: Any,
 ) -> Image.Image:
-    """Stylize ``content`` with one or several styles; returns an RGB PIL image (8-bit), and with
-    ``output`` also writes the result there at full precision.
+    """Stylize ``content`` with one or several styles; returns an RGB PIL image (8-bit).
+
+    With ``output`` it also writes the result there at full precision.
 
     Args:
         content: path, PIL image, ``(H, W, 3)`` uint8 (or uint16) array or ``(1, 3, H, W)`` tensor
@@ -416,8 +430,10 @@ def map_video(
     codec: str | None = None,
     audio: bool = True,
 ) -> Path:
-    """Apply ``process`` to every frame of ``source`` and write ``output`` (same frame rate, rotation,
-    colour range and audio); the one video loop of :func:`stylize_video` and :func:`translate_video`.
+    """Apply ``process`` to every frame of ``source`` and write ``output``.
+
+    The output keeps the frame rate, rotation, colour range and audio; this is the one video loop of
+    :func:`stylize_video` and :func:`translate_video`.
 
     ``process`` maps a ``(1, 3, H, W)`` frame in [0, 1] to an image tensor; with ``guided`` it also
     takes the frame's :class:`~atelier.pipelines.temporal.TemporalGuide` (None when the frame is
@@ -539,8 +555,9 @@ def translate_video(
     codec: str | None = None,
     audio: bool = True,
 ) -> Path:
-    """Translate every frame of a video with a trained CycleGAN or U-GAT-IT model (see
-    :func:`translate`); same frame rate and sound, written atomically (Ctrl-C: see :func:`map_video`).
+    """Translate every frame of a video with a trained CycleGAN or U-GAT-IT model (see :func:`translate`).
+
+    Same frame rate and sound, written atomically (Ctrl-C: see :func:`map_video`).
 
     The networks have no temporal term; with ``temporal`` (default) each translated frame is
     blended with the previous one warped by the optical flow where the flow is reliable, which

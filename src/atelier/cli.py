@@ -1,4 +1,6 @@
-"""Command-line interface: ``atelier stylize``, ``translate``, ``eval``, ``methods``, ``train``, ``batch``,
+"""Command-line interface of atelier.
+
+Commands: ``atelier stylize``, ``translate``, ``eval``, ``methods``, ``train``, ``batch``,
 ``recipe``, ``models``, ``serve``.
 
 argparse lives here only. Method options are generated from the method configs, so every
@@ -261,8 +263,10 @@ def _list_methods(name: str | None) -> int:
 
 
 def _build(args: argparse.Namespace) -> tuple[Method, str]:
-    """The method object the options describe (built once for every image or frame) and the
-    label of default output names (the model's name for trained-model methods)."""
+    """The method object the options describe (built once for every image or frame) and a label.
+
+    The label is that of default output names (the model's name for trained-model methods).
+    """
     model = getattr(args, "model", None)
     name = args.method or (method_for_model(model) if model else "gatys")
     label = Path(model).stem if model else name
@@ -405,9 +409,11 @@ def _image_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _folder_plan(source: Path, output: str | None, label: str, overwrite: bool) -> tuple[list[Path], list[Path]]:
-    """The images directly in ``source`` and their outputs ``<output folder>/<name>.png``
-    (default ``out/<folder>_<label>``); existing outputs are refused before any work unless
-    ``overwrite``."""
+    """The images directly in ``source`` and their outputs ``<output folder>/<name>.png``.
+
+    The output folder defaults to ``out/<folder>_<label>``; existing outputs are refused before any work
+    unless ``overwrite``.
+    """
     files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in SAVE_FORMATS)
     if not files:
         raise ImageError(f"{source}: no images ({', '.join(sorted(SAVE_FORMATS))}) in this folder")
@@ -424,8 +430,11 @@ def _folder_plan(source: Path, output: str | None, label: str, overwrite: bool) 
 
 
 def _run_folder(files: list[Path], outputs: list[Path], process: Callable[[Path, Path], object], quiet: bool) -> int:
-    """``process(file, output)`` every file, which writes its output; an unreadable image is
-    reported and skipped (exit status 2 at the end); Ctrl-C stops after the images done so far (130)."""
+    """``process(file, output)`` every file, which writes its output.
+
+    An unreadable image is reported and skipped (exit status 2 at the end); Ctrl-C stops after the images
+    done so far (130).
+    """
     failed = 0
     for index, (path, output) in enumerate(zip(files, outputs), start=1):
         try:
@@ -770,9 +779,11 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def _terminate_as_interrupt() -> Any:
-    """Make SIGTERM (``kill``, a job scheduler's stop) act as Ctrl-C for this command, so the
-    same cleanup runs: no ``.part`` file is left behind, checkpoints are saved. Returns the
-    previous handler (None where signals cannot be set: not the main thread)."""
+    """Make SIGTERM (``kill``, a job scheduler's stop) act as Ctrl-C for this command.
+
+    So the same cleanup runs: no ``.part`` file is left behind, checkpoints are saved. Returns the
+    previous handler (None where signals cannot be set: not the main thread).
+    """
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -68,8 +68,10 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
-    """Set Pillow's ``MAX_IMAGE_PIXELS`` to ``max_pixels`` for the block, then restore it
-    (under a lock, so concurrent opens each see their own limit)."""
+    """Set Pillow's ``MAX_IMAGE_PIXELS`` to ``max_pixels`` for the block, then restore it.
+
+    This runs under a lock, so concurrent opens each see their own limit.
+    """
     with _PILLOW_LIMIT_LOCK:
         previous = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = max_pixels
@@ -196,12 +198,12 @@ def pil_to_tensor(image: Image.Image) -> Tensor:
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What an output inherits from the content's file (see :func:`save_image`).
+    r"""What an output inherits from the content's file (see :func:`save_image`).
 
     Attributes:
         bit_depth: bits per channel that reached the tensor: 16 for 16-bit (and 32-bit integer or
             float) files read at full precision, 8 otherwise. The default bit depth of the output.
-        exif: the file's EXIF (Pillow's ``b"Exif\\0\\0"`` + TIFF form) without its orientation tag,
+        exif: the file's EXIF (Pillow's ``b"Exif\0\0"`` + TIFF form) without its orientation tag,
             since the pixels are already upright; None when the file has none.
         profile: description of the embedded ICC profile the pixels were converted from (None:
             no profile, read as sRGB).
@@ -250,8 +252,10 @@ def _exif_metadata(image: Image.Image) -> tuple[bytes | None, int]:
 
 
 def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """``(H, W, C)`` pixels turned upright by the EXIF orientation (CIPA DC-008, tag 0x0112),
-    as :func:`PIL.ImageOps.exif_transpose` does for 8-bit images."""
+    """``(H, W, C)`` pixels turned upright by the EXIF orientation (CIPA DC-008, tag 0x0112).
+
+    This is what :func:`PIL.ImageOps.exif_transpose` does for 8-bit images.
+    """
     if orientation == 2:
         return pixels[:, ::-1]
     if orientation == 3:
@@ -270,8 +274,11 @@ def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _flatten_alpha(pixels: np.ndarray) -> np.ndarray:
-    """``(H, W, C)`` float, C = 1 or 3 colour channels plus an optional alpha: composited on
-    white (as 8-bit images are) -> C = 1 or 3."""
+    """Composite ``(H, W, C)`` float pixels with an optional alpha on white.
+
+    ``(H, W, C)`` float, C = 1 or 3 colour channels plus an optional alpha: composited on white
+    (as 8-bit images are) -> C = 1 or 3.
+    """
     if pixels.shape[-1] in (2, 4):
         alpha = pixels[..., -1:]
         return pixels[..., :-1] * alpha + (1.0 - alpha)
@@ -295,8 +302,9 @@ def _png_header(path: Path) -> tuple[int, int]:
 
 
 def _read_16bit(image: Image.Image, path: Path | None, name: str) -> np.ndarray | None:
-    """The pixels of a 16-bit file as ``(H, W, C)`` uint16 (C = 1-4), or None when the file is
-    not 16-bit (or holds something other than gray/RGB, left to Pillow at 8 bits).
+    """The pixels of a 16-bit file as ``(H, W, C)`` uint16 (C = 1-4), or None.
+
+    None when the file is not 16-bit (or holds something other than gray/RGB, left to Pillow at 8 bits).
 
     Pillow keeps 16-bit gray (``I;16``) but reduces 16-bit colour to 8 bits, so colour PNGs are
     decoded by imagecodecs (libpng) and colour TIFFs by tifffile: the file is read twice
@@ -352,8 +360,10 @@ def _read_16bit(image: Image.Image, path: Path | None, name: str) -> np.ndarray 
 
 
 def _gray_levels(image: Image.Image) -> np.ndarray:
-    """``I;16``, ``I`` and ``F`` gray as float in [0, 1] from their nominal range (0-65535 for
-    ``I;16``, 0-1 for ``F``, the data range for ``I``)."""
+    """``I;16``, ``I`` and ``F`` gray as float in [0, 1] from their nominal range.
+
+    The range is 0-65535 for ``I;16``, 0-1 for ``F``, the data range for ``I``.
+    """
     array = np.asarray(image, dtype=np.float64)
     if image.mode.startswith("I;16"):
         return array / 65535.0
@@ -372,9 +382,11 @@ def _float_to_tensor(pixels: np.ndarray) -> Tensor:
 
 
 def _to_srgb(pixels: np.ndarray, icc: bytes, name: str) -> tuple[np.ndarray, str | None]:
-    """Convert ``(H, W, 1 or 3)`` float pixels described by ``icc`` to sRGB: in float for
-    matrix/TRC profiles, else through LittleCMS at 8 bits; an unusable profile is ignored (the
-    pixels are read as sRGB, as browsers do) with a warning."""
+    """Convert ``(H, W, 1 or 3)`` float pixels described by ``icc`` to sRGB.
+
+    In float for matrix/TRC profiles, else through LittleCMS at 8 bits; an unusable profile is ignored (the
+    pixels are read as sRGB, as browsers do) with a warning.
+    """
     converted = convert_to_srgb(pixels, icc)
     if converted is not None:
         return converted
@@ -389,8 +401,10 @@ def _to_srgb(pixels: np.ndarray, icc: bytes, name: str) -> tuple[np.ndarray, str
 
 
 def _decode(image: Image.Image, path: Path | None, name: str) -> tuple[Tensor, ImageInfo]:
-    """Any opened image -> upright sRGB ``(1, 3, H, W)`` float and the :class:`ImageInfo` an
-    output inherits. 8-bit files without a profile take the plain 8-bit path."""
+    """Any opened image -> upright sRGB ``(1, 3, H, W)`` float and the :class:`ImageInfo` an output inherits.
+
+    8-bit files without a profile take the plain 8-bit path.
+    """
     exif, orientation = _exif_metadata(image)
     icc = image.info.get("icc_profile") or None
     deep = _read_16bit(image, path, name)
@@ -422,8 +436,9 @@ def _decode(image: Image.Image, path: Path | None, name: str) -> tuple[Tensor, I
 def load_image(
     source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image"
 ) -> Tensor:
-    """Load a path, PIL image, ``(H, W, 3)`` uint8 (or uint16) array or tensor as ``(1, 3, H, W)``
-    in [0, 1], sRGB (see :func:`load_image_info`).
+    """Load a path, PIL image, ``(H, W, 3)`` uint8 (or uint16) array or tensor as ``(1, 3, H, W)``.
+
+    Values are in [0, 1], sRGB (see :func:`load_image_info`).
 
     Raises:
         ImageError: missing, unreadable, corrupt or unsupported input, or one without pixels.
@@ -436,8 +451,9 @@ def load_image(
 def load_image_info(
     source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image"
 ) -> tuple[Tensor, ImageInfo]:
-    """:func:`load_image` that also returns what an output inherits from the input (its bit
-    depth and EXIF), for :func:`save_image`.
+    """:func:`load_image` that also returns what an output inherits from the input.
+
+    That is its bit depth and EXIF, for :func:`save_image`.
 
     16-bit PNG and TIFF (and uint16 arrays) reach the tensor without an 8-bit step; an embedded
     ICC profile is converted to sRGB (:mod:`atelier.io.icc`); EXIF orientation is applied.
@@ -505,8 +521,10 @@ def resize_longest(image: Tensor, size: int) -> Tensor:
 
 
 def scaled_style_size(style: Tensor, output_size: tuple[int, int], style_scale: float) -> tuple[int, int]:
-    """Style size with ``style_scale**2`` times the output's pixel count, aspect kept
-    (the style scale of Gatys et al. 2017, sec. 6)."""
+    """Style size with ``style_scale**2`` times the output's pixel count, aspect kept.
+
+    This is the style scale of Gatys et al. 2017, sec. 6.
+    """
     h, w = style.shape[-2:]
     factor = style_scale * ((output_size[0] * output_size[1]) / (h * w)) ** 0.5
     return max(1, round(h * factor)), max(1, round(w * factor))
@@ -551,9 +569,11 @@ def check_bit_depth(bit_depth: object, path: str | os.PathLike | None = None) ->
 
 def check_output_path(path: str | os.PathLike, *, overwrite: bool = False, probe: bool = True,
                       bit_depth: int | None = None) -> Path:
-    """Validate an output path before any work is done: format known, no clobbering, a bit
-    depth the format can store (:func:`check_bit_depth`), and (with ``probe``) its folder
-    writable (see :func:`~atelier.io.atomic.check_writable_folder`)."""
+    """Validate an output path before any work is done.
+
+    Checks: format known, no clobbering, a bit depth the format can store (:func:`check_bit_depth`),
+    and (with ``probe``) its folder writable (see :func:`~atelier.io.atomic.check_writable_folder`).
+    """
     path = Path(path)
     if path.suffix.lower() not in SAVE_FORMATS:
         raise OptionError(
@@ -575,8 +595,10 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def _encode_png16(pixels: np.ndarray, exif: bytes | None) -> bytes:
-    """``(H, W, 3)`` uint16 -> a 16-bit RGB PNG with the sRGB profile (iCCP) and ``exif`` (eXIf),
-    ISO 15948 / PNG 3rd ed.; written here because Pillow has no 16-bit RGB mode."""
+    """``(H, W, 3)`` uint16 -> a 16-bit RGB PNG with the sRGB profile (iCCP) and ``exif`` (eXIf).
+
+    Follows ISO 15948 / PNG 3rd ed.; written here because Pillow has no 16-bit RGB mode.
+    """
     height, width, channels = pixels.shape
     rows = np.ascontiguousarray(pixels.astype(">u2")).reshape(height, width * channels).view(np.uint8)
     filtered = rows.copy()
@@ -591,8 +613,11 @@ def _encode_png16(pixels: np.ndarray, exif: bytes | None) -> bytes:
 
 
 def _write_tiff16(file: Path, pixels: np.ndarray, exif: bytes | None) -> None:
-    """``(H, W, 3)`` uint16 -> a zlib-compressed 16-bit RGB TIFF with the sRGB profile and the
-    first-IFD EXIF tags (camera, author, date; tifffile cannot write the Exif sub-IFD)."""
+    """``(H, W, 3)`` uint16 -> a zlib-compressed 16-bit RGB TIFF with the sRGB profile and EXIF.
+
+    The EXIF is written as the first-IFD EXIF tags (camera, author, date; tifffile cannot write the
+    Exif sub-IFD).
+    """
     import tifffile
 
     tags = Image.Exif()

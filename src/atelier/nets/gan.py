@@ -111,9 +111,11 @@ class ResnetGenerator(nn.Module):
 
 
 def patch_size(size: int, downsamples: int, tail: int = 2) -> int:
-    """Output side of a PatchGAN-style stack on an input side ``size``: ``downsamples`` 4x4
-    stride-2 convolutions with padding 1 (each floor-halves), then ``tail`` stride-1 4x4
-    convolutions with padding 1 (each removes one)."""
+    """Output side of a PatchGAN-style stack on an input side ``size``.
+
+    The stack is ``downsamples`` 4x4 stride-2 convolutions with padding 1 (each floor-halves), then
+    ``tail`` stride-1 4x4 convolutions with padding 1 (each removes one).
+    """
     for _ in range(downsamples):
         size //= 2
     return size - tail
@@ -154,6 +156,7 @@ class PatchDiscriminator(nn.Module):
         return size
 
     def forward(self, image: Tensor) -> Tensor:
+        """Score map ``(B, 1, h, w)`` of ``image`` in [0, 1]; refuses images smaller than :attr:`min_size`."""
         if min(image.shape[-2:]) < self.min_size:
             raise ImageTooSmallError(f"the PatchGAN with {self.layers} layers needs images of at least "
                                      f"{self.min_size} px a side, got {spatial_size(image)}")
@@ -184,6 +187,7 @@ class MultiScaleDiscriminator(nn.Module):
         self.scales = nn.ModuleList(self._nets)  # registers them; ``_nets`` is the same list, typed
 
     def forward(self, image: Tensor) -> list[Tensor]:
+        """One score map per scale, finest first; stops at the first scale whose input is too small."""
         scores = []
         for index, net in enumerate(self._nets):
             if index and min(image.shape[-2:]) < net.min_size:
@@ -194,17 +198,21 @@ class MultiScaleDiscriminator(nn.Module):
 
 
 def lsgan_loss(scores: Tensor, real: bool) -> Tensor:
-    """Least-squares GAN loss (Mao et al. 2017; CycleGAN sec. 4): mean of ``(D(x) - 1)^2`` for
-    ``real`` targets, of ``D(x)^2`` for fake ones. The generator minimises it with ``real=True``
-    on its fakes; the discriminator uses both (CycleGAN halves their sum)."""
+    """Least-squares GAN loss (Mao et al. 2017; CycleGAN sec. 4).
+
+    The mean of ``(D(x) - 1)^2`` for ``real`` targets, of ``D(x)^2`` for fake ones. The generator
+    minimises it with ``real=True`` on its fakes; the discriminator uses both (CycleGAN halves their sum).
+    """
     target = 1.0 if real else 0.0
     return F.mse_loss(scores.float(), torch.full_like(scores.float(), target))
 
 
 def log_loss(scores: Tensor, real: bool) -> Tensor:
-    """The original GAN log-loss (Goodfellow et al. 2014; sigmoid cross-entropy on the scores as
-    logits) against real or fake targets, as the collection-trained GANs of Sanakoyeu et al. 2018
-    and Kotovenko et al. 2019 use it (non-saturating for the generator with ``real=True``)."""
+    """The original GAN log-loss (Goodfellow et al. 2014) against real or fake targets.
+
+    Sigmoid cross-entropy on the scores as logits, as the collection-trained GANs of Sanakoyeu et al.
+    2018 and Kotovenko et al. 2019 use it (non-saturating for the generator with ``real=True``).
+    """
     target = torch.full_like(scores.float(), 1.0 if real else 0.0)
     return F.binary_cross_entropy_with_logits(scores.float(), target)
 
@@ -226,6 +234,7 @@ class ImagePool:
         self.images: list[Tensor] = []
 
     def __len__(self) -> int:
+        """The number of images stored in the pool."""
         return len(self.images)
 
     def query(self, images: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
-"""Style-attentional networks (Park & Lee 2019, "Arbitrary Style Transfer with Style-Attentional
-Networks", CVPR).
+"""Style-attentional networks (Park & Lee 2019).
+
+Paper: "Arbitrary Style Transfer with Style-Attentional Networks", CVPR.
 
 A SANet module (sec. 3.2, eq. 1–3) lets every content position attend over all style
 positions: with ``F̄`` the mean–variance normalised features,
@@ -44,7 +45,9 @@ class SANet(nn.Module):
     def forward(self, content: Tensor, style: Tensor, temperature: float = 1.0,
                 content_mask: Tensor | None = None) -> Tensor:
         """``content`` ``(B, C, H, W)`` with ``style`` ``(B, C, H', W')`` -> ``(B, C, H, W)``.
-        ``content_mask`` restricts the content normalisation statistics to a region."""
+
+        ``content_mask`` restricts the content normalisation statistics to a region.
+        """
         if content_mask is not None:
             content_mask = resize_mask(content_mask, spatial_size(content))
         query = self.f(instance_normalize(content, mask=content_mask))
