@@ -48,11 +48,15 @@ STYLE = DATA / "style" / "la_muse.jpg"
 #: network), "translate" (CycleGAN / U-GAT-IT model), "opt" (image optimisation).
 ROWS: dict[str, tuple[str, str]] = {
     "johnson (wave)": ("model", "wave"),
+    "multimodal (multimodal_wave)": ("model", "multimodal_wave"),
+    "style_aware (chinese_landscape)": ("model", "chinese_landscape"),
+    "disentangle (chinese_landscape_dis, average style)": ("model", "chinese_landscape_dis"),
     "adain": ("style", "adain"),
     "efdm": ("style", "efdm"),
     "wct": ("style", "wct"),
     "lst": ("style", "lst"),
     "sanet": ("style", "sanet"),
+    "iecontraast": ("style", "iecontraast"),
     "avatar": ("style", "avatar"),
     "style_swap": ("style", "style_swap"),
     "cyclegan (summer2winter)": ("translate", "summer2winter"),
@@ -74,8 +78,10 @@ class Row:
         self.style = load_image(STYLE) if kind in ("style", "opt") else None
         if kind == "translate":
             self.method: Any = Translator(name)
-        elif kind == "model":
-            self.method = build_method("johnson", {"model": name})
+        elif kind == "model":  # the method that runs the model file (johnson, multimodal, style_aware, ...)
+            from atelier.pipelines.trained import method_for_model
+
+            self.method = build_method(method_for_model(name), {"model": name})
         else:
             self.method = build_method(name, options or {})
 
