@@ -244,8 +244,9 @@ def create_app(studio: Studio | None = None, *, token: str | None = None) -> Fas
 
     @app.delete("/api/jobs/{job_id}", summary="cancel a job (gatys keeps its best image so far)")
     async def cancel(job_id: str) -> dict[str, Any]:
-        find(job_id)
-        return studio.queue.cancel(job_id).public()  # type: ignore[union-attr]
+        job = find(job_id)
+        studio.queue.cancel(job_id)
+        return job.public()
 
     @app.get("/api/jobs/{job_id}/result", summary="a finished job's image (or video)")
     async def result(job_id: str, format: Format = "png") -> Response:

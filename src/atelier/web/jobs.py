@@ -26,7 +26,7 @@ from ..errors import AtelierError
 from ..pipelines.memory import memory_budget
 from ..progress import Progress, observe
 
-__all__ = ["InsufficientMemoryError", "Job", "JobCancelledError", "JobQueue", "QueueFullError"]
+__all__ = ["InsufficientMemoryError", "Job", "JobInterrupted", "JobQueue", "QueueFullError"]
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 
@@ -39,8 +39,16 @@ class InsufficientMemoryError(AtelierError):
     """A job's memory estimate is above what is free now (HTTP 503, with the numbers)."""
 
 
-class JobCancelledError(AtelierError):
-    """The job was cancelled before it finished."""
+class JobInterrupted(KeyboardInterrupt):
+    """A cancelled run leaving its job, with its best image so far (gatys) or None.
+
+    A KeyboardInterrupt, as the progress observer's cancel is: every loop that stops cleanly on
+    Ctrl-C stops the same way on a cancel.
+    """
+
+    def __init__(self, image: Any = None) -> None:
+        super().__init__()
+        self.image = image
 
 
 @dataclass

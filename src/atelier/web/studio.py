@@ -43,7 +43,7 @@ from .forms import (
     reproduce_command,
     segmentation_from_painting,
 )
-from .jobs import Job, JobQueue
+from .jobs import Job, JobInterrupted, JobQueue
 
 __all__ = ["NotFoundError", "Studio", "StudioSettings", "Upload"]
 
@@ -121,7 +121,7 @@ class Studio:
         self.queue = JobQueue(workers=self.settings.workers, limit=self.settings.queue_limit, root=self._tmp)
         self._uploads: OrderedDict[str, Upload] = OrderedDict()
         self._uploads_lock = threading.Lock()
-        self._methods: OrderedDict[tuple, tuple[Method, threading.Lock]] = OrderedDict()
+        self._methods: OrderedDict[tuple, tuple[Any, threading.Lock]] = OrderedDict()  # methods, translators
         self._methods_lock = threading.Lock()
         self._gallery = self._scan_gallery()
 
@@ -203,6 +203,24 @@ class Studio:
             raise OptionError(f"upload {found.name!r} was not sent as a mask painting (purpose=painting)")
         return found
 
+    def image(self, upload_id: Any) -> Tensor:
+        """The uploaded image's tensor; :class:`OptionError` when the upload is not an image."""
+        tensor = self.upload(upload_id, "image").tensor
+        assert tensor is not None  # upload() checked the kind
+        return tensor
+
+    def painting(self, upload_id: Any) -> np.ndarray:
+        """The uploaded mask painting's pixels; :class:`OptionError` when it was not sent as one."""
+        painting = self.upload(upload_id, "painting").painting
+        assert painting is not None
+        return painting
+
+    def video_path(self, upload_id: Any) -> Path:
+        """The uploaded video's private file; :class:`OptionError` when the upload is not a video."""
+        path = self.upload(upload_id, "video").path
+        assert path is not None
+        return path
+
     # -- gallery -------------------------------------------------------------------------------------
     def _scan_gallery(self) -> dict[str, dict[str, Any]]:
         from ..io.images import SAVE_FORMATS
@@ -266,7 +284,7 @@ class Studio:
             raise OptionError(f"a style is 'upload:<id>' or 'gallery:<id>', got {ref!r}")
         kind, _, key = ref.partition(":")
         if kind == "upload":
-            return self.upload(key).tensor  # type: ignore[return-value]
+            return self.image(key)
         if kind == "gallery":
             entry = self._gallery.get(key)
             if entry is None:
@@ -371,9 +389,7 @@ class Studio:
                                         progress=False)
             image = result.image.detach().float().cpu()  # kept at full precision for 16-bit downloads
             if result.interrupted:
-                stop = KeyboardInterrupt()
-                stop.image = image  # type: ignore[attr-defined]
-                raise stop
+                raise JobInterrupted(image)
             return image
 
         files: dict[str, bytes] = {}
@@ -420,7 +436,7 @@ class Studio:
         key = ("translate", model)
         with self._methods_lock:
             if key not in self._methods:
-                self._methods[key] = (Translator(model), threading.Lock())  # type: ignore[assignment]
+                self._methods[key] = (Translator(model), threading.Lock())
             return self._methods[key]
 
     def submit_video(self, request: dict[str, Any]) -> Job:
@@ -434,6 +450,7 @@ class Studio:
         cls = get_method(name)
         options = check_options(name, request.get("options") or {}, self.models())
         video = self.upload(request.get("content"), kind="video")
+        video_file = self.video_path(video.id)
         styles = [self.style_tensor(ref) for ref in request.get("styles") or []]
         if cls.uses_style_images and not styles:
             raise OptionError(f"method {name!r} needs at least one style; pick one from the gallery or upload one")
@@ -453,7 +470,7 @@ class Studio:
 
             with lock:
                 method.config = cls.Config.from_dict(options, method=name)
-                return map_video(video.path, stylize_frame, output=output, size=size,  # type: ignore[arg-type]
+                return map_video(video_file, stylize_frame, output=output, size=size,
                                  max_pixels=self.settings.max_pixels, progress=False)
 
         command = reproduce_command(method=name, options=options, content=video.name, style_weights=weights,
@@ -491,7 +508,7 @@ class Studio:
             raise OptionError(f"painted regions match one style image, got {styles}")
         if request.get("options", {}).get("auto_masks"):
             raise OptionError("give either painted regions or auto_masks, not both")
-        content, style = (segmentation_from_painting(self.upload(g, "painting").painting) for g in given)  # type: ignore
+        content, style = (segmentation_from_painting(self.painting(g)) for g in given)
         return content, style
 
     def _masks(self, request: dict[str, Any], count: int, size: tuple[int, int]) -> Tensor | None:
@@ -499,12 +516,12 @@ class Studio:
         if painting is not None and masks is not None:
             raise MaskError("give either a mask painting or masks, not both")
         if painting is not None:
-            arrays = list(masks_from_painting(self.upload(painting, "painting").painting, count))  # type: ignore
+            arrays = list(masks_from_painting(self.painting(painting), count))
             return load_masks(arrays, count=count, size=size)
         if masks is not None:
             if not isinstance(masks, list):
                 raise MaskError("masks must be a list of upload ids, one grayscale image per style")
-            return load_masks([self.upload(m).tensor for m in masks], count=count, size=size)  # type: ignore
+            return load_masks([self.image(m) for m in masks], count=count, size=size)
         return None
 
     def close(self) -> None:
