@@ -44,13 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ImageTooLargeError, OptionError
+from ..errors import OptionError
 from ..io.images import resize_longest
 from ..nets.disentangle import DisentangledGenerator
 from ..nets.gan import PatchDiscriminator, log_loss
 from ..options import MethodConfig, option
 from ..pipelines.base import StylizeResult, register
-from ..pipelines.feedforward import memory_budget
+from ..pipelines.memory import check_fits
 from ..pipelines.trained import TrainedNetworkMethod, load_trained
 from ..train.data import MIN_COLLECTION_IMAGES
 from ..train.task import Phase, TrainingTask, register_task
@@ -292,9 +292,7 @@ class Disentangle(TrainedNetworkMethod[DisentangledGenerator]):
         net = self.network
         height, width = content.shape[-2:]
         need = height * width * 4 * (2 * net.width + 6)  # float32 maps at full resolution (as style_aware)
-        if need > memory_budget():
-            raise ImageTooLargeError(f"{width}x{height} px needs about {need / 2**30:.1f} GiB for this network, "
-                                     "above the memory available; use a smaller --size (or set ATELIER_MEMORY_GB)")
+        check_fits(need, width=width, height=height, what="this network")
         code = self.style_code(styles, style_weights, device)
         with torch.no_grad():
             output = net.to(device)(content.to(device).float(), code).float()

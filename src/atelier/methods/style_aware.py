@@ -44,12 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ImageTooLargeError, OptionError
+from ..errors import OptionError
 from ..nets.gan import PatchDiscriminator, log_loss
 from ..nets.style_aware import StyleAwareGenerator
 from ..options import MethodConfig, option
 from ..pipelines.base import StylizeResult, register
-from ..pipelines.feedforward import memory_budget
+from ..pipelines.memory import check_fits
 from ..pipelines.trained import TrainedNetworkMethod, load_trained
 from ..train.data import MIN_COLLECTION_IMAGES
 from ..train.task import Phase, TrainingTask, register_task
@@ -250,11 +250,7 @@ class StyleAware(TrainedNetworkMethod[StyleAwareGenerator]):
         # Live float32 maps at full resolution: the input, two of `width` channels (a convolution's
         # input and output after the last upsampling), the output; deeper stages are smaller.
         need = height * width * 4 * (2 * self.network.width + 6)
-        budget = memory_budget()
-        if need > budget:
-            raise ImageTooLargeError(
-                f"{width}x{height} px needs about {need / 2**30:.1f} GiB for this generator, above the "
-                f"{budget / 2**30:.1f} GiB available; use a smaller --size (or set ATELIER_MEMORY_GB)")
+        check_fits(need, width=width, height=height, what="this generator")
 
     def stylize(self, content: Tensor, styles: Sequence[Tensor], *, style_weights: Sequence[float],
                 masks: Tensor | None = None, device: str = "cpu", progress: bool = True,
