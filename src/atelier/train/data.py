@@ -23,7 +23,7 @@ from torch import Tensor
 from ..errors import AtelierError
 
 __all__ = ["IMAGE_SUFFIXES", "MIN_COLLECTION_IMAGES", "DatasetError", "ImageFolder", "ImageSource", "SourceFactory",
-           "collection_files", "crop_box", "random_resized_crop"]
+           "collection_files", "crop_box", "folder_images", "random_resized_crop"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -62,6 +62,11 @@ def _list_file_entries(listing: Path) -> list[Path]:
     return files
 
 
+def folder_images(root: Path) -> list[Path]:
+    """The image files below the folder ``root`` (recursive), sorted: the one order every reader uses."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def collection_files(root: str | Path, *, what: str = "images", minimum: int = 1) -> list[Path]:
     """The image files of a collection: a folder (recursive) or a text list of files.
 
@@ -84,7 +89,7 @@ def collection_files(root: str | Path, *, what: str = "images", minimum: int = 1
             raise DatasetError(f"{root}: {len(unreadable)} of {len(files)} listed {what} are not readable images "
                                f"(first: {unreadable[0]}); remove them from the list")
     elif root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = folder_images(root)
     else:
         raise DatasetError(f"{root}: no such folder or list of {what}; give a folder of images or a text file "
                            "listing one image per line")
@@ -180,7 +185,7 @@ class ImageFolder:
         if not self.root.exists():
             raise DatasetError(f"{self.root}: no such folder of {what}; set the path in the training config")
         if self.root.is_dir():
-            self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            self.files = folder_images(self.root)
             if not self.files:
                 raise DatasetError(f"{self.root}: no images ({', '.join(IMAGE_SUFFIXES)}) found for {what}")
         self.files = collection_files(self.root, what=what, minimum=minimum)

@@ -40,7 +40,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from ..io.atomic import atomic_path
-from .data import IMAGE_SUFFIXES, DatasetError, collection_files, crop_box
+from .data import IMAGE_SUFFIXES, DatasetError, collection_files, crop_box, folder_images
 
 __all__ = [
     "PACK_FORMAT",
@@ -74,7 +74,7 @@ def list_images(root: str | Path) -> list[Path]:
         return collection_files(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder of images")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return folder_images(root)
 
 
 def square_jpeg(path: str | Path, side: int, quality: int = 90) -> tuple[bytes, int] | None:
