@@ -29,7 +29,9 @@ The metrics, per row (``report.json`` holds every per-pair value too):
 * **seconds per image**: wall time of the stylize call (``atelier.api.stylize_tensor`` on the
   content already loaded and resized; the style is given as a fresh tensor each time, so it is
   encoded every time as in a one-off call), median over the row's pairs after the first (which
-  also loads the networks; its time is kept as ``first_seconds``).
+  also loads the networks; its time is kept as ``first_seconds``); **CPU seconds per image**: the
+  same in ``time.process_time`` (every thread of the process), the fairer comparison on a machine
+  other jobs load.
 * **peak memory**: the highest resident set size sampled every 5 ms during the row's stylize
   calls, minus the resident size just before the row's first call (so the method's own weights
   count; the VGG-19 encoder of the metrics is loaded before any row, so a method sharing it does
@@ -105,6 +107,7 @@ class PairResult:
     content: str
     style: str
     seconds: float | None = None
+    cpu_seconds: float | None = None
     ssim: float | None = None
     grid: float | None = None
     style_ratio: float | None = None
@@ -186,12 +189,18 @@ class RowResult:
         times = [p.seconds for p in self.done if p.seconds is not None]
         return _median(times[1:] or times)
 
+    @property
+    def cpu_seconds(self) -> float | None:
+        """Median CPU seconds per image (all threads of the process) over the pairs after the first."""
+        times = [p.cpu_seconds for p in self.done if p.cpu_seconds is not None]
+        return _median(times[1:] or times)
+
     def summary(self) -> dict[str, Any]:
         """The row's pair counts and aggregate metrics as a plain dict."""
         return {"pairs_done": len(self.done), "pairs_failed": len(self.failed), "pairs_planned": self.planned,
                 "style_top1": self.style_top1, "blind_bound": self.blind_bound, "style_ratio": self.style_ratio,
                 "ssim_mean": self.ssim_mean, "ssim_median": self.ssim_median, "grid": self.grid,
-                "seconds": self.seconds,
+                "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
                 "first_seconds": self.first_seconds, "peak_memory_mb": self.peak_memory_mb}
 
     def to_dict(self) -> dict[str, Any]:
@@ -235,8 +244,8 @@ class EvalReport:
     def table(self) -> list[str]:
         """The Markdown table: one line per row."""
         lines = ["| name | kind | pairs | style top-1 ↑ (style-blind ≤) | style ratio ↓ | SSIM mean ↑ | "
-                 "SSIM median ↑ | grid 8 px ↓ | s/image ↓ | peak MB ↓ | sheet |",
-                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                 "SSIM median ↑ | grid 8 px ↓ | s/image ↓ | CPU s/image ↓ | peak MB ↓ | sheet |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for row in self.rows:
             top1 = _fmt(row.style_top1, ".2f")
             if row.blind_bound is not None:
@@ -245,7 +254,8 @@ class EvalReport:
             sheet = f"[{row.sheet}]({row.sheet})" if row.sheet else "-"
             lines.append(f"| {row.name} | {row.kind} | {pairs} | {top1} | {_fmt(row.style_ratio, '.3f')} | "
                          f"{_fmt(row.ssim_mean, '.3f')} | {_fmt(row.ssim_median, '.3f')} | {_fmt(row.grid, '.3f')} | "
-                         f"{_fmt(row.seconds, '.3f')} | {_fmt(row.peak_memory_mb, '.0f')} | {sheet} |")
+                         f"{_fmt(row.seconds, '.3f')} | {_fmt(row.cpu_seconds, '.3f')} | "
+                         f"{_fmt(row.peak_memory_mb, '.0f')} | {sheet} |")
         return lines
 
     def to_markdown(self) -> str:
@@ -270,6 +280,8 @@ class EvalReport:
             "- grid 8 px: median share of the outputs' fine detail that repeats with an 8 px period (a relu4_1 "
             "decoder's stride grid; photos score about 0.05-0.1, a visible grid 0.2-0.3).",
             "- s/image: median wall time of one stylization after the row's first (which loads the weights); "
+            "CPU s/image: the same in CPU time of the process (all its threads: on a busy machine the fairer "
+            "comparison, with one thread per run); "
             "peak MB: highest resident memory during the row's stylizations above the level before them.",
         ]
         return "\n".join([*head, *self.table(), *notes, *definitions]) + "\n"
@@ -748,10 +760,11 @@ class _Runner:
                     memory = _PeakRss()
                     _trim_heap()
                     try:
-                        start = time.perf_counter()
+                        start, cpu_start = time.perf_counter(), time.process_time()
                         with memory:
                             output = row.run(content, style)
                         pair.seconds = time.perf_counter() - start
+                        pair.cpu_seconds = time.process_time() - cpu_start
                     except Exception as error:  # a failing pair is reported; the others still run
                         pair.error = (f"{type(error).__name__}: {error}".splitlines() or ["?"])[0]
                         sheet.place(None, i + 1, j + 1)
