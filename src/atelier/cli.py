@@ -25,7 +25,15 @@ from .api import PRESERVE_COLOR, StylizationInterrupted, load_styles, stylize, s
 from .errors import AtelierError, ImageError, OptionError, OutputExistsError
 from .eval.peers import PEERS
 from .io.atomic import check_writable_folder
-from .io.images import BIT_DEPTHS, DEFAULT_MAX_PIXELS, SAVE_FORMATS, check_output_path, save_image
+from .io.images import (
+    BIT_DEPTHS,
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    SAVE_FORMATS,
+    check_output_path,
+    image_files,
+    save_image,
+)
 from .io.video import CODECS, DEFAULT_CRF, VIDEO_SUFFIXES, VideoInterrupted, is_video
 from .methods import Method, available_methods, get_method
 from .pipelines.trained import holds_styles, method_for_model
@@ -415,9 +423,9 @@ def _folder_plan(source: Path, output: str | None, label: str, overwrite: bool) 
     The output folder defaults to ``out/<folder>_<label>``; existing outputs are refused before any work
     unless ``overwrite``.
     """
-    files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in SAVE_FORMATS)
+    files = image_files(source)
     if not files:
-        raise ImageError(f"{source}: no images ({', '.join(sorted(SAVE_FORMATS))}) in this folder")
+        raise ImageError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     folder = Path(output or Path("out") / f"{source.name}_{label}")
     if folder.suffix.lower() in SAVE_FORMATS or folder.is_file():
         raise OptionError(f"{folder}: for a folder of images the output must be a folder")

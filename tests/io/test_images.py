@@ -181,3 +181,17 @@ def test_truncated_tiff_is_an_image_error_without_a_warning(tmp_path):
         warnings.simplefilter("error")  # Pillow's "Truncated File Read" must not reach the user
         with pytest.raises(ImageError, match="truncated"):
             load_image(path)
+
+
+def test_image_files_lists_images_flat_or_recursive_and_skips_hidden_and_other_files(tmp_path):
+    from atelier.io.images import image_files
+
+    for name in ["b.JPG", "a.png", "notes.txt", ".c.png", "sub/d.tif", ".cache/e.png", "sub/.f.webp"]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    (tmp_path / "folder.png").mkdir()  # a folder with an image suffix is not a file
+    assert [p.relative_to(tmp_path).as_posix() for p in image_files(tmp_path)] == ["a.png", "b.JPG"]
+    assert [p.relative_to(tmp_path).as_posix() for p in image_files(tmp_path, recursive=True)] == \
+        ["a.png", "b.JPG", "sub/d.tif"]
+    assert image_files(tmp_path / "missing") == []

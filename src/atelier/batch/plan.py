@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ImageError, OptionError
-from ..io.images import SAVE_FORMATS
+from ..io.images import IMAGE_SUFFIXES, SAVE_FORMATS, image_files
 
 __all__ = ["ASSIGNMENTS", "MANIFEST", "Job", "Manifest", "job_seed", "list_images", "plan_jobs"]
 
@@ -32,8 +32,6 @@ __all__ = ["ASSIGNMENTS", "MANIFEST", "Job", "Manifest", "job_seed", "list_image
 ASSIGNMENTS = ("random", "cycle", "all")
 #: The manifest's name in the output folder.
 MANIFEST = "manifest.jsonl"
-#: Input suffixes read (the formats atelier writes; any of them is also readable).
-INPUT_SUFFIXES = tuple(sorted(SAVE_FORMATS))
 
 
 @dataclass(frozen=True)
@@ -66,16 +64,10 @@ def list_images(folder: str | os.PathLike, what: str) -> list[str]:
     root = Path(folder)
     if not root.is_dir():
         raise ImageError(f"{root}: no such folder of {what}; give a folder of images")
-    found = []
-    for path in root.rglob("*"):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.suffix.lower() in INPUT_SUFFIXES and path.is_file():
-            found.append(relative.as_posix())
+    found = [path.relative_to(root).as_posix() for path in image_files(root, recursive=True)]
     if not found:
-        raise ImageError(f"{root}: no images ({', '.join(INPUT_SUFFIXES)}) below this folder of {what}")
-    return sorted(found)
+        raise ImageError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) below this folder of {what}")
+    return found
 
 
 def job_seed(seed: int, name: str) -> int:

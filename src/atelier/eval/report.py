@@ -68,7 +68,15 @@ from ..devices import resolve_device
 from ..encoders.vgg import VGGEncoder
 from ..errors import AtelierError, ImageError, OptionError, UnknownNameError, suggest
 from ..io.atomic import atomic_path, check_writable_folder
-from ..io.images import SAVE_FORMATS, load_image, resize_longest, resize_to, save_image, tensor_to_pil
+from ..io.images import (
+    IMAGE_SUFFIXES,
+    image_files,
+    load_image,
+    resize_longest,
+    resize_to,
+    save_image,
+    tensor_to_pil,
+)
 from ..methods import Method
 from ..ops.layout import spatial_size
 from ..pipelines.trained import holds_styles, method_for_model
@@ -512,9 +520,9 @@ def _image_files(source: str | os.PathLike | Sequence[str | os.PathLike] | None,
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SAVE_FORMATS)
+            found = image_files(path)
             if not found:
-                notes.append(f"{what} {path}: no images ({', '.join(sorted(SAVE_FORMATS))}) in this folder")
+                notes.append(f"{what} {path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
             files += found
         elif path.is_file():
             files.append(path)

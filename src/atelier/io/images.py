@@ -39,10 +39,12 @@ from .icc import convert_to_srgb, lcms_to_srgb, srgb_profile_bytes
 __all__ = [
     "BIT_DEPTHS",
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
     "ImageInfo",
     "ImageInput",
     "check_bit_depth",
     "check_output_path",
+    "image_files",
     "load_image",
     "load_image_info",
     "resize_longest",
@@ -61,6 +63,25 @@ ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, Tensor]  # noqa: U
 
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
                 ".tif": "TIFF", ".tiff": "TIFF"}
+#: Suffixes of the files taken from a folder of images: every format atelier writes (and reads).
+IMAGE_SUFFIXES = tuple(sorted(SAVE_FORMATS))
+
+
+def image_files(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
+    """The image files in ``folder`` (below it with ``recursive``), sorted by path.
+
+    The one folder listing of the package (stylize and batch inputs, eval styles, training
+    folders and collections): hidden files and folders (``.name``, such as ``.ipynb_checkpoints``
+    or macOS's ``._`` files) are skipped, and so is anything whose suffix is not in
+    :data:`IMAGE_SUFFIXES`. A missing folder lists nothing; callers say what was expected.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    return sorted(p for p in candidates
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 _PILLOW_LIMIT_LOCK = threading.Lock()

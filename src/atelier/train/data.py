@@ -21,12 +21,10 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from ..errors import AtelierError
+from ..io.images import IMAGE_SUFFIXES, image_files
 
 __all__ = ["IMAGE_SUFFIXES", "MIN_COLLECTION_IMAGES", "DatasetError", "ImageFolder", "ImageSource", "SourceFactory",
            "collection_files", "crop_box", "folder_images", "random_resized_crop"]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
 
 class DatasetError(AtelierError):
     """A training folder is missing, empty, or has too few readable images."""
@@ -64,7 +62,7 @@ def _list_file_entries(listing: Path) -> list[Path]:
 
 def folder_images(root: Path) -> list[Path]:
     """The image files below the folder ``root`` (recursive), sorted: the one order every reader uses."""
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return image_files(root, recursive=True)
 
 
 def collection_files(root: str | Path, *, what: str = "images", minimum: int = 1) -> list[Path]:
