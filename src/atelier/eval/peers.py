@@ -147,7 +147,7 @@ class PastichePeer(Peer):
             raise PeerUnavailable(f"pastiche: not run: it failed here ({type(error).__name__}: {error})") from None
         return (f"pastiche {pastiche.__version__} (torch {torch.__version__}, CPU, {threads} threads): "
                 f"PasticheArtist at its defaults, {self.iterations} single-scale L-BFGS iterations, "
-                "its bundled VGG-19 (loaded on each call)")
+                "its bundled VGG-19 decoded once per run")
 
     def stylize(self, content: Tensor, style: Tensor, size: int) -> Tensor:
         """``self.iterations`` L-BFGS steps from the content, at longest side ``size``."""
