@@ -172,7 +172,6 @@ class PastichePeer(Peer):
             image[channel] += mean
         return (image[[2, 1, 0]].round().clamp(0, 255) / 255)[None]
 
-
     @contextlib.contextmanager
     def _decoded_once(self) -> Iterator[None]:
         """Let ``PasticheArtist`` reuse the VGG-19 it decoded on the first call.
