@@ -53,7 +53,8 @@ from ..progress import Progress
 from ..train.data import IMAGE_SUFFIXES, MIN_COLLECTION_IMAGES, DatasetError, ImageFolder, collection_files
 from .domain import DOMAIN_LAYERS, DomainJudge
 
-__all__ = ["DeceptionReport", "StyleClassifier", "deception_report", "find_collections"]
+__all__ = ["CLASSIFIER_LAYERS", "PHOTO", "DeceptionReport", "StyleClassifier", "centre_square", "deception_report",
+           "find_collections", "photo_class"]
 
 
 def find_collections(root: str | os.PathLike) -> tuple[dict[str, list[Path]], list[str]]:
