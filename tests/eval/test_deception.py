@@ -138,7 +138,9 @@ def test_report_with_photo_class_and_control(tmp_path, tiny_encoder, monkeypatch
     model = tmp_path / "stripes_model.safetensors"
     save_file(StyleAwareGenerator(width=2, blocks=0).state_dict(), str(model),
               metadata={"task": "style_aware", "collection": "stripes", "width": "2", "blocks": "0"})
-    report = deception_report(collections, contents, photos=photos, models=[str(model)], methods=[],
+    listed = tmp_path / "contents.txt"  # --contents may be a text list, as the collections are
+    listed.write_text("\n".join(str(p) for p in sorted(contents.rglob("img*"))))
+    report = deception_report(collections, listed, photos=photos, models=[str(model)], methods=[],
                               control="gatys:iterations=1,scales=1", size=48, per_genre=10, classifier_size=32,
                               layers=DOMAIN_LAYERS, output=tmp_path / "report", progress=False, encoder=tiny_encoder)
     assert report.genres == ["smooth", "stripes", PHOTO] and report.counts[PHOTO] == 10

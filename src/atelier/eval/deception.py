@@ -3,28 +3,29 @@
 Sanakoyeu, Kotovenko, Lang & Ommer 2018, "A Style-Aware Content Loss for Real-time HD Style
 Transfer" (ECCV), sec. 4.1 and 5.2: a network trained to tell artists apart classifies stylized
 photos, and the *deception rate* is the share it assigns to the artist whose style was the target.
-Their classifier (a VGG-16 on 624 artists of Wikiart) has, as the paper describes it, no class for photos: with that
-many artists, a photo-like output is spread over all of them. Ours has only the few genres of one
-folder of collections, and without a photo class a K-way classifier must call *every* image one of
-the K genres: untouched photos already scored 50% "chinese_landscape", and every stylization,
-whatever its painting, scored 100%, so the rate saturated and could not rank methods. We therefore
-add a **photo class** (photos disjoint from the ones being stylized): an output that still looks
-like a photo is counted as not deceiving, and the deception rate is the share assigned to the
-target among ``{genres ..., photo}``.
+Their classifier (a VGG-16 on 624 artists of Wikiart) has, as the paper describes it, no class for
+photos: with that many artists, a photo-like output is spread over all of them. Ours has only the
+few genres of one folder of collections, and without a photo class a K-way classifier must call
+*every* image one of the K genres: untouched photos already scored 50% "chinese_landscape", and
+every stylization scored 100%, so the rate saturated and could not rank methods. We therefore add a
+**photo class** (photos disjoint from the ones being stylized): an output that still looks like a
+photo is counted as not deceiving, and the deception rate is the share assigned to the target
+among ``{genres ..., photo}``.
 
 The classifier is small (frozen features, a linear head): multinomial logistic regression on the
 per-channel mean and standard deviation of VGG-19 relu1_1 ... relu5_1, fitted on centre squares of
 the collections and the photos. relu5_1 joins the four layers of
 :class:`atelier.eval.domain.DomainJudge` because it raised the photo class's held-out recall on the
-shared collections (80% -> 85-90%); Gram matrices of relu1_1/relu2_1 and other L2 strengths did not
-help (see docs/BENCHMARKS.md). A temperature fitted on the held-out fifth (Guo et al. 2017,
+shared collections (80-85% -> 85-90%); Gram matrices of relu1_1/relu2_1, log-std features and other
+L2 strengths did not help (see docs/BENCHMARKS.md). A temperature fitted on the held-out fifth (Guo et al. 2017,
 "On Calibration of Modern Neural Networks", sec. 4.2) makes the mean probability of the target a
 second, softer number that still ranks outputs when the hard rates tie.
 
 Two rows guard the reading. Untouched photos give the floor. A *control*, AdaIN given one painting
 of each *other* genre, tells whether the classifier reads the genre or merely "is it stylized?":
-its share labelled as the target should stay near the floor. Gatys and AdaIN given *one* painting
-of the genre show what a single example conveys of a whole collection.
+its share labelled as the target should stay near the floor (it does for the most typical
+paintings the report picks; not for every painting: see docs/BENCHMARKS.md). Gatys and AdaIN given
+*one* painting of the genre show what a single example conveys of a whole collection.
 
 ``atelier eval --collections DIR --photos PHOTOS --contents PHOTOS2 --models chinese_landscape
 kaokore [--methods gatys adain] -o REPORT_DIR`` runs it (:func:`deception_report`).
