@@ -405,8 +405,10 @@ def deception_report(
     photo_images = [resize_longest(load_image(p), size) for p in contents_files]
     wanted = sorted(set(targets.values()))
 
-    def score(row: str, outputs: list[Tensor], genres: Sequence[str]) -> None:
-        features = torch.cat([classifier.features(centre_square(o).to(device)) for o in outputs]).cpu()
+    def features_of(outputs: list[Tensor]) -> Tensor:
+        return torch.cat([classifier.features(centre_square(o).to(device)) for o in outputs]).cpu()
+
+    def score(row: str, features: Tensor, genres: Sequence[str]) -> None:
         labels = classifier.classify(features)
         probability = classifier.probabilities(features)
         for genre in genres:
@@ -417,7 +419,7 @@ def deception_report(
             report.labels.setdefault(row, {})[genre] = {c: float(counts[i]) for i, c in enumerate(classes)
                                                         if counts[i] > 0}
 
-    score("photos (untouched)", photo_images, wanted)
+    score("photos (untouched)", features_of(photo_images), wanted)
     # The one painting per genre: the genre's most typical to the classifier (largest margin of its
     # logit over the others), so Gatys and AdaIN get the clearest single example the collection has;
     # the control gets the same choice for the other genres.
@@ -442,7 +444,7 @@ def deception_report(
                                           model=model).image)
             done += 1
             bar.update(done)
-        score(f"{Path(model).stem} (model)", outputs, [genre])
+        score(f"{Path(model).stem} (model)", features_of(outputs), [genre])
     report.notes.append(
         f"{len(photo_images)} photos at {size} px; classifier on {classifier_size} px centre squares over "
         f"{len(classes)} classes ({per_genre} images each at most, every 5th held out): accuracy "
@@ -457,7 +459,8 @@ def deception_report(
                             + (f" ({left_out} left out: they are being stylized)" if left_out else ""))
     if output is not None:  # the report so far after every row: a long run stopped early keeps its rows
         _write(report, Path(output))
-    cache: dict[tuple[str, str], list[Tensor]] = {}
+    # Features, not images, are kept for the control: bounded memory at any --size.
+    cache: dict[tuple[str, str], Tensor] = {}
     for spec, genre in runs:
         outputs = []
         for photo in photo_images:
@@ -468,22 +471,19 @@ def deception_report(
             outputs.append(result.image)
             done += 1
             bar.update(done)
-        cache[spec.label, genre] = outputs
+        cache[spec.label, genre] = features_of(outputs)
         if genre in wanted and spec in specs:
-            score(f"{spec.label} (one painting)", outputs, [genre])
+            score(f"{spec.label} (one painting)", cache[spec.label, genre], [genre])
             if output is not None:
                 _write(report, Path(output))
     if control_spec is not None:
         row = f"{control_spec.label}, one painting of another genre (control)"
         for genre in wanted:
             others = [g for g in painting_genres if g != genre]
-            pooled = [image for other in others for image in cache[control_spec.label, other]]
-            score(row, pooled, [genre])
+            score(row, torch.cat([cache[control_spec.label, other] for other in others]), [genre])
             target = classes.index(genre)
             for other in others:
-                features = torch.cat([classifier.features(centre_square(o).to(device))
-                                      for o in cache[control_spec.label, other]]).cpu()
-                labels = classifier.classify(features)
+                labels = classifier.classify(cache[control_spec.label, other])
                 report.controls.setdefault(genre, {})[other] = {
                     "as_target": float((labels == target).float().mean()),
                     "as_own_genre": float((labels == classes.index(other)).float().mean())}
