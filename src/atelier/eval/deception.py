@@ -49,7 +49,7 @@ from torch import Tensor
 from ..encoders.vgg import VGGEncoder
 from ..errors import OptionError
 from ..io.atomic import atomic_path, check_writable_folder
-from ..io.images import load_image, resize_longest
+from ..io.images import image_files, load_image, resize_longest
 from ..progress import Progress
 from ..train.data import IMAGE_SUFFIXES, MIN_COLLECTION_IMAGES, DatasetError, ImageFolder, collection_files
 from .domain import DOMAIN_LAYERS, DomainJudge
@@ -259,7 +259,7 @@ def _photos(contents: str | os.PathLike) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise DatasetError(f"{path}: no such photo or folder of photos")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(path)
     if not files:
         raise DatasetError(f"{path}: no photos ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     return files
