@@ -171,7 +171,8 @@ def test_bad_photo_class_and_collections_give_one_line(tmp_path, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "ink.txt").write_text("missing.jpg\n" * MIN_COLLECTION_IMAGES)
-    cases.append(([*base[:2], str(broken), *base[3:]], "do not exist"))
+    cases.append(([*base[:2], str(broken), *base[3:]], "do not exist"))  # a list naming missing paintings
+    cases.append(([*base[:2], str(tmp_path / "no_collections"), *base[3:]], "no such folder of collections"))
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
