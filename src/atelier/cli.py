@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "the collections in DIR (text lists or image folders), then report the share of "
                                  "--contents stylized by each collection --models network, and by --methods (default "
                                  "gatys adain) given one painting of its genre, classified as that genre")
+    evaluation.add_argument("--photos", default=None, metavar="DIR",
+                            help="with --collections: photos (not the --contents) for the classifier's photo class, "
+                                 "so that outputs still looking like photos do not count, e.g. ../shared/train/content")
 
     listing = commands.add_parser("methods", help="list methods and their options")
     listing.add_argument("name", nargs="?", help="show only this method")
@@ -522,7 +525,9 @@ def _eval(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         if not sep or not key.strip():
             raise OptionError(f"--method-option takes KEY=VALUE, got {item!r}")
         options[key.strip().replace("-", "_")] = value
-    for flag in ("contents", "styles"):
+    if args.photos is not None and args.collections is None:
+        raise OptionError("--photos is the photo class of the deception rate: use it with --collections DIR")
+    for flag in ("contents", "styles", "photos"):
         path = getattr(args, flag)
         if path is not None and not Path(path).exists():
             raise ImageError(f"--{flag} {path}: no such file or folder")
@@ -553,8 +558,9 @@ def _deception(args: argparse.Namespace, options: dict[str, Any]) -> int:
     if options:  # --method-option applies to every method spec that takes it
         methods = [m + (":" if ":" not in m else ",") + ",".join(f"{k}={v}" for k, v in options.items())
                    for m in methods]
-    report = deception_report(args.collections, args.contents, models=args.models, methods=methods,
-                              size=args.size, output=args.output, device=args.device, progress=not args.quiet)
+    report = deception_report(args.collections, args.contents, photos=args.photos, models=args.models,
+                              methods=methods, size=args.size, output=args.output, device=args.device,
+                              progress=not args.quiet)
     if not args.quiet:
         print("\n".join(report.table()))
         for note in report.notes:
