@@ -55,7 +55,7 @@ from torch import Tensor, nn
 
 from ..errors import OptionError
 from ..io.images import resize_longest
-from ..nets.disentangle import DisentangledGenerator
+from ..nets.disentangle import DisentangledGenerator, unit_code
 from ..nets.gan import PatchDiscriminator, log_loss
 from ..options import MethodConfig, option
 from ..pipelines.base import StylizeResult, register
@@ -220,7 +220,8 @@ class DisentangleTraining(TrainingTask[nn.ModuleDict]):
         opts = self.options
         g = _generator(model)
         size = photo.shape[-2:]
-        code = g.style(painting)  # s_i: unit codes, gradients flow into the style encoder from every term
+        raw = g.style_encoder.raw(painting)
+        code = unit_code(raw - g.style_encoder.center)  # s_i = E_s(p_i); gradients reach E_s from every term
         other = code.roll(1, dims=0)  # s'_i = s_{i-1}: another painting's code
         content = g.content(photo)
         stylized = g.decode(content, code)[..., :size[0], :size[1]]  # G(x_i, s_i)
@@ -234,6 +235,7 @@ class DisentangleTraining(TrainingTask[nn.ModuleDict]):
         context["stylized"] = stylized.detach()
         with torch.no_grad():  # the collection's average style, for stylizing without --style
             g.average_code.mul_(AVERAGE_MOMENTUM).add_((1 - AVERAGE_MOMENTUM) * code.float().mean(0))
+        g.style_encoder.follow(raw)  # after every code of this step: they all share one centre
         return {
             "g_adv": opts.adversarial_weight * log_loss(model["d"](stylized), True),
             "reconstruction": opts.reconstruction_weight * F.l1_loss(rebuilt.float(), painting.float()),

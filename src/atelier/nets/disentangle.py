@@ -53,7 +53,7 @@ class StyleEncoder(nn.Module):
     :func:`unit_code`.
     """
 
-    center: Tensor  # a buffer: the running mean of the raw codes, subtracted before the sphere
+    center: Tensor  # a buffer: the running mean of the paintings' raw codes, subtracted before the sphere
 
     #: Weight of the newest batch in the running mean of raw codes (a fast one: the mean only has
     #: to follow the encoder's slow drift).
@@ -70,21 +70,32 @@ class StyleEncoder(nn.Module):
         self.head = nn.Linear(channels, code_dim)
         self.register_buffer("center", torch.zeros(code_dim))
 
-    def forward(self, image: Tensor) -> Tensor:
-        """The unit style code ``(B, code_dim)`` of ``image`` ``(B, 3, H, W)``.
+    def raw(self, image: Tensor) -> Tensor:
+        """The uncentred code ``(B, code_dim)`` of ``image`` ``(B, 3, H, W)`` (pooled features, linear layer)."""
+        return self.head(self.body(to_signed(image)).mean(dim=(2, 3)))
 
-        The raw code minus the running mean of raw codes, on the sphere. Why centred: globally
-        pooled features of every image share one large component (measured at init: codes of
-        ten paintings 0.03 apart on the sphere, for 2 possible), so unit codes would start all
-        alike, and the fixpoint triplet loss, whose pulls and pushes then cancel over a batch,
-        would not separate them. The mean is updated in training mode only (a buffer, saved
-        with the weights), so inference is deterministic.
+    def forward(self, image: Tensor) -> Tensor:
+        """The unit style code ``(B, code_dim)`` of ``image``: its raw code minus :attr:`center`, on the sphere.
+
+        Why centred: globally pooled features of every image share one large component
+        (measured at init: the codes of ten paintings 0.03 apart on the sphere, out of 2), so
+        unit codes would start all alike, and the fixpoint triplet loss, whose pulls and pushes
+        then cancel over a batch, could not separate them.
         """
-        raw = self.head(self.body(to_signed(image)).mean(dim=(2, 3)))
-        if self.training:
-            with torch.no_grad():
-                self.center.lerp_(raw.detach().float().mean(0), self.CENTER_MOMENTUM)
-        return unit_code(raw - self.center)
+        return unit_code(self.raw(image) - self.center)
+
+    def follow(self, raw: Tensor) -> None:
+        """Move :attr:`center` toward the mean of ``raw`` codes ``(B, code_dim)`` (training: the paintings').
+
+        The training task calls it once a step, after every code of the step was taken, so all
+        codes of one step share one centre; the first call sets the centre outright.
+        """
+        with torch.no_grad():
+            mean = raw.detach().float().mean(0)
+            if self.center.any():
+                self.center.lerp_(mean, self.CENTER_MOMENTUM)
+            else:
+                self.center.copy_(mean)
 
 
 class AdaINResidualBlock(nn.Module):
