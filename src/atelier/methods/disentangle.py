@@ -37,6 +37,11 @@ Deviations from the paper:
       the scale of the style-aware content loss code (image and feature terms 100, adversarial
       1) and are options of the config. Style codes are unit vectors (see
       :func:`atelier.nets.disentangle.unit_code`), so the margin is in units of the sphere.
+    * Style codes are centred on a running mean of the paintings' codes before the sphere
+      (:class:`atelier.nets.disentangle.StyleEncoder`), and the decoder's up path uses layer
+      norm: both ours, both needed here for the codes to separate and to reach the output.
+    * The two fixpoint losses are written from the paper's description of them; the section
+      numbers are as we read the paper, not checked against its equations' numbering.
     * The content-space disentanglement term is ours (the issue's reading of "changing the style
       code must not change the content"); the paper's sec. 3.4 term is the fixpoint one.
     * The shipped network is far narrower and shorter-trained than the paper's (CPU budget;
