@@ -28,7 +28,7 @@ SHIPPED: dict[str, str] = {
     "adain_decoder": "ba614e7cb37c64f0963d1650d90d98df6b747aaf74d4a55083242f2baa6d583d",
     "avatar_decoder": "e74f63ca0dc6f53cdf2d0091c21b00ffdf2c71f5ce28bb8ef2095959094bc077",
     "chinese_landscape": "c0e46741b8f411c0c3c7692f8494200628604fd9fb6cef6dcb52d8a11c87bd47",
-    "chinese_landscape_dis": "1b7a22e109b6d60d567ff2e6d6fece9506f58bc11d9fba69960235dc7334967a",
+    "chinese_landscape_dis": "75004cfec28c8e2335fe591323d15b82fc2b3aee9665250d2410efd30e0df597",
     "cin8": "f47e4615204c75fbe690a0ca659c8c5cf53b5da8a7e73fcdc562445327af53eb",
     "iecontraast_decoder": "0dd71b7076de46d37009f7ef3ae8cac353d87ffce8c29752794329f772f7910e",
     "iecontraast_transform": "e38bacbcef23c0fce1af870d55c25af85c4b2c17d8455a60e6f87bc2147f850f",
