@@ -2,7 +2,8 @@
 
 For each input frame the loop measures the optical flow back to the previous frame(s), finds
 where it can be trusted (forward-backward consistency and motion boundaries, Ruder et al. 2016,
-sec. 3.1) and hands the method a :class:`TemporalGuide`: the previous output(s) warped onto this
+sec. 3.1; and brightness constancy of the input frames, which catches a flow wrong in both
+directions alike on fast, low-texture pans) and hands the method a :class:`TemporalGuide`: the previous output(s) warped onto this
 frame, with their masks. What a method does with it:
 
 * feed-forward, per-style and translation networks (no retraining): the fresh output is blended
@@ -40,7 +41,15 @@ from torch import Tensor
 
 from ..errors import OptionError
 from ..losses.temporal import TemporalLoss
-from ..ops.flow import FLOW_PRESETS, consistency_mask, estimate_flow, histogram_distance, long_term_masks, warp
+from ..ops.flow import (
+    FLOW_PRESETS,
+    consistency_mask,
+    estimate_flow,
+    histogram_distance,
+    long_term_masks,
+    photometric_mask,
+    warp,
+)
 
 __all__ = ["FrameProcess", "TemporalCoherence", "TemporalGuide", "TemporalOptions", "TemporalStats", "blend_fresh",
            "temporal_map"]
@@ -63,6 +72,11 @@ class TemporalOptions:
     loss_weight: float = 1e3
     #: Colour-histogram distance above which two frames are a scene cut (:func:`histogram_distance`).
     cut_threshold: float = 0.3
+    #: Input residual (mean absolute RGB difference in [0, 1], smoothed) at which a pixel the flow
+    #: carries is no longer trusted (:func:`~atelier.ops.flow.photometric_mask`): catches the wrong
+    #: flow DIS gives on fast pans over low-texture regions, which the forward-backward test passes
+    #: because both directions are wrong alike. None = off (Ruder et al.'s masks only).
+    photometric_threshold: float | None = 0.03
     #: A frame where less than this fraction of the pixels can be carried is stylized fresh.
     min_reliable: float = 0.2
     #: OpenCV DIS preset.
@@ -91,6 +105,8 @@ class TemporalOptions:
             raise OptionError(f"flow_max_side must be at least 32 px (or None), got {self.flow_max_side}")
         if self.iterations < 0:
             raise OptionError(f"temporal iterations must be >= 0, got {self.iterations}")
+        if self.photometric_threshold is not None and not self.photometric_threshold > 0:
+            raise OptionError(f"photometric threshold must be > 0 (or None = off), got {self.photometric_threshold}")
 
 
 @dataclass
@@ -189,7 +205,10 @@ class TemporalCoherence:
             before, output = self.inputs[-offset], self.outputs[-offset]
             backward = self.flow(frame, before, preset=self.options.flow_preset, max_side=self.options.flow_max_side)
             forward = self.flow(before, frame, preset=self.options.flow_preset, max_side=self.options.flow_max_side)
-            masks.append(consistency_mask(backward, forward))
+            mask = consistency_mask(backward, forward)
+            if self.options.photometric_threshold is not None:
+                mask = mask * photometric_mask(frame, before, backward, threshold=self.options.photometric_threshold)
+            masks.append(mask)
             warped.append(warp(output, backward))
             offsets.append(offset)
         reliable = float(masks[0].mean())
