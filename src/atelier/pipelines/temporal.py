@@ -3,8 +3,8 @@
 For each input frame the loop measures the optical flow back to the previous frame(s), finds
 where it can be trusted (forward-backward consistency and motion boundaries, Ruder et al. 2016,
 sec. 3.1; and brightness constancy of the input frames, which catches a flow wrong in both
-directions alike on fast, low-texture pans) and hands the method a :class:`TemporalGuide`: the previous output(s) warped onto this
-frame, with their masks. What a method does with it:
+directions alike on fast, low-texture pans) and hands the method a :class:`TemporalGuide`: the
+previous output(s) warped onto this frame, with their masks. What a method does with it:
 
 * feed-forward, per-style and translation networks (no retraining): the fresh output is blended
   with the warped previous output where the flow is reliable (:meth:`TemporalGuide.blend`); a
