@@ -170,3 +170,60 @@ def test_a_feedforward_method_output_is_blended_where_the_flow_is_reliable():
     out = stylize_tensor(content, [], method, progress=False, temporal=guide).image
     assert torch.allclose(out[..., 16:, :], warped[..., 16:, :])  # reliable: carried along the flow
     assert torch.allclose(out[..., :16, :], fresh[..., :16, :])  # occluded: the fresh output
+
+
+def test_batched_frames_blend_exactly_as_one_at_a_time():
+    from atelier.pipelines.temporal import temporal_map_batched
+
+    big = textured(80, 120, seed=11)
+    frames = [big[..., 8:56, 2 * i : 2 * i + 64] for i in range(7)]
+    calls = []
+
+    def stylize(batch):
+        calls.append(batch.shape[0])
+        return fake_style(batch)
+
+    one = list(temporal_map(frames, blend_fresh(fake_style), TemporalOptions()))
+    batched = list(temporal_map_batched(frames, stylize, TemporalOptions(), batch=3))
+    assert calls == [3, 3, 1]
+    assert len(batched) == len(one)
+    for a, b in zip(one, batched):
+        assert torch.allclose(a, b, atol=1e-6)
+    calls.clear()
+    resized = frames[:2] + [big[..., :40, :56]] * 2  # a change of size ends a batch early
+    outputs = list(temporal_map_batched(resized, stylize, None, batch=3))
+    assert calls == [2, 2] and all(torch.equal(o, fake_style(f)) for o, f in zip(outputs, resized))
+    with pytest.raises(OptionError, match="per batch"):
+        list(temporal_map_batched(frames, stylize, None, batch=0))
+
+
+def test_frames_per_batch_follows_the_memory_budget(monkeypatch):
+    from atelier.pipelines.memory import MAX_FRAME_BATCH, frames_per_batch
+
+    monkeypatch.setenv("ATELIER_MEMORY_GB", "1")
+    assert frames_per_batch(2**30 / 12) == 6  # half the budget over one frame
+    assert frames_per_batch(2**30) == 1 and frames_per_batch(None) == 1
+    assert frames_per_batch(1.0) == MAX_FRAME_BATCH
+
+
+@pytest.mark.parametrize("name", ["johnson", "adain", "efdm"])
+def test_a_network_stylizes_a_batch_of_frames_as_one_at_a_time(name, tiny_encoder, one_thread):
+    from atelier.methods import get_method
+    from atelier.nets.decoder import VGGDecoder
+    from atelier.nets.transformer import TransformerNet
+
+    torch.manual_seed(0)
+    if name == "johnson":
+        method = get_method(name)(network=TransformerNet(width=4, blocks=1).eval(), precision="fp32")
+        styles, weights = [], [1.0]
+    else:
+        decoder = VGGDecoder("relu4_1", widths=tiny_encoder.widths).eval()
+        method = get_method(name)(encoder=tiny_encoder, decoders={"relu4_1": decoder}, precision="fp32")
+        styles, weights = [textured(40, 40, seed=12)], [1.0]
+    frames = torch.cat([textured(32, 48, seed=s) for s in range(3)])
+    assert method.frame_bytes(32, 48) > 0
+    together = method.stylize(frames, styles, style_weights=weights, progress=False).image
+    alone = torch.cat([method.stylize(frames[i : i + 1], styles, style_weights=weights, progress=False).image
+                       for i in range(3)])
+    assert together.shape == (3, 3, 32, 48)
+    assert torch.allclose(together, alone, atol=1e-5)

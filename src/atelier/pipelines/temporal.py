@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -52,7 +53,7 @@ from ..ops.flow import (
 )
 
 __all__ = ["FrameProcess", "TemporalCoherence", "TemporalGuide", "TemporalOptions", "TemporalStats", "blend_fresh",
-           "temporal_map"]
+           "temporal_map", "temporal_map_batched"]
 
 
 @dataclass(frozen=True)
@@ -261,3 +262,42 @@ def temporal_map(frames: Iterable[Tensor], process: FrameProcess, options: Tempo
             coherence.push(frame, output)
         yield output
 
+
+
+def temporal_map_batched(frames: Iterable[Tensor], stylize: Callable[[Tensor], Tensor], options: TemporalOptions | None,
+                         batch: int, coherence: TemporalCoherence | None = None) -> Iterator[Tensor]:
+    """:func:`temporal_map` for a network with no temporal term, ``batch`` frames per network call.
+
+    The fresh stylization of a frame does not depend on the previous output, so ``stylize``
+    takes up to ``batch`` frames of one size at once ``(B, 3, H, W)`` and returns their ``B``
+    outputs; each is then blended with the warped previous output in order, as
+    :func:`blend_fresh` does. A change of frame size ends a batch early. ``batch`` 1 is
+    :func:`temporal_map` with :func:`blend_fresh`.
+    """
+    if batch < 1:
+        raise OptionError(f"frames per batch must be >= 1, got {batch}")
+    fresh: deque[Tensor] = deque()
+
+    def stylized_ahead() -> Iterator[Tensor]:
+        pending: list[Tensor] = []
+
+        def flush() -> Iterator[Tensor]:
+            outputs = stylize(torch.cat(pending))
+            fresh.extend(outputs[i : i + 1] for i in range(len(pending)))
+            yield from pending
+            pending.clear()
+
+        for frame in frames:
+            if pending and frame.shape != pending[0].shape:
+                yield from flush()
+            pending.append(frame)
+            if len(pending) == batch:
+                yield from flush()
+        if pending:
+            yield from flush()
+
+    def process(frame: Tensor, guide: TemporalGuide | None) -> Tensor:
+        output = fresh.popleft()
+        return output if guide is None else guide.blend(output.detach().float().cpu())
+
+    return temporal_map(stylized_ahead(), process, options, coherence)
