@@ -92,7 +92,8 @@ def fast_clip(path: Path, frames: int = 36, size: tuple[int, int] = (144, 256)) 
     def frame(index: int) -> Tensor:
         if index < frames * 2 // 3:
             x = 32 * index
-            image = first[..., :height, x : x + width].clone()
+            top = first.shape[-2] * 2 // 5  # flat evening sky above, the skyline below
+            image = first[..., top : top + height, x : x + width].clone()
             px = (40 * index) % (width + 64) - 64
             ph, pw = patch.shape[-2:]
             left, right = max(px, 0), min(px + pw, width)
