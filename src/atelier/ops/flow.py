@@ -27,8 +27,8 @@ from torch import Tensor
 from ..errors import OptionError
 from ._checks import check_bchw
 
-__all__ = ["consistency_mask", "estimate_flow", "histogram_distance", "long_term_masks", "motion_boundaries",
-           "occlusion_mask", "photometric_mask", "require_opencv", "warp", "warping_error"]
+__all__ = ["consistency_mask", "estimate_flow", "feather_mask", "histogram_distance", "long_term_masks",
+           "motion_boundaries", "occlusion_mask", "photometric_mask", "require_opencv", "warp", "warping_error"]
 
 #: OpenCV DIS presets by name (Kroeger et al. 2016, sec. 4: ultrafast/fast/medium operating points).
 FLOW_PRESETS = ("ultrafast", "fast", "medium")
@@ -207,6 +207,29 @@ def photometric_mask(current: Tensor, previous: Tensor, backward: Tensor, *, thr
         difference = F.avg_pool2d(difference, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
     residual = difference.abs().mean(1, keepdim=True)
     return (2 - 2 * residual / threshold).clamp(0, 1).to(backward.dtype)
+
+
+def feather_mask(mask: Tensor, radius: int) -> Tensor:
+    """Soften a reliability mask's edges inward: erode by ``radius``, then box-average over the same window.
+
+    Where a carried region meets a fresh one the two stylizations can differ a lot (a network's
+    output over a flat sky jumps from frame to frame); a hard switch between them shows as a torn
+    seam. Eroding first keeps every unreliable pixel at weight 0 (nothing unreliable leaks in);
+    the averaging then ramps the weight up over ``2 radius + 1`` pixels inside the reliable side.
+
+    Args:
+        mask: ``(B, 1, H, W)`` weights in [0, 1].
+        radius: half width of the ramp in px (0 = unchanged).
+
+    Returns:
+        ``(B, 1, H, W)`` weights in [0, 1], never above ``mask``.
+    """
+    check_bchw(mask, "mask", 1)
+    if radius <= 0:
+        return mask
+    side = 2 * radius + 1
+    eroded = -F.max_pool2d(-mask, side, stride=1, padding=radius)
+    return torch.minimum(F.avg_pool2d(eroded, side, stride=1, padding=radius, count_include_pad=False), mask)
 
 
 def long_term_masks(masks: list[Tensor]) -> list[Tensor]:

@@ -46,6 +46,7 @@ from ..ops.flow import (
     FLOW_PRESETS,
     consistency_mask,
     estimate_flow,
+    feather_mask,
     histogram_distance,
     long_term_masks,
     photometric_mask,
@@ -78,6 +79,11 @@ class TemporalOptions:
     #: flow DIS gives on fast pans over low-texture regions, which the forward-backward test passes
     #: because both directions are wrong alike. None = off (Ruder et al.'s masks only).
     photometric_threshold: float | None = 0.03
+    #: Width of the ramp between carried and fresh pixels, as a fraction of the frame's longest side
+    #: (:func:`~atelier.ops.flow.feather_mask`; 1/128: 2 px at 256 px, 7 px at 480p): a hard switch
+    #: tears visible seams where the fresh and the carried stylization differ (a fast pan over a
+    #: flat sky on the sheet of docs/BENCHMARKS.md, "Video"). 0 = hard masks (Ruder et al.'s).
+    feather: float = 1 / 128
     #: A frame where less than this fraction of the pixels can be carried is stylized fresh.
     min_reliable: float = 0.2
     #: OpenCV DIS preset.
@@ -106,6 +112,8 @@ class TemporalOptions:
             raise OptionError(f"flow_max_side must be at least 32 px (or None), got {self.flow_max_side}")
         if self.iterations < 0:
             raise OptionError(f"temporal iterations must be >= 0, got {self.iterations}")
+        if not 0 <= self.feather <= 0.25:
+            raise OptionError(f"feather must be a fraction of the frame's side in [0, 0.25], got {self.feather}")
         if self.photometric_threshold is not None and not self.photometric_threshold > 0:
             raise OptionError(f"photometric threshold must be > 0 (or None = off), got {self.photometric_threshold}")
 
@@ -209,7 +217,7 @@ class TemporalCoherence:
             mask = consistency_mask(backward, forward)
             if self.options.photometric_threshold is not None:
                 mask = mask * photometric_mask(frame, before, backward, threshold=self.options.photometric_threshold)
-            masks.append(mask)
+            masks.append(feather_mask(mask, round(self.options.feather * max(frame.shape[-2:]))))
             warped.append(warp(output, backward))
             offsets.append(offset)
         reliable = float(masks[0].mean())
