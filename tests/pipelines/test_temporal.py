@@ -228,3 +228,20 @@ def test_a_network_stylizes_a_batch_of_frames_as_one_at_a_time(name, tiny_encode
                        for i in range(3)])
     assert together.shape == (3, 3, 32, 48)
     assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_guided_optimisation_frames_run_half_the_iterations_by_default(tiny_encoder):
+    from atelier.api import stylize_tensor
+
+    content, style = textured(32, 32, seed=13), textured(32, 32, seed=14)
+    guide = TemporalGuide([content], [torch.ones(1, 1, 32, 32)], [1], TemporalOptions())
+    steps = []
+
+    def run(temporal):
+        result = stylize_tensor(content, [style], "gatys", method_kwargs={"encoder": tiny_encoder}, iterations=6,
+                                scales=1, progress=False, temporal=temporal)
+        steps.append(len(result.info["history"]))
+
+    run(None)
+    run(guide)
+    assert steps == [6, 3]  # the fresh frame converges; the guided one starts from it (Ruder et al.'s schedule)

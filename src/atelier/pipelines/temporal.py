@@ -92,8 +92,12 @@ class TemporalOptions:
     #: upsampled): 480p frames cost a third of the flow time, and the stylized texture is coarser
     #: than the flow's error anyway. None = full size.
     flow_max_side: int | None = 512
-    #: Iterations of an optimisation method on frames after the first (it starts from the warped
-    #: previous output; Ruder et al. run fewer there too); 0 = the method's own.
+    #: Iterations of an optimisation method on frames after the first (they start from the warped
+    #: previous output); 0 = half the method's own, Ruder et al.'s schedule (their code runs 2000
+    #: on a fresh frame, 1000 after). The method's iterations go to the first frame and after
+    #: cuts: they must converge it, or each later frame goes on converging from the last and the
+    #: video drifts (gatys at 20 iterations everywhere: t-10 warping error 1.9x frame by frame; 100
+    #: on the first frame and 20 after: no drift, docs/BENCHMARKS.md "Video").
     iterations: int = 0
 
     def __post_init__(self) -> None:
