@@ -6,7 +6,8 @@ Usage:
 
 Each row runs ``atelier.stylize_video`` end to end with ``--temporal`` (decoding, flow, blend, H.264)
 over --frames frames at --size px, once with the frames per network call the memory budget allows
-(``atelier.pipelines.memory.frames_per_batch``) and once forced to 1, alternating A and B
+(``atelier.pipelines.memory.frames_per_batch``, which the package uses off the CPU only) and once
+forced to 1, alternating A and B
 --repeats times after one warm-up run each; the median fps of each is printed.
 """
 
@@ -55,20 +56,24 @@ def main() -> None:
 
 def run(row: Any, args: argparse.Namespace, work: Path, batched: bool, budgeted: Callable[..., int],
         chosen: list[int]) -> float:
-    """fps of one run, frames per call as the budget allows (``batched``) or 1."""
+    """fps of one run, frames per call as the budget allows (``batched``, also on the CPU) or 1."""
+    import atelier.api as api
     import atelier.pipelines.memory as memory
 
     def budget(per_frame: float | None, **options: Any) -> int:
         chosen.append(budgeted(per_frame, **options))
         return chosen[-1]
 
+    default = api._frame_batch
     memory.frames_per_batch = budget if batched else (lambda per_frame, **options: 1)  # type: ignore[assignment]
+    api._frame_batch = lambda frame_batch, device: None  # type: ignore[assignment]  # the budget decides
     try:
         begin = time.perf_counter()
         row.run(args.video, work / "out.mp4", temporal=True, size=args.size, duration=args.frames / 24 + 0.01)
         return args.frames / (time.perf_counter() - begin)
     finally:
         memory.frames_per_batch = budgeted  # type: ignore[assignment]
+        api._frame_batch = default  # type: ignore[assignment]
 
 if __name__ == "__main__":
     main()

@@ -336,6 +336,7 @@ def stylize_video(
     crf: int = DEFAULT_CRF,
     codec: str | None = None,
     audio: bool = True,
+    frame_batch: int | None = None,
     **options: Any,
 ) -> Path:
     """Stylize a video without flicker and write it with its sound.
@@ -364,6 +365,9 @@ def stylize_video(
         crf: constant rate factor (18: visually lossless; lower = better, larger).
         codec: video codec (default: the container's; see :data:`atelier.io.video.CODECS`).
         audio: copy the source's audio (remuxed without re-encoding where the container allows).
+        frame_batch: frames per network call for a method that takes several (``Method.frame_bytes``);
+            None: as many as the memory budget allows on an accelerator, 1 on the CPU (where a batch
+            measured no faster, docs/BENCHMARKS.md "Video").
         **options: the method's options.
 
     Returns:
@@ -394,7 +398,8 @@ def stylize_video(
 
         return map_video(source, stylize_frames, output=output, size=size, max_pixels=max_pixels,
                          overwrite=overwrite, progress=progress, temporal=temporal, start=start, duration=duration,
-                         crf=crf, codec=codec, audio=audio, frame_bytes=method_obj.frame_bytes)
+                         crf=crf, codec=codec, audio=audio, frame_bytes=method_obj.frame_bytes,
+                         batch=_frame_batch(frame_batch, device))
 
     def stylize_frame(frame: Tensor, guide: TemporalGuide | None) -> Tensor:
         if seed is not None:
@@ -410,6 +415,15 @@ def stylize_video(
     return map_video(source, stylize_frame, output=output, size=size, max_pixels=max_pixels, overwrite=overwrite,
                      progress=progress, temporal=temporal, guided=True, start=start, duration=duration, crf=crf,
                      codec=codec, audio=audio)
+
+
+def _frame_batch(frame_batch: int | None, device: str) -> int | None:
+    """Frames per network call: as given, else None (the budget's choice) off the CPU and 1 on it."""
+    if frame_batch is not None:
+        if isinstance(frame_batch, bool) or not isinstance(frame_batch, int) or frame_batch < 1:
+            raise OptionError(f"frame_batch must be a whole number >= 1 (or None), got {frame_batch!r}")
+        return frame_batch
+    return 1 if torch.device(device).type == "cpu" else None
 
 
 def _check_video_output(output: Any) -> None:
@@ -446,6 +460,7 @@ def map_video(
     codec: str | None = None,
     audio: bool = True,
     frame_bytes: Callable[[int, int], float | None] | None = None,
+    batch: int | None = None,
 ) -> Path:
     """Apply ``process`` to every frame of ``source`` and write ``output``.
 
@@ -463,7 +478,8 @@ def map_video(
     ``frame_bytes`` (not ``guided``): the peak bytes of ``process`` on one frame of a given height
     and width; ``process`` then takes several frames at once ``(B, 3, H, W)``, as many as the
     memory budget allows (:func:`~atelier.pipelines.memory.frames_per_batch`), and the blend runs
-    on its outputs in order (:func:`~atelier.pipelines.temporal.temporal_map_batched`).
+    on its outputs in order (:func:`~atelier.pipelines.temporal.temporal_map_batched`); ``batch``
+    fixes that number instead.
     """
     from .io.video import VideoReader, prefetch, probe_video, write_video
     from .ops.flow import require_opencv
@@ -491,8 +507,9 @@ def map_video(
     total = info.frames or max(1, round(info.duration * info.fps))
     left = max(1, round((info.duration - start) * info.fps)) if info.duration else total
     total = min(left, round(duration * info.fps) or 1) if duration is not None else left
-    batch = 1
-    if frame_bytes is not None and not guided:
+    if frame_bytes is None or guided:
+        batch = 1
+    elif batch is None:
         from .pipelines.memory import frames_per_batch
 
         scale = 1.0 if size is None else size / max(info.width, info.height)
@@ -584,6 +601,7 @@ def translate_video(
     crf: int = DEFAULT_CRF,
     codec: str | None = None,
     audio: bool = True,
+    frame_batch: int | None = None,
 ) -> Path:
     """Translate every frame of a video with a trained CycleGAN or U-GAT-IT model (see :func:`translate`).
 
@@ -603,4 +621,5 @@ def translate_video(
     translator.nets  # noqa: B018  (a bad model fails before the video is opened)
     return map_video(source, lambda frames: translator(frames, direction, device=device), output=output, size=size,
                      max_pixels=max_pixels, overwrite=overwrite, progress=progress, temporal=temporal, start=start,
-                     duration=duration, crf=crf, codec=codec, audio=audio, frame_bytes=translator.frame_bytes)
+                     duration=duration, crf=crf, codec=codec, audio=audio, frame_bytes=translator.frame_bytes,
+                     batch=_frame_batch(frame_batch, device))
