@@ -398,6 +398,19 @@ class FeatureMatchingMethod(FeedForwardMethod):
                                 alpha=self.config.alpha)
         return self.decode(layer, target, precision, tile)
 
+    def frame_bytes(self, height: int, width: int) -> float | None:
+        """Peak bytes of one untiled frame: the encoder runs a batch of frames and :meth:`match` is per image.
+
+        None where one frame would already be tiled (tiles are planned for one image).
+        """
+        precision = resolve_precision(self.config.precision, torch.device("cpu"))
+        if self.plan_tiles(height, width, precision, 1.0):
+            return None
+        pixels = height * width
+        layer = self.decoder_layers[0]
+        features = self.encoder.channels(layer) * pixels // VGGEncoder.downsampling(layer) ** 2 * 4 * 3
+        return features + 4 * 3 * pixels * 4 * 2 + 2 * 3 * 64 * 4 * pixels
+
     def transfer_batch(self, contents: Tensor, styles: Sequence[Tensor], precision: str) -> Tensor:
         """One encoder pass for the batch, :meth:`match` per image (its own style), one decoder pass."""
         layer = self.decoder_layers[0]
