@@ -91,7 +91,10 @@ def nearest_patches(content: Tensor, patches: Tensor, eps: float = 1e-8, *, sear
     best_score: Tensor | None = None
     best_index = torch.zeros(0)
     for start in range(0, len(filters), chunk):
-        score, index = F.conv2d(queries, filters[start : start + chunk]).float().max(dim=1)
+        # The maximum in the scores' own dtype (bf16 scores are already rounded; a float32 copy of
+        # the score map would cost a third of the product), compared across chunks in float32.
+        score, index = F.conv2d(queries, filters[start : start + chunk]).max(dim=1)
+        score = score.float()
         if best_score is None:
             best_score, best_index = score, index
         else:
@@ -131,7 +134,8 @@ def approximate_nearest_patches(content: Tensor, filters: Tensor, rank: int = SE
         best_score: Tensor | None = None
         best_index = torch.zeros(0)
         for start in range(0, len(projected_filters), chunk):
-            score, index = (queries @ projected_filters[start : start + chunk].T).float().max(dim=1)
+            score, index = (queries @ projected_filters[start : start + chunk].T).max(dim=1)  # see nearest_patches
+            score = score.float()
             if best_score is None:
                 best_score, best_index = score, index
             else:
