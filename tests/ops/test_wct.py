@@ -84,3 +84,13 @@ def test_mean_std_is_the_same_for_channels_last_and_contiguous_maps():
     torch.testing.assert_close(mean_last, mean)
     torch.testing.assert_close(std_last, std)
     assert mean.shape == std.shape == (1, 6, 1, 1)
+
+
+def test_wct_reads_channels_last_maps_and_gives_the_same_result_in_chunks(monkeypatch):
+    content, style = _features(9), _features(10, size=14)
+    expected = whiten_color(content, style)
+    out = whiten_color(content.contiguous(memory_format=torch.channels_last), style)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # what the decoders take, without a copy
+    torch.testing.assert_close(out, expected)
+    monkeypatch.setattr(wct_ops, "CHUNK", 64)  # the affine map over 7 chunks of positions
+    torch.testing.assert_close(whiten_color(content, style), expected)

@@ -81,23 +81,24 @@ def centred_covariance(features: Tensor, mask: Tensor | None = None,
     check_bchw(features, "features")
     if features.dtype == torch.float64:
         return covariance(features, mask, dtype)
-    x = features.float().flatten(2)
-    batch, channels, count = x.shape
+    x = _positions(features.float())  # (B, HW, C), a view of channels-last maps
+    batch, count, channels = x.shape
     if mask is None:
         total = torch.full((batch, 1, 1), float(count), dtype=dtype, device=x.device)
-        mean = x.mean(-1, keepdim=True).to(dtype)  # float32 cascade sums (a float64 sum is 3x slower)
+        mean = x.mean(1, keepdim=True).to(dtype)  # float32 cascade sums (a float64 sum is 3x slower)
         weights = None
     else:
         check_bchw(mask, "mask", channels=1)
-        weights = mask.float().flatten(2).expand(batch, 1, count)
-        total = weights.sum(-1, keepdim=True).to(dtype).clamp_min(1e-8)
-        mean = (x * weights).sum(-1, keepdim=True).to(dtype) / total
-    centred = x - mean.float()
+        weights = _positions(mask.float()).expand(batch, count, 1)
+        total = weights.sum(1, keepdim=True).to(dtype).clamp_min(1e-8)
+        mean = (x * weights).sum(1, keepdim=True).to(dtype) / total
+    centred = x - mean.float()  # (B, HW, C), contiguous
     second = torch.zeros(batch, channels, channels, dtype=dtype, device=x.device)
     for start in range(0, count, PRODUCT_CHUNK):
-        chunk = centred[..., start : start + PRODUCT_CHUNK]
-        weighted = chunk if weights is None else chunk * weights[..., start : start + PRODUCT_CHUNK]
-        second += (weighted @ chunk.transpose(1, 2)).to(dtype)
+        chunk = centred[:, start : start + PRODUCT_CHUNK]
+        weighted = chunk if weights is None else chunk * weights[:, start : start + PRODUCT_CHUNK]
+        second += (weighted.transpose(1, 2) @ chunk).to(dtype)
+    mean = mean.transpose(1, 2)  # (B, C, 1)
     return mean, second / (total - 1).clamp_min(1.0)
 
 
@@ -136,14 +137,30 @@ def whiten_color(
     return _affine(content, matrix, offset)
 
 
+def _positions(x: Tensor) -> Tensor:
+    """``(B, C, H, W)`` as ``(B, HW, C)``: a view (no copy) of channels-last and of contiguous maps."""
+    batch, channels = x.shape[:2]
+    if x.is_contiguous():
+        return x.flatten(2).transpose(1, 2)
+    return x.permute(0, 2, 3, 1).reshape(batch, -1, channels)  # a view when channels-last, else a copy
+
+
 def _affine(features: Tensor, matrix: Tensor, offset: Tensor) -> Tensor:
-    """``matrix @ f + offset`` at every position of ``(B, C, H, W)`` features, in chunks, in their dtype."""
+    """``matrix @ f + offset`` at every position of ``(B, C, H, W)`` features, in chunks, in their dtype.
+
+    Computed on the ``(B, HW, C)`` positions, so the result is channels-last (what the decoders
+    take) and a channels-last input is read without a copy.
+    """
     matrix, offset = matrix.to(features.dtype), offset.to(features.dtype)
-    x = features.flatten(2)
-    out = torch.empty_like(x)
-    for start in range(0, x.shape[-1], CHUNK):
-        out[..., start : start + CHUNK] = torch.baddbmm(offset, matrix, x[..., start : start + CHUNK])
-    return out.reshape(features.shape)
+    batch, channels, height, width = features.shape
+    x, bias, weight = _positions(features), offset.transpose(1, 2), matrix.transpose(1, 2)
+    if x.shape[1] <= CHUNK:
+        out = torch.baddbmm(bias, x, weight)
+    else:
+        out = torch.empty(batch, height * width, channels, dtype=features.dtype, device=features.device)
+        for start in range(0, x.shape[1], CHUNK):
+            out[:, start : start + CHUNK] = torch.baddbmm(bias, x[:, start : start + CHUNK], weight)
+    return out.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 def whiten(features: Tensor, *, eps: float = 1e-5, mask: Tensor | None = None,
