@@ -107,7 +107,10 @@ def blend_features(
     features themselves (SANet: the content attending to itself).
     """
     base = content if unstyled is None else unstyled
-    if masks is None:
+    mixed: Tensor | int
+    if masks is None and len(styles) == 1 and weights[0] == 1:
+        mixed = transform(content, styles[0], None)  # one style: no weighted sum (a copy of a full map)
+    elif masks is None:
         mixed = sum(w * transform(content, s, None) for w, s in zip(weights, styles))
     else:
         region = resize_mask(masks.to(content), spatial_size(content))
@@ -117,7 +120,7 @@ def blend_features(
             if float(mask.sum()) > 0:
                 mixed = mixed + mask * transform(content, style, mask)
     assert isinstance(mixed, Tensor)
-    return alpha * mixed + (1 - alpha) * base if alpha < 1 else mixed
+    return torch.lerp(base, mixed, alpha) if alpha < 1 else mixed  # one pass, not three
 
 
 def _moved_and_resized(image: Tensor, *, device: torch.device, size: tuple[int, int]) -> Tensor:
