@@ -123,6 +123,24 @@ def test_the_hierarchical_loss_weighs_each_stage_and_resizes_the_style_per_stage
     assert seen[::2] == [(16, 16), (32, 32), (32, 32)]
 
 
+@pytest.mark.parametrize("stage_gradients", [True, False])
+def test_stage_gradients_false_trains_each_subnet_on_its_own_stage_only(tiny_encoder, style_file, stage_gradients):
+    # Only the enhance stage's loss counts: jointly (the paper) it reaches the style subnet
+    # through the enhance subnet's input; with stage_gradients false it stops there.
+    options = MultimodalTrainingOptions.from_dict({"style": style_file, "style_sizes": [16, 24, 32], "width": 2,
+                                                   "stage_weights": [0, 1, 0], "stage_gradients": stage_gradients})
+    task = MultimodalTraining(options, encoder=tiny_encoder)
+    torch.manual_seed(0)
+    model = task.build_model()
+    sum(task.losses(model, torch.stack([smooth_image(32, 32, seed=s)[0] for s in (1, 2)]), None).values()).backward()
+
+    def reached(subnet: torch.nn.Module) -> bool:
+        return any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in subnet.parameters())
+
+    assert reached(model.enhance) and not reached(model.refine)
+    assert reached(model.style) is stage_gradients
+
+
 @pytest.mark.parametrize("options, message", [
     ({}, "options.style"),
     ({"style": "s.png", "style_sizes": [64, 128]}, "style_sizes must be 3"),

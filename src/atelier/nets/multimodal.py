@@ -189,14 +189,15 @@ class MultimodalNet(nn.Module):
         """The constructor arguments (stored next to the weights)."""
         return {"width": self.width}
 
-    def stages(self, image: Tensor, tile: int = 0) -> list[Tensor]:
+    def stages(self, image: Tensor, tile: int = 0, *, detach: bool = False) -> list[Tensor]:
         """Outputs of the style, enhance and refine subnets at :func:`stage_sizes` of ``image``.
 
         The style subnet sees the input shrunk to a quarter (antialiased bilinear, as the
         paper's bilinear downsampling layer); each later stage sees the previous output
         upsampled (bilinear) to its size. ``tile`` > 0 (a multiple of 16 px) runs the enhance
         and refine subnets on tiles of about that size (:func:`tiled_subnet`: the same result
-        in less memory); 0 runs them whole.
+        in less memory); 0 runs them whole. ``detach`` (training only) stops each stage's
+        gradients at its input, so a subnet learns from its own stage's loss alone.
         """
         height, width = image.shape[-2:]
         if min(height, width) < self.MIN_SIDE:
@@ -206,7 +207,8 @@ class MultimodalNet(nn.Module):
         x = F.interpolate(image, size=sizes[0], mode="bilinear", align_corners=False, antialias=True)
         outputs = [self.style(x)]
         for size, subnet, part in zip(sizes[1:], (self.enhance, self.refine), (tile // 2, tile)):
-            x = F.interpolate(outputs[-1], size=size, mode="bilinear", align_corners=False)
+            previous = outputs[-1].detach() if detach else outputs[-1]
+            x = F.interpolate(previous, size=size, mode="bilinear", align_corners=False)
             outputs.append(tiled_subnet(subnet, x, part) if tile else subnet(x))
         return outputs
 
