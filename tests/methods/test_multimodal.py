@@ -18,6 +18,7 @@ from atelier.methods.multimodal import (
     Multimodal,
     MultimodalTraining,
     MultimodalTrainingOptions,
+    build_network,
     load_multimodal,
     network_header,
 )
@@ -139,6 +140,23 @@ def test_stage_gradients_false_trains_each_subnet_on_its_own_stage_only(tiny_enc
 
     assert reached(model.enhance) and not reached(model.refine)
     assert reached(model.style) is stage_gradients
+
+
+def test_a_residual_enhance_subnet_starts_as_its_upsampled_input_and_its_header_says_so(style_file):
+    options = MultimodalTrainingOptions.from_dict({"style": style_file, "width": 2, "enhance_residual": True})
+    torch.manual_seed(0)
+    model = MultimodalTraining(options).build_model().eval()
+    with torch.no_grad():
+        style, enhance, refine = model.stages(smooth_image(45, 61))
+
+    def up(image: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(image, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+    # Zero residuals: the untrained enhance and refine subnets pass the style subnet's result on.
+    assert torch.allclose(enhance, up(style, enhance)) and torch.allclose(refine, up(enhance, refine))
+    header = network_header(2, "stripes", enhance_residual=True)
+    assert build_network(header).enhance_residual
+    assert not build_network({k: v for k, v in header.items() if k != "enhance_residual"}).enhance_residual
 
 
 @pytest.mark.parametrize("options, message", [

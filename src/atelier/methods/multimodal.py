@@ -75,12 +75,14 @@ MIN_TILE = 256
 # -- the network: builder, header and export in one place ----------------------------------------
 def build_network(header: dict[str, str]) -> MultimodalNet:
     """An untrained network with the architecture a weights header records."""
-    return MultimodalNet(width=int(header["width"]))
+    # Files written before the option existed have no "enhance_residual": the paper's subnet.
+    return MultimodalNet(width=int(header["width"]), enhance_residual=header.get("enhance_residual") == "1")
 
 
-def network_header(width: int, style_name: str) -> dict[str, str]:
+def network_header(width: int, style_name: str, enhance_residual: bool = False) -> dict[str, str]:
     """What an exported file's header records besides the task's defaults (read by :func:`build_network`)."""
-    return {"width": str(width), "style_names": json.dumps([style_name])}
+    return {"width": str(width), "enhance_residual": str(int(enhance_residual)),
+            "style_names": json.dumps([style_name])}
 
 
 def load_multimodal(model: str) -> tuple[MultimodalNet, dict[str, Any]]:
@@ -227,6 +229,8 @@ class MultimodalTrainingOptions(MethodConfig):
                                  "their outputs (0 = the whole output, the paper): the finer stages then cost "
                                  "the loss network no more than the style stage, so a CPU can train at crops "
                                  "where the style subnet sees a real picture")
+    enhance_residual: bool = option(False, "the enhance subnet adds a residual to its upsampled input (as the "
+                                           "refine subnet does) instead of drawing the whole image (the paper)")
     stage_gradients: bool = option(True, "let the enhance and refine losses train the earlier subnets through "
                                          "their inputs (the paper's joint training); false stops each stage's "
                                          "gradients at its input, so every subnet answers to its own stage's "
@@ -276,8 +280,18 @@ class MultimodalTraining(TrainingTask):
         self._targets: list[dict[str, Tensor]] | None = None
 
     def build_model(self) -> nn.Module:
-        """The three subnets at the configured width."""
-        return MultimodalNet(width=self.options.width)
+        """The three subnets at the configured width; the residual subnets' last convolutions start at zero.
+
+        Zero residuals (as Goyal et al. 2017 start residual branches) make the untrained
+        refine subnet, and a residual enhance subnet, pass their upsampled input through, so
+        the output starts as the style subnet's result instead of that plus random colour.
+        """
+        model = MultimodalNet(width=self.options.width, enhance_residual=self.options.enhance_residual)
+        for output in ([model.enhance.output] if model.enhance_residual else []) + [model.refine.output]:
+            nn.init.zeros_(output.weight)
+            if output.bias is not None:
+                nn.init.zeros_(output.bias)
+        return model
 
     def style_targets(self, device: torch.device) -> list[dict[str, Tensor]]:
         """Gram matrices ``(1, C, C)`` of the style resized for each stage (computed once)."""
@@ -345,4 +359,4 @@ class MultimodalTraining(TrainingTask):
         """The task's header plus the architecture and the painting's name."""
         opts = self.options
         style_name = opts.style_name or Path(opts.style).stem
-        return super().metadata(stem) | network_header(opts.width, style_name)
+        return super().metadata(stem) | network_header(opts.width, style_name, opts.enhance_residual)
