@@ -142,6 +142,29 @@ def test_stage_gradients_false_trains_each_subnet_on_its_own_stage_only(tiny_enc
     assert reached(model.style) is stage_gradients
 
 
+def test_a_stage_of_weight_zero_costs_no_loss_network_and_its_subnet_stays_untrained(tiny_encoder, style_file):
+    seen: list[tuple[int, int]] = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, image, layers):
+            seen.append(tuple(image.shape[-2:]))
+            return tiny_encoder(image, layers)
+
+    options = MultimodalTrainingOptions.from_dict({"style": style_file, "style_sizes": [16, 24, 32], "width": 2,
+                                                   "stage_weights": [1, 0, 0], "enhance_residual": True})
+    task = MultimodalTraining(options, encoder=Spy())
+    task.style_targets(torch.device("cpu"))
+    seen.clear()
+    model = task.build_model()
+    terms = task.losses(model, torch.stack([smooth_image(32, 32, seed=s)[0] for s in (1, 2)]), None)
+    assert seen == [(8, 8), (8, 8)]  # the style stage's content and output only
+    assert all(float(terms[f"{stage}_{key}"]) == 0 for stage in ("enhance", "refine")
+               for key in ("content", "style", "tv"))
+    sum(terms.values()).backward()
+    assert all(p.grad is None for subnet in (model.enhance, model.refine) for p in subnet.parameters())
+    assert any(p.grad is not None for p in model.style.parameters())
+
+
 def test_a_residual_enhance_subnet_starts_as_its_upsampled_input_and_its_header_says_so(style_file):
     options = MultimodalTrainingOptions.from_dict({"style": style_file, "width": 2, "enhance_residual": True})
     torch.manual_seed(0)

@@ -23,9 +23,18 @@ Deviations from the paper:
     * One set of content/style/TV weights for all stages (the paper tunes them per stage);
       the per-stage weights ``lambda_k`` are the paper's.
     * Sigmoid outputs for the style and enhance subnets (the paper: unbounded, clipped).
-    * ``loss_window`` (off by default; 96 px in the CPU config): the enhance and refine stages
+    * ``loss_window`` (off by default; 128 px in the CPU config): the enhance and refine stages
       are scored on one random window of their outputs instead of the whole output, so their
       loss-network cost is that of the style stage.
+    * ``stage_gradients`` (on by default, the paper's joint training; off in the CPU config):
+      off, each subnet learns from its own stage's loss only. Trained jointly on a short CPU
+      schedule, the enhance subnet's loss turned the style subnet into a colour code for the
+      enhance subnet (its own Gram loss stalled near the untrained value, 155 of 165 after 42
+      steps, against 70 after 29 steps when detached). With the stages detached, ``lambda_k``
+      only scales each subnet's own gradient, which Adam normalises away.
+    * ``enhance_residual`` (off by default; on in the CPU config): the enhance subnet adds a
+      residual to its upsampled input, as the refine subnet does, instead of drawing the whole
+      image; training starts both residuals at zero (:meth:`MultimodalTraining.build_model`).
     * Trained here at a quarter of the paper's widths and at 384 px crops (the paper: 1024 px
       outputs) on a CPU, for 360 steps (see ``configs/multimodal_wave.yaml`` and the model card).
 """
@@ -334,6 +343,10 @@ class MultimodalTraining(TrainingTask):
         outputs = model.stages(content, detach=not self.options.stage_gradients)
         for index, (stage, output, weight, stage_targets) in enumerate(zip(STAGES, outputs,
                                                                            self.options.stage_weights, targets)):
+            if weight == 0:  # an untrained stage: no loss network run, no gradient (Adam leaves it as it is)
+                zero = output.new_zeros((), dtype=torch.float32)
+                terms |= {f"{stage}_{key}": zero for key in ("content", "style", "tv")}
+                continue
             target = resize_to(content, spatial_size(output))
             if index and window and min(output.shape[-2:]) > window:
                 # One random window per batch (torch's generator is checkpointed: a resumed run
