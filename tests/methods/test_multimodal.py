@@ -246,7 +246,7 @@ def test_memory_limit_is_stated_and_refused_above_it(net, tmp_path, monkeypatch,
 
 
 def test_large_outputs_are_tiled_when_whole_maps_would_not_fit(net, monkeypatch):
-    method = Multimodal(network=MultimodalNet(width=8), precision="bf16")  # the shipped width (never run here)
+    method = Multimodal(network=MultimodalNet(width=16), precision="bf16")  # the shipped width (never run here)
     whole = method.memory_need(2731, 4096, "bf16")
     monkeypatch.setenv("ATELIER_MEMORY_GB", str(0.7 * whole / 2**30))
     tile = method.plan_tile(2731, 4096, "bf16")  # 4K: whole maps do not fit, tiles do

@@ -35,8 +35,11 @@ Deviations from the paper:
     * ``enhance_residual`` (off by default; on in the CPU config): the enhance subnet adds a
       residual to its upsampled input, as the refine subnet does, instead of drawing the whole
       image; training starts both residuals at zero (:meth:`MultimodalTraining.build_model`).
-    * Trained here at a quarter of the paper's widths and at 384 px crops (the paper: 1024 px
-      outputs) on a CPU, for 360 steps (see ``configs/multimodal_wave.yaml`` and the model card).
+    * The shipped network: half the paper's widths, 512 px crops (the paper: 1024 px outputs),
+      and on the CPU only the style subnet trained (``stage_weights`` 1, 0, 0): scored on loss
+      windows, the enhance and refine subnets learned to grey the image, and whole outputs cost
+      the CPU too much, so they pass their input on until the GPU recipe trains them (see
+      ``configs/multimodal_wave.yaml`` and the model card).
 """
 
 from __future__ import annotations
@@ -152,8 +155,9 @@ class Multimodal(TrainedNetworkMethod[MultimodalNet]):
         upsampled and padded copies, residual, output, the caller's colour handling). Whole:
         the refine subnet at full size, the enhance at a quarter of the pixels, the style at a
         sixteenth. Tiled: the style subnet whole, one enhance and one refine tile with their
-        halos. Width 8 in bf16, whole: 228 bytes per pixel. Measured (max RSS, CPU) at 4096x4096
-        px: 3.75 GiB whole, 2.0 GiB tiled under a 2.5 GiB budget (docs/BENCHMARKS.md).
+        halos. In bf16, whole: 228 bytes per pixel at width 8, 312 at width 16 (the shipped
+        network). Measured (max RSS, CPU) at 4096x4096 px with the earlier width-8 network:
+        3.75 GiB whole, 2.0 GiB tiled under a 2.5 GiB budget (docs/BENCHMARKS.md).
         """
         per_value = 2 if precision == "bf16" else 4
         features = self.network.width * (2 * per_value + 4)

@@ -21,7 +21,7 @@ brush strokes their painted size at 1024 px and above.
 Widths: ``width`` is the first layer's channels of the enhance and refine subnets (the paper:
 32, so 32/64/128/256 in the enhance subnet); the style subnet's RGB and L blocks use
 ``width / 2`` (the paper: 16/32/64 each, 128 after concatenation). The CPU-trained network
-in ``atelier/pretrained`` uses ``width`` 8, a quarter of the paper's.
+in ``atelier/pretrained`` uses ``width`` 16, half the paper's, and a residual enhance subnet.
 
 Layers are the conv/instance-norm/ReLU blocks of :mod:`atelier.nets.transformer` (reflection
 padding, resize-convolution upsampling) with one style.
