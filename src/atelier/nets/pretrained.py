@@ -35,7 +35,7 @@ SHIPPED: dict[str, str] = {
     "kaokore": "40e0e24a42d7296dccdebe4420f2e07a187f85ba42c9359b21efb04c2ef0bf33",
     "lst_relu3_1": "5c37cbdab2603b2ce101fe734710c58643d37565c7b9fbaed340e624b9385ddd",
     "lst_relu4_1": "184e4f7ebdc50972c5d53767764fdb73d85b6e17d18263694932eb3fd9cef1db",
-    "multimodal_wave": "5f7f9b8b94bc894ddf36e63a8655cc67fa300eae95112ffdaf14fca6784e4837",
+    "multimodal_wave": "7a997e35fcf0ea1cce42244a4d0cfd05122e5b43816a141f293bc14ed01bd1da",
     "sanet_decoder": "caeca4b0eccee0bb45bcbb943da2db4019e0271e92ae89d4163beea9019615b1",
     "sanet_transform": "5b9e9881879090984a95b3b4944efa67383ba3b41cfb355486ec4375e0eb990c",
     "small_worlds": "3ae4119a99dfde5bce7ec755db92888ea240140cd7b99ead44cdcae131ae5ce4",
