@@ -96,6 +96,46 @@ def main() -> None:
         print("wrote", rel(args.sheets / "disentangle_sheet.jpg"),
               save_sheet(sheet.clamp(0, 1), args.sheets / "disentangle_sheet.jpg", 240),
               "paintings:", ", ".join(p.name for p in picks))
+        spread = disentangle_spread(method, [square(load_image(p), cell) for p in content_images(args.photos)[:4]],
+                                    [load_image(p) for p in picks], cell)
+        print(", ".join(f"{key} {value:.4f}" for key, value in spread.items()))
+
+
+def disentangle_spread(method, photos: list[torch.Tensor], paintings: list[torch.Tensor],
+                       cell: int) -> dict[str, float]:
+    """How a disentanglement network's outputs differ between paintings and between photos.
+
+    ``across_paintings``: mean |G(x, s_a) - G(x, s_b)| over photo x and painting pairs;
+    ``across_photos``: mean |G(x_1, s) - G(x_2, s)| over paintings and photo pairs (content
+    differs there, so it is the scale to read the first against); ``code_spread``: mean distance
+    between the paintings' unit style codes (0 = collapsed encoder, 2 = antipodes);
+    ``colour_spread_ratio``: spread of the outputs' colour statistics (per-channel mean and std,
+    averaged over photos) across paintings, over the paintings' own; ``colour_correlation``:
+    correlation between the paintings' pairwise colour-statistic distances and their outputs'
+    (near 1: the outputs differ the way the paintings do).
+    """
+    from atelier.api import stylize_tensor
+    from atelier.methods.disentangle import code_spread
+
+    def stats(image: torch.Tensor) -> torch.Tensor:
+        return torch.cat([image.mean((2, 3)), image.std((2, 3))], 1)
+
+    outputs = torch.stack([torch.cat([stylize_tensor(x, [p], method, progress=False).image for x in photos])
+                           for p in paintings])  # (paintings, photos, 3, cell, cell)
+    pairs = lambda n: n * (n - 1)  # noqa: E731
+    n_paint, n_photo = outputs.shape[:2]
+    across_paintings = (outputs[:, None] - outputs[None]).abs().mean((2, 3, 4, 5)).sum() / pairs(n_paint)
+    across_photos = (outputs[:, :, None] - outputs[:, None]).abs().mean((0, 3, 4, 5)).sum() / pairs(n_photo)
+    painting_stats = torch.cat([stats(square(p, cell)) for p in paintings])
+    output_stats = stats(outputs.flatten(0, 1)).view(n_paint, n_photo, -1).mean(1)
+    off = ~torch.eye(n_paint, dtype=torch.bool)
+    correlation = torch.corrcoef(torch.stack([torch.cdist(painting_stats, painting_stats)[off],
+                                              torch.cdist(output_stats, output_stats)[off]]))[0, 1]
+    codes = torch.cat([method.style_code([p], [1.0])[None] for p in paintings])
+    return {"across_paintings": float(across_paintings), "across_photos": float(across_photos),
+            "code_spread": float(code_spread(codes)),
+            "colour_spread_ratio": float(output_stats.std(0).mean() / painting_stats.std(0).mean()),
+            "colour_correlation": float(correlation)}
 
 
 if __name__ == "__main__":

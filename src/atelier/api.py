@@ -336,6 +336,7 @@ def stylize_video(
     crf: int = DEFAULT_CRF,
     codec: str | None = None,
     audio: bool = True,
+    frame_batch: int | None = None,
     **options: Any,
 ) -> Path:
     """Stylize a video without flicker and write it with its sound.
@@ -364,6 +365,9 @@ def stylize_video(
         crf: constant rate factor (18: visually lossless; lower = better, larger).
         codec: video codec (default: the container's; see :data:`atelier.io.video.CODECS`).
         audio: copy the source's audio (remuxed without re-encoding where the container allows).
+        frame_batch: frames per network call for a method that takes several (``Method.frame_bytes``);
+            None: as many as the memory budget allows on an accelerator, 1 on the CPU (where a batch
+            measured no faster, docs/BENCHMARKS.md "Video").
         **options: the method's options.
 
     Returns:
@@ -380,6 +384,23 @@ def stylize_video(
     method_obj = build_method(method, options)
     styles, _ = load_styles(method_obj, style, max_pixels)
 
+    if preserve_color == "none" and not method_obj.uses_temporal_guide:
+        # Frames do not depend on each other before the blend: a network that takes a batch of
+        # frames (Method.frame_bytes not None) gets several per call, and map_video blends in order.
+        def stylize_frames(frames: Tensor) -> Tensor:
+            if seed is not None:
+                torch.manual_seed(seed)
+            result = stylize_tensor(frames, styles, method_obj, style_weights=style_weights, device=device,
+                                    progress=False)
+            if result.interrupted:
+                raise KeyboardInterrupt  # as in stylize_frame below
+            return result.image
+
+        return map_video(source, stylize_frames, output=output, size=size, max_pixels=max_pixels,
+                         overwrite=overwrite, progress=progress, temporal=temporal, start=start, duration=duration,
+                         crf=crf, codec=codec, audio=audio, frame_bytes=method_obj.frame_bytes,
+                         batch=_frame_batch(frame_batch, device))
+
     def stylize_frame(frame: Tensor, guide: TemporalGuide | None) -> Tensor:
         if seed is not None:
             torch.manual_seed(seed)  # the same noise every frame: less flicker
@@ -394,6 +415,15 @@ def stylize_video(
     return map_video(source, stylize_frame, output=output, size=size, max_pixels=max_pixels, overwrite=overwrite,
                      progress=progress, temporal=temporal, guided=True, start=start, duration=duration, crf=crf,
                      codec=codec, audio=audio)
+
+
+def _frame_batch(frame_batch: int | None, device: str) -> int | None:
+    """Frames per network call: as given, else None (the budget's choice) off the CPU and 1 on it."""
+    if frame_batch is not None:
+        if isinstance(frame_batch, bool) or not isinstance(frame_batch, int) or frame_batch < 1:
+            raise OptionError(f"frame_batch must be a whole number >= 1 (or None), got {frame_batch!r}")
+        return frame_batch
+    return 1 if torch.device(device).type == "cpu" else None
 
 
 def _check_video_output(output: Any) -> None:
@@ -429,6 +459,8 @@ def map_video(
     crf: int = DEFAULT_CRF,
     codec: str | None = None,
     audio: bool = True,
+    frame_bytes: Callable[[int, int], float | None] | None = None,
+    batch: int | None = None,
 ) -> Path:
     """Apply ``process`` to every frame of ``source`` and write ``output``.
 
@@ -442,10 +474,16 @@ def map_video(
     encoded one at a time (memory does not grow with the video's length); frames above
     ``max_pixels`` are refused before any work. Ctrl-C keeps the frames done as a complete, shorter
     video (:class:`~atelier.io.video.VideoInterrupted`), or writes nothing before the first frame.
+
+    ``frame_bytes`` (not ``guided``): the peak bytes of ``process`` on one frame of a given height
+    and width; ``process`` then takes several frames at once ``(B, 3, H, W)``, as many as the
+    memory budget allows (:func:`~atelier.pipelines.memory.frames_per_batch`), and the blend runs
+    on its outputs in order (:func:`~atelier.pipelines.temporal.temporal_map_batched`); ``batch``
+    fixes that number instead.
     """
     from .io.video import VideoReader, prefetch, probe_video, write_video
     from .ops.flow import require_opencv
-    from .pipelines.temporal import temporal_map
+    from .pipelines.temporal import temporal_map, temporal_map_batched
     from .progress import Progress
 
     _check_video_output(output)
@@ -469,16 +507,25 @@ def map_video(
     total = info.frames or max(1, round(info.duration * info.fps))
     left = max(1, round((info.duration - start) * info.fps)) if info.duration else total
     total = min(left, round(duration * info.fps) or 1) if duration is not None else left
+    if frame_bytes is None or guided:
+        batch = 1
+    elif batch is None:
+        from .pipelines.memory import frames_per_batch
+
+        scale = 1.0 if size is None else size / max(info.width, info.height)
+        batch = frames_per_batch(frame_bytes(max(1, round(info.height * scale)), max(1, round(info.width * scale))))
     bar = Progress(total, label="video ", unit="frame", enabled=progress, per_second=True)
     reader = VideoReader(source, start=start, duration=duration)
     frame_process = process if guided else blend_fresh(process)  # type: ignore[arg-type]
 
     def frames() -> Iterator[Tensor]:
-        for frame in prefetch(reader):
+        for frame in prefetch(reader, depth=max(4, 2 * batch)):
             yield frame if size is None else resize_longest(frame, size)
 
     def outputs() -> Iterator[Tensor]:
-        for index, result in enumerate(temporal_map(frames(), frame_process, options)):  # type: ignore[arg-type]
+        results = (temporal_map_batched(frames(), process, options, batch) if batch > 1  # type: ignore[arg-type]
+                   else temporal_map(frames(), frame_process, options))  # type: ignore[arg-type]
+        for index, result in enumerate(results):
             bar.update(min(index + 1, bar.total))
             yield result
 
@@ -554,6 +601,7 @@ def translate_video(
     crf: int = DEFAULT_CRF,
     codec: str | None = None,
     audio: bool = True,
+    frame_batch: int | None = None,
 ) -> Path:
     """Translate every frame of a video with a trained CycleGAN or U-GAT-IT model (see :func:`translate`).
 
@@ -571,6 +619,7 @@ def translate_video(
     device = resolve_device(device)
     translator = model if isinstance(model, Translator) else Translator(str(model))
     translator.nets  # noqa: B018  (a bad model fails before the video is opened)
-    return map_video(source, lambda frame: translator(frame, direction, device=device), output=output, size=size,
+    return map_video(source, lambda frames: translator(frames, direction, device=device), output=output, size=size,
                      max_pixels=max_pixels, overwrite=overwrite, progress=progress, temporal=temporal, start=start,
-                     duration=duration, crf=crf, codec=codec, audio=audio)
+                     duration=duration, crf=crf, codec=codec, audio=audio, frame_bytes=translator.frame_bytes,
+                     batch=_frame_batch(frame_batch, device))

@@ -178,12 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
                                  "METHOD:KEY=VALUE[,KEY=VALUE] or LABEL=METHOD:KEY=VALUE")
     evaluation.add_argument("--models", nargs="+", default=[], metavar="MODEL",
                             help="per-style networks (see `atelier models`), each on its own style(s)")
-    evaluation.add_argument("--contents", required=True, metavar="DIR", help="folder of content images (or one image)")
+    evaluation.add_argument("--contents", default=None, metavar="DIR",
+                            help="folder of content images (or one image); needed unless --video")
     evaluation.add_argument("--styles", default=None, metavar="DIR",
                             help="folder of style images (or one image); needed by --methods and --peer")
-    evaluation.add_argument("--size", type=int, default=512, help="longest side of the contents in px (default: 512)")
-    evaluation.add_argument("--peer", nargs="+", choices=PEERS, default=None, metavar="PEER",
-                            help=f"also run these packages on the same pairs when installed ({', '.join(PEERS)}; "
+    evaluation.add_argument("--size", type=int, default=None,
+                            help="longest side of the contents in px (default: 512; with --video 256)")
+    evaluation.add_argument("--peer", choices=PEERS, default=None,
+                            help=f"also run this package on the same pairs when installed ({', '.join(PEERS)}; "
                                  f"pastiche: its Gatys optimisation, 300 iterations)")
     evaluation.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                             help="option for every evaluated method that has it, e.g. precision=fp32 (repeatable)")
@@ -196,6 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
                                  "the collections in DIR (text lists or image folders), then report the share of "
                                  "--contents stylized by each collection --models network, and by --methods (default "
                                  "gatys adain) given one painting of its genre, classified as that genre")
+    evaluation.add_argument("--photos", default=None, metavar="DIR",
+                            help="with --collections: photos (not the --contents) for the classifier's photo class, "
+                                 "so that outputs still looking like photos do not count, e.g. ../shared/train/content")
+
+    evaluation.add_argument("--video", default=None, metavar="CLIP",
+                            help="measure flicker instead: run each --methods (given the style --styles FILE, or the "
+                                 "first image of a folder) and --models on the clip frame by frame and with "
+                                 "--temporal; report the warping error t-1 and t-10 (Lai et al. 2018), the style "
+                                 "distance ratio and fps, with --peer's --smooth video mode; writes video.md, "
+                                 "video.json and videos/ into --output")
+    evaluation.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+                            help="with --video: start this many seconds into the clip (default: 0)")
+    evaluation.add_argument("--duration", type=float, default=2.0, metavar="SECONDS",
+                            help="with --video: seconds of the clip to use (default: 2)")
 
     listing = commands.add_parser("methods", help="list methods and their options")
     listing.add_argument("name", nargs="?", help="show only this method")
@@ -370,7 +386,8 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
                        help="[gatys, photo] weight of the temporal loss (Ruder et al. 2016, eq. 5)" + default("1000"))
     video.add_argument("--temporal-iterations", type=int, default=0, metavar="N",
                        help="[gatys, photo] iterations per frame after the first, which start from the warped "
-                            "previous output; 0 = the method's --iterations" + default("0"))
+                            "previous output; 0 = half the method's --iterations, which go to the first frame "
+                            "and must converge it (Ruder et al.'s schedule)" + default("0"))
     video.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
                        help="start this many seconds into the video" + default("0"))
     video.add_argument("--duration", type=float, default=None, metavar="SECONDS",
@@ -523,10 +540,18 @@ def _eval(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         if not sep or not key.strip():
             raise OptionError(f"--method-option takes KEY=VALUE, got {item!r}")
         options[key.strip().replace("-", "_")] = value
-    for flag in ("contents", "styles"):
+    if args.photos is not None and args.collections is None:
+        raise OptionError("--photos is the photo class of the deception rate: use it with --collections DIR")
+    for flag in ("contents", "styles", "photos"):
         path = getattr(args, flag)
         if path is not None and not Path(path).exists():
             raise ImageError(f"--{flag} {path}: no such file or folder")
+    if args.video is not None:
+        return _eval_video(args, options, argv)
+    if args.contents is None:
+        raise OptionError("atelier eval needs --contents DIR (or --video CLIP to measure flicker)")
+    if args.size is None:
+        args.size = 512
     if args.collections is not None:
         return _deception(args, options)
     command = "atelier " + shlex.join(sys.argv[1:] if argv is None else list(argv))
@@ -546,6 +571,32 @@ def _eval(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _eval_video(args: argparse.Namespace, options: dict[str, Any], argv: Sequence[str] | None) -> int:
+    """``atelier eval --video CLIP``: flicker, style kept and fps (see :mod:`atelier.eval.video_report`)."""
+    import shlex
+
+    from .eval.video_report import video_report
+    from .train.data import folder_images
+
+    if args.contents is not None or args.collections is not None:
+        raise OptionError("--video measures one clip: drop --contents and --collections")
+    style = args.styles
+    if style is not None and Path(style).is_dir():
+        images = folder_images(Path(style))
+        if not images:
+            raise ImageError(f"--styles {style}: no images in this folder")
+        style = images[0]
+    command = "atelier " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    report = video_report(args.video, args.methods, args.models, style=style, size=args.size or 256,
+                          start=args.start, duration=args.duration, peer=args.peer, output=args.output,
+                          options=options, device=args.device, progress=not args.quiet, command=command)
+    if not args.quiet:
+        for note in report.notes:
+            print(f"- {note}")
+        print(f"wrote {Path(args.output) / 'video.md'}", file=sys.stderr)
+    return 0
+
+
 def _deception(args: argparse.Namespace, options: dict[str, Any]) -> int:
     """``atelier eval --collections DIR``: the deception-rate table (see :mod:`atelier.eval.deception`)."""
     from .eval.deception import deception_report
@@ -554,8 +605,9 @@ def _deception(args: argparse.Namespace, options: dict[str, Any]) -> int:
     if options:  # --method-option applies to every method spec that takes it
         methods = [m + (":" if ":" not in m else ",") + ",".join(f"{k}={v}" for k, v in options.items())
                    for m in methods]
-    report = deception_report(args.collections, args.contents, models=args.models, methods=methods,
-                              size=args.size, output=args.output, device=args.device, progress=not args.quiet)
+    report = deception_report(args.collections, args.contents, photos=args.photos, models=args.models,
+                              methods=methods, size=args.size, output=args.output, device=args.device,
+                              progress=not args.quiet)
     if not args.quiet:
         print("\n".join(report.table()))
         for note in report.notes:

@@ -310,3 +310,28 @@ def test_ctrl_c_inside_an_optimisation_stops_the_whole_video(tmp_path):
     with pytest.raises(VideoInterrupted) as stop:
         stylize_video(source, None, Stopped(), output=tmp_path / "out.mp4", progress=False)
     assert stop.value.frames == 3 and len(list(read_frames(tmp_path / "out.mp4"))) == 3
+
+
+def test_a_network_video_in_batches_of_frames_equals_frame_by_frame(tmp_path, monkeypatch):
+    pytest.importorskip("cv2")
+    from atelier.api import stylize_video
+    from atelier.methods.johnson import Johnson
+    from atelier.nets.transformer import TransformerNet
+
+    torch.manual_seed(0)
+    method = Johnson(network=TransformerNet(width=4, blocks=1).eval(), precision="fp32")
+    batches = []
+    stylize = method.stylize
+    monkeypatch.setattr(method, "stylize", lambda content, *a, **k: (batches.append(content.shape[0]),
+                                                                      stylize(content, *a, **k))[1])
+    source = tmp_path / "in.mp4"
+    write_video(source, _frames(7, 36, 44), fps=8)
+    stylize_video(source, None, method, output=tmp_path / "batched.mp4", progress=False, frame_batch=8)
+    assert batches == [7]  # 8 asked, the clip has 7 frames
+    batches.clear()
+    stylize_video(source, None, method, output=tmp_path / "single.mp4", progress=False)
+    assert batches == [1] * 7  # the default on the CPU, where a batch measured no faster
+    for a, b in zip(read_frames(tmp_path / "batched.mp4"), read_frames(tmp_path / "single.mp4"), strict=True):
+        assert torch.equal(a, b)  # the same pixels, hence the same H.264 stream
+    with pytest.raises(OptionError, match="frame_batch"):
+        stylize_video(source, None, method, output=tmp_path / "x.mp4", frame_batch=0)

@@ -182,6 +182,22 @@ def test_avatar_skips_impose_the_style_statistics(encoder, content_image, style_
         assert torch.allclose(std[alive], features[layer].std((2, 3), unbiased=False)[alive], atol=1e-2, rtol=1e-2)
 
 
+def test_avatar_scalar_skip_weights_take_the_one_pass_affine_path(encoder, content_image, style_image):
+    # Scalar weights fold into one per-channel affine map; the same weights given as constant
+    # masks take the general path (a pass per source). Both must decode the same image.
+    from atelier.nets.hourglass import skip_statistics
+
+    torch.manual_seed(0)
+    decoder = HourglassDecoder(encoder.widths)
+    layers = ["relu1_1", "relu2_1", "relu3_1"]
+    style, content = skip_statistics(encoder(style_image, layers)), skip_statistics(encoder(content_image, layers))
+    features = encoder(content_image, ["relu4_1"])["relu4_1"]
+    with torch.no_grad():
+        scalar = decoder(features, [(0.7, style), (0.3, content)])
+        masked = decoder(features, [(torch.full((1, 1, 1, 1), 0.7), style), (torch.full((1, 1, 1, 1), 0.3), content)])
+    torch.testing.assert_close(scalar, masked, rtol=1e-4, atol=1e-5)
+
+
 def test_lst_untrained_transform_keeps_the_style_mean_and_content_structure(encoder, content_image, style_image):
     c = encoder(content_image, ["relu4_1"])["relu4_1"]
     s = encoder(style_image, ["relu4_1"])["relu4_1"]

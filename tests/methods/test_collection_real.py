@@ -48,3 +48,10 @@ def test_shipped_disentanglement_network_takes_a_painting_a_blend_or_the_average
             assert image.shape == photo.shape and torch.isfinite(image).all()
         assert (average - photo).abs().mean() > 0.03
         assert method.network.average_code.abs().sum() > 0  # a collection average was learnt
+        # The paper's point: different paintings give different outputs (the first shipped network,
+        # collapsed, changed its output by 0.0007 between paintings of its collection).
+        dark, light = smooth_image(64, 64, seed=4) * 0.25, 0.75 + 0.25 * smooth_image(64, 64, seed=5)
+        codes = torch.stack([method.style_code([image], [1.0]) for image in (dark, light)])
+        assert (codes[0] - codes[1]).norm() > 0.2
+        in_dark, in_light = (stylize_tensor(photo, [image], method, progress=False).image for image in (dark, light))
+        assert (in_dark - in_light).abs().mean() > 0.02

@@ -195,3 +195,23 @@ def test_auto_tiling_under_a_small_memory_budget(encoder, style_image, monkeypat
     monkeypatch.setenv("ATELIER_MEMORY_GB", "lots")
     with pytest.raises(OptionError, match="ATELIER_MEMORY_GB must be a positive number"):
         method.plan_tiles(100, 100, "fp32", 1)
+
+
+def test_wct_encodes_each_style_once_for_every_level(encoder, content_image, style_image):
+    # One pass per level for the content (each level re-encodes the previous output), one pass in
+    # all for the style, and none for a style the method has already seen (a folder, a video).
+    method = _method("wct", encoder, alpha=1.0, layers=("relu3_1", "relu2_1", "relu1_1"))
+    inputs: list[tuple[int, ...]] = []
+    handle = encoder.register_forward_hook(lambda module, args, out: inputs.append(tuple(args[0].shape)))
+    try:
+        first = _run(method, content_image, [style_image])
+        assert len(inputs) == 4, inputs
+        inputs.clear()
+        again = _run(method, content_image, [style_image])
+        assert len(inputs) == 3, inputs
+    finally:
+        handle.remove()
+    torch.testing.assert_close(again, first)
+    expected = _run(_method("wct", encoder, alpha=1.0, layers=("relu3_1", "relu2_1", "relu1_1")), content_image,
+                    [style_image.clone()])
+    torch.testing.assert_close(first, expected)

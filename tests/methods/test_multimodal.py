@@ -18,6 +18,7 @@ from atelier.methods.multimodal import (
     Multimodal,
     MultimodalTraining,
     MultimodalTrainingOptions,
+    build_network,
     load_multimodal,
     network_header,
 )
@@ -123,6 +124,64 @@ def test_the_hierarchical_loss_weighs_each_stage_and_resizes_the_style_per_stage
     assert seen[::2] == [(16, 16), (32, 32), (32, 32)]
 
 
+@pytest.mark.parametrize("stage_gradients", [True, False])
+def test_stage_gradients_false_trains_each_subnet_on_its_own_stage_only(tiny_encoder, style_file, stage_gradients):
+    # Only the enhance stage's loss counts: jointly (the paper) it reaches the style subnet
+    # through the enhance subnet's input; with stage_gradients false it stops there.
+    options = MultimodalTrainingOptions.from_dict({"style": style_file, "style_sizes": [16, 24, 32], "width": 2,
+                                                   "stage_weights": [0, 1, 0], "stage_gradients": stage_gradients})
+    task = MultimodalTraining(options, encoder=tiny_encoder)
+    torch.manual_seed(0)
+    model = task.build_model()
+    sum(task.losses(model, torch.stack([smooth_image(32, 32, seed=s)[0] for s in (1, 2)]), None).values()).backward()
+
+    def reached(subnet: torch.nn.Module) -> bool:
+        return any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in subnet.parameters())
+
+    assert reached(model.enhance) and not reached(model.refine)
+    assert reached(model.style) is stage_gradients
+
+
+def test_a_stage_of_weight_zero_costs_no_loss_network_and_its_subnet_stays_untrained(tiny_encoder, style_file):
+    seen: list[tuple[int, int]] = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, image, layers):
+            seen.append(tuple(image.shape[-2:]))
+            return tiny_encoder(image, layers)
+
+    options = MultimodalTrainingOptions.from_dict({"style": style_file, "style_sizes": [16, 24, 32], "width": 2,
+                                                   "stage_weights": [1, 0, 0], "enhance_residual": True})
+    task = MultimodalTraining(options, encoder=Spy())
+    task.style_targets(torch.device("cpu"))
+    seen.clear()
+    model = task.build_model()
+    terms = task.losses(model, torch.stack([smooth_image(32, 32, seed=s)[0] for s in (1, 2)]), None)
+    assert seen == [(8, 8), (8, 8)]  # the style stage's content and output only
+    assert all(float(terms[f"{stage}_{key}"]) == 0 for stage in ("enhance", "refine")
+               for key in ("content", "style", "tv"))
+    sum(terms.values()).backward()
+    assert all(p.grad is None for subnet in (model.enhance, model.refine) for p in subnet.parameters())
+    assert any(p.grad is not None for p in model.style.parameters())
+
+
+def test_a_residual_enhance_subnet_starts_as_its_upsampled_input_and_its_header_says_so(style_file):
+    options = MultimodalTrainingOptions.from_dict({"style": style_file, "width": 2, "enhance_residual": True})
+    torch.manual_seed(0)
+    model = MultimodalTraining(options).build_model().eval()
+    with torch.no_grad():
+        style, enhance, refine = model.stages(smooth_image(45, 61))
+
+    def up(image: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(image, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+    # Zero residuals: the untrained enhance and refine subnets pass the style subnet's result on.
+    assert torch.allclose(enhance, up(style, enhance)) and torch.allclose(refine, up(enhance, refine))
+    header = network_header(2, "stripes", enhance_residual=True)
+    assert build_network(header).enhance_residual
+    assert not build_network({k: v for k, v in header.items() if k != "enhance_residual"}).enhance_residual
+
+
 @pytest.mark.parametrize("options, message", [
     ({}, "options.style"),
     ({"style": "s.png", "style_sizes": [64, 128]}, "style_sizes must be 3"),
@@ -187,7 +246,7 @@ def test_memory_limit_is_stated_and_refused_above_it(net, tmp_path, monkeypatch,
 
 
 def test_large_outputs_are_tiled_when_whole_maps_would_not_fit(net, monkeypatch):
-    method = Multimodal(network=MultimodalNet(width=8), precision="bf16")  # the shipped width (never run here)
+    method = Multimodal(network=MultimodalNet(width=16), precision="bf16")  # the shipped width (never run here)
     whole = method.memory_need(2731, 4096, "bf16")
     monkeypatch.setenv("ATELIER_MEMORY_GB", str(0.7 * whole / 2**30))
     tile = method.plan_tile(2731, 4096, "bf16")  # 4K: whole maps do not fit, tiles do

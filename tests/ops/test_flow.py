@@ -10,10 +10,12 @@ from atelier.errors import OptionError
 from atelier.ops.flow import (
     consistency_mask,
     estimate_flow,
+    feather_mask,
     histogram_distance,
     long_term_masks,
     motion_boundaries,
     occlusion_mask,
+    photometric_mask,
     warp,
     warping_error,
 )
@@ -121,3 +123,35 @@ def test_warping_error_is_zero_for_a_consistent_video_and_ignores_masked_pixels(
     assert warping_error(changed, image, flow, mask) > 0
     mask[..., :4, :] = 0
     assert warping_error(changed, image, flow, mask) == pytest.approx(0, abs=1e-12)
+
+
+def test_photometric_mask_trusts_a_right_flow_and_refuses_a_wrong_one_both_directions_agree_on():
+    big = textured(48, 120, seed=5)
+    previous, current = big[..., :, 10:74], big[..., :, 40:104]  # a 30 px pan: current(p) = previous(p + 30)
+    right = torch.zeros(1, 2, 48, 64)
+    right[:, 0] = 30.0
+    inside = (..., slice(None), slice(0, 30))  # where previous holds what current shows
+    assert float(photometric_mask(current, previous, right)[inside].min()) == 1
+    # A zero flow both ways passes the forward-backward test, and is wrong: brightness constancy sees it.
+    zero = torch.zeros(1, 2, 48, 64)
+    assert float(consistency_mask(zero, zero).min()) == 1
+    assert float(photometric_mask(current, previous, zero).mean()) < 0.1
+    # A static frame is trusted everywhere; the weight falls from 1 to 0 between half the threshold and it.
+    assert float(photometric_mask(current, current, zero).min()) == 1
+    grey = torch.full((1, 3, 8, 8), 0.5)
+    weights = [float(photometric_mask(grey + d, grey, torch.zeros(1, 2, 8, 8), threshold=0.04).mean())
+               for d in (0.01, 0.03, 0.05)]
+    assert weights == pytest.approx([1.0, 0.5, 0.0], abs=1e-5)
+    with pytest.raises(OptionError, match="threshold"):
+        photometric_mask(current, previous, zero, threshold=0)
+
+
+def test_feather_mask_ramps_inside_the_reliable_side_and_never_lets_unreliable_pixels_in():
+    mask = torch.ones(1, 1, 12, 20)
+    mask[..., :, :10] = 0
+    soft = feather_mask(mask, 2)
+    assert torch.equal(soft[..., :10], mask[..., :10])  # still 0 where it was 0
+    row = soft[0, 0, 6, 10:].tolist()
+    assert row[0] < row[1] < row[2] < row[3] < row[4] and row[-1] == 1  # a ramp, then fully carried
+    assert torch.equal(feather_mask(torch.ones(1, 1, 8, 8), 3), torch.ones(1, 1, 8, 8))
+    assert torch.equal(feather_mask(mask, 0), mask)

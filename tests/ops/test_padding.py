@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import pytest
 import torch
+import torch.nn.functional as F
 
 from atelier.ops import pad_to_multiple
+from atelier.ops.padding import reflect_conv3x3
 
 
 def test_pads_right_and_bottom_to_the_multiple_by_reflection():
@@ -22,3 +25,36 @@ def test_replicates_when_the_image_is_too_small_to_reflect_and_leaves_multiples_
     even = torch.rand(1, 3, 16, 32)
     same, pad = pad_to_multiple(even, 16)
     assert pad == (0, 0, 0, 0) and same is even
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 4, 2, 2), (1, 3, 3, 11)])
+def test_reflect_conv_equals_the_convolution_of_the_reflection_padded_input(shape):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64)
+    weight, bias = torch.randn(6, shape[1], 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    expected = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, bias)
+    torch.testing.assert_close(reflect_conv3x3(x, weight, bias), expected, rtol=0, atol=1e-12)
+    # Channels-last input (what the decoders get) and no bias.
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    expected = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight)
+    torch.testing.assert_close(reflect_conv3x3(x_last, weight), expected, rtol=0, atol=1e-12)
+
+
+def test_reflect_conv_gradients_match_the_padded_convolution():
+    torch.manual_seed(1)
+    x = torch.randn(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(reflect_conv3x3, (x, weight, bias))
+
+
+def test_reflect_conv_in_bf16_autocast_stays_in_bf16():
+    # CPU autocast runs reflection_pad2d in float32; the full-size map must not take that detour.
+    torch.manual_seed(2)
+    x = torch.randn(1, 8, 16, 16).bfloat16().contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(8, 8, 3, 3), torch.randn(8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = reflect_conv3x3(x, weight, bias)
+        expected = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, bias)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected.float(), rtol=0.02, atol=0.05)

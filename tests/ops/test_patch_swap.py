@@ -145,3 +145,21 @@ def test_search_option_errors():
         patch_swap(_features(0), _features(1), search="fast")
     with pytest.raises(OptionError, match="rank must be >= 1"):
         patch_swap(_features(0), _features(1), search="approximate", rank=0)
+
+
+@pytest.mark.parametrize("search", ["exact", "approximate"])
+def test_bf16_scores_pick_patches_of_nearly_the_exact_cost(search):
+    # bf16 products round the scores to ~3 significant digits: near-ties may flip, but the chosen
+    # patches must cost within 1% of the float32 search's, and exact matches must stay found.
+    content, style = _low_rank(17, 32, 32, (24, 28)), _low_rank(18, 32, 32, (26, 24))
+    patches = style_patches(style)
+    reference = nearest_patches(content, patches, search=search, rank=16)
+    fast = nearest_patches(content, patches, search=search, rank=16, score_dtype=torch.bfloat16)
+    assert fast.shape == reference.shape and fast.dtype == reference.dtype
+    cost, cost_reference = (patch_swap_module.matched_patch_cost(content, patches, index)
+                            for index in (fast, reference))
+    assert cost_reference <= cost * (1 + 1e-6) and cost < 1.01 * cost_reference, (cost, cost_reference)
+    inside = style[..., 5:19, 7:20]  # content cut from the style: every patch has a perfect match
+    swapped = patch_swap(inside, style, search=search, rank=32, score_dtype=torch.bfloat16)
+    assert swapped.dtype == inside.dtype
+    torch.testing.assert_close(swapped, inside, rtol=0, atol=1e-5)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from atelier.ops import adain, covariance, mean_std, whiten_color
+from atelier.ops import wct as wct_ops
 
 
 def _features(seed: int, channels: int = 6, size: int = 20) -> torch.Tensor:
@@ -56,3 +57,40 @@ def test_adain_masked_region_takes_style_statistics():
     assert torch.allclose(mean_o, mean_s, atol=1e-4) and torch.allclose(std_o, std_s, atol=1e-3)
     full = mean_std(content, mask=torch.ones(1, 1, 20, 20))
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(full, mean_std(content)))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_centred_covariance_equals_the_float64_covariance(monkeypatch, masked):
+    # Products over chunks of 64 positions (of 400), an offset far from zero: the float32 path
+    # must still agree with the float64 one-pass sums.
+    monkeypatch.setattr(wct_ops, "PRODUCT_CHUNK", 64)
+    features = _features(6) + 100.0
+    mask = torch.rand(1, 1, 20, 20, generator=torch.Generator().manual_seed(7)) if masked else None
+    mean, cov = wct_ops.centred_covariance(features, mask)
+    mean_ref, cov_ref = covariance(features.double(), None if mask is None else mask.double())
+    assert mean.dtype == cov.dtype == torch.float64
+    torch.testing.assert_close(mean, mean_ref, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(cov, cov_ref, rtol=0, atol=1e-5 * float(cov_ref.abs().max()))
+
+
+def test_mean_std_is_the_same_for_channels_last_and_contiguous_maps():
+    features = _features(8) * 5 + 40
+    mean, std = mean_std(features)
+    reference = features.flatten(2).double()
+    torch.testing.assert_close(mean.flatten().double(), reference.mean(-1).flatten(), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(std.flatten().double(), (reference.var(-1, unbiased=False) + 1e-5).sqrt().flatten(),
+                               rtol=1e-5, atol=1e-5)
+    mean_last, std_last = mean_std(features.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(mean_last, mean)
+    torch.testing.assert_close(std_last, std)
+    assert mean.shape == std.shape == (1, 6, 1, 1)
+
+
+def test_wct_reads_channels_last_maps_and_gives_the_same_result_in_chunks(monkeypatch):
+    content, style = _features(9), _features(10, size=14)
+    expected = whiten_color(content, style)
+    out = whiten_color(content.contiguous(memory_format=torch.channels_last), style)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # what the decoders take, without a copy
+    torch.testing.assert_close(out, expected)
+    monkeypatch.setattr(wct_ops, "CHUNK", 64)  # the affine map over 7 chunks of positions
+    torch.testing.assert_close(whiten_color(content, style), expected)

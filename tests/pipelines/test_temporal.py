@@ -56,6 +56,41 @@ def test_the_blend_removes_flicker_along_the_motion():
     assert jitter(steady) < 0.5 * jitter(plain)
 
 
+def low_texture(height: int, width: int, seed: int) -> torch.Tensor:
+    """Faint large blobs (+-10% around grey): DIS's coarsest level cannot lock onto a fast pan over it."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.rand(1, 3, 6, 6 * width // height, generator=generator)
+    return (0.5 + 0.2 * (F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=False) - 0.5))
+
+
+def test_a_fast_flat_pan_where_the_flow_is_wrong_both_ways_is_stylized_fresh():
+    from atelier.ops.flow import consistency_mask, estimate_flow
+
+    big = low_texture(64, 480, seed=2)
+    frames = [big[..., :, 50 + 40 * i : 146 + 40 * i] for i in range(2)]  # 40 px/frame
+    backward, forward = estimate_flow(frames[1], frames[0]), estimate_flow(frames[0], frames[1])
+    wrong = ((backward[:, :1] - 40).abs() > 3) | (backward[:, 1:].abs() > 3)
+    passed = wrong & consistency_mask(backward, forward).bool()  # wrong, yet forward and backward agree
+    assert float(passed.float().mean()) > 0.2
+
+    def run(threshold):
+        coherence = TemporalCoherence(TemporalOptions(strength=1.0, min_reliable=0.0,
+                                                      photometric_threshold=threshold))
+        outputs = list(temporal_map(frames, blend_fresh(fake_style), None, coherence=coherence))
+        return outputs[1], coherence
+
+    fresh = fake_style(frames[1])
+    checked, _ = run(0.03)
+    unchecked, _ = run(None)
+    fresh_here = (checked - fresh).abs().amax(1, keepdim=True) < 1e-6
+    # Ruder et al.'s masks alone carry the wrong pixels along (the tearing); brightness constancy
+    # sends most of them back to the fresh stylization (right pixels: the static test above).
+    assert float((unchecked - fresh).abs().amax(1, keepdim=True)[passed].gt(1e-3).float().mean()) > 0.9
+    assert float(fresh_here[passed].float().mean()) > 0.6
+    # The check only ever takes weight from the carried output: every pixel is at most as far from fresh.
+    assert bool(((checked - fresh).abs() <= (unchecked - fresh).abs() + 1e-6).all())
+
+
 def test_a_scene_cut_is_stylized_fresh_and_never_smeared():
     shot_a = [textured(48, 64, seed=2)] * 3
     shot_b = [textured(48, 64, seed=3) * 0.3 + 0.7 * torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1)] * 3
@@ -136,3 +171,77 @@ def test_a_feedforward_method_output_is_blended_where_the_flow_is_reliable():
     out = stylize_tensor(content, [], method, progress=False, temporal=guide).image
     assert torch.allclose(out[..., 16:, :], warped[..., 16:, :])  # reliable: carried along the flow
     assert torch.allclose(out[..., :16, :], fresh[..., :16, :])  # occluded: the fresh output
+
+
+def test_batched_frames_blend_exactly_as_one_at_a_time():
+    from atelier.pipelines.temporal import temporal_map_batched
+
+    big = textured(80, 120, seed=11)
+    frames = [big[..., 8:56, 2 * i : 2 * i + 64] for i in range(7)]
+    calls = []
+
+    def stylize(batch):
+        calls.append(batch.shape[0])
+        return fake_style(batch)
+
+    one = list(temporal_map(frames, blend_fresh(fake_style), TemporalOptions()))
+    batched = list(temporal_map_batched(frames, stylize, TemporalOptions(), batch=3))
+    assert calls == [3, 3, 1]
+    assert len(batched) == len(one)
+    for a, b in zip(one, batched):
+        assert torch.allclose(a, b, atol=1e-6)
+    calls.clear()
+    resized = frames[:2] + [big[..., :40, :56]] * 2  # a change of size ends a batch early
+    outputs = list(temporal_map_batched(resized, stylize, None, batch=3))
+    assert calls == [2, 2] and all(torch.equal(o, fake_style(f)) for o, f in zip(outputs, resized))
+    with pytest.raises(OptionError, match="per batch"):
+        list(temporal_map_batched(frames, stylize, None, batch=0))
+
+
+def test_frames_per_batch_follows_the_memory_budget(monkeypatch):
+    from atelier.pipelines.memory import MAX_FRAME_BATCH, frames_per_batch
+
+    monkeypatch.setenv("ATELIER_MEMORY_GB", "1")
+    assert frames_per_batch(2**30 / 12) == 6  # half the budget over one frame
+    assert frames_per_batch(2**30) == 1 and frames_per_batch(None) == 1
+    assert frames_per_batch(1.0) == MAX_FRAME_BATCH
+
+
+@pytest.mark.parametrize("name", ["johnson", "adain", "efdm"])
+def test_a_network_stylizes_a_batch_of_frames_as_one_at_a_time(name, tiny_encoder, one_thread):
+    from atelier.methods import get_method
+    from atelier.nets.decoder import VGGDecoder
+    from atelier.nets.transformer import TransformerNet
+
+    torch.manual_seed(0)
+    if name == "johnson":
+        method = get_method(name)(network=TransformerNet(width=4, blocks=1).eval(), precision="fp32")
+        styles, weights = [], [1.0]
+    else:
+        decoder = VGGDecoder("relu4_1", widths=tiny_encoder.widths).eval()
+        method = get_method(name)(encoder=tiny_encoder, decoders={"relu4_1": decoder}, precision="fp32")
+        styles, weights = [textured(40, 40, seed=12)], [1.0]
+    frames = torch.cat([textured(32, 48, seed=s) for s in range(3)])
+    assert method.frame_bytes(32, 48) > 0
+    together = method.stylize(frames, styles, style_weights=weights, progress=False).image
+    alone = torch.cat([method.stylize(frames[i : i + 1], styles, style_weights=weights, progress=False).image
+                       for i in range(3)])
+    assert together.shape == (3, 3, 32, 48)
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_guided_optimisation_frames_run_half_the_iterations_by_default(tiny_encoder):
+    from atelier.api import stylize_tensor
+
+    content, style = textured(32, 32, seed=13), textured(32, 32, seed=14)
+    guide = TemporalGuide([content], [torch.ones(1, 1, 32, 32)], [1], TemporalOptions())
+    steps = []
+
+    def run(temporal):
+        result = stylize_tensor(content, [style], "gatys", method_kwargs={"encoder": tiny_encoder}, iterations=6,
+                                scales=1, progress=False, temporal=temporal)
+        steps.append(len(result.info["history"]))
+
+    run(None)
+    run(guide)
+    assert steps == [6, 3]  # the fresh frame converges; the guided one starts from it (Ruder et al.'s schedule)

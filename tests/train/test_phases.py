@@ -125,10 +125,11 @@ def test_resume_reproduces_the_uninterrupted_run(folders, tmp_path, toy, monkeyp
         return original(self, *args)
 
     monkeypatch.setattr(TwoPhaseTask, "_second", interrupting)
+    handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs in a background job
     with pytest.raises(TrainingInterrupted) as stop:
         train(cfg, progress=False)
     assert stop.value.step == 4 and calls["n"] == 4
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before
     monkeypatch.setattr(TwoPhaseTask, "_second", original)
     resumed = train(cfg, progress=False)
     straight = train(cfg.replace(output=str(tmp_path / "straight")), progress=False)

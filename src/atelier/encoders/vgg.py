@@ -151,15 +151,20 @@ class VGGEncoder(nn.Module):
             )
         x = self.preprocessing(image)
         out: dict[str, Tensor] = {}
+        # Without autograd the ReLU can overwrite the convolution's output (a fresh buffer per
+        # layer costs about as much as the ReLU itself), unless that output was asked for.
+        inplace = not torch.is_grad_enabled()
+        previous = ""
         for name in LAYER_NAMES[: deepest + 1]:
             if name.startswith("conv"):
                 x = self.convs[name](x)
             elif name.startswith("relu"):
-                x = F.relu(x)
+                x = F.relu(x, inplace=inplace and previous not in wanted)
             elif self.pooling == "max":
                 x = F.max_pool2d(x, 2, 2, ceil_mode=False)
             else:
                 x = F.avg_pool2d(x, 2, 2, ceil_mode=False)
             if name in wanted:
                 out[name] = x
+            previous = name
         return out

@@ -106,9 +106,11 @@ class AvatarNet(FeedForwardMethod):
                                                                                             precision, tile))))
                           for style in styles]
 
+        score_dtype = torch.bfloat16 if precision == "bf16" else None  # the search's products (see style_swap)
+
         def decorate(c: Tensor, s: dict[str, Tensor], m: Tensor | None) -> Tensor:
             return style_decorator(c, s[LAYER], patch_size=cfg.patch_size, stride=cfg.stride, eps=cfg.eps,
-                                   content_mask=m)
+                                   content_mask=m, score_dtype=score_dtype)
 
         target = blend_features(content_features[LAYER], style_features, weights, decorate, masks=masks,
                                 alpha=cfg.alpha)

@@ -11,12 +11,18 @@ painting's code (the batch rolled by one). With ``G(x, s) = D(E_c(x), s)``:
   (the discriminator of the style-aware content loss, Sanakoyeu et al. 2018);
 * reconstruction (sec. 3.2): ``|D(E_c(p), E_s(p)) - p|_1``, a painting rebuilt from its own
   content and style;
-* fixpoint triplet loss (sec. 3.3, eq. 3): stylizing two photos with the same code must land
-  at the same style embedding, closer than stylizing with another painting's code:
-  ``max(0, r + |E_s(G(x_i, s_i)) - E_s(G(x_{i-1}, s_i))|^2 - |E_s(G(x_i, s_i)) - E_s(G(x_i, s'_i))|^2)``
-  (:func:`fixpoint_triplet_loss`), plus the style fixpoint ``|E_s(G(x, s)) - s|^2`` (eq. 2);
-* disentanglement loss (sec. 3.4, eq. 5): changing the style code must not change the content
-  representation: ``|E_c(G(x, s)) - E_c(G(x, s'))|^2`` (:func:`disentanglement_loss`);
+* fixpoint triplet loss (sec. 3.3): a photo stylized with painting ``a``'s code, re-encoded,
+  must land nearer that code than another painting's code, by a margin ``r``:
+  ``max(0, r + |E_s(G(x, s_a)) - s_a| - |E_s(G(x, s_a)) - s_b|)`` with Euclidean distances
+  between unit codes (:func:`fixpoint_triplet_loss`). The negative ``s_b`` is a painting's own
+  code, so this term also pushes the codes of different paintings apart: it is what keeps the
+  style encoder from collapsing to one code. Plus the style fixpoint ``|E_s(G(x, s)) - s|^2``;
+* fixpoint disentanglement loss (sec. 3.4): stylizing two photos with one code must give style
+  codes no farther apart than the photos' own codes are:
+  ``max(0, |E_s(G(x_1, s)) - E_s(G(x_2, s))| - |E_s(x_1) - E_s(x_2)|)``
+  (:func:`fixpoint_disentanglement_loss`): the photo must not choose the style;
+* content disentanglement: changing the style code must not change the content
+  representation, ``|E_c(G(x, s)) - E_c(G(x, s'))|^2`` (:func:`disentanglement_loss`);
 * the style-aware content loss ``|E_c(G(x, s)) - E_c(x)|^2`` (Sanakoyeu et al. 2018, eq. 4),
   which keeps the photo's content in the content encoder's space.
 
@@ -27,9 +33,17 @@ painting's style), several ``--style`` with ``--style-weights`` (their codes ble
 Deviations from the paper:
     * One PatchGAN instead of the paper's multi-scale discriminator; both networks are updated
       every step (no discriminator-accuracy gating).
-    * The paper's loss weights are not all stated in its text; the weights here keep the
-      scale of the style-aware content loss code (image and feature terms 100, adversarial 1)
-      and are options of the config.
+    * The paper's loss weights and margin are not all stated in its text; the weights here keep
+      the scale of the style-aware content loss code (image and feature terms 100, adversarial
+      1) and are options of the config. Style codes are unit vectors (see
+      :func:`atelier.nets.disentangle.unit_code`), so the margin is in units of the sphere.
+    * Style codes are centred on a running mean of the paintings' codes before the sphere
+      (:class:`atelier.nets.disentangle.StyleEncoder`), and the decoder's up path uses layer
+      norm: both ours, both needed here for the codes to separate and to reach the output.
+    * The two fixpoint losses are written from the paper's description of them; the section
+      numbers are as we read the paper, not checked against its equations' numbering.
+    * The content-space disentanglement term is ours (the issue's reading of "changing the style
+      code must not change the content"); the paper's sec. 3.4 term is the fixpoint one.
     * The shipped network is far narrower and shorter-trained than the paper's (CPU budget;
       see its model card and configs/disentangle_chinese_landscape.yaml).
 """
@@ -46,7 +60,7 @@ from torch import Tensor, nn
 
 from ..errors import OptionError
 from ..io.images import resize_longest
-from ..nets.disentangle import DisentangledGenerator
+from ..nets.disentangle import DisentangledGenerator, unit_code
 from ..nets.gan import PatchDiscriminator, log_loss
 from ..options import MethodConfig, option
 from ..pipelines.base import StylizeResult, register
@@ -56,7 +70,8 @@ from ..train.data import MIN_COLLECTION_IMAGES
 from ..train.task import Phase, TrainingTask, register_task
 
 __all__ = ["NETWORKS", "Disentangle", "DisentangleConfig", "DisentangleOptions", "DisentangleTraining",
-           "disentanglement_loss", "fixpoint_triplet_loss", "load_disentangled"]
+           "code_spread", "disentanglement_loss", "fixpoint_disentanglement_loss", "fixpoint_triplet_loss",
+           "load_disentangled"]
 
 TASK = "disentangle"
 #: The trained networks of this method, in one place: file stem -> the config that trains it
@@ -75,27 +90,65 @@ def _squared_distance(a: Tensor, b: Tensor) -> Tensor:
     return (a.float() - b.float()).pow(2).mean(dim=1)
 
 
+def _distance(a: Tensor, b: Tensor) -> Tensor:
+    """Euclidean distance per row, ``(B, D), (B, D) -> (B,)`` (the paper's ``|.|_2``).
+
+    Not squared: a squared distance has a zero gradient where two codes coincide, which is
+    exactly where a collapsed style encoder sits (every code alike), so the triplet loss could
+    not push it out (the first shipped network stayed there, its triplet loss at the margin).
+    The small constant keeps the square root's gradient finite at zero.
+    """
+    return ((a.float() - b.float()).pow(2).sum(dim=1) + 1e-12).sqrt()
+
+
 def fixpoint_triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float) -> Tensor:
-    """``mean max(0, margin + d(anchor, positive) - d(anchor, negative))`` (Kotovenko et al. 2019, eq. 3).
+    """``mean max(0, margin + |anchor - positive| - |anchor - negative|)`` (Kotovenko et al. 2019, sec. 3.3).
 
     Args:
-        anchor: ``E_s(G(x_i, s_i))`` ``(B, D)``, a photo stylized with a painting's code, re-encoded.
-        positive: ``E_s(G(x_j, s_i))``, another photo with the *same* code.
-        negative: ``E_s(G(x_i, s'_i))``, the same photo with *another* painting's code.
-        margin: ``r``, by how much the negative must be farther (mean squared distance units).
+        anchor: ``E_s(G(x, s_a))`` ``(B, D)``, a photo stylized with painting ``a``'s code, re-encoded.
+        positive: ``s_a = E_s(p_a)``, the code it was stylized with.
+        negative: ``s_b = E_s(p_b)``, another painting's code.
+        margin: ``r``, by how much the negative must be farther (Euclidean, unit codes: in [0, 2]).
 
-    Zero when same-code stylizations are closer than other-code ones by at least ``margin``;
-    it grows when they are not.
+    Zero when the stylization is nearer its own code than the other painting's by at least
+    ``margin``; it grows when it is not. Its gradient pushes the negative painting's code away
+    (which is what keeps the codes of different paintings apart).
     """
-    return F.relu(margin + _squared_distance(anchor, positive) - _squared_distance(anchor, negative)).mean()
+    return F.relu(margin + _distance(anchor, positive) - _distance(anchor, negative)).mean()
+
+
+def fixpoint_disentanglement_loss(stylized_a: Tensor, stylized_b: Tensor, photo_a: Tensor, photo_b: Tensor) -> Tensor:
+    """``mean max(0, |stylized_a - stylized_b| - |photo_a - photo_b|)`` (Kotovenko et al. 2019, sec. 3.4).
+
+    Args:
+        stylized_a: ``E_s(G(x_1, s))`` ``(B, D)``.
+        stylized_b: ``E_s(G(x_2, s))``, another photo stylized with the same code ``s``.
+        photo_a: ``E_s(x_1)``, the style code of the first photo itself.
+        photo_b: ``E_s(x_2)``.
+
+    Zero when the two stylizations' styles are no farther apart than the photos' own styles:
+    the style of an output must come from the code, not from the photo.
+    """
+    return F.relu(_distance(stylized_a, stylized_b) - _distance(photo_a, photo_b)).mean()
 
 
 def disentanglement_loss(content_a: Tensor, content_b: Tensor) -> Tensor:
-    """``|E_c(G(x, s)) - E_c(G(x, s'))|^2`` (eq. 5), with ``content_*`` ``(B, C, h, w)``.
+    """``|E_c(G(x, s)) - E_c(G(x, s'))|^2``, with ``content_*`` ``(B, C, h, w)``.
 
     The content of a stylization must not depend on the style code.
     """
     return F.mse_loss(content_a.float(), content_b.float())
+
+
+def code_spread(codes: Tensor) -> Tensor:
+    """Mean Euclidean distance between the rows of ``codes`` ``(N, D)``, N >= 2 (a collapse probe).
+
+    Zero when the style encoder gives every painting the same code; up to 2 for unit codes.
+    """
+    if codes.shape[0] < 2:
+        raise OptionError("code_spread needs at least two codes")
+    distances = torch.cdist(codes.float()[None], codes.float()[None])[0]
+    return distances.sum() / (codes.shape[0] * (codes.shape[0] - 1))
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -113,10 +166,11 @@ class DisentangleOptions(MethodConfig):
     adversarial_weight: float = option(1.0, "weight of the adversarial loss (sec. 3.1)")
     reconstruction_weight: float = option(100.0, "weight of the painting reconstruction L1 (sec. 3.2)")
     content_weight: float = option(100.0, "weight of the style-aware content loss (Sanakoyeu et al. 2018, eq. 4)")
-    triplet_weight: float = option(10.0, "weight of the fixpoint triplet loss (sec. 3.3, eq. 3)")
-    triplet_margin: float = option(0.1, "margin r of the fixpoint triplet loss (mean squared code distance)")
-    fixpoint_weight: float = option(10.0, "weight of the style fixpoint |E_s(G(x, s)) - s|^2 (sec. 3.3, eq. 2)")
-    disentangle_weight: float = option(100.0, "weight of the disentanglement loss (sec. 3.4, eq. 5)")
+    triplet_weight: float = option(10.0, "weight of the fixpoint triplet loss (sec. 3.3)")
+    triplet_margin: float = option(0.2, "margin r of the fixpoint triplet loss (Euclidean, between unit codes)")
+    fixpoint_weight: float = option(10.0, "weight of the style fixpoint |E_s(G(x, s)) - s|^2 (sec. 3.3)")
+    fixpoint_disentangle_weight: float = option(10.0, "weight of the fixpoint disentanglement loss (sec. 3.4)")
+    disentangle_weight: float = option(100.0, "weight of the content disentanglement |E_c(G(x,s)) - E_c(G(x,s'))|^2")
 
     def validate(self) -> None:
         """Refuse a stem that is not a plain file name and impossible sizes."""
@@ -125,7 +179,8 @@ class DisentangleOptions(MethodConfig):
         if min(self.width, self.blocks, self.code_dim, self.disc_width, self.disc_layers) < 1:
             raise OptionError("width, blocks, code_dim, disc_width and disc_layers must be >= 1")
         self.non_negative("adversarial_weight", "reconstruction_weight", "content_weight", "triplet_weight",
-                          "triplet_margin", "fixpoint_weight", "disentangle_weight")
+                          "triplet_margin", "fixpoint_weight", "fixpoint_disentangle_weight",
+                          "disentangle_weight")
 
 
 def _generator(model: nn.ModuleDict) -> DisentangledGenerator:
@@ -170,25 +225,30 @@ class DisentangleTraining(TrainingTask[nn.ModuleDict]):
         opts = self.options
         g = _generator(model)
         size = photo.shape[-2:]
-        code = g.style(painting)
-        other = code.roll(1, dims=0)  # s'_i: another painting's code
+        raw = g.style_encoder.raw(painting)
+        code = unit_code(raw - g.style_encoder.center)  # s_i = E_s(p_i); gradients reach E_s from every term
+        other = code.roll(1, dims=0)  # s'_i = s_{i-1}: another painting's code
         content = g.content(photo)
-        stylized = g.decode(content, code)[..., :size[0], :size[1]]
-        with_other = g.decode(content, other)[..., :size[0], :size[1]]
-        other_photo = g.decode(content.roll(1, dims=0), code)[..., :size[0], :size[1]]  # x_{i-1} with s_i
+        stylized = g.decode(content, code)[..., :size[0], :size[1]]  # G(x_i, s_i)
+        with_other = g.decode(content, other)[..., :size[0], :size[1]]  # G(x_i, s_{i-1})
         rebuilt = g.decode(g.content(painting), code)[..., :painting.shape[-2], :painting.shape[-1]]
         anchor = g.style(stylized)
+        # G(x_i, s_{i-1}) and G(x_{i-1}, s_{i-1}) share a code: the fixpoint disentanglement pair, without a
+        # third decode.
+        other_anchor, photo_code = g.style(with_other), g.style(photo)
         stylized_content = g.content(stylized)
         context["stylized"] = stylized.detach()
         with torch.no_grad():  # the collection's average style, for stylizing without --style
             g.average_code.mul_(AVERAGE_MOMENTUM).add_((1 - AVERAGE_MOMENTUM) * code.float().mean(0))
+        g.style_encoder.follow(raw)  # after every code of this step: they all share one centre
         return {
             "g_adv": opts.adversarial_weight * log_loss(model["d"](stylized), True),
             "reconstruction": opts.reconstruction_weight * F.l1_loss(rebuilt.float(), painting.float()),
             "content": opts.content_weight * F.mse_loss(stylized_content.float(), content.float()),
-            "fixpoint_triplet": opts.triplet_weight * fixpoint_triplet_loss(
-                anchor, g.style(other_photo), g.style(with_other), opts.triplet_margin),
+            "fixpoint_triplet": opts.triplet_weight * fixpoint_triplet_loss(anchor, code, other, opts.triplet_margin),
             "fixpoint": opts.fixpoint_weight * _squared_distance(anchor, code).mean(),
+            "fixpoint_disentanglement": opts.fixpoint_disentangle_weight * fixpoint_disentanglement_loss(
+                other_anchor, anchor.roll(1, dims=0), photo_code, photo_code.roll(1, dims=0)),
             "disentanglement": opts.disentangle_weight * disentanglement_loss(stylized_content,
                                                                                g.content(with_other)),
         }

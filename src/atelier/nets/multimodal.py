@@ -21,7 +21,7 @@ brush strokes their painted size at 1024 px and above.
 Widths: ``width`` is the first layer's channels of the enhance and refine subnets (the paper:
 32, so 32/64/128/256 in the enhance subnet); the style subnet's RGB and L blocks use
 ``width / 2`` (the paper: 16/32/64 each, 128 after concatenation). The CPU-trained network
-in ``atelier/pretrained`` uses ``width`` 8, a quarter of the paper's.
+in ``atelier/pretrained`` uses ``width`` 16, half the paper's, and a residual enhance subnet.
 
 Layers are the conv/instance-norm/ReLU blocks of :mod:`atelier.nets.transformer` (reflection
 padding, resize-convolution upsampling) with one style.
@@ -113,16 +113,23 @@ class StyleSubnet(_Subnet):
 
 
 class EnhanceSubnet(_Subnet):
-    """Three downsamplings, six residual blocks, three upsamplings (sec. 3.1, fig. 2 middle)."""
+    """Three downsamplings, six residual blocks, three upsamplings (sec. 3.1, fig. 2 middle).
+
+    Args:
+        width: first-layer channels (the paper: 32).
+        residual: add the output to the input, as the refine subnet does, instead of the
+            paper's sigmoid image (a deviation, see :class:`MultimodalNet`).
+    """
 
     stride = 8
     #: Receptive-field radius 118 px: 9x9 (4), three stride-2 3x3 (1 + 2 + 4), twelve 3x3 at 1/8 (96),
     #: three resize-convolutions (4 + 2 + 1), the 9x9 output (4).
     halo = 128
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, residual: bool = False) -> None:
         super().__init__()
         w = width
+        self.residual = residual
         self.layers = nn.ModuleList([
             ConvLayer(3, w, 9), ConvLayer(w, 2 * w, 3, stride=2), ConvLayer(2 * w, 4 * w, 3, stride=2),
             ConvLayer(4 * w, 8 * w, 3, stride=2), *[ResidualBlock(8 * w) for _ in range(6)],
@@ -132,9 +139,9 @@ class EnhanceSubnet(_Subnet):
         self.output = nn.Conv2d(w, 3, 9)
 
     def body(self, x: Tensor, ones: Tensor) -> Tensor:
-        """The enhanced image in [0, 1]."""
-        y = _run(self.layers, x, ones)
-        return torch.sigmoid(self.output(F.pad(y, (4,) * 4, mode="reflect")))
+        """The enhanced image: in [0, 1] (the paper), or the input plus a residual."""
+        y = self.output(F.pad(_run(self.layers, x, ones), (4,) * 4, mode="reflect"))
+        return x + y if self.residual else torch.sigmoid(y)
 
 
 class RefineSubnet(_Subnet):
@@ -170,33 +177,41 @@ class MultimodalNet(nn.Module):
     Args:
         width: first-layer channels of the enhance and refine subnets (the paper: 32); the style
             subnet's RGB and L blocks start at ``width / 2``.
+        enhance_residual: the enhance subnet adds a residual to its (upsampled) input instead of
+            drawing the whole image (a deviation from the paper, off by default): it starts as
+            the style subnet's result upsampled and only learns what to add, where the paper's
+            enhance subnet must first learn to reproduce its input through a 1/8-size
+            bottleneck, which a short CPU schedule never reaches (it painted the painting's
+            texture over the photo and lost it).
     """
 
     #: The shortest side the network runs on: the style subnet sees a quarter of it, and its
     #: 9x9 convolution reflection-pads by 4 px.
     MIN_SIDE = 20
 
-    def __init__(self, *, width: int = 32) -> None:
+    def __init__(self, *, width: int = 32, enhance_residual: bool = False) -> None:
         super().__init__()
         if width < 2:
             raise OptionError(f"a multimodal network needs width >= 2, got {width}")
         self.width = width
+        self.enhance_residual = enhance_residual
         self.style = StyleSubnet(width)
-        self.enhance = EnhanceSubnet(width)
+        self.enhance = EnhanceSubnet(width, residual=enhance_residual)
         self.refine = RefineSubnet(width)
 
     def architecture(self) -> dict[str, int]:
         """The constructor arguments (stored next to the weights)."""
-        return {"width": self.width}
+        return {"width": self.width, "enhance_residual": int(self.enhance_residual)}
 
-    def stages(self, image: Tensor, tile: int = 0) -> list[Tensor]:
+    def stages(self, image: Tensor, tile: int = 0, *, detach: bool = False) -> list[Tensor]:
         """Outputs of the style, enhance and refine subnets at :func:`stage_sizes` of ``image``.
 
         The style subnet sees the input shrunk to a quarter (antialiased bilinear, as the
         paper's bilinear downsampling layer); each later stage sees the previous output
         upsampled (bilinear) to its size. ``tile`` > 0 (a multiple of 16 px) runs the enhance
         and refine subnets on tiles of about that size (:func:`tiled_subnet`: the same result
-        in less memory); 0 runs them whole.
+        in less memory); 0 runs them whole. ``detach`` (training only) stops each stage's
+        gradients at its input, so a subnet learns from its own stage's loss alone.
         """
         height, width = image.shape[-2:]
         if min(height, width) < self.MIN_SIDE:
@@ -206,7 +221,8 @@ class MultimodalNet(nn.Module):
         x = F.interpolate(image, size=sizes[0], mode="bilinear", align_corners=False, antialias=True)
         outputs = [self.style(x)]
         for size, subnet, part in zip(sizes[1:], (self.enhance, self.refine), (tile // 2, tile)):
-            x = F.interpolate(outputs[-1], size=size, mode="bilinear", align_corners=False)
+            previous = outputs[-1].detach() if detach else outputs[-1]
+            x = F.interpolate(previous, size=size, mode="bilinear", align_corners=False)
             outputs.append(tiled_subnet(subnet, x, part) if tile else subnet(x))
         return outputs
 

@@ -11,6 +11,8 @@ Papers:
     the DIS flow of OpenCV used by :func:`estimate_flow`.
     Lai, Huang, Wang, Shechtman, Yumer, Yang 2018, "Learning Blind Video Temporal Consistency"
     (ECCV), sec. 5.1 eq. 9: the warping error.
+    Horn, Schunck 1981, "Determining Optical Flow" (Artificial Intelligence 17): brightness
+    constancy, the assumption :func:`photometric_mask` checks.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from torch import Tensor
 from ..errors import OptionError
 from ._checks import check_bchw
 
-__all__ = ["consistency_mask", "estimate_flow", "histogram_distance", "long_term_masks", "motion_boundaries",
-           "occlusion_mask", "require_opencv", "warp", "warping_error"]
+__all__ = ["consistency_mask", "estimate_flow", "feather_mask", "histogram_distance", "long_term_masks",
+           "motion_boundaries", "occlusion_mask", "photometric_mask", "require_opencv", "warp", "warping_error"]
 
 #: OpenCV DIS presets by name (Kroeger et al. 2016, sec. 4: ultrafast/fast/medium operating points).
 FLOW_PRESETS = ("ultrafast", "fast", "medium")
@@ -163,6 +165,71 @@ def consistency_mask(backward: Tensor, forward: Tensor) -> Tensor:
     """
     untrusted = torch.maximum(occlusion_mask(backward, forward), motion_boundaries(backward))
     return 1 - untrusted
+
+
+def photometric_mask(current: Tensor, previous: Tensor, backward: Tensor, *, threshold: float = 0.03,
+                     radius: int = 2) -> Tensor:
+    """Brightness constancy: 1 where the previous *input* frame warped by the flow looks like the current one.
+
+    The forward-backward test of :func:`occlusion_mask` cannot see a flow that is wrong in both
+    directions alike, which DIS gives on a fast pan over a low-texture region (its coarsest
+    pyramid level cannot reach the motion, so both flows fall short together); carried along such
+    a flow, the stylized texture tears into stripes. The input frames can tell: where
+    ``warp(previous, backward)`` differs from ``current``, the flow does not carry this pixel.
+
+    The residual is the difference box-averaged over a ``(2 radius + 1)^2`` window, then its
+    absolute value averaged over RGB: the averaging comes first so that what is zero-mean or thin
+    (compression noise, the one-pixel band of a sub-pixel misalignment along an edge) cancels,
+    while a region carried from the wrong place differs coherently. The weight is 1 up to
+    ``threshold / 2``, 0 from ``threshold`` on, linear between: a soft edge, so the blend shows
+    no seam where carried and fresh pixels meet. With the default 0.03 (about 8/255) the pixels
+    the consistency mask trusts on the test clip (``bunny.mp4`` at 160 px, H.264) lose 0.8% of
+    their weight, and 66-75% of DIS's wrong but consistent matches on a 40 px/frame pan over faint
+    blobs get weight 0 (measured for this choice; the absolute difference averaged instead lost
+    2.1% on the clip for 73-80%).
+
+    Args:
+        current: ``(B, 3, H, W)`` input frame t in [0, 1].
+        previous: ``(B, 3, H, W)`` input frame t-k in [0, 1].
+        backward: ``(B, 2, H, W)`` flow from frame t to frame t-k.
+        threshold: residual at and above which a pixel gets weight 0.
+        radius: half side of the averaging window in px.
+
+    Returns:
+        ``(B, 1, H, W)`` weights in [0, 1].
+    """
+    check_bchw(current, "current")
+    check_bchw(previous, "previous", current.shape[1])
+    if not threshold > 0 or radius < 0:
+        raise OptionError(f"photometric threshold must be > 0 and radius >= 0, got {threshold} and {radius}")
+    difference = current - warp(previous, backward)
+    if radius > 0:
+        difference = F.avg_pool2d(difference, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+    residual = difference.abs().mean(1, keepdim=True)
+    return (2 - 2 * residual / threshold).clamp(0, 1).to(backward.dtype)
+
+
+def feather_mask(mask: Tensor, radius: int) -> Tensor:
+    """Soften a reliability mask's edges inward: erode by ``radius``, then box-average over the same window.
+
+    Where a carried region meets a fresh one the two stylizations can differ a lot (a network's
+    output over a flat sky jumps from frame to frame); a hard switch between them shows as a torn
+    seam. Eroding first keeps every unreliable pixel at weight 0 (nothing unreliable leaks in);
+    the averaging then ramps the weight up over ``2 radius + 1`` pixels inside the reliable side.
+
+    Args:
+        mask: ``(B, 1, H, W)`` weights in [0, 1].
+        radius: half width of the ramp in px (0 = unchanged).
+
+    Returns:
+        ``(B, 1, H, W)`` weights in [0, 1], never above ``mask``.
+    """
+    check_bchw(mask, "mask", 1)
+    if radius <= 0:
+        return mask
+    side = 2 * radius + 1
+    eroded = -F.max_pool2d(-mask, side, stride=1, padding=radius)
+    return torch.minimum(F.avg_pool2d(eroded, side, stride=1, padding=radius, count_include_pad=False), mask)
 
 
 def long_term_masks(masks: list[Tensor]) -> list[Tensor]:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..errors import OptionError
 from ._checks import check_bchw
-from .layout import spatial_size
+from .layout import channels_last, spatial_size
 from .wct import colour, covariance, whiten
 
 __all__ = ["SEARCHES", "approximate_nearest_patches", "matched_patch_cost", "nearest_patches", "patch_swap",
@@ -63,26 +63,38 @@ def _checked_rank(search: str, rank: int | None) -> int:
 
 
 def nearest_patches(content: Tensor, patches: Tensor, eps: float = 1e-8, *, search: str = "exact",
-                    rank: int | None = None) -> Tensor:
+                    rank: int | None = None, score_dtype: torch.dtype | None = None) -> Tensor:
     """Index ``(B, H-k+1, W-k+1)`` of the patch most correlated with each content patch (Chen & Schmidt 2016, eq. 1).
 
     The highest normalised cross-correlation, computed as a convolution with the normalised
     patches, in chunks so the score maps stay within :data:`SCORE_BYTES`. ``search="approximate"``
     compares ``rank``-channel projections instead (:func:`approximate_nearest_patches`).
+    ``score_dtype`` (default: the content's) is the precision of the products: ``torch.bfloat16``
+    runs them about 1.7x faster on a CPU with native bf16 (callers pass it where
+    :func:`atelier.devices.resolve_precision` says so) and picks patches of the same cost
+    within 0.1% (docs/BENCHMARKS.md); the maxima are compared in float32 either way.
     """
     check_bchw(content, "content")
     rank = _checked_rank(search, rank)
     k = patches.shape[-1]
-    filters = patches / patches.flatten(1).norm(dim=1).clamp_min(eps)[:, None, None, None]
-    filters = filters.to(content.dtype)
+    score_dtype = score_dtype or content.dtype
+    filters = patches.float() / patches.flatten(1).float().norm(dim=1).clamp_min(eps)[:, None, None, None]
     if search == "approximate" and rank < content.shape[1]:
-        return approximate_nearest_patches(content, filters, rank)
+        return approximate_nearest_patches(content, filters, rank, score_dtype=score_dtype)
+    filters = filters.to(score_dtype)
+    queries = content.to(score_dtype)
+    if score_dtype == torch.bfloat16:  # oneDNN's bf16 convolutions want channels-last
+        queries = channels_last(queries)
+        filters = filters.contiguous(memory_format=torch.channels_last)
     positions = (content.shape[-2] - k + 1) * (content.shape[-1] - k + 1) * content.shape[0]
     chunk = max(1, SCORE_BYTES // (4 * positions))
     best_score: Tensor | None = None
     best_index = torch.zeros(0)
     for start in range(0, len(filters), chunk):
-        score, index = F.conv2d(content, filters[start : start + chunk]).max(dim=1)
+        # The maximum in the scores' own dtype (bf16 scores are already rounded; a float32 copy of
+        # the score map would cost a third of the product), compared across chunks in float32.
+        score, index = F.conv2d(queries, filters[start : start + chunk]).max(dim=1)
+        score = score.float()
         if best_score is None:
             best_score, best_index = score, index
         else:
@@ -92,7 +104,8 @@ def nearest_patches(content: Tensor, patches: Tensor, eps: float = 1e-8, *, sear
     return best_index
 
 
-def approximate_nearest_patches(content: Tensor, filters: Tensor, rank: int = SEARCH_RANK) -> Tensor:
+def approximate_nearest_patches(content: Tensor, filters: Tensor, rank: int = SEARCH_RANK, *,
+                                score_dtype: torch.dtype = torch.float32) -> Tensor:
     """Argmax of eq. 1 (Chen & Schmidt 2016) with both sides projected on ``rank`` channels.
 
     The projection is onto the leading eigenvectors of the second moment of the pixels of the
@@ -100,7 +113,8 @@ def approximate_nearest_patches(content: Tensor, filters: Tensor, rank: int = SE
     directions the style's patches actually use; what is dropped changes
     the scores by the style's residual energy, small for CNN features whose spectrum decays fast.
     The comparison is then one matrix product of ``positions x rank k²`` by ``rank k² x patches``
-    per chunk of patches (scores within :data:`SCORE_BYTES`). Deterministic: no random state.
+    per chunk of patches (scores within :data:`SCORE_BYTES`), in ``score_dtype`` (bf16: see
+    :func:`nearest_patches`). Deterministic: no random state.
     """
     k = filters.shape[-1]
     filters = filters.float()
@@ -110,16 +124,18 @@ def approximate_nearest_patches(content: Tensor, filters: Tensor, rank: int = SE
     _, eigenvectors = torch.linalg.eigh(pixels.T @ pixels)
     basis = eigenvectors[:, -rank:]  # (C, rank), the leading directions (eigh sorts ascending)
     projected_filters = torch.einsum("ncij,cr->nrij", filters, basis).flatten(1)  # unfold's channel-major order
+    projected_filters = projected_filters.to(score_dtype)
     indices = []
     for item in content.float():
         projected = torch.einsum("chw,cr->rhw", item, basis)
         h, w = projected.shape[-2] - k + 1, projected.shape[-1] - k + 1
-        queries = F.unfold(projected[None], k)[0].T  # (positions, rank k²)
+        queries = F.unfold(projected[None], k)[0].T.to(score_dtype)  # (positions, rank k²)
         chunk = max(1, SCORE_BYTES // (4 * len(queries)))
         best_score: Tensor | None = None
         best_index = torch.zeros(0)
         for start in range(0, len(projected_filters), chunk):
-            score, index = (queries @ projected_filters[start : start + chunk].T).max(dim=1)
+            score, index = (queries @ projected_filters[start : start + chunk].T).max(dim=1)  # see nearest_patches
+            score = score.float()
             if best_score is None:
                 best_score, best_index = score, index
             else:
@@ -151,7 +167,7 @@ def matched_patch_cost(content: Tensor, patches: Tensor, index: Tensor, eps: flo
 
 
 def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1, *, search: str = "exact",
-               rank: int | None = None) -> Tensor:
+               rank: int | None = None, score_dtype: torch.dtype | None = None) -> Tensor:
     """Style swap: each content patch replaced by its best-matching style patch (Chen & Schmidt 2016).
 
     Args:
@@ -162,6 +178,8 @@ def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int 
         search: ``exact`` (eq. 1 over every patch) or ``approximate`` (``rank``-channel projection,
             :func:`approximate_nearest_patches`).
         rank: channels kept by the approximate search (default :data:`SEARCH_RANK`).
+        score_dtype: precision of the search's products (:func:`nearest_patches`); the swapped
+            patches keep the content's dtype.
 
     Returns:
         ``(B, C, H, W)``: at each position the mean of the selected style patches covering it.
@@ -176,7 +194,7 @@ def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int 
     if min(content.shape[-2:]) < k:
         raise OptionError(f"content features of {spatial_size(content)} are smaller than a {k}px patch")
     patches = style_patches(style, k, stride).to(content.dtype)
-    index = nearest_patches(content, patches, search=search, rank=rank)  # (B, H', W')
+    index = nearest_patches(content, patches, search=search, rank=rank, score_dtype=score_dtype)  # (B, H', W')
     b, h, w = index.shape
     chosen = patches[index.flatten()].reshape(b, h * w, -1).transpose(1, 2)  # (B, C*k*k, H'W')
     size = spatial_size(content)
@@ -188,7 +206,7 @@ def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int 
 def style_decorator(
     content: Tensor, style: Tensor, *, patch_size: int = 3, stride: int = 1, eps: float = 1e-5,
     content_mask: Tensor | None = None, dtype: torch.dtype = torch.float64, search: str = "exact",
-    rank: int | None = None,
+    rank: int | None = None, score_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Avatar-Net's style decorator (Sheng et al. 2018, sec. 3.2, eq. 2–4).
 
@@ -208,11 +226,13 @@ def style_decorator(
         dtype: precision of the covariance decompositions.
         search: the patch search (:func:`patch_swap`).
         rank: channels kept by the approximate search (default :data:`SEARCH_RANK`).
+        score_dtype: precision of the search's products (:func:`nearest_patches`).
     """
     whitened_content = whiten(content, eps=eps, mask=content_mask, dtype=dtype)
     whitened_style = whiten(style, eps=eps, dtype=dtype)
     style_mean, style_cov = covariance(style, dtype=dtype)
-    swapped = patch_swap(whitened_content, whitened_style, patch_size, stride, search=search, rank=rank)
+    swapped = patch_swap(whitened_content, whitened_style, patch_size, stride, search=search, rank=rank,
+                         score_dtype=score_dtype)
     return colour(swapped, style_mean, style_cov, eps=eps)
 
 

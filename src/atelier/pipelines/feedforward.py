@@ -107,7 +107,10 @@ def blend_features(
     features themselves (SANet: the content attending to itself).
     """
     base = content if unstyled is None else unstyled
-    if masks is None:
+    mixed: Tensor | int
+    if masks is None and len(styles) == 1 and weights[0] == 1:
+        mixed = transform(content, styles[0], None)  # one style: no weighted sum (a copy of a full map)
+    elif masks is None:
         mixed = sum(w * transform(content, s, None) for w, s in zip(weights, styles))
     else:
         region = resize_mask(masks.to(content), spatial_size(content))
@@ -117,7 +120,7 @@ def blend_features(
             if float(mask.sum()) > 0:
                 mixed = mixed + mask * transform(content, style, mask)
     assert isinstance(mixed, Tensor)
-    return alpha * mixed + (1 - alpha) * base if alpha < 1 else mixed
+    return torch.lerp(base, mixed, alpha) if alpha < 1 else mixed  # one pass, not three
 
 
 def _moved_and_resized(image: Tensor, *, device: torch.device, size: tuple[int, int]) -> Tensor:
@@ -397,6 +400,19 @@ class FeatureMatchingMethod(FeedForwardMethod):
         target = blend_features(content_features, style_features, weights, self.match, masks=masks,
                                 alpha=self.config.alpha)
         return self.decode(layer, target, precision, tile)
+
+    def frame_bytes(self, height: int, width: int) -> float | None:
+        """Peak bytes of one untiled frame: the encoder runs a batch of frames and :meth:`match` is per image.
+
+        None where one frame would already be tiled (tiles are planned for one image).
+        """
+        precision = resolve_precision(self.config.precision, torch.device("cpu"))
+        if self.plan_tiles(height, width, precision, 1.0):
+            return None
+        pixels = height * width
+        layer = self.decoder_layers[0]
+        features = self.encoder.channels(layer) * pixels // VGGEncoder.downsampling(layer) ** 2 * 4 * 3
+        return features + 4 * 3 * pixels * 4 * 2 + 2 * 3 * 64 * 4 * pixels
 
     def transfer_batch(self, contents: Tensor, styles: Sequence[Tensor], precision: str) -> Tensor:
         """One encoder pass for the batch, :meth:`match` per image (its own style), one decoder pass."""

@@ -6,7 +6,10 @@ import os
 
 from ..errors import ImageTooLargeError, OptionError
 
-__all__ = ["check_fits", "memory_budget"]
+__all__ = ["MAX_FRAME_BATCH", "check_fits", "frames_per_batch", "memory_budget"]
+
+#: Most video frames stylized in one network call (beyond it a CPU gains nothing and latency grows).
+MAX_FRAME_BATCH = 8
 
 
 def memory_budget() -> int:
@@ -52,3 +55,19 @@ def check_fits(need: float, *, width: int, height: int, what: str, remedy: str =
         raise ImageTooLargeError(
             f"{width}x{height} px needs about {need / 2**30:.1f} GiB for {what}, above the "
             f"{budget / 2**30:.1f} GiB available; {remedy} (or set ATELIER_MEMORY_GB)")
+
+
+def frames_per_batch(per_frame: float | None, *, limit: int = MAX_FRAME_BATCH) -> int:
+    """How many video frames one network call may take: half the budget over one frame's peak bytes.
+
+    Half, because the decoded frames ahead, the outputs being blended and the encoder's buffers
+    live beside the batch. 1 when ``per_frame`` is None (a method that runs frames one at a time)
+    or one frame alone takes half the budget (its own check then refuses it or tiles).
+
+    Args:
+        per_frame: estimated peak bytes of stylizing one frame, or None.
+        limit: the most frames per call.
+    """
+    if per_frame is None or per_frame <= 0:
+        return 1
+    return max(1, min(limit, int(memory_budget() / 2 // per_frame)))

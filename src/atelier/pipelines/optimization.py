@@ -208,7 +208,12 @@ class OptimizationMethod(VGGMethod):
         if temporal is not None:
             # The warped previous output already has the coarse structure: refine at full size only.
             sizes = sizes[-1:]
-            iterations = [temporal.options.iterations or cfg.iterations]
+            # Ruder et al.'s schedule (artistic-videos: 2000 iterations on a fresh frame, 1000 after):
+            # a guided frame starts from the previous converged result, and a fresh frame must be
+            # converged for that to hold; with as few iterations on the first frame as on the
+            # others, every frame goes on converging from the last and the video drifts (measured:
+            # docs/BENCHMARKS.md, "Video").
+            iterations = [temporal.options.iterations or max(1, cfg.iterations // 2)]
         self.check_memory(sizes[-1], styles, all_layers, precision)
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
         content = content.to(torch_device)

@@ -2,8 +2,9 @@
 
 For each input frame the loop measures the optical flow back to the previous frame(s), finds
 where it can be trusted (forward-backward consistency and motion boundaries, Ruder et al. 2016,
-sec. 3.1) and hands the method a :class:`TemporalGuide`: the previous output(s) warped onto this
-frame, with their masks. What a method does with it:
+sec. 3.1; and brightness constancy of the input frames, which catches a flow wrong in both
+directions alike on fast, low-texture pans) and hands the method a :class:`TemporalGuide`: the
+previous output(s) warped onto this frame, with their masks. What a method does with it:
 
 * feed-forward, per-style and translation networks (no retraining): the fresh output is blended
   with the warped previous output where the flow is reliable (:meth:`TemporalGuide.blend`); a
@@ -35,15 +36,25 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import OptionError
 from ..losses.temporal import TemporalLoss
-from ..ops.flow import FLOW_PRESETS, consistency_mask, estimate_flow, histogram_distance, long_term_masks, warp
+from ..ops.flow import (
+    FLOW_PRESETS,
+    consistency_mask,
+    estimate_flow,
+    feather_mask,
+    histogram_distance,
+    long_term_masks,
+    photometric_mask,
+    warp,
+)
 
 __all__ = ["FrameProcess", "TemporalCoherence", "TemporalGuide", "TemporalOptions", "TemporalStats", "blend_fresh",
-           "temporal_map"]
+           "temporal_map", "temporal_map_batched"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,16 @@ class TemporalOptions:
     loss_weight: float = 1e3
     #: Colour-histogram distance above which two frames are a scene cut (:func:`histogram_distance`).
     cut_threshold: float = 0.3
+    #: Input residual (mean absolute RGB difference in [0, 1], smoothed) at which a pixel the flow
+    #: carries is no longer trusted (:func:`~atelier.ops.flow.photometric_mask`): catches the wrong
+    #: flow DIS gives on fast pans over low-texture regions, which the forward-backward test passes
+    #: because both directions are wrong alike. None = off (Ruder et al.'s masks only).
+    photometric_threshold: float | None = 0.03
+    #: Width of the ramp between carried and fresh pixels, as a fraction of the frame's longest side
+    #: (:func:`~atelier.ops.flow.feather_mask`; 1/128: 2 px at 256 px, 7 px at 480p): a hard switch
+    #: tears visible seams where the fresh and the carried stylization differ (a fast pan over a
+    #: flat sky on the sheet of docs/BENCHMARKS.md, "Video"). 0 = hard masks (Ruder et al.'s).
+    feather: float = 1 / 128
     #: A frame where less than this fraction of the pixels can be carried is stylized fresh.
     min_reliable: float = 0.2
     #: OpenCV DIS preset.
@@ -71,8 +92,12 @@ class TemporalOptions:
     #: upsampled): 480p frames cost a third of the flow time, and the stylized texture is coarser
     #: than the flow's error anyway. None = full size.
     flow_max_side: int | None = 512
-    #: Iterations of an optimisation method on frames after the first (it starts from the warped
-    #: previous output; Ruder et al. run fewer there too); 0 = the method's own.
+    #: Iterations of an optimisation method on frames after the first (they start from the warped
+    #: previous output); 0 = half the method's own, Ruder et al.'s schedule (their code runs 2000
+    #: on a fresh frame, 1000 after). The method's iterations go to the first frame and after
+    #: cuts: they must converge it, or each later frame goes on converging from the last and the
+    #: video drifts (gatys at 20 iterations everywhere: t-10 warping error 1.9x frame by frame; 100
+    #: on the first frame and 20 after: no drift, docs/BENCHMARKS.md "Video").
     iterations: int = 0
 
     def __post_init__(self) -> None:
@@ -91,6 +116,10 @@ class TemporalOptions:
             raise OptionError(f"flow_max_side must be at least 32 px (or None), got {self.flow_max_side}")
         if self.iterations < 0:
             raise OptionError(f"temporal iterations must be >= 0, got {self.iterations}")
+        if not 0 <= self.feather <= 0.25:
+            raise OptionError(f"feather must be a fraction of the frame's side in [0, 0.25], got {self.feather}")
+        if self.photometric_threshold is not None and not self.photometric_threshold > 0:
+            raise OptionError(f"photometric threshold must be > 0 (or None = off), got {self.photometric_threshold}")
 
 
 @dataclass
@@ -189,7 +218,10 @@ class TemporalCoherence:
             before, output = self.inputs[-offset], self.outputs[-offset]
             backward = self.flow(frame, before, preset=self.options.flow_preset, max_side=self.options.flow_max_side)
             forward = self.flow(before, frame, preset=self.options.flow_preset, max_side=self.options.flow_max_side)
-            masks.append(consistency_mask(backward, forward))
+            mask = consistency_mask(backward, forward)
+            if self.options.photometric_threshold is not None:
+                mask = mask * photometric_mask(frame, before, backward, threshold=self.options.photometric_threshold)
+            masks.append(feather_mask(mask, round(self.options.feather * max(frame.shape[-2:]))))
             warped.append(warp(output, backward))
             offsets.append(offset)
         reliable = float(masks[0].mean())
@@ -242,3 +274,42 @@ def temporal_map(frames: Iterable[Tensor], process: FrameProcess, options: Tempo
             coherence.push(frame, output)
         yield output
 
+
+
+def temporal_map_batched(frames: Iterable[Tensor], stylize: Callable[[Tensor], Tensor], options: TemporalOptions | None,
+                         batch: int, coherence: TemporalCoherence | None = None) -> Iterator[Tensor]:
+    """:func:`temporal_map` for a network with no temporal term, ``batch`` frames per network call.
+
+    The fresh stylization of a frame does not depend on the previous output, so ``stylize``
+    takes up to ``batch`` frames of one size at once ``(B, 3, H, W)`` and returns their ``B``
+    outputs; each is then blended with the warped previous output in order, as
+    :func:`blend_fresh` does. A change of frame size ends a batch early. ``batch`` 1 is
+    :func:`temporal_map` with :func:`blend_fresh`.
+    """
+    if batch < 1:
+        raise OptionError(f"frames per batch must be >= 1, got {batch}")
+    fresh: deque[Tensor] = deque()
+
+    def stylized_ahead() -> Iterator[Tensor]:
+        pending: list[Tensor] = []
+
+        def flush() -> Iterator[Tensor]:
+            outputs = stylize(torch.cat(pending))
+            fresh.extend(outputs[i : i + 1] for i in range(len(pending)))
+            yield from pending
+            pending.clear()
+
+        for frame in frames:
+            if pending and frame.shape != pending[0].shape:
+                yield from flush()
+            pending.append(frame)
+            if len(pending) == batch:
+                yield from flush()
+        if pending:
+            yield from flush()
+
+    def process(frame: Tensor, guide: TemporalGuide | None) -> Tensor:
+        output = fresh.popleft()
+        return output if guide is None else guide.blend(output.detach().float().cpu())
+
+    return temporal_map(stylized_ahead(), process, options, coherence)

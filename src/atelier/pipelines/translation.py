@@ -133,11 +133,15 @@ class Translator:
         self.nets  # noqa: B018  (loads the header with the networks)
         return self._info
 
-    def _check_memory(self, net: nn.Module, height: int, width: int) -> None:
+    def frame_bytes(self, height: int, width: int) -> float:
+        """Peak bytes of translating one ``height`` x ``width`` frame (a batch of frames runs as one)."""
         # Live float32 maps at full resolution: the input, two of `width` channels (a convolution's
         # input and output), the output; the 1/2 and 1/4 resolution stages need less.
-        need = height * width * 4 * (2 * getattr(net, "width", 64) + 6)
-        check_fits(need, width=width, height=height, what="this generator")
+        return height * width * 4 * (2 * getattr(self.nets["a2b"], "width", 64) + 6)
+
+    def _check_memory(self, height: int, width: int, batch: int = 1) -> None:
+        check_fits(batch * self.frame_bytes(height, width), width=width, height=height,
+                   what="this generator" if batch == 1 else f"this generator on {batch} frames at once")
 
     def __call__(self, image: Tensor, direction: str = "a2b", *, device: str = "cpu") -> Tensor:
         """Translate ``image`` ``(B, 3, H, W)`` in [0, 1]; returns the same size in [0, 1].
@@ -153,7 +157,7 @@ class Translator:
         # (so 1x1 to 5x5 inputs are upscaled for the network, and the result resized back).
         rounded = multiple_of_four(height, width)
         inner = (max(MIN_NETWORK_SIDE, rounded[0]), max(MIN_NETWORK_SIDE, rounded[1]))
-        self._check_memory(net, *inner)
+        self._check_memory(*inner, image.shape[0])
         net.to(device)
         with torch.no_grad():
             output = net(resize_to(image.to(device).float(), inner)).float()
