@@ -11,6 +11,11 @@ Matched settings (pastiche's defaults, expressed in atelier's loss):
 
 Part 1 (speed): seconds per L-BFGS iteration = (time(N iterations) - time(0)) / N, each a
 whole CLI run in a subprocess, median of ``--repeats``.
+Part 0 (``--cpu``, for a busy machine): CPU seconds per L-BFGS iteration (``time.process_time``,
+1 thread, in this process), pastiche's ``PasticheArtist.draw`` and atelier's optimisation step
+at matched settings, interleaved in rounds of ``--cpu-iterations`` each, median of ``--repeats``
+rounds after a warm-up round; the CPU time of a schedule is then its iterations per level times
+that level's cost (levels at 1/2 the side cost about 1/4).
 Part 2 (quality per time): pastiche 300 single-scale iterations vs atelier's default
 coarse-to-fine schedule; both outputs are re-scored by atelier's fp32 loss (same layers and
 weights) at the output size.
@@ -77,6 +82,61 @@ def score(paths: dict[str, Path], content: Path, style: Path, size: int) -> dict
     return scores
 
 
+def cpu_per_iteration(content: Path, style: Path, size: int, iterations: int, rounds: int) -> dict[str, float]:
+    """Median CPU seconds per L-BFGS iteration, pastiche and atelier (bf16, matched loss), 1 thread, interleaved."""
+    from pastiche.pastiche import PasticheArtist
+
+    from atelier.eval.peers import PastichePeer
+    from atelier.io import load_image, resize_longest
+    from atelier.io.images import resize_to, scaled_style_size
+    from atelier.losses import PerceptualCriterion, StyleTarget, encode
+    from atelier.methods.gatys import Gatys
+    from atelier.optim import optimize_image
+
+    torch.set_num_threads(1)
+    method = Gatys(content_layers=("relu4_2",), content_weight=0.01, style_weight=50.0, tv_weight=0.0)
+    encoder = method.encoder
+    content_image = resize_longest(load_image(content), size)
+    style_image = load_image(style)
+    style_image = resize_to(style_image, scaled_style_size(style_image, tuple(content_image.shape[-2:]), 1.0))
+    with torch.no_grad():
+        target = StyleTarget({k: v.float() for k, v in
+                              encode(encoder, style_image, method.config.style_layers, "bf16").items()})
+        criterion = PerceptualCriterion(encoder, method.build_terms(content_image, [target], encoder, "bf16"),
+                                        precision="bf16")
+    peer = PastichePeer()
+    artist = None
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [Path(folder) / "content.png", Path(folder) / "style.png"]
+        from atelier.io.images import tensor_to_pil
+
+        tensor_to_pil(content_image).save(paths[0])
+        tensor_to_pil(load_image(style)).save(paths[1])
+        with peer._decoded_once():
+            artist = PasticheArtist(str(paths[0]), [str(paths[1])], device="cpu", size=size)
+
+    def run_pastiche() -> None:
+        for _ in range(iterations):
+            artist.draw()
+
+    def run_atelier() -> None:
+        optimize_image(criterion, content_image, iterations=iterations)
+
+    times: dict[str, list[float]] = {"pastiche": [], "atelier bf16": []}
+    for round_ in range(rounds + 1):
+        for name, run in (("pastiche", run_pastiche), ("atelier bf16", run_atelier)):
+            start = time.process_time()
+            run()
+            if round_:  # the first round warms both up
+                times[name].append((time.process_time() - start) / iterations)
+    for name, values in times.items():
+        print(f"{name:14s} {statistics.median(values):.3f} CPU s/iteration at {size} px, 1 thread "
+              f"(rounds: {', '.join(f'{v:.3f}' for v in values)})", flush=True)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(f"speed-up per iteration (CPU time): {medians['pastiche'] / medians['atelier bf16']:.2f}x", flush=True)
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--content", type=Path, default=DATA / "content" / "golden_gate.jpg")
@@ -88,8 +148,13 @@ def main() -> None:
     parser.add_argument("--schedule-iterations", type=int, nargs="+", default=[100, 200],
                         help="part 2: atelier's default coarse-to-fine schedule with these --iterations per scale")
     parser.add_argument("--skip-part2", action="store_true")
+    parser.add_argument("--cpu", action="store_true", help="only part 0: CPU seconds per iteration, 1 thread")
+    parser.add_argument("--cpu-iterations", type=int, default=5, help="part 0: iterations per round")
     parser.add_argument("--with-fp32", action="store_true", help="also time atelier in fp32")
     args = parser.parse_args()
+    if args.cpu:
+        cpu_per_iteration(args.content, args.style, args.size, args.cpu_iterations, args.repeats)
+        return
     torch.set_num_threads(torch.get_num_threads())
     tmp = Path(tempfile.mkdtemp(prefix="atelier-bench-"))
     c, s, n = args.content, args.style, args.iterations

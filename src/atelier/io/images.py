@@ -524,12 +524,15 @@ def check_max_pixels(max_pixels: object) -> int:
     return max_pixels
 
 
-def resize_to(image: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resize ``(B, C, H, W)`` in [0, 1] to ``size`` = (h, w): bilinear, antialiased when shrinking."""
+def resize_to(image: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:
+    """Resize ``(B, C, H, W)`` in [0, 1] to ``size`` = (h, w), antialiased when shrinking.
+
+    ``mode``: ``"bilinear"`` or ``"bicubic"`` (sharper when enlarging; the clamp removes its overshoot).
+    """
     if spatial_size(image) == tuple(size):
         return image
     shrink = size[0] < image.shape[-2]
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink).clamp(0, 1)
+    return F.interpolate(image, size=size, mode=mode, align_corners=False, antialias=shrink).clamp(0, 1)
 
 
 def resize_longest(image: Tensor, size: int) -> Tensor:

@@ -47,12 +47,13 @@ def coarse_to_fine(
     sizes: Sequence[tuple[int, int]],
     criterion_at: Callable[[int, tuple[int, int]], Criterion],
     *,
-    iterations: int,
+    iterations: int | Sequence[int],
     optimizer: str = "lbfgs",
     lr: float | None = None,
     bar: Progress | None = None,
     label: str = "",
     on_iteration_at: Callable[[int], Callable[[int, Tensor], None] | None] | None = None,
+    interpolation: str = "bilinear",
 ) -> PyramidResult:
     """Optimise ``init`` level by level, smallest size first.
 
@@ -61,13 +62,15 @@ def coarse_to_fine(
         sizes: ``(height, width)`` of each level, coarse to fine (see
             :func:`~atelier.optim.schedule.pyramid_sizes`).
         criterion_at: the criterion of level ``i`` at ``size``, built when the level starts.
-        iterations: optimiser steps per level.
+        iterations: optimiser steps per level, or one count per level (coarse to fine).
         optimizer: ``"lbfgs"`` or ``"adam"`` (see :func:`~atelier.optim.loop.optimize_image`).
         lr: the optimiser's learning rate (None: its default).
-        bar: one progress bar over all levels (``iterations * len(sizes)`` steps), or None.
+        bar: one progress bar over all levels (the sum of the levels' iterations), or None.
         label: the bar's label, followed by the level's size.
         on_iteration_at: given a level's first iteration number in the run, the callback for
             that level's iterations (e.g. saving intermediate images), or None.
+        interpolation: how a level's result is upsampled to start the next: ``"bilinear"`` or
+            ``"bicubic"`` (sharper, so the fine level starts with less blur to undo).
 
     Returns:
         The last level's best image and result; ``interrupted`` when Ctrl-C stopped a level
@@ -75,23 +78,30 @@ def coarse_to_fine(
     """
     if not sizes:
         raise ValueError("coarse_to_fine needs at least one level")
+    counts = [iterations] * len(sizes) if isinstance(iterations, int) else list(iterations)
+    if len(counts) != len(sizes):
+        raise ValueError(f"coarse_to_fine got {len(counts)} iteration counts for {len(sizes)} levels")
     image, history, last = init, [], None
+    offset = 0
     for level, size in enumerate(sizes):
         criterion = criterion_at(level, size)
-        image = resize_to(image, size)
-        offset = level * iterations
+        # The first level's start (the content or noise) is resized plainly; later starts are
+        # results, upsampled with the chosen interpolation.
+        image = resize_to(image, size, mode=interpolation if level else "bilinear")
         progress = None
         if bar is not None:
             bar.label = f"{label}{size[1]}x{size[0]} "
             bar.rebase(offset)
             progress = _LevelProgress(bar, offset)
-        last = optimize_image(criterion, image, iterations=iterations, optimizer=optimizer, lr=lr, progress=progress,
-                              on_iteration=on_iteration_at(offset) if on_iteration_at else None)
+        last = optimize_image(criterion, image, iterations=counts[level], optimizer=optimizer, lr=lr,
+                              progress=progress, on_iteration=on_iteration_at(offset) if on_iteration_at else None)
+        offset += counts[level]
         history += last.history
         image = last.image
         if last.interrupted:
             if bar is not None:
-                bar.close(f"interrupted at iteration {offset + last.iterations}; keeping the best image")
+                bar.close(f"interrupted at iteration {offset - counts[level] + last.iterations}; "
+                          "keeping the best image")
             return PyramidResult(image, last, history, interrupted=True)
     assert last is not None
     return PyramidResult(image, last, history)

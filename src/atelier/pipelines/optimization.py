@@ -64,6 +64,9 @@ class OptimizationConfig(MethodConfig):
 
     iterations: int = option(100, "optimizer steps at each scale (100: at 512 px the 2-scale default beats "
                                   "300 single-scale steps in loss at 1/6 of the time; docs/BENCHMARKS.md)")
+    final_iterations: int = option(0, "optimizer steps at the finest (full-size) level; 0 = --iterations")
+    upsample: str = option("bilinear", "how a level's result is enlarged to start the next",
+                           choices=("bilinear", "bicubic"))
     scales: int = option(0, "coarse-to-fine levels, each doubling the size; 0 = auto (coarsest ~256 px), "
                             "1 = single scale")
     optimizer: str = option("lbfgs", "lbfgs (Gatys et al. 2016, sec. 3) or adam", choices=("lbfgs", "adam"))
@@ -95,8 +98,8 @@ class OptimizationConfig(MethodConfig):
 
     def validate(self) -> None:
         """Refuse out-of-range options and unknown layers."""
-        self.non_negative("iterations", "scales", "lr", "content_weight", "style_weight", "tv_weight",
-                          "histogram_weight", "content_layer_weights", "style_layer_weights", "save_every")
+        self.non_negative("iterations", "final_iterations", "scales", "lr", "content_weight", "style_weight",
+                          "tv_weight", "histogram_weight", "content_layer_weights", "style_layer_weights", "save_every")
         VGGEncoder.check_layers(self.content_layers + self.style_layers + self.histogram_layers)
         for layers, weights, name in (
             (self.content_layers, self.content_layer_weights, "content_layer_weights"),
@@ -201,7 +204,7 @@ class OptimizationMethod(VGGMethod):
             )
         scales = cfg.scales or auto_scales(max(height, width))
         sizes = pyramid_sizes(height, width, scales, min_side=max(min_side, 32))
-        iterations = cfg.iterations
+        iterations = [cfg.iterations] * (len(sizes) - 1) + [cfg.final_iterations or cfg.iterations]
         if temporal is not None:
             # The warped previous output already has the coarse structure: refine at full size only.
             sizes = sizes[-1:]
@@ -210,7 +213,7 @@ class OptimizationMethod(VGGMethod):
             # converged for that to hold; with as few iterations on the first frame as on the
             # others, every frame goes on converging from the last and the video drifts (measured:
             # docs/BENCHMARKS.md, "Video").
-            iterations = temporal.options.iterations or max(1, cfg.iterations // 2)
+            iterations = [temporal.options.iterations or max(1, cfg.iterations // 2)]
         self.check_memory(sizes[-1], styles, all_layers, precision)
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
         content = content.to(torch_device)
@@ -219,7 +222,7 @@ class OptimizationMethod(VGGMethod):
         image = self._initial(content, generator) if init_image is None else init_image.to(content)
         if temporal is not None:
             extra_terms = [*extra_terms, *temporal.loss_terms(content)]
-        bar = Progress(iterations * len(sizes), enabled=progress)
+        bar = Progress(sum(iterations), enabled=progress)
 
         def criterion_at(level: int, size: tuple[int, int]) -> PerceptualCriterion:
             targets = []
@@ -245,7 +248,7 @@ class OptimizationMethod(VGGMethod):
 
         run = coarse_to_fine(image, sizes, criterion_at, iterations=iterations, optimizer=cfg.optimizer,
                              lr=cfg.lr or None, bar=bar, label="gatys ",
-                             on_iteration_at=self._saver if cfg.save_every else None)
+                             on_iteration_at=self._saver if cfg.save_every else None, interpolation=cfg.upsample)
         bar.close()
         result, image = run.last, run.image
         if spatial_size(image) != (height, width):
