@@ -386,7 +386,7 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
                        help="[gatys, photo] weight of the temporal loss (Ruder et al. 2016, eq. 5)" + default("1000"))
     video.add_argument("--temporal-iterations", type=int, default=0, metavar="N",
                        help="[gatys, photo] iterations per frame after the first, which start from the warped "
-                            "previous output; 0 = half the method's --iterations, which go to the first frame "
+                            "previous output; 0 = a fifth of the method's --iterations, which go to the first frame "
                             "and must converge it (Ruder et al.'s schedule)" + default("0"))
     video.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
                        help="start this many seconds into the video" + default("0"))

@@ -230,7 +230,7 @@ def test_a_network_stylizes_a_batch_of_frames_as_one_at_a_time(name, tiny_encode
     assert torch.allclose(together, alone, atol=1e-5)
 
 
-def test_guided_optimisation_frames_run_half_the_iterations_by_default(tiny_encoder):
+def test_guided_optimisation_frames_run_a_fifth_of_the_iterations_by_default(tiny_encoder):
     from atelier.api import stylize_tensor
 
     content, style = textured(32, 32, seed=13), textured(32, 32, seed=14)
@@ -238,10 +238,10 @@ def test_guided_optimisation_frames_run_half_the_iterations_by_default(tiny_enco
     steps = []
 
     def run(temporal):
-        result = stylize_tensor(content, [style], "gatys", method_kwargs={"encoder": tiny_encoder}, iterations=6,
+        result = stylize_tensor(content, [style], "gatys", method_kwargs={"encoder": tiny_encoder}, iterations=10,
                                 scales=1, progress=False, temporal=temporal)
         steps.append(len(result.info["history"]))
 
     run(None)
     run(guide)
-    assert steps == [6, 3]  # the fresh frame converges; the guided one starts from it (Ruder et al.'s schedule)
+    assert steps == [10, 2]  # the fresh frame converges; the guided one starts from it, so fewer steps do

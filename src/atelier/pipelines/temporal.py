@@ -93,11 +93,12 @@ class TemporalOptions:
     #: than the flow's error anyway. None = full size.
     flow_max_side: int | None = 512
     #: Iterations of an optimisation method on frames after the first (they start from the warped
-    #: previous output); 0 = half the method's own, Ruder et al.'s schedule (their code runs 2000
-    #: on a fresh frame, 1000 after). The method's iterations go to the first frame and after
-    #: cuts: they must converge it, or each later frame goes on converging from the last and the
-    #: video drifts (gatys at 20 iterations everywhere: t-10 warping error 1.9x frame by frame; 100
-    #: on the first frame and 20 after: no drift, docs/BENCHMARKS.md "Video").
+    #: previous output); 0 = a fifth of the method's own (Ruder et al.'s code runs 2000 on a fresh
+    #: frame and 1000 after, but converged; ours are not). The method's iterations go to the first
+    #: frame and after cuts: they must bring it close to convergence, or each later frame goes on
+    #: converging from the last and the video drifts (gatys at 96 px on bunny, t-10 warping error
+    #: over frame by frame: 20 iterations everywhere 1.9x; 100 then 50: 1.01x; 100 then 20: 0.45x,
+    #: docs/BENCHMARKS.md "Video").
     iterations: int = 0
 
     def __post_init__(self) -> None:
@@ -128,13 +129,21 @@ class TemporalGuide:
 
     ``warped[k]`` is the output of frame ``t - offsets[k]`` warped onto frame t, ``masks[k]`` its
     Ruder et al. long-term mask (eq. 7; ``masks[0]`` is the plain consistency mask of t-1), all
-    ``(1, C, H, W)`` / ``(1, 1, H, W)`` at the current frame's size.
+    ``(1, C, H, W)`` / ``(1, 1, H, W)`` at the current frame's size. ``blend_mask`` (default:
+    ``masks[0]``) is the stricter weight of :meth:`blend`: also brightness-checked and feathered.
+
+    The optimisation methods (:meth:`initial`, :meth:`loss_terms`) keep Ruder et al.'s masks: their
+    loss couples neighbouring pixels, so no seam forms where the mask ends, and every pixel the
+    stricter mask frees drifts on with the optimisation (gatys at 96 px on bunny, t-10 warping
+    error over frame by frame: 0.45 with the blend's mask, 0.33 with Ruder's; photo 1.00 and 0.51;
+    docs/BENCHMARKS.md, "Video").
     """
 
     warped: list[Tensor]
     masks: list[Tensor]
     offsets: list[int]
     options: TemporalOptions = field(default_factory=TemporalOptions)
+    blend_mask: Tensor | None = None
 
     def _at(self, tensor: Tensor, like: Tensor) -> Tensor:
         if tensor.shape[-2:] == like.shape[-2:]:
@@ -147,7 +156,8 @@ class TemporalGuide:
         The fresh output where the flow is unreliable (``c = 0``), mostly the warped previous
         output where it is reliable.
         """
-        weight = self.options.strength * self._at(self.masks[0], fresh)
+        mask = self.masks[0] if self.blend_mask is None else self.blend_mask
+        weight = self.options.strength * self._at(mask, fresh)
         return fresh + weight * (self._at(self.warped[0], fresh) - fresh)
 
     def initial(self, content: Tensor) -> Tensor:
@@ -167,7 +177,8 @@ class TemporalGuide:
 
     def map(self, transform: Callable[[Tensor], Tensor]) -> TemporalGuide:
         """The same guide with ``transform`` applied to each warped output (e.g. to luminance)."""
-        return TemporalGuide([transform(w) for w in self.warped], self.masks, self.offsets, self.options)
+        return TemporalGuide([transform(w) for w in self.warped], self.masks, self.offsets, self.options,
+                             self.blend_mask)
 
 
 @dataclass
@@ -212,6 +223,7 @@ class TemporalCoherence:
             self.reset()
             return None
         warped, masks, offsets = [], [], []
+        blend_mask: Tensor | None = None
         for offset in self.options.long_term:
             if offset > len(self.inputs):
                 break
@@ -219,17 +231,22 @@ class TemporalCoherence:
             backward = self.flow(frame, before, preset=self.options.flow_preset, max_side=self.options.flow_max_side)
             forward = self.flow(before, frame, preset=self.options.flow_preset, max_side=self.options.flow_max_side)
             mask = consistency_mask(backward, forward)
-            if self.options.photometric_threshold is not None:
-                mask = mask * photometric_mask(frame, before, backward, threshold=self.options.photometric_threshold)
-            masks.append(feather_mask(mask, round(self.options.feather * max(frame.shape[-2:]))))
+            if blend_mask is None:  # the blend's mask, of t-1 only
+                blend_mask = mask
+                if self.options.photometric_threshold is not None:
+                    blend_mask = blend_mask * photometric_mask(frame, before, backward,
+                                                               threshold=self.options.photometric_threshold)
+                blend_mask = feather_mask(blend_mask, round(self.options.feather * max(frame.shape[-2:])))
+            masks.append(mask)
             warped.append(warp(output, backward))
             offsets.append(offset)
-        reliable = float(masks[0].mean())
+        assert blend_mask is not None  # long_term holds 1 (checked by TemporalOptions) and inputs is not empty
+        reliable = float(blend_mask.mean())
         if reliable < self.options.min_reliable:
             self.stats.unreliable += 1
             return None
         self.stats.reliable_sum += reliable
-        return TemporalGuide(warped, [masks[0], *long_term_masks(masks)[1:]], offsets, self.options)
+        return TemporalGuide(warped, [masks[0], *long_term_masks(masks)[1:]], offsets, self.options, blend_mask)
 
     def push(self, frame: Tensor, output: Tensor) -> None:
         """Remember ``frame`` and its final ``output`` (resized to the frame when they differ)."""
