@@ -212,8 +212,8 @@ class OptimizationMethod(VGGMethod):
             # after): a guided frame starts from the previous result, so it needs fewer steps. Ours
             # are far from converged at 100, so each guided step keeps converging away from the
             # warped previous output and the video drifts: at half (50 after 100) the t-10 warping
-            # error equalled frame by frame's; at a fifth (20) it is 0.45 of it with the style
-            # distance within 2% (docs/BENCHMARKS.md, "Video").
+            # error equalled frame by frame's; at a fifth (20) it is 0.32 of it with the style
+            # distance unchanged (docs/BENCHMARKS.md, "Video").
             iterations = [temporal.options.iterations or max(1, cfg.iterations // 5)]
         self.check_memory(sizes[-1], styles, all_layers, precision)
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)

@@ -97,7 +97,7 @@ class TemporalOptions:
     #: frame and 1000 after, but converged; ours are not). The method's iterations go to the first
     #: frame and after cuts: they must bring it close to convergence, or each later frame goes on
     #: converging from the last and the video drifts (gatys at 96 px on bunny, t-10 warping error
-    #: over frame by frame: 20 iterations everywhere 1.9x; 100 then 50: 1.01x; 100 then 20: 0.45x,
+    #: over frame by frame: 20 iterations everywhere 1.9x; 100 then 50: 1.01x; 100 then 20: 0.32x,
     #: docs/BENCHMARKS.md "Video").
     iterations: int = 0
 
@@ -134,9 +134,9 @@ class TemporalGuide:
 
     The optimisation methods (:meth:`initial`, :meth:`loss_terms`) keep Ruder et al.'s masks: their
     loss couples neighbouring pixels, so no seam forms where the mask ends, and every pixel the
-    stricter mask frees drifts on with the optimisation (gatys at 96 px on bunny, t-10 warping
-    error over frame by frame: 0.45 with the blend's mask, 0.33 with Ruder's; photo 1.00 and 0.51;
-    docs/BENCHMARKS.md, "Video").
+    stricter mask frees drifts on with the optimisation (96 px on bunny, t-10 warping error over
+    frame by frame, 20 guided steps: gatys 0.45 with the blend's mask, 0.32 with Ruder's; photo 1.00
+    and 0.35; docs/BENCHMARKS.md, "Video").
     """
 
     warped: list[Tensor]
