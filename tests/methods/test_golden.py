@@ -259,4 +259,6 @@ def test_every_method_refuses_what_does_not_fit_in_atelier_memory_gb(name, encod
             hook.remove()
     message = str(refused.value)
     assert "\n" not in message and "GiB available" in message and "ATELIER_MEMORY_GB" in message
+    assert name in message or "generator" in message or "network" in message, f"the refusal says no what: {message}"
+    assert "optimization's" not in message  # photo's stages name the method the user chose
     assert not calls, f"{name} ran its networks before refusing"

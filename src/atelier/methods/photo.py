@@ -102,6 +102,12 @@ class PhotoConfig(MethodConfig):
                               "--content-mask/--style-mask")
 
 
+class _PhotoStage(OptimizationMethod):
+    """A stage of :class:`Photo`: the shared optimisation, named ``photo`` in its messages (memory refusal)."""
+
+    name = "photo"
+
+
 @register
 class Photo(VGGMethod):
     """Deep Photo Style Transfer: segmented Gram loss + matting-Laplacian regularization."""
@@ -119,7 +125,7 @@ class Photo(VGGMethod):
         shared = {name: getattr(cfg, name) for name in (
             "scales", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
             "pooling", "weights", "precision")}
-        return OptimizationMethod(OptimizationConfig(**{**shared, **overrides}), encoder=self.encoder)
+        return _PhotoStage(OptimizationConfig(**{**shared, **overrides}), encoder=self.encoder)
 
     def regions(self, content: Tensor, style: Tensor, device: torch.device) -> tuple[Tensor, Tensor, list[str]]:
         """Content masks ``(1, K, H, W)``, style masks ``(1, K, h, w)`` and region names."""
