@@ -18,6 +18,8 @@ memory-bound on a CPU, the projected search is one matrix product); see docs/BEN
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -88,12 +90,21 @@ def nearest_patches(content: Tensor, patches: Tensor, eps: float = 1e-8, *, sear
         filters = filters.contiguous(memory_format=torch.channels_last)
     positions = (content.shape[-2] - k + 1) * (content.shape[-1] - k + 1) * content.shape[0]
     chunk = max(1, SCORE_BYTES // (4 * positions))
+    return _chunked_argmax(lambda start, stop: F.conv2d(queries, filters[start:stop]), len(filters), chunk)
+
+
+def _chunked_argmax(scores: Callable[[int, int], Tensor], count: int, chunk: int) -> Tensor:
+    """Index of the best of ``count`` candidates, scored ``chunk`` at a time by ``scores(start, stop)``.
+
+    ``scores`` returns the candidates ``start:stop`` along dim 1; only one chunk's scores live at a
+    time. The maximum is taken in the scores' own dtype (bf16 scores are already rounded; a
+    float32 copy of the score map would cost a third of the product) and compared across chunks
+    in float32.
+    """
     best_score: Tensor | None = None
     best_index = torch.zeros(0)
-    for start in range(0, len(filters), chunk):
-        # The maximum in the scores' own dtype (bf16 scores are already rounded; a float32 copy of
-        # the score map would cost a third of the product), compared across chunks in float32.
-        score, index = F.conv2d(queries, filters[start : start + chunk]).max(dim=1)
+    for start in range(0, count, chunk):
+        score, index = scores(start, start + chunk).max(dim=1)
         score = score.float()
         if best_score is None:
             best_score, best_index = score, index
@@ -131,17 +142,11 @@ def approximate_nearest_patches(content: Tensor, filters: Tensor, rank: int = SE
         h, w = projected.shape[-2] - k + 1, projected.shape[-1] - k + 1
         queries = F.unfold(projected[None], k)[0].T.to(score_dtype)  # (positions, rank k²)
         chunk = max(1, SCORE_BYTES // (4 * len(queries)))
-        best_score: Tensor | None = None
-        best_index = torch.zeros(0)
-        for start in range(0, len(projected_filters), chunk):
-            score, index = (queries @ projected_filters[start : start + chunk].T).max(dim=1)  # see nearest_patches
-            score = score.float()
-            if best_score is None:
-                best_score, best_index = score, index
-            else:
-                better = score > best_score
-                best_score = torch.where(better, score, best_score)
-                best_index = torch.where(better, index + start, best_index)
+
+        def scores(start: int, stop: int, queries: Tensor = queries) -> Tensor:
+            return queries @ projected_filters[start:stop].T
+
+        best_index = _chunked_argmax(scores, len(projected_filters), chunk)
         indices.append(best_index.reshape(h, w))
     return torch.stack(indices)
 
