@@ -64,8 +64,8 @@ from ..nets.disentangle import DisentangledGenerator, unit_code
 from ..nets.gan import PatchDiscriminator, log_loss
 from ..options import MethodConfig, option
 from ..pipelines.base import StylizeResult, register
-from ..pipelines.memory import check_fits
-from ..pipelines.trained import TrainedNetworkMethod, load_trained
+from ..pipelines.memory import check_fits, generator_bytes
+from ..pipelines.trained import TrainedNetworkMethod, collection_info, load_trained
 from ..train.data import MIN_COLLECTION_IMAGES
 from ..train.task import Phase, TrainingTask, register_task
 
@@ -304,9 +304,7 @@ def load_disentangled(model: str) -> tuple[DisentangledGenerator, dict[str, Any]
         what="content-style disentanglement model",
         build=lambda h: DisentangledGenerator(width=int(h["width"]), blocks=int(h["blocks"]),
                                               code_dim=int(h["code_dim"])))
-    info = {"path": str(path), "name": header.get("name", path.stem),
-            "collection": header.get("collection", path.stem), "steps": int(header.get("steps", 0))}
-    return net, info
+    return net, collection_info(header, path)
 
 
 @dataclass(frozen=True)
@@ -351,8 +349,7 @@ class Disentangle(TrainedNetworkMethod[DisentangledGenerator]):
         """Decode ``content`` with the blended code of ``styles`` (or the collection's average)."""
         net = self.network
         height, width = content.shape[-2:]
-        need = height * width * 4 * (2 * net.width + 6)  # float32 maps at full resolution (as style_aware)
-        check_fits(need, width=width, height=height, what="this network")
+        check_fits(generator_bytes(height, width, net.width), width=width, height=height, what="this network")
         code = self.style_code(styles, style_weights, device)
         with torch.no_grad():
             output = net.to(device)(content.to(device).float(), code).float()

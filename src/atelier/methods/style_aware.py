@@ -49,8 +49,8 @@ from ..nets.gan import PatchDiscriminator, log_loss
 from ..nets.style_aware import StyleAwareGenerator
 from ..options import MethodConfig, option
 from ..pipelines.base import StylizeResult, register
-from ..pipelines.memory import check_fits
-from ..pipelines.trained import TrainedNetworkMethod, load_trained
+from ..pipelines.memory import check_fits, generator_bytes
+from ..pipelines.trained import TrainedNetworkMethod, collection_info, load_trained
 from ..train.data import MIN_COLLECTION_IMAGES
 from ..train.task import Phase, TrainingTask, register_task
 
@@ -214,9 +214,7 @@ def load_generator(model: str) -> tuple[StyleAwareGenerator, dict[str, Any]]:
         model, task=TASK, train_hint=f"atelier train {NETWORKS['chinese_landscape']}",
         what="style-aware collection model",
         build=lambda h: StyleAwareGenerator(width=int(h["width"]), blocks=int(h["blocks"])))
-    info = {"path": str(path), "name": header.get("name", path.stem),
-            "collection": header.get("collection", path.stem), "steps": int(header.get("steps", 0))}
-    return net, info
+    return net, collection_info(header, path)
 
 
 @dataclass(frozen=True)
@@ -247,9 +245,7 @@ class StyleAware(TrainedNetworkMethod[StyleAwareGenerator]):
         return 1
 
     def _check_memory(self, height: int, width: int) -> None:
-        # Live float32 maps at full resolution: the input, two of `width` channels (a convolution's
-        # input and output after the last upsampling), the output; deeper stages are smaller.
-        need = height * width * 4 * (2 * self.network.width + 6)
+        need = generator_bytes(height, width, self.network.width)
         check_fits(need, width=width, height=height, what="this generator")
 
     def stylize(self, content: Tensor, styles: Sequence[Tensor], *, style_weights: Sequence[float],

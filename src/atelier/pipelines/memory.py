@@ -6,7 +6,7 @@ import os
 
 from ..errors import ImageTooLargeError, OptionError
 
-__all__ = ["MAX_FRAME_BATCH", "check_fits", "frames_per_batch", "memory_budget"]
+__all__ = ["MAX_FRAME_BATCH", "check_fits", "frames_per_batch", "generator_bytes", "memory_budget"]
 
 #: Most video frames stylized in one network call (beyond it a CPU gains nothing and latency grows).
 MAX_FRAME_BATCH = 8
@@ -71,3 +71,13 @@ def frames_per_batch(per_frame: float | None, *, limit: int = MAX_FRAME_BATCH) -
     if per_frame is None or per_frame <= 0:
         return 1
     return max(1, min(limit, int(memory_budget() / 2 // per_frame)))
+
+
+def generator_bytes(height: int, width: int, channels: int) -> int:
+    """Peak bytes of a fully convolutional generator at ``height`` x ``width`` px.
+
+    Its live float32 maps at full resolution: the input, the last full-resolution convolution's
+    input and output (``channels`` each, after the last upsampling) and the output; deeper
+    stages are smaller. The estimate of the collection networks (style-aware, disentanglement).
+    """
+    return height * width * 4 * (2 * channels + 6)

@@ -20,7 +20,14 @@ from ..nets.pretrained import describe_load_error, locate_model, read_header, re
 from ..options import MethodConfig
 from .base import Method, available_methods
 
-__all__ = ["TrainedNetworkMethod", "holds_styles", "load_trained", "method_for_model", "read_trained"]
+__all__ = [
+    "TrainedNetworkMethod",
+    "collection_info",
+    "holds_styles",
+    "load_trained",
+    "method_for_model",
+    "read_trained",
+]
 
 #: The method ``--model`` means when the model's task names no model-holding method.
 DEFAULT_MODEL_METHOD = "johnson"
@@ -66,6 +73,12 @@ def load_trained(model: str, *, task: str, train_hint: str, what: str,
         raise WeightsError(f"{path}: damaged {what} header or weights ({describe_load_error(error)}); "
                            "re-export it with `atelier train` or use another model") from None
     return network.eval().requires_grad_(False), header, path
+
+
+def collection_info(header: dict[str, str], path: Path) -> dict[str, Any]:
+    """What a collection-trained model's file tells: its path, name, collection and training steps."""
+    return {"path": str(path), "name": header.get("name", path.stem),
+            "collection": header.get("collection", path.stem), "steps": int(header.get("steps", 0))}
 
 
 def holds_styles(task: str) -> bool:
