@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import OptionError
+from ..ops.layout import spatial_size
 from ..ops.padding import pad_to_multiple
 from .gan import init_weights, to_signed
-from .style_aware import STRIDE, ImageEncoder
+from .style_aware import STRIDE, ImageEncoder, at_least, back_to_size
 
 __all__ = ["AdaINResidualBlock", "DisentangledGenerator", "LayerNormUpBlock", "StyleEncoder", "unit_code"]
 
@@ -170,16 +171,9 @@ class DisentangledGenerator(nn.Module):
                 if isinstance(layer, (nn.Conv2d, nn.Linear)):
                     layer.reset_parameters()
 
-    def _inner(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        height, width = image.shape[-2:]
-        inner = (max(height, self.MIN_SIDE), max(width, self.MIN_SIDE))
-        if inner != (height, width):
-            image = F.interpolate(image, size=inner, mode="bilinear", align_corners=False)
-        return image, inner
-
     def content(self, image: Tensor) -> Tensor:
         """``E_c(x)`` ``(B, 8w, ceil(H/16), ceil(W/16))`` (reflection-padded to a multiple of 16)."""
-        return self.content_encoder(pad_to_multiple(self._inner(image)[0], STRIDE)[0])
+        return self.content_encoder(pad_to_multiple(at_least(image, self.MIN_SIDE)[0], STRIDE)[0])
 
     def style(self, image: Tensor) -> Tensor:
         """``E_s(y)`` ``(B, code_dim)``."""
@@ -202,9 +196,5 @@ class DisentangledGenerator(nn.Module):
 
     def forward(self, image: Tensor, code: Tensor) -> Tensor:
         """Stylize ``image`` with style ``code``: any size, output of the same size."""
-        height, width = image.shape[-2:]
-        _, inner = self._inner(image)
-        output = self.decode(self.content(image), code)[..., :inner[0], :inner[1]]
-        if inner != (height, width):
-            output = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
-        return output
+        _, inner = at_least(image, self.MIN_SIDE)
+        return back_to_size(self.decode(self.content(image), code), inner, spatial_size(image))

@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import OptionError
+from ..ops.layout import spatial_size
 from ..ops.padding import pad_to_multiple
 from .gan import ResidualBlock, init_weights, to_signed
 
-__all__ = ["STRIDE", "ConvBlock", "ImageEncoder", "StyleAwareGenerator", "UpBlock"]
+__all__ = ["STRIDE", "ConvBlock", "ImageEncoder", "StyleAwareGenerator", "UpBlock", "at_least", "back_to_size"]
 
 #: Total stride of the encoder (four stride-2 convolutions).
 STRIDE = 16
@@ -68,6 +69,27 @@ class ImageEncoder(nn.Sequential):
         return super().forward(to_signed(image))
 
 
+def at_least(image: Tensor, min_side: int) -> tuple[Tensor, tuple[int, int]]:
+    """``image`` upscaled (bilinear) so each side is at least ``min_side`` px, and that size.
+
+    The collection generators' down path needs ``min_side``; smaller inputs run upscaled and
+    :func:`back_to_size` returns their result to the input's size.
+    """
+    height, width = image.shape[-2:]
+    inner = (max(height, min_side), max(width, min_side))
+    if inner != (height, width):
+        image = F.interpolate(image, size=inner, mode="bilinear", align_corners=False)
+    return image, inner
+
+
+def back_to_size(output: Tensor, inner: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    """A generator's ``output`` cropped to the ``inner`` size it ran at, then resized to ``size``."""
+    output = output[..., : inner[0], : inner[1]]
+    if inner != size:
+        output = F.interpolate(output, size=size, mode="bilinear", align_corners=False)
+    return output
+
+
 class StyleAwareGenerator(nn.Module):
     """``G = D o E``: photo ``(B, 3, H, W)`` in [0, 1] -> stylized image, same size, in [0, 1].
 
@@ -91,20 +113,12 @@ class StyleAwareGenerator(nn.Module):
             UpBlock(2 * width, width), nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Sigmoid())
         init_weights(self)
 
-    def _inner(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """``image`` upscaled to at least :attr:`MIN_SIDE` a side, and that size."""
-        height, width = image.shape[-2:]
-        inner = (max(height, self.MIN_SIDE), max(width, self.MIN_SIDE))
-        if inner != (height, width):
-            image = F.interpolate(image, size=inner, mode="bilinear", align_corners=False)
-        return image, inner
-
     def encode(self, image: Tensor) -> Tensor:
         """``E(x)`` ``(B, 8w, ceil(H/16), ceil(W/16))``, the space of the style-aware content loss.
 
         Sec. 3.2; ``image`` is reflection-padded to a multiple of 16 first.
         """
-        return self.encoder(pad_to_multiple(self._inner(image)[0], STRIDE)[0])
+        return self.encoder(pad_to_multiple(at_least(image, self.MIN_SIDE)[0], STRIDE)[0])
 
     def decode(self, features: Tensor) -> Tensor:
         """``D(z)`` in [0, 1], 16x the size of ``features``."""
@@ -115,9 +129,5 @@ class StyleAwareGenerator(nn.Module):
 
         Inputs below :attr:`MIN_SIDE` are upscaled for the network and the result resized back.
         """
-        height, width = image.shape[-2:]
-        _, inner = self._inner(image)
-        output = self.decode(self.encode(image))[..., :inner[0], :inner[1]]
-        if inner != (height, width):
-            output = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
-        return output
+        _, inner = at_least(image, self.MIN_SIDE)
+        return back_to_size(self.decode(self.encode(image)), inner, spatial_size(image))
