@@ -49,9 +49,9 @@ from torch import Tensor
 from ..encoders.vgg import VGGEncoder
 from ..errors import OptionError
 from ..io.atomic import atomic_path, check_writable_folder
-from ..io.images import image_files, load_image, resize_longest
+from ..io.images import IMAGE_SUFFIXES, image_files, load_image, resize_longest
 from ..progress import Progress
-from ..train.data import IMAGE_SUFFIXES, MIN_COLLECTION_IMAGES, DatasetError, ImageFolder, collection_files
+from ..train.data import MIN_COLLECTION_IMAGES, DatasetError, ImageFolder, collection_files
 from .domain import DOMAIN_LAYERS, DomainJudge
 
 __all__ = ["CLASSIFIER_LAYERS", "PHOTO", "DeceptionReport", "StyleClassifier", "centre_square", "deception_report",
@@ -77,7 +77,7 @@ def find_collections(root: str | os.PathLike) -> tuple[dict[str, list[Path]], li
     found: dict[str, list[Path]] = {}
     for entry in sorted(folder.iterdir()):
         is_list = entry.is_file() and entry.suffix.lower() == ".txt"
-        is_folder = entry.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in entry.rglob("*"))
+        is_folder = entry.is_dir() and bool(image_files(entry, recursive=True))
         if is_list or is_folder:
             found[entry.stem] = collection_files(entry, what=f"images of collection {entry.stem}",
                                                  minimum=MIN_COLLECTION_IMAGES)
