@@ -16,12 +16,11 @@ from torch import Tensor
 from atelier.eval.peers import PEER, load_peer
 from atelier.eval.report import square
 
-__all__ = ["DATA", "IMAGE_EXTS", "PEER", "ROOT", "content_images", "find_image", "jpeg_quality", "load_peer",
+__all__ = ["DATA", "PEER", "ROOT", "content_images", "find_image", "jpeg_quality", "load_peer",
            "median_time", "rel", "save_sheet", "square"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def rel(path: Path) -> str:
@@ -45,7 +44,9 @@ def median_time(run: Callable[[], Any], repeats: int) -> tuple[float, list[float
 
 
 def content_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    from atelier.io.images import image_files
+
+    return image_files(folder)
 
 
 def find_image(folder: Path, stem: str) -> Path:

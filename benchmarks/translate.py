@@ -46,9 +46,9 @@ DATA = ROOT.parent / "shared" / "train" / "unpaired" / "summer2winter"
 
 
 def images(folder: Path) -> list[Path]:
-    from atelier.train.data import IMAGE_SUFFIXES
+    from atelier.io.images import image_files
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
         raise SystemExit(f"no images in {folder}")
     return files

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 from atelier.eval import DomainJudge
 from atelier.io import load_image
+from atelier.io.images import image_files
 from atelier.nets.pretrained import shipped_dir
 from atelier.pipelines.translation import TASKS, Translator
-from atelier.train.data import IMAGE_SUFFIXES
 from conftest import REPO
 
 pytestmark = pytest.mark.real_weights
@@ -48,7 +48,7 @@ def _load(path):
 
 def _spaced(folder, count: int) -> list:
     """``count`` evenly spaced files, first and last included (as benchmarks/translate.py picks)."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     return [files[round(i * (len(files) - 1) / (count - 1))] for i in range(count)]
 
 

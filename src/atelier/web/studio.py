@@ -223,17 +223,13 @@ class Studio:
 
     # -- gallery -------------------------------------------------------------------------------------
     def _scan_gallery(self) -> dict[str, dict[str, Any]]:
-        from ..io.images import SAVE_FORMATS
+        from ..io.images import image_files
 
         entries: dict[str, dict[str, Any]] = {}
         for folder in self.settings.gallery:
-            folder = Path(folder)
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.iterdir()):
-                if path.suffix.lower() in SAVE_FORMATS and path.is_file():
-                    key = re.sub(r"[^a-z0-9_]", "_", path.stem.lower())[:40]
-                    entries.setdefault(key, {"id": key, "label": path.stem.replace("_", " "), "path": path})
+            for path in image_files(folder):
+                key = re.sub(r"[^a-z0-9_]", "_", path.stem.lower())[:40]
+                entries.setdefault(key, {"id": key, "label": path.stem.replace("_", " "), "path": path})
         return entries
 
     def gallery(self) -> list[dict[str, Any]]:
