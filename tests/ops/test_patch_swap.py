@@ -34,7 +34,7 @@ def test_swap_equals_one_hot_transposed_convolution():
     content, style = _features(2), _features(3, size=(8, 8))
     for k, stride in ((3, 1), (3, 2), (2, 1)):
         patches = style_patches(style, k, stride)
-        index = nearest_patches(content, patches)
+        index = nearest_patches(content, style, k, stride)
         one_hot = F.one_hot(index, len(patches)).permute(0, 3, 1, 2).float()
         summed = F.conv_transpose2d(one_hot, patches)
         counts = F.conv_transpose2d(torch.ones(1, 1, *index.shape[-2:]), torch.ones(1, 1, k, k))
@@ -43,10 +43,9 @@ def test_swap_equals_one_hot_transposed_convolution():
 
 def test_search_in_chunks_matches_one_pass(monkeypatch):
     content, style = _features(4), _features(5, size=(10, 10))
-    patches = style_patches(style)
-    whole = nearest_patches(content, patches)
+    whole = nearest_patches(content, style)
     monkeypatch.setattr(patch_swap_module, "SCORE_BYTES", 4 * 9 * 7 * 3)  # 3 patches per chunk
-    assert torch.equal(nearest_patches(content, patches), whole)
+    assert torch.equal(nearest_patches(content, style), whole)
 
 
 def test_patch_swap_input_errors():
@@ -99,9 +98,8 @@ def test_approximate_finds_the_exact_patches_when_the_style_spans_the_rank():
     # and with the features inside 4 directions a 4-channel projection loses nothing.
     style = _low_rank(10, 16, 4, (24, 24))
     content = style[..., 5:19, 7:20]
-    patches = style_patches(style)
-    exact = nearest_patches(content, patches)
-    approximate = nearest_patches(content, patches, search="approximate", rank=4)
+    exact = nearest_patches(content, style)
+    approximate = nearest_patches(content, style, search="approximate", rank=4)
     rows, cols = torch.meshgrid(torch.arange(12) + 5, torch.arange(11) + 7, indexing="ij")
     assert torch.equal(exact[0], rows * 22 + cols)  # the shifted positions, in a 22 x 22 patch grid
     assert torch.equal(approximate, exact)
@@ -110,10 +108,9 @@ def test_approximate_finds_the_exact_patches_when_the_style_spans_the_rank():
 
 def test_approximate_cost_close_to_exact_on_random_features():
     content, style = _low_rank(11, 32, 32, (24, 28)), _low_rank(12, 32, 32, (26, 24))
-    patches = style_patches(style)
-    exact = patch_swap_module.matched_patch_cost(content, patches, nearest_patches(content, patches))
+    exact = patch_swap_module.matched_patch_cost(content, style, nearest_patches(content, style))
     costs = {rank: patch_swap_module.matched_patch_cost(
-        content, patches, nearest_patches(content, patches, search="approximate", rank=rank)) for rank in (2, 8, 16)}
+        content, style, nearest_patches(content, style, search="approximate", rank=rank)) for rank in (2, 8, 16)}
     # Never below the exact optimum; closer as the rank grows; within 5% at half the channels.
     assert exact <= costs[16] <= costs[8] <= costs[2]
     assert costs[16] < 1.05 * exact, (exact, costs)
@@ -128,16 +125,15 @@ def test_approximate_search_is_deterministic_and_exact_at_full_rank():
     assert torch.equal(patch_swap(content, style, search="approximate", rank=6), first)
     assert torch.equal(patch_swap(content, style, search="approximate", rank=24), patch_swap(content, style))
     for k, stride in ((3, 2), (5, 1)):  # other patch sizes and strides index the same patch list
-        index = nearest_patches(content, style_patches(style, k, stride), search="approximate", rank=6)
+        index = nearest_patches(content, style, k, stride, search="approximate", rank=6)
         assert index.shape == (1, 17 - k, 17 - k) and int(index.max()) < len(style_patches(style, k, stride))
 
 
 def test_approximate_search_in_chunks_matches_one_pass(monkeypatch):
     content, style = _low_rank(15, 16, 16, (10, 12)), _low_rank(16, 16, 16, (10, 10))
-    patches = style_patches(style)
-    whole = nearest_patches(content, patches, search="approximate", rank=5)
+    whole = nearest_patches(content, style, search="approximate", rank=5)
     monkeypatch.setattr(patch_swap_module, "SCORE_BYTES", 4 * 8 * 10 * 3)  # 3 patches per chunk
-    assert torch.equal(nearest_patches(content, patches, search="approximate", rank=5), whole)
+    assert torch.equal(nearest_patches(content, style, search="approximate", rank=5), whole)
 
 
 def test_search_option_errors():
@@ -145,6 +141,8 @@ def test_search_option_errors():
         patch_swap(_features(0), _features(1), search="fast")
     with pytest.raises(OptionError, match="rank must be >= 1"):
         patch_swap(_features(0), _features(1), search="approximate", rank=0)
+    with pytest.raises(OptionError, match="probes must be >= 1"):
+        patch_swap(_features(0), _features(1), search="approximate", probes=0)
 
 
 @pytest.mark.parametrize("search", ["exact", "approximate"])
@@ -152,14 +150,67 @@ def test_bf16_scores_pick_patches_of_nearly_the_exact_cost(search):
     # bf16 products round the scores to ~3 significant digits: near-ties may flip, but the chosen
     # patches must cost within 1% of the float32 search's, and exact matches must stay found.
     content, style = _low_rank(17, 32, 32, (24, 28)), _low_rank(18, 32, 32, (26, 24))
-    patches = style_patches(style)
-    reference = nearest_patches(content, patches, search=search, rank=16)
-    fast = nearest_patches(content, patches, search=search, rank=16, score_dtype=torch.bfloat16)
+    reference = nearest_patches(content, style, search=search, rank=16)
+    fast = nearest_patches(content, style, search=search, rank=16, score_dtype=torch.bfloat16)
     assert fast.shape == reference.shape and fast.dtype == reference.dtype
-    cost, cost_reference = (patch_swap_module.matched_patch_cost(content, patches, index)
+    cost, cost_reference = (patch_swap_module.matched_patch_cost(content, style, index)
                             for index in (fast, reference))
     assert cost_reference <= cost * (1 + 1e-6) and cost < 1.01 * cost_reference, (cost, cost_reference)
     inside = style[..., 5:19, 7:20]  # content cut from the style: every patch has a perfect match
     swapped = patch_swap(inside, style, search=search, rank=32, score_dtype=torch.bfloat16)
     assert swapped.dtype == inside.dtype
     torch.testing.assert_close(swapped, inside, rtol=0, atol=1e-5)
+
+
+# The inverted file (module doc of atelier.ops.patch_swap): forced on small maps by lowering
+# INVERTED_FILE_MIN.
+
+
+@pytest.fixture
+def inverted_file(monkeypatch):
+    monkeypatch.setattr(patch_swap_module, "INVERTED_FILE_MIN", 1)
+
+
+def test_inverted_file_probing_every_list_is_the_flat_search(monkeypatch):
+    content, style = _low_rank(19, 16, 16, (14, 15)), _low_rank(20, 16, 16, (20, 19))
+    flat = nearest_patches(content, style, search="approximate", rank=8)
+    lists = round((18 * 17) ** 0.5)
+    monkeypatch.setattr(patch_swap_module, "INVERTED_FILE_MIN", 1)
+    assert torch.equal(nearest_patches(content, style, search="approximate", rank=8, probes=lists), flat)
+    assert not torch.equal(nearest_patches(content, style, search="approximate", rank=8, probes=1), flat)
+
+
+@pytest.mark.usefixtures("inverted_file")
+def test_inverted_file_finds_every_exact_match():
+    # A content patch cut from the style is its own key up to scale: the list the key was put in
+    # is the query's best centroid, so even one probe finds it.
+    style = _low_rank(21, 16, 16, (30, 30))
+    content = style[..., 4:20, 6:25]
+    index = nearest_patches(content, style, search="approximate", rank=16, probes=1)
+    rows, cols = torch.meshgrid(torch.arange(14) + 4, torch.arange(17) + 6, indexing="ij")
+    assert torch.equal(index[0], rows * 28 + cols)
+    torch.testing.assert_close(patch_swap(content, style, search="approximate", rank=16, probes=1), content)
+
+
+@pytest.mark.usefixtures("inverted_file")
+def test_inverted_file_cost_falls_with_more_probes_and_stays_near_exact():
+    # Unprojected (rank = channels), so the scores are the NCC itself: each position's candidates
+    # grow with the probes (the best lists of fewer probes are among those of more), its best NCC
+    # cannot fall, and the total cost cannot rise.
+    content, style = _low_rank(22, 16, 16, (20, 22)), _low_rank(23, 16, 16, (24, 24))
+    exact = patch_swap_module.matched_patch_cost(content, style, nearest_patches(content, style))
+    costs = [patch_swap_module.matched_patch_cost(
+        content, style, nearest_patches(content, style, search="approximate", rank=16, probes=probes))
+        for probes in (1, 4, 22)]
+    assert costs[0] >= costs[1] >= costs[2] - 1e-3 and abs(costs[2] - exact) < 1e-3 * exact, (exact, costs)
+    assert costs[0] > costs[2]  # one probe does miss matches: the test can fail
+    assert costs[1] < 1.05 * exact
+
+
+@pytest.mark.usefixtures("inverted_file")
+def test_inverted_file_in_chunks_and_deterministic(monkeypatch):
+    content, style = _low_rank(24, 16, 16, (12, 13)), _low_rank(25, 16, 16, (16, 16))
+    whole = nearest_patches(content, style, search="approximate", rank=6, probes=3)
+    torch.manual_seed(5)  # no random state is used
+    monkeypatch.setattr(patch_swap_module, "SCORE_BYTES", 4 * 20)  # a few queries per product
+    assert torch.equal(nearest_patches(content, style, search="approximate", rank=6, probes=3), whole)

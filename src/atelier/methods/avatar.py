@@ -29,7 +29,7 @@ from ..nets.hourglass import SKIP_LAYERS, HourglassDecoder, SkipSource, skip_sta
 from ..nets.spec import WeightsSpec
 from ..ops.layout import channels_last
 from ..ops.masks import resize_mask
-from ..ops.patch_swap import style_decorator
+from ..ops.patch_swap import SEARCHES, style_decorator
 from ..ops.tv import total_variation
 from ..pipelines.base import MethodConfig, option, register
 from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
@@ -40,6 +40,11 @@ __all__ = ["AvatarNet", "AvatarNetConfig", "AvatarNetTraining", "AvatarNetTraini
 LAYER = "relu4_1"
 #: The trained hourglass decoder.
 DECODER = WeightsSpec("avatar_decoder", config="configs/avatar.yaml", what="relu4_1 decoder", layer=LAYER)
+#: Channels of relu4_1's 512 kept by the approximate search. Whitened features spread their energy
+#: evenly, so the search needs more of them than style swap's relu3_1 (64 of 256): on 6 pairs at
+#: 512 px the matched-patch cost was 1.03-1.04x the exact search's with 128, 1.04-1.07x with 64
+#: (docs/BENCHMARKS.md).
+SEARCH_RANK = 128
 ENCODED = (*SKIP_LAYERS, LAYER)
 
 
@@ -66,6 +71,10 @@ class AvatarNetConfig(FeedForwardConfig):
                                "style (0.8 keeps more of the content's structure than the patch swap alone)")
     patch_size: int = option(3, "side of the decorator's swapped patches in relu4_1 pixels (3 in the paper)")
     stride: int = option(1, "stride of the style patches searched")
+    search: str = option("approximate", "patch search of the decorator: exact (every whitened style patch) or "
+                                        "approximate (projected on 128 of the 512 channels, an inverted file above "
+                                        "4096 patches: ~3x faster, matched-patch cost within 4.5% of exact on 6 "
+                                        "pairs, docs/BENCHMARKS.md)", choices=SEARCHES)
     eps: float = option(1e-5, "eigenvalue floor of the whitening")
     decoder: str = option("", "hourglass decoder weights (.safetensors); default: the shipped avatar_decoder")
 
@@ -110,7 +119,7 @@ class AvatarNet(FeedForwardMethod):
 
         def decorate(c: Tensor, s: dict[str, Tensor], m: Tensor | None) -> Tensor:
             return style_decorator(c, s[LAYER], patch_size=cfg.patch_size, stride=cfg.stride, eps=cfg.eps,
-                                   content_mask=m, score_dtype=score_dtype)
+                                   content_mask=m, search=cfg.search, rank=SEARCH_RANK, score_dtype=score_dtype)
 
         target = blend_features(content_features[LAYER], style_features, weights, decorate, masks=masks,
                                 alpha=cfg.alpha)

@@ -48,9 +48,10 @@ class StyleSwapConfig(FeedForwardConfig):
     patch_size: int = option(3, "side of the swapped patches in relu3_1 feature pixels (3 in the paper; larger "
                                 "= bigger copied structures)")
     stride: int = option(1, "stride of the style patches searched (1 in the paper; 2 searches 4x fewer, faster)")
-    search: str = option("approximate", "patch search: exact (every style patch, eq. 1) or approximate (features "
-                                        "projected on their 64 leading channels: the search ~2.7x faster, cost "
-                                        "within 1.4% of exact on 5 pairs, docs/BENCHMARKS.md)", choices=SEARCHES)
+    search: str = option("approximate", "patch search: exact (every style patch, eq. 1, quadratic in pixels) or "
+                                        "approximate (64 leading channels, an inverted file of the style patches: "
+                                        "N^1.5, ~25x faster than exact at 512 px, matched-patch cost within 2% of "
+                                        "exact on 6 pairs, docs/BENCHMARKS.md)", choices=SEARCHES)
     inversion: str = option("network", "features to image: network (the trained inverse network, fast) or "
                                        "optimize (pixels optimised to match the swapped features, the paper's "
                                        "reference; slow)", choices=("network", "optimize"))

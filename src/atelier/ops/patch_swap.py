@@ -4,20 +4,30 @@ Style swap replaces every ``k x k`` patch of the content features by the style p
 highest normalised cross-correlation, then averages overlapping patches (Chen & Schmidt 2016,
 "Fast Patch-based Style Transfer of Arbitrary Style", sec. 2, eq. 1–3). The search is one
 convolution of the content with the style patches divided by their norms (the content
-patch's own norm does not change the argmax); the reconstruction is the transposed
-convolution of the one-hot argmax map with the unnormalised patches, divided by the number
-of patches covering each position.
+patch's own norm does not change the argmax); the reconstruction (eq. 3, the transposed
+convolution of the one-hot argmax map with the patches, divided by the number of patches
+covering each position) gathers each chosen patch's pixels straight from the style's feature
+map, ``k²`` row gathers, instead of multiplying by zeros or building the ``N x C k²`` patch table.
 
-The exact search costs ``positions x patches x C k²`` multiply-adds, quadratic in pixels. The
-approximate search (``search="approximate"``) projects the features on the ``rank`` leading
-principal directions of the (normalised) style channels and takes the argmax of the projected
-correlation: the same quadratic comparison, ``C / rank`` times cheaper (4x at relu3_1 with rank 64).
+The exact search costs ``positions x patches x C k²`` multiply-adds: quadratic in pixels. The
+approximate search (``search="approximate"``) does two things, each measured in docs/BENCHMARKS.md:
+
+* **projection:** both sides go onto the ``rank`` leading principal directions of the
+  normalised style patches' pixels, which makes every comparison ``C / rank`` times cheaper
+  (4x at relu3_1 with rank 64);
+* **inverted file** (Jégou et al. 2011, "Product quantization for nearest neighbor search",
+  sec. 4, without the quantisation): above :data:`INVERTED_FILE_MIN` patches, spherical k-means
+  puts the projected patches into ``≈ sqrt(N)`` lists; each content patch is scored against the
+  lists' centroids and then only against the patches of its ``probes`` best lists. That is
+  ``positions x (sqrt(N) + probes sqrt(N)) x rank k²`` multiply-adds, ``N^1.5`` instead of ``N²``.
+
 PatchMatch (Barnes et al. 2009) was tried and measured slower here (its per-position gathers are
-memory-bound on a CPU, the projected search is one matrix product); see docs/BENCHMARKS.md.
+memory-bound on a CPU); see docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -30,7 +40,7 @@ from .layout import channels_last, spatial_size
 from .wct import colour, covariance, whiten
 
 __all__ = ["SEARCHES", "approximate_nearest_patches", "matched_patch_cost", "nearest_patches", "patch_swap",
-           "style_decorator", "style_patches", "swap_batch"]
+           "style_decorator", "style_patches", "swap_batch", "swapped_features"]
 
 #: Bytes of correlation scores computed at once (the search runs over chunks of style patches).
 SCORE_BYTES = 1 << 27
@@ -39,10 +49,31 @@ SEARCHES = ("exact", "approximate")
 #: Channels kept by the approximate search (of relu3_1's 256: matched-patch cost within 1.4% of exact,
 #: measured in docs/BENCHMARKS.md).
 SEARCH_RANK = 64
+#: Lists of the inverted file each content patch is compared with (docs/BENCHMARKS.md: the cost and
+#: time of 4, 8 and 16 probes).
+SEARCH_PROBES = 8
+#: From this many style patches on, the approximate search uses the inverted file; below, scoring
+#: every projected patch is as fast as building the lists (64 x 64 relu3_1 pixels: a 256 px style).
+INVERTED_FILE_MIN = 4096
+#: Rounds of spherical k-means that build the inverted file's lists ...
+KMEANS_ROUNDS = 6
+#: ... on at most this many evenly spaced keys per list (the full set costs 5x the time for lists
+#: that change the matched-patch cost by under 0.1%, docs/BENCHMARKS.md).
+KMEANS_KEYS_PER_LIST = 32
 
 
 def style_patches(style: Tensor, patch_size: int = 3, stride: int = 1) -> Tensor:
-    """All ``patch_size`` x ``patch_size`` patches of ``style`` ``(1, C, H, W)`` as ``(N, C, k, k)``."""
+    """All ``patch_size`` x ``patch_size`` patches of ``style`` ``(1, C, H, W)`` as ``(N, C, k, k)``.
+
+    The list's order (row-major over the top-left corners, ``stride`` apart) is the order the
+    searches' indices refer to.
+    """
+    _check_patches(style, patch_size, stride)
+    columns = F.unfold(style, patch_size, stride=stride)  # (1, C*k*k, N)
+    return columns[0].T.reshape(-1, style.shape[1], patch_size, patch_size)
+
+
+def _check_patches(style: Tensor, patch_size: int, stride: int) -> None:
     check_bchw(style, "style")
     if style.shape[0] != 1:
         raise OptionError(f"style must be one feature map (1, C, H, W), got batch {style.shape[0]}")
@@ -50,45 +81,54 @@ def style_patches(style: Tensor, patch_size: int = 3, stride: int = 1) -> Tensor
         raise OptionError(f"patch_size and stride must be >= 1, got {patch_size} and {stride}")
     if min(style.shape[-2:]) < patch_size:
         raise OptionError(f"style features of {spatial_size(style)} are smaller than a {patch_size}px patch")
-    columns = F.unfold(style, patch_size, stride=stride)  # (1, C*k*k, N)
-    return columns[0].T.reshape(-1, style.shape[1], patch_size, patch_size)
 
 
-def _checked_rank(search: str, rank: int | None) -> int:
-    """``rank``, or :data:`SEARCH_RANK` when None (read at call time), after checking both options."""
+def _checked_search(search: str, rank: int | None, probes: int | None) -> tuple[int, int]:
+    """``rank`` and ``probes``, or their module defaults when None (read at call time), after checking."""
     if search not in SEARCHES:
         raise OptionError(f"unknown patch search {search!r}: choose one of {', '.join(SEARCHES)}")
     rank = SEARCH_RANK if rank is None else rank
+    probes = SEARCH_PROBES if probes is None else probes
     if rank < 1:
         raise OptionError(f"the approximate search's rank must be >= 1, got {rank}")
-    return rank
+    if probes < 1:
+        raise OptionError(f"the approximate search's probes must be >= 1, got {probes}")
+    return rank, probes
 
 
-def nearest_patches(content: Tensor, patches: Tensor, eps: float = 1e-8, *, search: str = "exact",
-                    rank: int | None = None, score_dtype: torch.dtype | None = None) -> Tensor:
-    """Index ``(B, H-k+1, W-k+1)`` of the patch most correlated with each content patch (Chen & Schmidt 2016, eq. 1).
+def _patch_norms(style: Tensor, patch_size: int, stride: int) -> Tensor:
+    """Euclidean norm ``(N,)`` (float32) of every patch of :func:`style_patches`, from the map's pixel energies."""
+    energy = style.float().square().sum(1, keepdim=True)
+    return (F.avg_pool2d(energy, patch_size, stride) * patch_size**2).sqrt().flatten()
 
-    The highest normalised cross-correlation, computed as a convolution with the normalised
-    patches, in chunks so the score maps stay within :data:`SCORE_BYTES`. ``search="approximate"``
-    compares ``rank``-channel projections instead (:func:`approximate_nearest_patches`).
-    ``score_dtype`` (default: the content's) is the precision of the products: ``torch.bfloat16``
-    runs them about 1.7x faster on a CPU with native bf16 (callers pass it where
-    :func:`atelier.devices.resolve_precision` says so) and picks patches of the same cost
-    within 0.1% (docs/BENCHMARKS.md); the maxima are compared in float32 either way.
+
+def nearest_patches(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1, eps: float = 1e-8, *,
+                    search: str = "exact", rank: int | None = None, probes: int | None = None,
+                    score_dtype: torch.dtype | None = None) -> Tensor:
+    """Index ``(B, H-k+1, W-k+1)`` into :func:`style_patches` of the patch most correlated with each content patch.
+
+    Chen & Schmidt 2016, eq. 1: the highest normalised cross-correlation. ``search="exact"`` is a
+    convolution with every normalised patch, in chunks so the score maps stay within
+    :data:`SCORE_BYTES`; ``search="approximate"`` is :func:`approximate_nearest_patches`.
+    ``score_dtype`` (default: the content's) is the precision of the exact search's and of the
+    flat projected search's products: ``torch.bfloat16`` runs them about 1.7x faster on a CPU with
+    native bf16 (callers pass it where :func:`atelier.devices.resolve_precision` says so) and picks
+    patches of the same cost within 0.1% (docs/BENCHMARKS.md); maxima are compared in float32.
     """
     check_bchw(content, "content")
-    rank = _checked_rank(search, rank)
-    k = patches.shape[-1]
+    _check_patches(style, patch_size, stride)
+    rank, probes = _checked_search(search, rank, probes)
+    if search == "approximate":
+        return approximate_nearest_patches(content, style, patch_size, stride, rank=rank, probes=probes, eps=eps,
+                                           score_dtype=score_dtype)
     score_dtype = score_dtype or content.dtype
-    filters = patches.float() / patches.flatten(1).float().norm(dim=1).clamp_min(eps)[:, None, None, None]
-    if search == "approximate" and rank < content.shape[1]:
-        return approximate_nearest_patches(content, filters, rank, score_dtype=score_dtype)
-    filters = filters.to(score_dtype)
+    norms = _patch_norms(style, patch_size, stride).clamp_min(eps)
+    filters = (style_patches(style.float(), patch_size, stride) / norms[:, None, None, None]).to(score_dtype)
     queries = content.to(score_dtype)
     if score_dtype == torch.bfloat16:  # oneDNN's bf16 convolutions want channels-last
         queries = channels_last(queries)
         filters = filters.contiguous(memory_format=torch.channels_last)
-    positions = (content.shape[-2] - k + 1) * (content.shape[-1] - k + 1) * content.shape[0]
+    positions = (content.shape[-2] - patch_size + 1) * (content.shape[-1] - patch_size + 1) * content.shape[0]
     chunk = max(1, SCORE_BYTES // (4 * positions))
     return _chunked_argmax(lambda start, stop: F.conv2d(queries, filters[start:stop]), len(filters), chunk)
 
@@ -115,49 +155,118 @@ def _chunked_argmax(scores: Callable[[int, int], Tensor], count: int, chunk: int
     return best_index
 
 
-def approximate_nearest_patches(content: Tensor, filters: Tensor, rank: int = SEARCH_RANK, *,
-                                score_dtype: torch.dtype = torch.float32) -> Tensor:
-    """Argmax of eq. 1 (Chen & Schmidt 2016) with both sides projected on ``rank`` channels.
+def approximate_nearest_patches(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1, *,
+                                rank: int = SEARCH_RANK, probes: int = SEARCH_PROBES, eps: float = 1e-8,
+                                score_dtype: torch.dtype | None = None) -> Tensor:
+    """Eq. 1 of Chen & Schmidt 2016 with both sides projected on ``rank`` channels, through an inverted file.
 
-    The projection is onto the leading eigenvectors of the second moment of the pixels of the
-    normalised style patches ``filters`` ``(N, C, k, k)``, so the correlation keeps the
-    directions the style's patches actually use; what is dropped changes
-    the scores by the style's residual energy, small for CNN features whose spectrum decays fast.
-    The comparison is then one matrix product of ``positions x rank k²`` by ``rank k² x patches``
-    per chunk of patches (scores within :data:`SCORE_BYTES`), in ``score_dtype`` (bf16: see
-    :func:`nearest_patches`). Deterministic: no random state.
+    **Projection.** The basis is the leading eigenvectors of the second moment of the pixels of
+    the normalised style patches, so the correlation keeps the directions the style's patches
+    actually use; what is dropped changes the scores by the style's residual energy, small for
+    CNN features whose spectrum decays fast. That moment is a weighted sum over the style's
+    pixels (each weighted by the inverse squared norms of the patches that cover it), and the
+    projected patches are the patches of the projected map divided by their norms: nothing of
+    size ``N x C k²`` is built. With ``rank >= C`` nothing is projected.
+
+    **Search.** Below :data:`INVERTED_FILE_MIN` patches every projected patch is scored (one
+    matrix product per chunk, in ``score_dtype``); from there on, :func:`_inverted_file_argmax`.
+    Deterministic: no random state.
     """
-    k = filters.shape[-1]
-    filters = filters.float()
-    # Every pixel of every normalised patch, as the correlation sees them: the centre pixels
-    # alone (9x cheaper) gave 3x the cost gap (1.8% against 0.6% on chicago x mondrian at 512 px).
-    pixels = filters.permute(0, 2, 3, 1).reshape(-1, filters.shape[1])  # (N k², C)
-    _, eigenvectors = torch.linalg.eigh(pixels.T @ pixels)
-    basis = eigenvectors[:, -rank:]  # (C, rank), the leading directions (eigh sorts ascending)
-    projected_filters = torch.einsum("ncij,cr->nrij", filters, basis).flatten(1)  # unfold's channel-major order
-    projected_filters = projected_filters.to(score_dtype)
+    k = patch_size
+    style = style.float()
+    norms = _patch_norms(style, k, stride).clamp_min(eps)
+    basis = None
+    if rank < style.shape[1]:
+        # Every pixel of every normalised patch, as the correlation sees them: the centre pixels
+        # alone (9x cheaper) gave 3x the cost gap (1.8% against 0.6% on chicago x mondrian at 512 px).
+        grid = ((style.shape[-2] - k) // stride + 1, (style.shape[-1] - k) // stride + 1)
+        coverage = F.conv_transpose2d(norms.reshape(1, 1, *grid).pow(-2), torch.ones(1, 1, k, k), stride=stride)
+        coverage = F.pad(coverage, (0, style.shape[-1] - coverage.shape[-1], 0, style.shape[-2] - coverage.shape[-2]))
+        pixels = style[0].flatten(1)  # (C, H W)
+        _, eigenvectors = torch.linalg.eigh((pixels * coverage.flatten()) @ pixels.T)
+        basis = eigenvectors[:, -rank:]  # (C, rank), the leading directions (eigh sorts ascending)
+    keys = _unfolded(style, basis, k, stride) / norms[:, None]  # (N, rank k²), unfold's channel-major order
     indices = []
     for item in content.float():
-        projected = torch.einsum("chw,cr->rhw", item, basis)
-        h, w = projected.shape[-2] - k + 1, projected.shape[-1] - k + 1
-        queries = F.unfold(projected[None], k)[0].T.to(score_dtype)  # (positions, rank k²)
-        chunk = max(1, SCORE_BYTES // (4 * len(queries)))
-
-        def scores(start: int, stop: int, queries: Tensor = queries) -> Tensor:
-            return queries @ projected_filters[start:stop].T
-
-        best_index = _chunked_argmax(scores, len(projected_filters), chunk)
+        queries = _unfolded(item[None], basis, k, 1)  # (positions, rank k²)
+        h, w = item.shape[-2] - k + 1, item.shape[-1] - k + 1
+        if len(keys) >= INVERTED_FILE_MIN:
+            best_index = _inverted_file_argmax(queries, keys, probes, score_dtype)
+        else:
+            flat_keys, flat_queries = keys.to(score_dtype or keys.dtype), queries.to(score_dtype or keys.dtype)
+            chunk = max(1, SCORE_BYTES // (4 * len(queries)))
+            best_index = _chunked_argmax(lambda start, stop: flat_queries @ flat_keys[start:stop].T,  # noqa: B023
+                                         len(keys), chunk)
         indices.append(best_index.reshape(h, w))
     return torch.stack(indices)
 
 
-def matched_patch_cost(content: Tensor, patches: Tensor, index: Tensor, eps: float = 1e-8) -> float:
+def _unfolded(features: Tensor, basis: Tensor | None, patch_size: int, stride: int) -> Tensor:
+    """The ``k x k`` patches ``(N, rank k²)`` of one ``(1, C, H, W)`` map after projecting its channels on ``basis``."""
+    if basis is not None:
+        features = torch.einsum("bchw,cr->brhw", features, basis)
+    return F.unfold(features, patch_size, stride=stride)[0].T
+
+
+def _inverted_file_argmax(queries: Tensor, keys: Tensor, probes: int,
+                          score_dtype: torch.dtype | None = None) -> Tensor:
+    """Index of the key of highest inner product with each query, searched in ``probes`` lists of an inverted file.
+
+    The keys (unit-norm patches, or their projections) are grouped by spherical k-means into
+    ``round(sqrt(N))`` lists, started from evenly spaced keys and run for :data:`KMEANS_ROUNDS`
+    rounds on :data:`KMEANS_KEYS_PER_LIST` evenly spaced keys per list (deterministic); each query
+    is compared with every centroid, then with the keys of its ``probes`` best lists only (Jégou
+    et al. 2011, sec. 4). The queries of one list are gathered and scored in one matrix product
+    (within :data:`SCORE_BYTES`, in ``score_dtype``), so the work is a few hundred dense
+    products, not per-query gathers; the best score of each probed list is kept in float32.
+    """
+    count = len(keys)
+    lists = max(1, round(math.sqrt(count)))
+    probes = min(probes, lists)
+    keys, queries = keys.contiguous(), queries.contiguous()
+
+    def spaced(n: int) -> Tensor:
+        return keys[torch.linspace(0, count - 1, min(n, count)).round().long()]
+
+    centroids, sample = spaced(lists), spaced(lists * KMEANS_KEYS_PER_LIST)
+    for _ in range(KMEANS_ROUNDS):
+        assignment = (sample @ centroids.T).argmax(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assignment, sample)
+        filled = torch.bincount(assignment, minlength=lists) > 0  # an emptied list keeps its old centroid
+        centroids = torch.where(filled[:, None], F.normalize(sums, dim=1), centroids)
+    assignment = (keys @ centroids.T).argmax(1)
+    key_order = torch.argsort(assignment, stable=True)
+    key_ends = torch.bincount(assignment, minlength=lists).cumsum(0).tolist()
+    probed = (queries @ centroids.T).topk(probes, dim=1).indices.flatten()  # (queries * probes,)
+    probe_order = torch.argsort(probed, stable=True)
+    probe_ends = torch.bincount(probed, minlength=lists).cumsum(0).tolist()
+    candidate_score = torch.full((len(probed),), -math.inf)
+    candidate_index = torch.zeros(len(probed), dtype=torch.long)
+    keys, queries = keys.to(score_dtype or keys.dtype), queries.to(score_dtype or keys.dtype)
+    key_start = probe_start = 0
+    for key_end, probe_end in zip(key_ends, probe_ends):
+        members = key_order[key_start:key_end]
+        if len(members):
+            table = keys[members]
+            rows = max(1, SCORE_BYTES // (4 * len(members)))
+            for start in range(probe_start, probe_end, rows):
+                slots = probe_order[start : min(start + rows, probe_end)]
+                score, best = (queries[slots // probes] @ table.T).max(dim=1)
+                candidate_score[slots], candidate_index[slots] = score.float(), members[best]
+        key_start, probe_start = key_end, probe_end
+    winner = candidate_score.view(-1, probes).argmax(1, keepdim=True)
+    return candidate_index.view(-1, probes).gather(1, winner)[:, 0]
+
+
+def matched_patch_cost(content: Tensor, style: Tensor, index: Tensor, patch_size: int = 3, stride: int = 1,
+                       eps: float = 1e-8) -> float:
     """Sum over positions of ``1 - NCC`` of each content patch with its chosen patch.
 
-    ``index`` comes from :func:`nearest_patches`; this is what eq. 1 minimises, to compare searches.
+    ``index`` comes from :func:`nearest_patches` with the same ``patch_size`` and ``stride``; this
+    is what eq. 1 minimises, to compare searches.
     """
-    k = patches.shape[-1]
-    table = patches.flatten(1).float()
+    k = patch_size
+    table = style_patches(style.float(), k, stride).flatten(1)
     table = table / table.norm(dim=1, keepdim=True).clamp_min(eps)
     total = 0.0
     for item, chosen in zip(content.float(), index):
@@ -171,8 +280,32 @@ def matched_patch_cost(content: Tensor, patches: Tensor, index: Tensor, eps: flo
     return total
 
 
+def swapped_features(style: Tensor, index: Tensor, size: tuple[int, int], patch_size: int = 3,
+                     stride: int = 1) -> Tensor:
+    """Eq. 3 of Chen & Schmidt 2016: at each position of a ``size`` map, the mean of the chosen patches covering it.
+
+    ``index`` ``(B, H-k+1, W-k+1)`` points into :func:`style_patches` of ``style``; patch ``n``'s
+    pixel ``(i, j)`` is the style's pixel at its top-left corner plus ``(i, j)``, so each of the
+    ``k²`` offsets is one gather of ``C``-vectors from the channels-last style map, added into a
+    float32 sum. Returns ``(B, C, H, W)`` in the style's dtype, channels-last in memory.
+    """
+    k = patch_size
+    batch, rows, cols = index.shape
+    channels, width = style.shape[1], style.shape[-1]
+    grid_width = (width - k) // stride + 1
+    corner = (index // grid_width) * (stride * width) + (index % grid_width) * stride  # flat top-left pixel
+    table = style[0].permute(1, 2, 0).reshape(-1, channels)  # (H' W', C)
+    summed = torch.zeros(batch, *size, channels, dtype=torch.float32, device=style.device)
+    for i in range(k):
+        for j in range(k):
+            pixels = table.index_select(0, (corner + (i * width + j)).flatten()).view(batch, rows, cols, channels)
+            summed[:, i : i + rows, j : j + cols] += pixels
+    counts = F.fold(torch.ones(1, k * k, rows * cols, device=style.device), size, k)[0, 0]  # patches per position
+    return (summed / counts[..., None]).to(style.dtype).permute(0, 3, 1, 2)
+
+
 def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1, *, search: str = "exact",
-               rank: int | None = None, score_dtype: torch.dtype | None = None) -> Tensor:
+               rank: int | None = None, probes: int | None = None, score_dtype: torch.dtype | None = None) -> Tensor:
     """Style swap: each content patch replaced by its best-matching style patch (Chen & Schmidt 2016).
 
     Args:
@@ -180,17 +313,16 @@ def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int 
         style: ``(1, C, H', W')`` features of the style.
         patch_size: side of the patches (3 in the paper).
         stride: stride of the style patch extraction (1 in the paper; 2 searches 4x fewer patches).
-        search: ``exact`` (eq. 1 over every patch) or ``approximate`` (``rank``-channel projection,
-            :func:`approximate_nearest_patches`).
+        search: ``exact`` (eq. 1 over every patch) or ``approximate`` (projection and inverted
+            file, :func:`approximate_nearest_patches`).
         rank: channels kept by the approximate search (default :data:`SEARCH_RANK`).
+        probes: lists of the inverted file searched per position (default :data:`SEARCH_PROBES`).
         score_dtype: precision of the search's products (:func:`nearest_patches`); the swapped
             patches keep the content's dtype.
 
     Returns:
-        ``(B, C, H, W)``: at each position the mean of the selected style patches covering it.
-        This equals the transposed convolution of the one-hot argmax map with the patches
-        divided by that of an all-ones patch (eq. 3), computed by gathering the chosen patch of
-        each position (``fold``) instead of multiplying by zeros.
+        ``(B, C, H, W)``: at each position the mean of the selected style patches covering it
+        (eq. 3, :func:`swapped_features`).
     """
     check_bchw(style, "style")
     if content.shape[1] != style.shape[1]:
@@ -198,20 +330,15 @@ def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int 
     k = patch_size
     if min(content.shape[-2:]) < k:
         raise OptionError(f"content features of {spatial_size(content)} are smaller than a {k}px patch")
-    patches = style_patches(style, k, stride).to(content.dtype)
-    index = nearest_patches(content, patches, search=search, rank=rank, score_dtype=score_dtype)  # (B, H', W')
-    b, h, w = index.shape
-    chosen = patches[index.flatten()].reshape(b, h * w, -1).transpose(1, 2)  # (B, C*k*k, H'W')
-    size = spatial_size(content)
-    summed = F.fold(chosen, size, k)
-    counts = F.fold(torch.ones(1, k * k, h * w, dtype=content.dtype, device=content.device), size, k)
-    return summed / counts
+    index = nearest_patches(content, style, k, stride, search=search, rank=rank, probes=probes,
+                            score_dtype=score_dtype)  # (B, H', W')
+    return swapped_features(style.to(content.dtype), index, spatial_size(content), k, stride)
 
 
 def style_decorator(
     content: Tensor, style: Tensor, *, patch_size: int = 3, stride: int = 1, eps: float = 1e-5,
     content_mask: Tensor | None = None, dtype: torch.dtype = torch.float64, search: str = "exact",
-    rank: int | None = None, score_dtype: torch.dtype | None = None,
+    rank: int | None = None, probes: int | None = None, score_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Avatar-Net's style decorator (Sheng et al. 2018, sec. 3.2, eq. 2–4).
 
@@ -231,13 +358,14 @@ def style_decorator(
         dtype: precision of the covariance decompositions.
         search: the patch search (:func:`patch_swap`).
         rank: channels kept by the approximate search (default :data:`SEARCH_RANK`).
+        probes: lists of the inverted file searched per position (default :data:`SEARCH_PROBES`).
         score_dtype: precision of the search's products (:func:`nearest_patches`).
     """
     whitened_content = whiten(content, eps=eps, mask=content_mask, dtype=dtype)
     whitened_style = whiten(style, eps=eps, dtype=dtype)
     style_mean, style_cov = covariance(style, dtype=dtype)
     swapped = patch_swap(whitened_content, whitened_style, patch_size, stride, search=search, rank=rank,
-                         score_dtype=score_dtype)
+                         probes=probes, score_dtype=score_dtype)
     return colour(swapped, style_mean, style_cov, eps=eps)
 
 
