@@ -344,3 +344,18 @@ def test_lst_feature_space_training_never_decodes_and_approaches_the_wct_teacher
     with pytest.raises(OptionError, match="teacher_weight"):
         options_for(cls, {"perceptual": False, "teacher_weight": 0.0, "covariance_weight": 0.0})
 
+
+
+def test_attention_training_starts_the_transform_as_the_option_says(encoder):
+    from atelier.train.task import get_task, options_for
+
+    channels = encoder.channels("relu4_1")
+    for task in ("sanet", "iecontraast"):
+        cls = get_task(task)
+        swap = cls(options_for(cls, {}), encoder=encoder).build_model()["transform"]
+        identity = cls(options_for(cls, {"start": "identity"}), encoder=encoder).build_model()["transform"]
+        assert torch.equal(swap.sanet4_1.h.weight[:, :, 0, 0], torch.eye(channels)), task
+        assert swap.sanet4_1.out.weight.abs().sum().item() > 0 and swap.sanet5_1.out.weight.abs().sum().item() == 0
+        assert identity.sanet4_1.out.weight.abs().sum().item() == 0, task
+        with pytest.raises(OptionError, match="start"):
+            options_for(cls, {"start": "random"})

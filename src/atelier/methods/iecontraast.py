@@ -34,8 +34,10 @@ Deviations:
       four stride-2 blocks and a 3x3 head); both optimizers share the trainer's betas;
     * identity losses are computed on the N/2 distinct contents and styles (the authors' batch
       repeats each twice: the same mean);
-    * the shipped weights start from the shipped SANet weights (``start_from``) and train for a
-      few hundred CPU steps at 128 px, not 160k at 256 px (the model card).
+    * the shipped weights start where SANet's do (the transform as a soft style swap,
+      :meth:`~atelier.nets.sanet.SANetTransform.start_as_soft_swap`; AdaIN's decoder) and train
+      for a few hundred CPU steps at 128 px, not 160k at 256 px (the model card); without
+      ``init`` a run starts from the weights named by ``start_from``.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ several styles are interpolated after the merge; masks place styles in regions. 
 the runtime and the losses are shared with IEContraAST (:mod:`atelier.pipelines.attention`).
 
 Deviations: caffe VGG-19 with per-block feature scales (:mod:`atelier.losses.moments`);
-initialisation of the transform near the identity and of the decoder from AdaIN's (see
-:mod:`atelier.nets.sanet`); far fewer steps on the CPU (the model card).
+training starts the transform as a soft style swap (``f, g, h`` at the identity,
+:meth:`~atelier.nets.sanet.SANetTransform.start_as_soft_swap`) and the decoder from AdaIN's;
+far fewer steps on the CPU (the model card).
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ positions: with ``F̄`` the mean–variance normalised features,
 output is upsampled, added and merged by a 3x3 convolution (eq. 4) before the decoder.
 
 Initialisation (a deviation that changes no equation): ``W_out`` starts at zero and the merge
-convolution at the identity, so an untrained transform passes the content features through and
-the decoder (initialised from AdaIN's) starts from a reconstruction; the paper trains 160k
-steps from random weights, a CPU run here has a few hundred.
+convolution at the identity, so an untrained transform passes the content features through.
+:meth:`SANetTransform.start_as_soft_swap` is the start training uses by default: the same
+equations with ``f, g, h`` at the identity, which already transfers the style (a soft 1x1 style
+swap). The paper trains 160k steps from random weights; a CPU run here has a few hundred, too few
+for the identity start to learn to use the style at all.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from ..ops.layout import spatial_size
 from ..ops.masks import resize_mask
 from ..ops.stats import instance_normalize
 
-__all__ = ["SANet", "SANetTransform"]
+__all__ = ["SOFT_SWAP_WEIGHT", "SANet", "SANetTransform"]
+
+#: Weight of the attended style features against the content's in :meth:`SANetTransform.start_as_soft_swap`.
+SOFT_SWAP_WEIGHT = 3.0
 
 
 class SANet(nn.Module):
@@ -78,6 +83,32 @@ class SANetTransform(nn.Module):
             conv.weight.zero_()
             conv.weight[:, :, 1, 1] = torch.eye(channels)
             conv.bias.zero_()  # type: ignore[union-attr]  # built with a bias
+
+    @torch.no_grad()
+    def start_as_soft_swap(self, weight: float = SOFT_SWAP_WEIGHT) -> None:
+        """Set the weights to a closed-form style transfer: a start for training (not in the paper).
+
+        ``f``, ``g`` and ``h`` become identities, so each content position attends to the style
+        positions whose normalised features resemble its own and takes their raw style features.
+        The scores are dot products over all channels of unit-variance features, hundreds apart,
+        so the softmax is nearly a hard nearest neighbour: a 1x1 style swap (Chen & Schmidt 2016)
+        in normalised space. The relu4_1 module adds ``weight`` times that to the content; the
+        relu5_1 module's output convolution stays at zero (its 4x coarser matches blurred the
+        result), and the merge divides by ``1 + weight``. Decoded by AdaIN's relu4_1 decoder
+        this already carries each painting's colours and strokes (docs/BENCHMARKS.md, SANet).
+        """
+        for module, out_weight in ((self.sanet4_1, weight), (self.sanet5_1, 0.0)):
+            identity = torch.eye(module.f.in_channels)[:, :, None, None]
+            for conv in (module.f, module.g, module.h):
+                conv.weight.copy_(identity)
+                conv.bias.zero_()  # type: ignore[union-attr]  # built with a bias
+            module.out.weight.copy_(identity * out_weight)
+            module.out.bias.zero_()  # type: ignore[union-attr]
+        merge = self.merge[1]
+        assert isinstance(merge, nn.Conv2d)
+        merge.weight.zero_()
+        merge.weight[:, :, 1, 1] = torch.eye(merge.in_channels) / (1 + weight)
+        merge.bias.zero_()  # type: ignore[union-attr]  # built with a bias
 
     def attend(self, content: tuple[Tensor, Tensor], style: tuple[Tensor, Tensor], temperature: float = 1.0,
                content_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -169,7 +169,7 @@ def approximate_nearest_patches(content: Tensor, style: Tensor, patch_size: int 
     size ``N x C k²`` is built. With ``rank >= C`` nothing is projected.
 
     **Search.** Below :data:`INVERTED_FILE_MIN` patches every projected patch is scored (one
-    matrix product per chunk, in ``score_dtype``); from there on, :func:`_inverted_file_argmax`.
+    matrix product per chunk, in ``score_dtype``); from there on, an inverted file (:class:`_InvertedFile`).
     Deterministic: no random state.
     """
     k = patch_size
@@ -180,18 +180,19 @@ def approximate_nearest_patches(content: Tensor, style: Tensor, patch_size: int 
         # Every pixel of every normalised patch, as the correlation sees them: the centre pixels
         # alone (9x cheaper) gave 3x the cost gap (1.8% against 0.6% on chicago x mondrian at 512 px).
         grid = ((style.shape[-2] - k) // stride + 1, (style.shape[-1] - k) // stride + 1)
-        coverage = F.conv_transpose2d(norms.reshape(1, 1, *grid).pow(-2), torch.ones(1, 1, k, k), stride=stride)
+        coverage = F.conv_transpose2d(norms.reshape(1, 1, *grid).pow(-2), style.new_ones(1, 1, k, k), stride=stride)
         coverage = F.pad(coverage, (0, style.shape[-1] - coverage.shape[-1], 0, style.shape[-2] - coverage.shape[-2]))
         pixels = style[0].flatten(1)  # (C, H W)
         _, eigenvectors = torch.linalg.eigh((pixels * coverage.flatten()) @ pixels.T)
         basis = eigenvectors[:, -rank:]  # (C, rank), the leading directions (eigh sorts ascending)
     keys = _unfolded(style, basis, k, stride) / norms[:, None]  # (N, rank k²), unfold's channel-major order
+    inverted_file = _InvertedFile(keys, score_dtype) if len(keys) >= INVERTED_FILE_MIN else None
     indices = []
     for item in content.float():
         queries = _unfolded(item[None], basis, k, 1)  # (positions, rank k²)
         h, w = item.shape[-2] - k + 1, item.shape[-1] - k + 1
-        if len(keys) >= INVERTED_FILE_MIN:
-            best_index = _inverted_file_argmax(queries, keys, probes, score_dtype)
+        if inverted_file is not None:
+            best_index = inverted_file.search(queries, probes)
         else:
             flat_keys, flat_queries = keys.to(score_dtype or keys.dtype), queries.to(score_dtype or keys.dtype)
             chunk = max(1, SCORE_BYTES // (4 * len(queries)))
@@ -208,54 +209,64 @@ def _unfolded(features: Tensor, basis: Tensor | None, patch_size: int, stride: i
     return F.unfold(features, patch_size, stride=stride)[0].T
 
 
-def _inverted_file_argmax(queries: Tensor, keys: Tensor, probes: int,
-                          score_dtype: torch.dtype | None = None) -> Tensor:
-    """Index of the key of highest inner product with each query, searched in ``probes`` lists of an inverted file.
+class _InvertedFile:
+    """The keys (unit-norm patches, or their projections) in ``round(sqrt(N))`` lists of an inverted file.
 
-    The keys (unit-norm patches, or their projections) are grouped by spherical k-means into
-    ``round(sqrt(N))`` lists, started from evenly spaced keys and run for :data:`KMEANS_ROUNDS`
-    rounds on :data:`KMEANS_KEYS_PER_LIST` evenly spaced keys per list (deterministic); each query
-    is compared with every centroid, then with the keys of its ``probes`` best lists only (Jégou
-    et al. 2011, sec. 4). The queries of one list are gathered and scored in one matrix product
-    (within :data:`SCORE_BYTES`, in ``score_dtype``), so the work is a few hundred dense
-    products, not per-query gathers; the best score of each probed list is kept in float32.
+    Spherical k-means builds the lists, started from evenly spaced keys and run for
+    :data:`KMEANS_ROUNDS` rounds on :data:`KMEANS_KEYS_PER_LIST` evenly spaced keys per list
+    (deterministic). Built once per style; :meth:`search` serves every content item.
     """
-    count = len(keys)
-    lists = max(1, round(math.sqrt(count)))
-    probes = min(probes, lists)
-    keys, queries = keys.contiguous(), queries.contiguous()
 
-    def spaced(n: int) -> Tensor:
-        return keys[torch.linspace(0, count - 1, min(n, count)).round().long()]
+    def __init__(self, keys: Tensor, score_dtype: torch.dtype | None = None) -> None:
+        keys = keys.contiguous()
+        count = len(keys)
+        self.lists = max(1, round(math.sqrt(count)))
 
-    centroids, sample = spaced(lists), spaced(lists * KMEANS_KEYS_PER_LIST)
-    for _ in range(KMEANS_ROUNDS):
-        assignment = (sample @ centroids.T).argmax(1)
-        sums = torch.zeros_like(centroids).index_add_(0, assignment, sample)
-        filled = torch.bincount(assignment, minlength=lists) > 0  # an emptied list keeps its old centroid
-        centroids = torch.where(filled[:, None], F.normalize(sums, dim=1), centroids)
-    assignment = (keys @ centroids.T).argmax(1)
-    key_order = torch.argsort(assignment, stable=True)
-    key_ends = torch.bincount(assignment, minlength=lists).cumsum(0).tolist()
-    probed = (queries @ centroids.T).topk(probes, dim=1).indices.flatten()  # (queries * probes,)
-    probe_order = torch.argsort(probed, stable=True)
-    probe_ends = torch.bincount(probed, minlength=lists).cumsum(0).tolist()
-    candidate_score = torch.full((len(probed),), -math.inf)
-    candidate_index = torch.zeros(len(probed), dtype=torch.long)
-    keys, queries = keys.to(score_dtype or keys.dtype), queries.to(score_dtype or keys.dtype)
-    key_start = probe_start = 0
-    for key_end, probe_end in zip(key_ends, probe_ends):
-        members = key_order[key_start:key_end]
-        if len(members):
-            table = keys[members]
-            rows = max(1, SCORE_BYTES // (4 * len(members)))
-            for start in range(probe_start, probe_end, rows):
-                slots = probe_order[start : min(start + rows, probe_end)]
-                score, best = (queries[slots // probes] @ table.T).max(dim=1)
-                candidate_score[slots], candidate_index[slots] = score.float(), members[best]
-        key_start, probe_start = key_end, probe_end
-    winner = candidate_score.view(-1, probes).argmax(1, keepdim=True)
-    return candidate_index.view(-1, probes).gather(1, winner)[:, 0]
+        def spaced(n: int) -> Tensor:
+            return keys[torch.linspace(0, count - 1, min(n, count), device=keys.device).round().long()]
+
+        centroids, sample = spaced(self.lists), spaced(self.lists * KMEANS_KEYS_PER_LIST)
+        for _ in range(KMEANS_ROUNDS):
+            assignment = (sample @ centroids.T).argmax(1)
+            sums = torch.zeros_like(centroids).index_add_(0, assignment, sample)
+            filled = torch.bincount(assignment, minlength=self.lists) > 0  # an emptied list keeps its centroid
+            centroids = torch.where(filled[:, None], F.normalize(sums, dim=1), centroids)
+        assignment = (keys @ centroids.T).argmax(1)
+        self.centroids = centroids
+        self.key_order = torch.argsort(assignment, stable=True)
+        self.key_ends = torch.bincount(assignment, minlength=self.lists).cumsum(0).tolist()
+        self.score_dtype = score_dtype or keys.dtype
+        self.keys = keys.to(self.score_dtype)
+
+    def search(self, queries: Tensor, probes: int) -> Tensor:
+        """Index of the key of highest inner product with each query, among the keys of its ``probes`` best lists.
+
+        Each query is compared with every centroid, then with the keys of its ``probes`` best
+        lists only (Jégou et al. 2011, sec. 4). The queries of one list are gathered and scored
+        in one matrix product (within :data:`SCORE_BYTES`, in ``score_dtype``), so the work is a
+        few hundred dense products, not per-query gathers; each list's best score is kept in float32.
+        """
+        probes = min(probes, self.lists)
+        queries = queries.contiguous()
+        probed = (queries @ self.centroids.T).topk(probes, dim=1).indices.flatten()  # (queries * probes,)
+        probe_order = torch.argsort(probed, stable=True)
+        probe_ends = torch.bincount(probed, minlength=self.lists).cumsum(0).tolist()
+        candidate_score = torch.full((len(probed),), -math.inf, device=queries.device)
+        candidate_index = torch.zeros(len(probed), dtype=torch.long, device=queries.device)
+        queries = queries.to(self.score_dtype)
+        key_start = probe_start = 0
+        for key_end, probe_end in zip(self.key_ends, probe_ends):
+            members = self.key_order[key_start:key_end]
+            if len(members):
+                table = self.keys[members]
+                rows = max(1, SCORE_BYTES // (4 * len(members)))
+                for start in range(probe_start, probe_end, rows):
+                    slots = probe_order[start : min(start + rows, probe_end)]
+                    score, best = (queries[slots // probes] @ table.T).max(dim=1)
+                    candidate_score[slots], candidate_index[slots] = score.float(), members[best]
+            key_start, probe_start = key_end, probe_end
+        winner = candidate_score.view(-1, probes).argmax(1, keepdim=True)
+        return candidate_index.view(-1, probes).gather(1, winner)[:, 0]
 
 
 def matched_patch_cost(content: Tensor, style: Tensor, index: Tensor, patch_size: int = 3, stride: int = 1,

