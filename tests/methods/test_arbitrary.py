@@ -359,3 +359,20 @@ def test_attention_training_starts_the_transform_as_the_option_says(encoder):
         assert identity.sanet4_1.out.weight.abs().sum().item() == 0, task
         with pytest.raises(OptionError, match="start"):
             options_for(cls, {"start": "random"})
+
+
+def test_attention_training_can_keep_the_transform_fixed(encoder):
+    from atelier.train.task import get_task, options_for
+
+    for task in ("sanet", "iecontraast"):
+        cls = get_task(task)
+        trainer = cls(options_for(cls, {"train_transform": False}), encoder=encoder)
+        model = trainer.build_model()
+        before = {k: v.clone() for k, v in model["transform"].state_dict().items()}
+        content, style = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48)
+        phases = trainer.phases(model) or []
+        losses = phases[0].losses(model, content, style, {}) if phases else trainer.losses(model, content, style)
+        sum(losses.values()).backward()
+        assert all(p.grad is None for p in model["transform"].parameters()), task
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model["decoder"].parameters()), task
+        assert all(torch.equal(before[k], v) for k, v in model["transform"].state_dict().items())

@@ -122,6 +122,9 @@ class StyleAttentionTrainingOptions(MethodConfig):
                                      "at the identity: a soft style swap that carries the style from step 0, "
                                      "SANetTransform.start_as_soft_swap; not in the paper) or identity (W_out at "
                                      "zero: the content passes through)", choices=("soft_swap", "identity"))
+    train_transform: bool = option(True, "train the attention transform with the decoder (the papers); false: keep "
+                                         "the transform as it starts (or as init loads it) and train the decoder "
+                                         "alone")
 
     def validate(self) -> None:
         """Refuse negative loss weights and unknown layers."""
@@ -152,6 +155,7 @@ class StyleAttentionTraining(TrainingTask[nn.ModuleDict]):
                                    (layer_scale("relu4_1", scales), layer_scale("relu5_1", scales)))
         if self.options.start == "soft_swap":
             transform.start_as_soft_swap()
+        transform.requires_grad_(self.options.train_transform)
         return nn.ModuleDict({
             "transform": transform,
             "decoder": VGGDecoder("relu4_1", widths=self.encoder.widths,
