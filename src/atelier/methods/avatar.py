@@ -73,8 +73,8 @@ class AvatarNetConfig(FeedForwardConfig):
     stride: int = option(1, "stride of the style patches searched")
     search: str = option("approximate", "patch search of the decorator: exact (every whitened style patch) or "
                                         "approximate (projected on 128 of the 512 channels, an inverted file above "
-                                        "4096 patches: ~3x faster, matched-patch cost within 4.5% of exact on 6 "
-                                        "pairs, docs/BENCHMARKS.md)", choices=SEARCHES)
+                                        "4096 patches: the search ~3x faster, matched-patch cost within 4.5% of exact "
+                                        "on 6 pairs, docs/BENCHMARKS.md)", choices=SEARCHES)
     eps: float = option(1e-5, "eigenvalue floor of the whitening")
     decoder: str = option("", "hourglass decoder weights (.safetensors); default: the shipped avatar_decoder")
 

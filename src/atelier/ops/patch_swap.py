@@ -57,8 +57,9 @@ SEARCH_PROBES = 8
 INVERTED_FILE_MIN = 4096
 #: Rounds of spherical k-means that build the inverted file's lists ...
 KMEANS_ROUNDS = 6
-#: ... on at most this many evenly spaced keys per list (the full set costs 5x the time for lists
-#: that change the matched-patch cost by under 0.1%, docs/BENCHMARKS.md).
+#: ... on at most this many evenly spaced keys per list (all keys: 5x the k-means time; with bf16
+#: list products, measured together, the matched-patch cost rose at most 0.3% on 6 pairs at 512 px,
+#: docs/BENCHMARKS.md).
 KMEANS_KEYS_PER_LIST = 32
 
 
