@@ -62,7 +62,8 @@ def test_multiscale_runs_each_level(tiny_encoder, style_image):
 
 
 def test_final_iterations_and_upsampling_shape_the_schedule(tiny_encoder, style_image):
-    """``final_iterations`` sets the finest level's count; ``upsample`` how the coarse result starts it."""
+    """``final_iterations`` sets the finest level's count; ``upsample`` and ``content_detail`` how the coarse
+    result starts it."""
     from atelier.optim import coarse_to_fine
     from helpers import smooth_image
 
@@ -71,6 +72,12 @@ def test_final_iterations_and_upsampling_shape_the_schedule(tiny_encoder, style_
     assert result.info["sizes"] == [(32, 48), (64, 96)] and len(result.info["history"]) == 3 + 5
     bicubic = run(content, [style_image], tiny_encoder, iterations=3, final_iterations=5, scales=2, upsample="bicubic")
     assert bicubic.image.shape == result.image.shape and not torch.equal(bicubic.image, result.image)
+    detailed = run(content, [style_image], tiny_encoder, iterations=3, final_iterations=5, scales=2,
+                   content_detail=True)
+    assert not torch.equal(detailed.image, result.image)
+    single = dict(iterations=3, scales=1)  # one level: no finer start to add the detail band to
+    assert torch.equal(run(content, [style_image], tiny_encoder, content_detail=True, **single).image,
+                       run(content, [style_image], tiny_encoder, **single).image)
     with pytest.raises(ValueError, match="2 iteration counts for 3 levels"):
         coarse_to_fine(content, [(8, 8), (16, 16), (32, 32)], lambda *_: None, iterations=[1, 2])
 

@@ -54,6 +54,7 @@ def coarse_to_fine(
     label: str = "",
     on_iteration_at: Callable[[int], Callable[[int, Tensor], None] | None] | None = None,
     interpolation: str = "bilinear",
+    detail: Tensor | None = None,
 ) -> PyramidResult:
     """Optimise ``init`` level by level, smallest size first.
 
@@ -71,6 +72,13 @@ def coarse_to_fine(
             that level's iterations (e.g. saving intermediate images), or None.
         interpolation: how a level's result is upsampled to start the next: ``"bilinear"`` or
             ``"bicubic"`` (sharper, so the fine level starts with less blur to undo).
+        detail: an image ``(1, 3, H, W)`` whose detail band is added to each later level's start
+            (usually the content): upsampling a level's result leaves the next level a blurred
+            start, and a deep content layer (conv4_2) does not ask for the edges back, so the style
+            loss fills the band with texture. Adding ``detail`` at this level's size minus
+            ``detail`` at the previous level's size, upsampled the same way, restores exactly the
+            band the coarse level could not hold (a Laplacian pyramid level of the content), and
+            keeps the coarse level's colours and large shapes. The start is clamped to [0, 1].
 
     Returns:
         The last level's best image and result; ``interrupted`` when Ctrl-C stopped a level
@@ -88,6 +96,9 @@ def coarse_to_fine(
         # The first level's start (the content or noise) is resized plainly; later starts are
         # results, upsampled with the chosen interpolation.
         image = resize_to(image, size, mode=interpolation if level else "bilinear")
+        if level and detail is not None:
+            band = resize_to(detail, size) - resize_to(resize_to(detail, sizes[level - 1]), size, mode=interpolation)
+            image = (image + band.to(image)).clamp(0, 1)
         progress = None
         if bar is not None:
             bar.label = f"{label}{size[1]}x{size[0]} "

@@ -67,6 +67,8 @@ class OptimizationConfig(MethodConfig):
     final_iterations: int = option(0, "optimizer steps at the finest (full-size) level; 0 = --iterations")
     upsample: str = option("bilinear", "how a level's result is enlarged to start the next",
                            choices=("bilinear", "bicubic"))
+    content_detail: bool = option(False, "start each finer level from the coarser result plus the content's "
+                                         "detail band (a Laplacian level), instead of the blurred result alone")
     scales: int = option(0, "coarse-to-fine levels, each doubling the size; 0 = auto (coarsest ~256 px), "
                             "1 = single scale")
     optimizer: str = option("lbfgs", "lbfgs (Gatys et al. 2016, sec. 3) or adam", choices=("lbfgs", "adam"))
@@ -249,7 +251,8 @@ class OptimizationMethod(VGGMethod):
 
         run = coarse_to_fine(image, sizes, criterion_at, iterations=iterations, optimizer=cfg.optimizer,
                              lr=cfg.lr or None, bar=bar, label="gatys ",
-                             on_iteration_at=self._saver if cfg.save_every else None, interpolation=cfg.upsample)
+                             on_iteration_at=self._saver if cfg.save_every else None, interpolation=cfg.upsample,
+                             detail=content if cfg.content_detail and temporal is None else None)
         bar.close()
         result, image = run.last, run.image
         if spatial_size(image) != (height, width):
