@@ -8,11 +8,14 @@ Each cell is a fresh ``atelier stylize`` (or ``atelier translate``) subprocess o
 style; its peak resident set size is the child's own ``ru_maxrss`` (``os.wait4``), so it
 includes Python, torch and the weights (the ``baseline`` row: ``import atelier.cli, torch``
 alone). The optimisation methods run 1 iteration per level (``gatys``: every level of its
-pyramid; ``photo``: 1 stage-1 and 1 refinement iteration): their peak is that of one
-iteration at the finest level, whatever the count. A run the method refuses (memory bound,
-``pipelines.memory.check_fits``) records its one-line message; one past ``--timeout`` records
-that instead. Each child runs with 1 thread (``OMP_NUM_THREADS=1``), so memory does not
-depend on the thread count of a busy machine.
+pyramid; ``photo``: 1 stage-1 and 1 refinement iteration), to keep 2048 px within minutes.
+That run holds one iteration's activations and gradients at the finest level but not L-BFGS's
+history, which fills over the first ``LBFGS_HISTORY`` (100) iterations: two image-sized float32
+vectors per iteration, 2.4 kB per pixel after 100. Their cells therefore also give the full run,
+``measured + history`` (checked against a whole default run at 512 px in docs/BENCHMARKS.md).
+A run the method refuses (memory bound, ``pipelines.memory.check_fits``) records its one-line
+message; one past ``--timeout`` records that instead. Each child runs with 1 thread
+(``OMP_NUM_THREADS=1``), so memory does not depend on the thread count of a busy machine.
 """
 
 from __future__ import annotations
@@ -48,6 +51,26 @@ RUNS: dict[str, list[str]] = {
     "ugatit": ["translate", "--model", "summer2winter_ugatit_light"],
 }
 STYLE_FREE = {"johnson", "multimodal", "style_aware", "disentangle", "cyclegan", "ugatit"}
+OPTIMIZATION = {"gatys", "photo"}
+
+
+def lbfgs_history_mib(name: str, output: Path) -> float:
+    """L-BFGS's history at the end of the method's default finest level, at the output's size.
+
+    One pair of float32 RGB images per iteration of that level, up to ``LBFGS_HISTORY`` pairs
+    (gatys: its final ``iterations``; photo: its ``refine_iterations`` at full size).
+    """
+    from PIL import Image
+
+    from atelier.methods.gatys import GatysConfig
+    from atelier.methods.photo import PhotoConfig
+    from atelier.optim.loop import LBFGS_HISTORY
+
+    gatys, photo = GatysConfig(), PhotoConfig()
+    steps = gatys.final_iterations or gatys.iterations if name == "gatys" else photo.refine_iterations
+    with Image.open(output) as image:
+        width, height = image.size
+    return min(steps, LBFGS_HISTORY) * 2 * 3 * 4 * width * height / 2**20
 
 
 def run_child(command: list[str], timeout: float, env: dict[str, str]) -> tuple[int | None, float, float, str]:
@@ -103,6 +126,9 @@ def main() -> None:
             if status == 0:
                 cell = {"peak_mib": round(peak), "seconds": round(seconds, 1)}
                 shown = f"{peak:7.0f} MiB  ({seconds:.0f} s)"
+                if name in OPTIMIZATION:
+                    cell["full_run_mib"] = round(peak + lbfgs_history_mib(name, out))
+                    shown += f"; full run {cell['full_run_mib']} MiB with L-BFGS's history"
             elif status is None:
                 cell = {"timeout_s": args.timeout, "peak_mib_so_far": round(peak)}
                 shown = f"stopped after {args.timeout:.0f} s (peak so far {peak:.0f} MiB)"

@@ -72,12 +72,16 @@ def test_final_iterations_and_upsampling_shape_the_schedule(tiny_encoder, style_
     assert result.info["sizes"] == [(32, 48), (64, 96)] and len(result.info["history"]) == 3 + 5
     bicubic = run(content, [style_image], tiny_encoder, iterations=3, final_iterations=5, scales=2, upsample="bicubic")
     assert bicubic.image.shape == result.image.shape and not torch.equal(bicubic.image, result.image)
-    detailed = run(content, [style_image], tiny_encoder, iterations=3, final_iterations=5, scales=2,
-                   content_detail=True)
-    assert not torch.equal(detailed.image, result.image)
-    single = dict(iterations=3, scales=1)  # one level: no finer start to add the detail band to
-    assert torch.equal(run(content, [style_image], tiny_encoder, content_detail=True, **single).image,
-                       run(content, [style_image], tiny_encoder, **single).image)
+    assert GatysConfig().content_detail  # the default adds the detail band
+    blurred = run(content, [style_image], tiny_encoder, iterations=3, final_iterations=5, scales=2,
+                  content_detail=False)
+    assert not torch.equal(blurred.image, result.image)
+    # No detail band where the photo is not meant to show through: one level (no finer start),
+    # a noise start (texture synthesis) or no content loss.
+    for unaffected in (dict(scales=1), dict(scales=2, init="noise"), dict(scales=2, content_weight=0.0)):
+        assert torch.equal(run(content, [style_image], tiny_encoder, iterations=3, content_detail=False,
+                               **unaffected).image,
+                           run(content, [style_image], tiny_encoder, iterations=3, **unaffected).image), unaffected
     with pytest.raises(ValueError, match="2 iteration counts for 3 levels"):
         coarse_to_fine(content, [(8, 8), (16, 16), (32, 32)], lambda *_: None, iterations=[1, 2])
 
