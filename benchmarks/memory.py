@@ -66,8 +66,11 @@ def lbfgs_history_mib(name: str, output: Path) -> float:
     from atelier.methods.photo import PhotoConfig
     from atelier.optim.loop import LBFGS_HISTORY
 
-    gatys, photo = GatysConfig(), PhotoConfig()
-    steps = gatys.final_iterations or gatys.iterations if name == "gatys" else photo.refine_iterations
+    if name == "gatys":
+        gatys = GatysConfig()
+        steps = gatys.final_iterations or gatys.iterations
+    else:
+        steps = PhotoConfig().refine_iterations
     with Image.open(output) as image:
         width, height = image.size
     return min(steps, LBFGS_HISTORY) * 2 * 3 * 4 * width * height / 2**20
