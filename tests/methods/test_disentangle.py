@@ -91,29 +91,35 @@ def test_code_spread_is_zero_for_a_collapsed_encoder():
 
 def test_training_spreads_the_codes_of_different_paintings():
     # Collapse probe: a few generator steps on paintings of two kinds (stripes, smooth colour fields) must
-    # move their codes apart on the sphere; the first shipped network's codes stayed 0.04 apart.
-    torch.manual_seed(0)
-    task = DisentangleTraining(DisentangleOptions(**TINY | {"width": 4, "code_dim": 8}))
-    model = task.build_model()
-    generator = task.phases(model)[0]
+    # move their codes apart on the sphere; the first shipped network's codes stayed 0.04 apart. Thirty
+    # steps of a tiny GAN are chaotic (float rounding alone moves one run's spread 2x), so the probe runs
+    # from three seeds and judges the median growth. Measured (one thread): 2.2x, 7.5x, 15x; without the
+    # running-mean centring of the codes 1.05x, 0.79x, 0.78x.
     paintings = torch.cat([stripes_image(32, 32, period=3 + s) for s in range(3)]
                           + [smooth_image(32, 32, seed=s) for s in range(3)])
     photos = torch.cat([smooth_image(32, 32, seed=10 + s) for s in range(6)])
-    net = model["generator"]
-    with torch.no_grad():
-        before = code_spread(net.eval().style(paintings))
-    net.train()
-    optimizer = torch.optim.Adam(generator.parameters, lr=2e-3, betas=(0.5, 0.999))
-    for step in range(30):
-        pair = torch.tensor([step % 3, 3 + (step // 3) % 3])  # one painting of each kind
-        loss = sum(generator.losses(model, photos[pair], paintings[pair], {}).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        after = code_spread(net.eval().style(paintings))
-    # Measured (one thread): 0.024 -> 0.86; without the running-mean centring of the codes 0.024 -> 0.023.
-    assert before < 0.1 and after > max(0.15, 4 * before)
+    growth = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        task = DisentangleTraining(DisentangleOptions(**TINY | {"width": 4, "code_dim": 8}))
+        model = task.build_model()
+        generator = task.phases(model)[0]
+        net = model["generator"]
+        with torch.no_grad():
+            before = code_spread(net.eval().style(paintings))
+        net.train()
+        optimizer = torch.optim.Adam(generator.parameters, lr=2e-3, betas=(0.5, 0.999))
+        for step in range(30):
+            pair = torch.tensor([step % 3, 3 + (step // 3) % 3])  # one painting of each kind
+            loss = sum(generator.losses(model, photos[pair], paintings[pair], {}).values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            after = code_spread(net.eval().style(paintings))
+        assert before < 0.1
+        growth.append(float(after / before))
+    assert sorted(growth)[1] > 3, growth
 
 
 def test_disentanglement_loss_is_zero_only_for_equal_content():

@@ -158,10 +158,12 @@ GOLDEN: dict[str, tuple[list[list[float]], float]] = {
                 [0.4896155, 0.4896245, 0.4896219],
                 [0.4896142, 0.4896259, 0.4896194]],
                 0.492779),
+    # Retaken when the upsampling layers became one transposed convolution (same products, summed
+    # in another order; the tiny net's instance norms amplify that float32 rounding to 1e-4).
     "multimodal": ([
-                [0.5091972, 0.6632842, 0.5171078],
-                [0.4231614, 0.5585656, 0.5657701],
-                [0.9215297, 0.9756312, 0.5101842]],
+                [0.5092511, 0.6632972, 0.5171118],
+                [0.423121, 0.5585528, 0.5656853],
+                [0.9215229, 0.9755384, 0.5101398]],
                 0.4816775),
     "photo": ([
                 [0.072571, 0.5041437, 0.5428094],

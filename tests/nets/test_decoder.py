@@ -107,12 +107,15 @@ def test_bilinear_upsampling_has_no_cell_grid_and_is_read_from_the_header(tmp_pa
 
 
 @pytest.mark.parametrize("autocast", [False, True])
-def test_decoder_equals_the_padded_sequential_layers(autocast):
-    # The decoder's convolutions skip the padded copy; its output must be that of the modules it holds
-    # (reflection pad -> conv -> ReLU, as the weights were trained), in float32 and under bf16 autocast.
+@pytest.mark.parametrize("layer", ["relu2_1", "relu5_1"])
+def test_decoder_equals_the_padded_sequential_layers(layer, autocast):
+    # The decoder's convolutions skip the padded copy, and those after an upsampling run fused with
+    # it as one transposed convolution (relu5_1: across the block 5 / block 4 boundary); its output
+    # must be that of the modules it holds (upsample, reflection pad -> conv -> ReLU, as the weights
+    # were trained), in float32 and under bf16 autocast.
     torch.manual_seed(0)
-    decoder = VGGDecoder("relu2_1", widths=(8, 12, 16, 16, 16)).eval()
-    features = torch.rand(1, 12, 9, 7)
+    decoder = VGGDecoder(layer, widths=(8, 12, 16, 16, 16)).eval()
+    features = torch.rand(1, decoder.in_channels, 9, 7)
 
     def reference(x: torch.Tensor) -> torch.Tensor:
         for stage in decoder.stages:
@@ -122,6 +125,6 @@ def test_decoder_equals_the_padded_sequential_layers(autocast):
 
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         out, expected = decoder(features), reference(features)
-    assert out.shape == (1, 3, 18, 14)
+    assert out.shape == (1, 3, 9 * decoder.scale, 7 * decoder.scale)
     tolerance = {"rtol": 0.02, "atol": 0.02} if autocast else {"rtol": 1e-5, "atol": 1e-6}
     torch.testing.assert_close(out.float(), expected.float(), **tolerance)

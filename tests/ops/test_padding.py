@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from atelier.ops import pad_to_multiple
-from atelier.ops.padding import reflect_conv3x3
+from atelier.ops.padding import reflect_conv3x3, upsample_reflect_conv3x3
 
 
 def test_pads_right_and_bottom_to_the_multiple_by_reflection():
@@ -58,3 +58,35 @@ def test_reflect_conv_in_bf16_autocast_stays_in_bf16():
         expected = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, bias)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), expected.float(), rtol=0.02, atol=0.05)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 4, 1, 1), (1, 3, 1, 6), (1, 2, 2, 3)])
+def test_upsample_conv_equals_upsampling_then_the_reflection_padded_convolution(shape):
+    torch.manual_seed(3)
+    x = torch.randn(*shape, dtype=torch.float64)
+    weight, bias = torch.randn(6, shape[1], 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    upsampled = F.interpolate(x, scale_factor=2, mode="nearest")
+    expected = F.conv2d(F.pad(upsampled, (1, 1, 1, 1), mode="reflect"), weight, bias)
+    out = upsample_reflect_conv3x3(x.contiguous(memory_format=torch.channels_last), weight, bias)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    # Without a bias, and a kernel that is not 3x3 is refused.
+    torch.testing.assert_close(upsample_reflect_conv3x3(x, weight),
+                               F.conv2d(F.pad(upsampled, (1, 1, 1, 1), mode="reflect"), weight), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="3, 3"):
+        upsample_reflect_conv3x3(x, torch.randn(6, shape[1], 5, 5, dtype=torch.float64))
+
+
+def test_upsample_conv_gradients_match_and_bf16_autocast_stays_close():
+    torch.manual_seed(4)
+    x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(upsample_reflect_conv3x3, (x, weight, bias))
+    x = torch.randn(1, 16, 8, 8).bfloat16().contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(8, 16, 3, 3), torch.randn(8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = upsample_reflect_conv3x3(x, weight, bias)
+    expected = F.conv2d(F.pad(F.interpolate(x.float(), scale_factor=2), (1, 1, 1, 1), mode="reflect"), weight, bias)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.1)

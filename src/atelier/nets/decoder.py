@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 from ..encoders.vgg import VGG19_DEPTHS, VGG19_WIDTHS
 from ..errors import OptionError, UnknownNameError, suggest
 from ..ops.padding import reflect_conv3x3
+from .resize_conv import run_layers
 from .spec import WeightsSpec
 
 __all__ = [
@@ -172,7 +174,20 @@ class VGGDecoder(nn.Module):
             raise OptionError(
                 f"decoder for {self.layer} takes (B, {self.in_channels}, H, W) features, got {tuple(features.shape)}"
             )
-        return self.stages(features / self.input_scale.to(features.dtype))
+        return self.decode(features / self.input_scale.to(features.dtype))
+
+    def decode(self, x: Tensor, at_upsample: Callable[[Tensor], Tensor] | None = None,
+               fuse: bool = True) -> Tensor:
+        """Run the layers on ``x`` (already divided by ``input_scale``).
+
+        With ``fuse``, a nearest 2x upsampling and the convolution after it run as one transposed
+        convolution (:func:`~atelier.nets.resize_conv.run_layers`: those convolutions cost 2.25x
+        fewer multiply-adds); ``at_upsample`` is applied where the decoder upsamples, as there.
+        """
+        # The stages' modules in order (to_rgb is one module): an upsampling that ends block 5
+        # is followed by block 4's first convolution.
+        layers = [m for stage in self.stages for m in (stage.children() if type(stage) is nn.Sequential else (stage,))]
+        return run_layers(layers, x, at_upsample=at_upsample, fuse=fuse)
 
     def extra_repr(self) -> str:
         """The layer, stage widths and upsampling mode, shown by ``print(module)``."""

@@ -30,6 +30,7 @@ from ..errors import OptionError
 from ..ops.layout import spatial_size
 from ..ops.padding import pad_to_multiple
 from .gan import init_weights, to_signed
+from .resize_conv import run_layers
 from .style_aware import STRIDE, ImageEncoder, at_least, back_to_size
 
 __all__ = ["AdaINResidualBlock", "DisentangledGenerator", "LayerNormUpBlock", "StyleEncoder", "unit_code"]
@@ -129,6 +130,10 @@ class LayerNormUpBlock(nn.Sequential):
     def __init__(self, channels_in: int, channels_out: int) -> None:
         super().__init__(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.ReflectionPad2d(1),
                          nn.Conv2d(channels_in, channels_out, 3), nn.GroupNorm(1, channels_out), nn.ReLU(True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The layers in order, the upsampling and convolution as one transposed convolution (run_layers)."""
+        return run_layers(list(self), x)
 
 
 class DisentangledGenerator(nn.Module):

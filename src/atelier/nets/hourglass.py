@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..ops.layout import spatial_size
 from ..ops.masks import resize_mask
@@ -79,12 +79,9 @@ class HourglassDecoder(VGGDecoder):
         if not sources:
             return super().forward(features)
         x = features / self.input_scale.to(features.dtype)
-        level = 0
-        for stage in self.stages:
-            # The blocks' modules one by one (the skips follow the upsampling); to_rgb whole.
-            for module in stage.children() if type(stage) is nn.Sequential else (stage,):
-                x = module(x)
-                if isinstance(module, nn.Upsample):
-                    x = self._fuse(x, level, sources)
-                    level += 1
-        return x
+        levels = iter(range(len(SKIP_LAYERS)))
+        # With scalar weights the skip is a per-channel affine map set by the map's own mean and
+        # variance, which nearest upsampling leaves unchanged: it can run before the upsampling,
+        # which then fuses with the next convolution. Masks are per pixel at the upsampled size.
+        scalar = not any(isinstance(weight, Tensor) for weight, _ in sources)
+        return self.decode(x, at_upsample=lambda y: self._fuse(y, next(levels), sources), fuse=scalar)

@@ -30,7 +30,7 @@ from .transformer import STRIDE, TransformerNet
 __all__ = ["OnnxTransformer", "onnxruntime_available"]
 
 #: Bumped when the exported graph changes, so stale cache files are not reused.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 
 
 def onnxruntime_available() -> bool:

@@ -29,6 +29,7 @@ from ..errors import OptionError
 from ..ops.layout import spatial_size
 from ..ops.padding import pad_to_multiple
 from .gan import ResidualBlock, init_weights, to_signed
+from .resize_conv import run_layers
 
 __all__ = ["STRIDE", "ConvBlock", "ImageEncoder", "StyleAwareGenerator", "UpBlock", "at_least", "back_to_size"]
 
@@ -49,11 +50,12 @@ class UpBlock(nn.Module):
 
     def __init__(self, channels_in: int, channels_out: int) -> None:
         super().__init__()
+        self.up = nn.Upsample(scale_factor=2.0, mode="nearest")  # no weights: the files' keys are unchanged
         self.conv = ConvBlock(channels_in, channels_out)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Upsample 2x (nearest), then convolve."""
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        """Upsample 2x (nearest), then convolve (as one transposed convolution, run_layers)."""
+        return run_layers([self.up, self.conv], x)
 
 
 class ImageEncoder(nn.Sequential):

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..errors import OptionError
 from ..ops.layout import spatial_size
 from ..ops.masks import resize_mask
-from ..ops.padding import pad_to_multiple
+from ..ops.padding import pad_to_multiple, upsample_reflect_conv3x3
 
 __all__ = ["ConditionalInstanceNorm2d", "TransformerNet", "is_style_parameter", "style_weight_matrix"]
 
@@ -88,7 +88,9 @@ class ConditionalInstanceNorm2d(nn.Module):
 class ConvLayer(nn.Module):
     """Reflection pad, convolution, conditional instance norm, optional ReLU.
 
-    ``upsample`` 2 doubles the resolution (nearest) before the convolution.
+    ``upsample`` 2 doubles the resolution (nearest) before the convolution; with a 3x3 kernel
+    both run as one transposed convolution (:func:`~atelier.ops.padding.upsample_reflect_conv3x3`,
+    same values, 2.25x fewer multiply-adds).
     """
 
     def __init__(self, cin: int, cout: int, kernel: int, *, stride: int = 1, upsample: int = 1,
@@ -101,9 +103,12 @@ class ConvLayer(nn.Module):
         self.relu = relu
 
     def forward(self, x: Tensor, style_weights: Tensor) -> Tensor:
-        if self.upsample > 1:
-            x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
-        x = self.conv(F.pad(x, (self.pad,) * 4, mode="reflect"))
+        if self.upsample == 2 and self.conv.kernel_size == (3, 3) and self.conv.stride == (1, 1):
+            x = upsample_reflect_conv3x3(x, self.conv.weight, self.conv.bias)
+        else:
+            if self.upsample > 1:
+                x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+            x = self.conv(F.pad(x, (self.pad,) * 4, mode="reflect"))
         x = self.norm(x, style_weights)
         return F.relu(x) if self.relu else x
 

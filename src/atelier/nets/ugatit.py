@@ -43,6 +43,7 @@ from ..errors import ImageTooSmallError, OptionError
 from ..ops.layout import spatial_size
 from ..ops.padding import pad_to_multiple
 from .gan import STRIDE, patch_size, to_signed, to_unit
+from .resize_conv import run_layers
 
 __all__ = ["CAM", "LIN", "AdaLIN", "UGATITDiscriminator", "UGATITGenerator", "clip_rho"]
 
@@ -230,7 +231,8 @@ class UGATITGenerator(nn.Module):
         gamma, beta = self.gamma(style), self.beta(style)
         for block in self.bottleneck:
             features = block(features, gamma, beta)
-        output = to_unit(self.decoder(features))[..., :height, :width]
+        # run_layers: each upsampling and the convolution after it as one transposed convolution.
+        output = to_unit(run_layers(list(self.decoder), features))[..., :height, :width]
         return output, cam_logit, heatmap
 
     def forward(self, image: Tensor) -> Tensor:
