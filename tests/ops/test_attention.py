@@ -35,6 +35,17 @@ def test_attention_rows_are_convex_combinations_and_chunks_agree(monkeypatch):
     assert torch.allclose(attend(query, key, value), whole, atol=1e-6)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.25])
+def test_attention_is_the_softmax_of_the_unscaled_scores(temperature):
+    # Eq. 1-2: no 1/sqrt(C) factor (the fused call would add one by default), and a temperature divides.
+    query, key = _features(8, channels=6), _features(9, channels=6, size=(4, 5))
+    value = _features(10, channels=3, size=(4, 5))
+    scores = query.flatten(2)[0].T.double() @ key.flatten(2)[0].double()
+    expected = torch.softmax(scores / temperature, dim=-1) @ value.flatten(2)[0].T.double()
+    out = attend(query, key, value, temperature=temperature)
+    torch.testing.assert_close(out.flatten(2)[0].T.double(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_attention_input_errors():
     with pytest.raises(OptionError, match="temperature"):
         attend(_features(0), _features(1), _features(2), temperature=-1)

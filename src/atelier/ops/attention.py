@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import OptionError
@@ -28,7 +29,11 @@ def attend(query: Tensor, key: Tensor, value: Tensor, temperature: float = 1.0) 
         temperature: softmax temperature :math:`\tau \ge 0`.
 
     Returns:
-        ``(B, C_v, H, W)``. The ``(HW, H'W')`` score matrix is formed in chunks of query rows.
+        ``(B, C_v, H, W)``. The queries run in chunks of rows, so that a chunk's ``(rows, H'W')``
+        score matrix would take at most :data:`SCORE_BYTES`; with ``temperature`` > 0 each chunk
+        is one fused attention call (``scaled_dot_product_attention``: blocked, with the softmax
+        taken on the fly, same float32 arithmetic; 1.5x faster than two products and a softmax
+        at 512 px on this project's CPU, docs/BENCHMARKS.md).
     """
     for name, x in (("query", query), ("key", key), ("value", value)):
         check_bchw(x, name)
@@ -39,14 +44,17 @@ def attend(query: Tensor, key: Tensor, value: Tensor, temperature: float = 1.0) 
         raise OptionError(f"temperature must be >= 0, got {temperature}")
     b, _, h, w = query.shape
     q = query.flatten(2).transpose(1, 2)  # (B, HW, C)
-    k = key.flatten(2)  # (B, C, H'W')
+    k = key.flatten(2).transpose(1, 2)  # (B, H'W', C)
     v = value.flatten(2).transpose(1, 2)  # (B, H'W', C_v)
-    rows = max(1, SCORE_BYTES // (4 * b * k.shape[-1]))
+    rows = max(1, SCORE_BYTES // (4 * b * k.shape[1]))
     out = []
     for start in range(0, h * w, rows):
-        scores = q[:, start : start + rows] @ k
+        chunk = q[:, start : start + rows]
         if temperature == 0:
+            scores = chunk @ k.transpose(1, 2)
             out.append(torch.gather(v, 1, scores.argmax(-1, keepdim=True).expand(-1, -1, v.shape[-1])))
         else:
-            out.append(torch.softmax(scores / temperature, dim=-1) @ v)
+            # One head: (B, 1, rows, C); the scale is 1 / temperature (the paper's scores are unscaled).
+            out.append(F.scaled_dot_product_attention(chunk[:, None], k[:, None], v[:, None],
+                                                      scale=1.0 / temperature)[:, 0])
     return torch.cat(out, 1).transpose(1, 2).reshape(b, v.shape[-1], h, w)
