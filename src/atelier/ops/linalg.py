@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["symmetric_power"]
+__all__ = ["symmetric_power", "symmetric_powers"]
 
 
 def symmetric_power(matrix: Tensor, power: float, eps: float, *, drop_small: bool = False) -> Tensor:
@@ -14,8 +14,17 @@ def symmetric_power(matrix: Tensor, power: float, eps: float, *, drop_small: boo
     Eigenvalues below ``eps`` are raised to ``eps`` (``drop_small=False``, a floor that keeps flat
     images finite) or treated as zero (``drop_small=True``, as in Li et al. 2017's WCT code).
     """
+    return symmetric_powers(matrix, (power,), eps, drop_small=drop_small)[0]
+
+
+def symmetric_powers(matrix: Tensor, powers: tuple[float, ...], eps: float, *,
+                     drop_small: bool = False) -> tuple[Tensor, ...]:
+    """:func:`symmetric_power` for each of ``powers``, from one eigendecomposition."""
     values, vectors = torch.linalg.eigh(matrix)
-    scaled = values.clamp_min(eps).pow(power)
-    if drop_small:
-        scaled = torch.where(values > eps, scaled, torch.zeros_like(scaled))
-    return vectors @ torch.diag_embed(scaled) @ vectors.transpose(-1, -2)
+    results = []
+    for power in powers:
+        scaled = values.clamp_min(eps).pow(power)
+        if drop_small:
+            scaled = torch.where(values > eps, scaled, torch.zeros_like(scaled))
+        results.append(vectors @ torch.diag_embed(scaled) @ vectors.transpose(-1, -2))
+    return tuple(results)

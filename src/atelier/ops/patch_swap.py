@@ -37,7 +37,7 @@ from torch import Tensor
 from ..errors import OptionError
 from ._checks import check_bchw
 from .layout import channels_last, spatial_size
-from .wct import colour, covariance, whiten
+from .wct import colour, whiten, whiten_for_colour
 
 __all__ = ["SEARCHES", "approximate_nearest_patches", "matched_patch_cost", "nearest_patches", "patch_swap",
            "style_decorator", "style_patches", "swap_batch", "swapped_features"]
@@ -378,11 +378,10 @@ def style_decorator(
         score_dtype: precision of the search's products (:func:`nearest_patches`).
     """
     whitened_content = whiten(content, eps=eps, mask=content_mask, dtype=dtype)
-    whitened_style = whiten(style, eps=eps, dtype=dtype)
-    style_mean, style_cov = covariance(style, dtype=dtype)
+    whitened_style, style_mean, style_colouring = whiten_for_colour(style, eps=eps, dtype=dtype)
     swapped = patch_swap(whitened_content, whitened_style, patch_size, stride, search=search, rank=rank,
                          probes=probes, score_dtype=score_dtype)
-    return colour(swapped, style_mean, style_cov, eps=eps)
+    return colour(swapped, style_mean, style_colouring)
 
 
 def swap_batch(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1, *, search: str = "exact",

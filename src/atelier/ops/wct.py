@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from ._checks import check_bchw
-from .linalg import symmetric_power
+from .linalg import symmetric_power, symmetric_powers
 
-__all__ = ["centred_covariance", "colour", "covariance", "whiten", "whiten_color"]
+__all__ = ["centred_covariance", "colour", "covariance", "whiten", "whiten_color", "whiten_for_colour"]
 
 #: Positions per chunk when accumulating statistics and applying the transform.
 CHUNK = 1 << 18
@@ -175,10 +175,24 @@ def whiten(features: Tensor, *, eps: float = 1e-5, mask: Tensor | None = None,
     return _affine(features, matrix, -matrix @ mean)
 
 
-def colour(features: Tensor, mean: Tensor, cov: Tensor, *, eps: float = 1e-5) -> Tensor:
-    """Colouring half of WCT (Li et al. 2017, eq. 3): ``E_s D_s^{1/2} E_s^T f + m_s`` for whitened ``features``.
+def whiten_for_colour(features: Tensor, *, eps: float = 1e-5,
+                      dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`whiten` ``features``, and return what colours whitened features like them.
 
-    The target ``mean`` is ``(B, C, 1)`` and the covariance ``(B, C, C)``, from :func:`covariance`.
+    Returns ``(whitened, mean, matrix)``: the mean ``(B, C, 1)`` and the colouring matrix
+    ``E D^{1/2} E^T`` (Li et al. 2017, eq. 3) for :func:`colour`, from the same covariance and
+    eigendecomposition as the whitening (Avatar-Net whitens the style and colours with it).
     """
     check_bchw(features, "features")
-    return _affine(features, symmetric_power(cov, 0.5, eps, drop_small=True), mean)
+    mean, cov = centred_covariance(features, None, dtype)
+    whitening, colouring = symmetric_powers(cov, (-0.5, 0.5), eps, drop_small=True)
+    return _affine(features, whitening, -whitening @ mean), mean, colouring
+
+
+def colour(features: Tensor, mean: Tensor, matrix: Tensor) -> Tensor:
+    """Colouring half of WCT (Li et al. 2017, eq. 3): ``matrix @ f + mean`` for whitened ``features``.
+
+    ``mean`` ``(B, C, 1)`` and the colouring ``matrix`` ``(B, C, C)`` come from :func:`whiten_for_colour`.
+    """
+    check_bchw(features, "features")
+    return _affine(features, matrix, mean)
