@@ -331,7 +331,14 @@ def test_a_network_video_in_batches_of_frames_equals_frame_by_frame(tmp_path, mo
     batches.clear()
     stylize_video(source, None, method, output=tmp_path / "single.mp4", progress=False)
     assert batches == [1] * 7  # the default on the CPU, where a batch measured no faster
-    for a, b in zip(read_frames(tmp_path / "batched.mp4"), read_frames(tmp_path / "single.mp4"), strict=True):
-        assert torch.equal(a, b)  # the same pixels, hence the same H.264 stream
+    batched, single = list(read_frames(tmp_path / "batched.mp4")), list(read_frames(tmp_path / "single.mp4"))
+    assert len(batched) == len(single) == 7
+    # The same frames up to float rounding: a batch of 7 and 7 batches of 1 differ by ~1e-7, which
+    # can flip a pixel's 8-bit rounding, and H.264 spreads such a flip over its block (one run in
+    # about ten, a few pixels by up to 14 levels). Neighbouring frames differ far more (checked).
+    for index, (a, b) in enumerate(zip(batched, single)):
+        assert float((a - b).abs().mean()) < 0.5 / 255 and float((a - b).abs().max()) < 0.1
+        if index:
+            assert float((a - single[index - 1]).abs().mean()) > 10 / 255
     with pytest.raises(OptionError, match="frame_batch"):
         stylize_video(source, None, method, output=tmp_path / "x.mp4", frame_batch=0)
