@@ -36,10 +36,11 @@ Deviations from the paper:
       residual to its upsampled input, as the refine subnet does, instead of drawing the whole
       image; training starts both residuals at zero (:meth:`MultimodalTraining.build_model`).
     * The shipped network: half the paper's widths, 512 px crops (the paper: 1024 px outputs),
-      and on the CPU only the style subnet trained (``stage_weights`` 1, 0, 0): scored on loss
-      windows, the enhance and refine subnets learned to grey the image, and whole outputs cost
-      the CPU too much, so they pass their input on until the GPU recipe trains them (see
-      ``configs/multimodal_wave.yaml`` and the model card).
+      trained in two CPU phases: the style subnet alone (``stage_weights`` 1, 0, 0,
+      ``configs/multimodal_wave.yaml``), then all three stages on whole outputs
+      (``configs/multimodal_wave_detail.yaml``, Adam 1e-4: the zero-initialised residual subnets
+      jump at 1e-3). Scored on loss windows instead, the enhance and refine subnets learned to
+      grey the image (docs/BENCHMARKS.md; the model card has the numbers).
 """
 
 from __future__ import annotations

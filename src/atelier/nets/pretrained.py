@@ -35,7 +35,7 @@ SHIPPED: dict[str, str] = {
     "kaokore": "40e0e24a42d7296dccdebe4420f2e07a187f85ba42c9359b21efb04c2ef0bf33",
     "lst_relu3_1": "5c37cbdab2603b2ce101fe734710c58643d37565c7b9fbaed340e624b9385ddd",
     "lst_relu4_1": "184e4f7ebdc50972c5d53767764fdb73d85b6e17d18263694932eb3fd9cef1db",
-    "multimodal_wave": "7a997e35fcf0ea1cce42244a4d0cfd05122e5b43816a141f293bc14ed01bd1da",
+    "multimodal_wave": "9118e15742fe090ee2830543119fa2a41ee697ec7c0c9b513816f2b47d1975af",
     "sanet_decoder": "27851983946c9de8e93f06dfff7867945ef609655a130c23efd046e1e851b463",
     "sanet_transform": "56e94f3ce5a68b5582978457dd8ea487025a225a08b90307e58f34ff2a11494a",
     "small_worlds": "3ae4119a99dfde5bce7ec755db92888ea240140cd7b99ead44cdcae131ae5ce4",
