@@ -326,18 +326,20 @@ def test_a_network_video_in_batches_of_frames_equals_frame_by_frame(tmp_path, mo
                                                                       stylize(content, *a, **k))[1])
     source = tmp_path / "in.mp4"
     write_video(source, _frames(7, 36, 44), fps=8)
-    stylize_video(source, None, method, output=tmp_path / "batched.mp4", progress=False, frame_batch=8)
+    # crf 0: lossless H.264, so the decoded frames are the stylized ones (a lossy encoder turns a
+    # one-level difference into different decisions over whole blocks).
+    stylize_video(source, None, method, output=tmp_path / "batched.mp4", progress=False, frame_batch=8, crf=0)
     assert batches == [7]  # 8 asked, the clip has 7 frames
     batches.clear()
-    stylize_video(source, None, method, output=tmp_path / "single.mp4", progress=False)
+    stylize_video(source, None, method, output=tmp_path / "single.mp4", progress=False, crf=0)
     assert batches == [1] * 7  # the default on the CPU, where a batch measured no faster
     batched, single = list(read_frames(tmp_path / "batched.mp4")), list(read_frames(tmp_path / "single.mp4"))
     assert len(batched) == len(single) == 7
     # The same frames up to float rounding: a batch of 7 and 7 batches of 1 differ by ~1e-7, which
-    # can flip a pixel's 8-bit rounding, and H.264 spreads such a flip over its block (one run in
-    # about ten, a few pixels by up to 14 levels). Neighbouring frames differ far more (checked).
+    # can flip a pixel's 8-bit rounding (4:2:0 chroma then moves its 2x2 block by a level or two).
+    # Neighbouring frames differ far more (checked).
     for index, (a, b) in enumerate(zip(batched, single)):
-        assert float((a - b).abs().mean()) < 0.5 / 255 and float((a - b).abs().max()) < 0.1
+        assert float((a - b).abs().mean()) < 0.1 / 255 and float((a - b).abs().max()) <= 3 / 255
         if index:
             assert float((a - single[index - 1]).abs().mean()) > 10 / 255
     with pytest.raises(OptionError, match="frame_batch"):
