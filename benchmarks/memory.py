@@ -64,7 +64,7 @@ def lbfgs_history_mib(name: str, output: Path) -> float:
 
     from atelier.methods.gatys import GatysConfig
     from atelier.methods.photo import PhotoConfig
-    from atelier.optim.loop import LBFGS_HISTORY
+    from atelier.optim.loop import lbfgs_history_bytes
 
     if name == "gatys":
         gatys = GatysConfig()
@@ -73,7 +73,7 @@ def lbfgs_history_mib(name: str, output: Path) -> float:
         steps = PhotoConfig().refine_iterations
     with Image.open(output) as image:
         width, height = image.size
-    return min(steps, LBFGS_HISTORY) * 2 * 3 * 4 * width * height / 2**20
+    return lbfgs_history_bytes(width * height, steps) / 2**20
 
 
 def run_child(command: list[str], timeout: float, env: dict[str, str]) -> tuple[int | None, float, float, str]:

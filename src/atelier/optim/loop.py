@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..errors import OptionError
 
-__all__ = ["Criterion", "OptimizationResult", "ProgressSink", "optimize_image"]
+__all__ = ["Criterion", "OptimizationResult", "ProgressSink", "lbfgs_history_bytes", "optimize_image"]
 
 #: L-BFGS objective scale: the largest per-pixel gradient at the start is set to this.
 #: torch's L-BFGS skips a curvature pair when y's <= 1e-10 (e.g. negative curvature) and
@@ -29,6 +29,14 @@ LBFGS_GRADIENT_SCALE = 1e-2
 #: Pairs of image-sized vectors L-BFGS keeps (its memory is about twice this many images).
 LBFGS_HISTORY = 100
 Criterion = Callable[[Tensor], "tuple[Tensor, dict[str, float]]"]
+
+
+def lbfgs_history_bytes(pixels: int, steps: int = LBFGS_HISTORY) -> int:
+    """Bytes of L-BFGS's history after ``steps`` steps on a float32 RGB image of ``pixels`` pixels.
+
+    One pair of image-sized vectors per step, at most :data:`LBFGS_HISTORY` pairs.
+    """
+    return min(steps, LBFGS_HISTORY) * 2 * 3 * 4 * pixels
 
 
 class ProgressSink(Protocol):

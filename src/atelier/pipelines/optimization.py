@@ -48,7 +48,7 @@ from ..losses import (
 )
 from ..ops.layout import spatial_size
 from ..optim import coarse_to_fine, pyramid_sizes
-from ..optim.loop import LBFGS_HISTORY
+from ..optim.loop import lbfgs_history_bytes
 from ..optim.schedule import auto_scales
 from ..progress import Progress
 from .base import MethodConfig, StylizeResult, VGGMethod, option
@@ -294,7 +294,8 @@ class OptimizationMethod(VGGMethod):
         values = sum(self.encoder.channels(name) / VGGEncoder.downsampling(name) ** 2
                      for name in LAYER_NAMES[: deepest + 1])  # activation values per input pixel
         per_value = 2 if precision == "bf16" else 4
-        image_state = 3 * 4 * (4 + (2 * LBFGS_HISTORY if self.config.optimizer == "lbfgs" else 2))
+        # Per pixel: four float32 RGB images, plus L-BFGS's full history or Adam's two moments.
+        image_state = 3 * 4 * 4 + (lbfgs_history_bytes(1) if self.config.optimizer == "lbfgs" else 3 * 4 * 2)
         need = pixels * (values * per_value * 2 + image_state)
         for style in styles:
             style_h, style_w = scaled_style_size(style, size, self.config.style_scale)
