@@ -31,6 +31,11 @@ SKIP_LAYERS = ("relu3_1", "relu2_1", "relu1_1")
 SkipSource = tuple[float | Tensor, Mapping[str, tuple[Tensor, Tensor]]]
 
 
+def _scalar_weights(sources: Sequence[SkipSource]) -> bool:
+    """Whether every source's weight is a number (no per-pixel mask)."""
+    return not any(isinstance(weight, Tensor) for weight, _ in sources)
+
+
 def skip_statistics(features: Mapping[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
     """``{layer: (mean, std)}`` of encoder features at :data:`SKIP_LAYERS` (each ``(B, C, 1, 1)``)."""
     return {layer: mean_std(features[layer].float()) for layer in SKIP_LAYERS}
@@ -54,9 +59,9 @@ class HourglassDecoder(VGGDecoder):
 
     def _fuse(self, x: Tensor, level: int, sources: Sequence[SkipSource]) -> Tensor:
         layer, scale = SKIP_LAYERS[level], self.skip_scales[level].to(x.dtype)
-        if not any(isinstance(weight, Tensor) for weight, _ in sources):
+        if _scalar_weights(sources):
             # Scalar weights: sum_k w_k (norm(x) std_k + mean_k) is one per-channel affine map of x,
-            # applied in one pass over the full-resolution map instead of one pass per source.
+            # applied in one pass over the map (before the fused upsampling) instead of one per source.
             mean_x, std_x = mean_std(x)
             target_std = sum(weight * statistics[layer][1].to(x) for weight, statistics in sources) / scale
             target_mean = sum(weight * statistics[layer][0].to(x) for weight, statistics in sources) / scale
@@ -83,5 +88,5 @@ class HourglassDecoder(VGGDecoder):
         # With scalar weights the skip is a per-channel affine map set by the map's own mean and
         # variance, which nearest upsampling leaves unchanged: it can run before the upsampling,
         # which then fuses with the next convolution. Masks are per pixel at the upsampled size.
-        scalar = not any(isinstance(weight, Tensor) for weight, _ in sources)
-        return self.decode(x, at_upsample=lambda y: self._fuse(y, next(levels), sources), fuse=scalar)
+        return self.decode(x, at_upsample=lambda y: self._fuse(y, next(levels), sources),
+                           fuse=_scalar_weights(sources))
