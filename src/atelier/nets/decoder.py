@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from ..encoders.vgg import VGG19_DEPTHS, VGG19_WIDTHS
 from ..errors import OptionError, UnknownNameError, suggest
-from ..ops.padding import reflect_conv3x3
+from ..ops.winograd import conv3x3
 from .resize_conv import run_layers
 from .spec import WeightsSpec
 
@@ -70,7 +70,9 @@ class _ReflectConv(nn.Sequential):
     """Reflection padding + 3x3 convolution (+ ReLU).
 
     The modules stay (their names are the weights files' keys), but the forward pass is
-    :func:`~atelier.ops.padding.reflect_conv3x3`: the same values without the padded copy.
+    :func:`~atelier.ops.winograd.conv3x3` with reflection: the same values without the padded copy
+    (:func:`~atelier.ops.padding.reflect_conv3x3`), by Winograd's F(2x2, 3x3) for the wide layers
+    in bf16 inference.
     """
 
     def __init__(self, c_in: int, c_out: int, relu: bool = True):
@@ -83,7 +85,7 @@ class _ReflectConv(nn.Sequential):
         """``relu(conv(reflection_pad(x)))`` (no ReLU for the last layer)."""
         conv = self[1]
         assert isinstance(conv, nn.Conv2d)
-        x = reflect_conv3x3(x, conv.weight, conv.bias)
+        x = conv3x3(x, conv.weight, conv.bias, padding="reflect")
         return torch.relu_(x) if len(self) > 2 else x
 
 

@@ -28,6 +28,7 @@ from ..ops.attention import attend
 from ..ops.layout import spatial_size
 from ..ops.masks import resize_mask
 from ..ops.stats import instance_normalize
+from ..ops.winograd import conv3x3
 
 __all__ = ["SOFT_SWAP_WEIGHT", "SANet", "SANetTransform"]
 
@@ -120,7 +121,12 @@ class SANetTransform(nn.Module):
     def merge_features(self, attended: tuple[Tensor, Tensor]) -> Tensor:
         """Merge (blends of) the two outputs of :meth:`attend` into relu4_1 features for the decoder."""
         upsampled = F.interpolate(attended[1], size=attended[0].shape[-2:], mode="nearest")
-        return self.merge(attended[0] + upsampled) * self.scales[0].to(attended[0].dtype)
+        # The merge's pad + 3x3 convolution without the padded copy (ops.winograd.conv3x3: Winograd's
+        # F(2x2, 3x3) in bf16 inference); the modules stay for the weights' keys.
+        conv = self.merge[1]
+        assert isinstance(conv, nn.Conv2d)
+        merged = conv3x3(attended[0] + upsampled, conv.weight, conv.bias, padding="reflect")
+        return merged * self.scales[0].to(attended[0].dtype)
 
     def forward(self, content: tuple[Tensor, Tensor], style: tuple[Tensor, Tensor],
                 temperature: float = 1.0) -> Tensor:
