@@ -25,7 +25,8 @@ Both transforms are matrix products with float32 accumulation that round once to
 dtype, and their entries are 0 and ±1, so in float64 the result equals the direct convolution's
 to 1e-15. In bf16 its error is about twice the direct convolution's own (4.7e-3 against 2.3e-3
 relative, on random maps against float64); ``tests/ops/test_winograd.py`` bounds it.
-:func:`conv3x3` uses it for inference only.
+:func:`conv3x3` chooses it where it pays: inference, and the input gradient of a network with
+frozen weights (Gatys's image, the trainers' perceptual losses).
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def _band(padded: Tensor, rows: int, columns: int, filters: Tensor, bias: Tensor
     # A^T m A for every tile, as (A^T ⊗ A^T) vec(m), then the 2x2 blocks interleaved into rows.
     blocks = (output_transform @ products.view(16, -1)).view(2, 2, rows, columns, -1)
     return blocks.permute(2, 0, 3, 1, 4).reshape(2 * rows, 2 * columns, -1)
+
 
 def _transforms(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     """``B^T ⊗ B^T`` (16x16) and ``A^T ⊗ A^T`` (4x16) of F(2x2, 3x3) in ``dtype`` (entries 0, ±1: exact)."""
