@@ -33,7 +33,8 @@ def test_bands_of_tile_rows_join_without_seams(monkeypatch):
     # A map taller than one band: every band boundary must read the rows of its neighbours.
     import atelier.ops.winograd as winograd
 
-    monkeypatch.setattr(winograd, "_TILES_PER_BAND", 6)  # 3 tiles wide -> 2 tile rows per band
+    # 16 * 4 channels * 8 bytes = 512 bytes per tile: 6 tiles per band, 2 tile rows of 3.
+    monkeypatch.setattr(winograd, "_BAND_BYTES", 6 * 512)
     torch.manual_seed(1)
     x = torch.randn(1, 3, 11, 6, dtype=torch.float64)
     weight = torch.randn(4, 3, 3, 3, dtype=torch.float64)

@@ -46,8 +46,10 @@ __all__ = ["conv3x3", "winograd_conv3x3", "winograd_filter", "winograd_pays"]
 
 #: G of F(2x2, 3x3) (Lavin and Gray 2016, sec. 4.1): the filter transform, 4x3.
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
-#: Tiles per band of :func:`winograd_conv3x3` (measured, docs/BENCHMARKS.md "Winograd").
-_TILES_PER_BAND = 1024
+#: Bytes of transformed tiles per band of :func:`winograd_conv3x3`: 512 tiles at 512 channels in
+#: bf16, 1024 at 256 (measured fastest at those sizes, docs/BENCHMARKS.md "Winograd"; a band's
+#: buffers then take about 26 MB at most).
+_BAND_BYTES = 8 << 20
 #: B^T of F(2x2, 3x3): the input transform, 4x4.
 _B_T = ((1.0, 0.0, -1.0, 0.0), (0.0, 1.0, 1.0, 0.0), (0.0, -1.0, 1.0, 0.0), (0.0, 1.0, 0.0, -1.0))
 #: A^T of F(2x2, 3x3): the output transform, 2x4.
@@ -115,9 +117,11 @@ def winograd_conv3x3(x: Tensor, filters: Tensor, bias: Tensor | None = None, *, 
         bias = bias.to(dtype)
     out_channels = filters.shape[2]
     out = torch.empty((batch, 2 * tiles_y, 2 * tiles_x, out_channels), dtype=x.dtype, device=x.device)
-    # Bands of tile rows of about _TILES_PER_BAND tiles, so that a band's tiles and products stay in
-    # cache: one pass over a whole 128x128 map ran at 0.85 of the direct time, in bands at 0.6.
-    band = max(1, _TILES_PER_BAND // tiles_x)
+    # Bands of tile rows of about _BAND_BYTES of transformed tiles (or products), so that a band's
+    # buffers stay in cache and small: one pass over a whole 128x128 map ran at 0.85 of the direct
+    # time, in bands at 0.6.
+    tiles_per_band = _BAND_BYTES // (16 * max(channels, filters.shape[2]) * filters.element_size())
+    band = max(1, tiles_per_band // tiles_x)
     for image in range(batch):
         for first in range(0, tiles_y, band):
             rows = min(band, tiles_y - first)
