@@ -110,3 +110,33 @@ def test_default_weights_recognise_content(vgg):
 @pytest.mark.real_weights
 def test_load_is_cached():
     assert load_vgg19() is load_vgg19()
+
+
+@pytest.mark.real_weights
+def test_bf16_features_by_winograd_match_the_direct_convolutions(vgg, monkeypatch):
+    """The wide layers (conv3_1 and deeper) run as F(2x2, 3x3) in bf16: same features within bf16's error."""
+    import atelier.ops.winograd as winograd
+    from atelier.io import load_image, resize_longest
+    from conftest import EXAMPLES
+
+    image = resize_longest(load_image(EXAMPLES / "garden.jpg"), 96).contiguous(memory_format=torch.channels_last)
+    layers = ["relu3_1", "relu4_1", "relu5_1"]
+    used = []
+    real = winograd.winograd_conv3x3
+    monkeypatch.setattr(winograd, "winograd_conv3x3", lambda *a, **k: used.append(1) or real(*a, **k))
+
+    def features() -> dict[str, torch.Tensor]:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return {k: v.float() for k, v in vgg(image, layers).items()}
+
+    fast = features()
+    assert len(used) == 9  # conv3_1 ... conv5_1
+    monkeypatch.setenv("ATELIER_WINOGRAD", "0")
+    direct = features()
+    assert len(used) == 9  # none more: the direct route
+    with torch.no_grad():  # float32, no autocast: the reference
+        exact = vgg(image, layers)
+    for layer in layers:
+        error_fast = float((fast[layer] - exact[layer]).norm() / exact[layer].norm())
+        error_direct = float((direct[layer] - exact[layer]).norm() / exact[layer].norm())
+        assert error_fast < max(3 * error_direct, 1e-2), (layer, error_fast, error_direct)
