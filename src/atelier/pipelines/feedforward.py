@@ -9,8 +9,11 @@ loaded decoders, the blending, size checks, precision and the memory bound.
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +35,7 @@ from .base import MethodConfig, StylizeResult, VGGMethod, option
 from .memory import check_fits, memory_budget
 
 __all__ = ["AdaINDecoderConfig", "FeatureMatchingMethod", "FeedForwardConfig", "FeedForwardMethod", "Run",
-           "blend_features", "memory_budget"]
+           "blend_features", "forget_loaded_networks", "memory_budget"]
 
 #: Context around encoder tiles, px (the receptive field of relu4_1 is 68 px; a multiple of 16).
 ENCODER_HALO = 96
@@ -123,6 +126,64 @@ def blend_features(
     return torch.lerp(base, mixed, alpha) if alpha < 1 else mixed  # one pass, not three
 
 
+class _SharedNetworks:
+    """Loaded networks shared by every method object of the process (frozen, eval mode: read only).
+
+    The API (``atelier.stylize(..., method="adain")``) and the web studio build a method object per
+    call, and loading a network each time (checksum, read, random initialisation, copy) cost
+    0.05-0.1 s per network, more than a 256 px AdaIN stylization itself. A network is reused when
+    the same file (path, size, modification time) and encoder weights go into the same untrained
+    structure: ``build`` is run on the meta device (no memory, no initialisation) and its class,
+    ``repr`` and parameter shapes are compared. At most ``size`` networks are kept, the least
+    recently used dropped first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._networks: OrderedDict[tuple[Any, ...], nn.Module] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(file: Path, encoder: str, build: Callable[[str], nn.Module], name: str) -> tuple[Any, ...] | None:
+        """The sharing key, or None when the structure cannot be probed (then nothing is shared)."""
+        try:
+            stat = file.stat()
+            with torch.device("meta"):
+                probe = build(name)
+        except Exception:  # an unbuildable probe or a missing file: the normal load reports it
+            return None
+        shapes = tuple((k, tuple(v.shape), v.dtype) for k, v in probe.state_dict().items())
+        return (str(file.resolve()), stat.st_size, stat.st_mtime_ns, encoder, type(probe).__qualname__,
+                repr(probe), shapes)
+
+    def get(self, key: tuple[Any, ...]) -> nn.Module | None:
+        with self._lock:
+            network = self._networks.get(key)
+            if network is not None:
+                self._networks.move_to_end(key)
+            return network
+
+    def put(self, key: tuple[Any, ...], network: nn.Module) -> None:
+        with self._lock:
+            self._networks[key] = network
+            self._networks.move_to_end(key)
+            while len(self._networks) > self.size:
+                self._networks.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._networks.clear()
+
+
+#: The process's shared networks: 8 is every decoder WCT needs plus a few more.
+_SHARED_NETWORKS = _SharedNetworks(8)
+
+
+def forget_loaded_networks() -> None:
+    """Drop the networks kept for reuse between method objects (frees their memory once unused)."""
+    _SHARED_NETWORKS.clear()
+
+
 def _moved_and_resized(image: Tensor, *, device: torch.device, size: tuple[int, int]) -> Tensor:
     return resize_to(image.to(device), size)
 
@@ -177,9 +238,16 @@ class FeedForwardMethod(VGGMethod):
         against the encoder in use.
         """
         if key not in cache:
-            network = weights.load(build(key), path, encoder=self.config.weights,
-                                   layer=layer if weights.per_layer else None)
-            cache[key] = network.eval().requires_grad_(False)
+            family_layer = layer if weights.per_layer else None
+            file = Path(path) if path else weights.locate(family_layer)
+            shared = _SharedNetworks.key(file, self.config.weights, build, key)
+            network = _SHARED_NETWORKS.get(shared) if shared is not None else None
+            if network is None:
+                network = weights.load(build(key), file, encoder=self.config.weights, layer=family_layer)
+                network = network.eval().requires_grad_(False)
+                if shared is not None:
+                    _SHARED_NETWORKS.put(shared, network)
+            cache[key] = network
         return cache[key]
 
     # -- running -----------------------------------------------------------------------------
