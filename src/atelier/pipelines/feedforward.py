@@ -235,7 +235,8 @@ class FeedForwardMethod(VGGMethod):
         """``cache[key]``, else ``build(key)`` loaded, checked, frozen and in eval mode.
 
         The weights come from ``path``, by default from the file of ``weights``, and are checked
-        against the encoder in use.
+        against the encoder in use. A network another method object of this process already loaded
+        from the same, unchanged file into the same structure is reused (:class:`_SharedNetworks`).
         """
         if key not in cache:
             family_layer = layer if weights.per_layer else None
