@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 import pytest
@@ -376,3 +377,37 @@ def test_attention_training_can_keep_the_transform_fixed(encoder):
         assert all(p.grad is None for p in model["transform"].parameters()), task
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model["decoder"].parameters()), task
         assert all(torch.equal(before[k], v) for k, v in model["transform"].state_dict().items())
+
+
+def test_sanet_encodes_the_style_to_relu4_1_only_when_relu5_1_adds_nothing(encoder, content_image, style_image,
+                                                                            monkeypatch):
+    # The shipped (soft-swap) transforms keep the relu5_1 module's W_out at zero: the style's relu5_1
+    # features and that attention are skipped, and the decoder gets the same features.
+    seen, layers = {}, []
+    for skip in (True, False):
+        method = _method("sanet", encoder)
+        with torch.no_grad():
+            method.transform().sanet5_1.out.weight.zero_()
+            method.transform().sanet5_1.out.bias.zero_()
+        if not skip:
+            monkeypatch.setattr(SANetTransform, "needs_style_relu5_1", lambda self: True)
+        method.encode_layers = functools.partial(_recording_encode_layers, method.encode_layers, layers, skip)
+        _run(method, content_image, [style_image])
+        seen[skip] = _seen(method, "sanet")
+    assert layers == [(True, ("relu4_1", "relu5_1")), (True, ("relu4_1",)),
+                      (False, ("relu4_1", "relu5_1")), (False, ("relu4_1", "relu5_1"))]
+    torch.testing.assert_close(seen[True], seen[False])
+
+
+def _recording_encode_layers(original, record, label, image, names, *args, **kwargs):
+    record.append((label, tuple(names)))
+    return original(image, names, *args, **kwargs)
+
+
+@pytest.mark.parametrize("tile", [0, 32])
+def test_encode_layers_keeps_the_encoders_dtype_where_asked(encoder, content_image, tile):
+    method = _method("avatar", encoder)
+    features = method.encode_layers(content_image, ("relu1_1", "relu4_1"), "bf16", tile, keep_dtype=("relu1_1",))
+    assert [f.dtype for f in features] == [torch.bfloat16, torch.float32]
+    reference = method.encode_layers(content_image, ("relu1_1",), "bf16", tile)[0]
+    assert torch.equal(features[0].float(), reference)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from atelier.errors import OptionError
 from atelier.nets.sanet import SOFT_SWAP_WEIGHT, SANetTransform
 
 
@@ -40,3 +42,34 @@ def test_soft_swap_start_takes_each_positions_nearest_style_feature():
     with torch.no_grad():
         other = net((c4, c5), (_pair(8, 256, (6, 7)), s5))
     assert float((other - out).abs().mean()) > 0.1
+
+
+def test_a_module_with_zero_output_is_skipped_exactly_and_frees_the_styles_relu5_1():
+    # The soft-swap start leaves the relu5_1 module's W_out at zero: without a gradient it adds nothing,
+    # so the style's relu5_1 features are not needed and the result is the one computed with them.
+    net = SANetTransform(64)
+    net.start_as_soft_swap()
+    c4, c5 = _pair(9, 64, (6, 7)), _pair(10, 64, (3, 4))
+    s4, s5 = _pair(11, 64, (5, 6)), _pair(12, 64, (3, 3))
+    with torch.no_grad():
+        assert not net.needs_style_relu5_1()
+        skipped = net((c4, c5), (s4, None))
+        net.sanet5_1.out.weight[0, 0] = 1e-30  # any non-zero weight: the module attends again
+        assert net.needs_style_relu5_1()
+        full = net((c4, c5), (s4, s5))
+        with pytest.raises(OptionError, match="style features are required"):
+            net((c4, c5), (s4, None))
+    torch.testing.assert_close(skipped, full)
+
+
+def test_a_zero_output_that_learns_is_not_skipped():
+    # Training from the soft swap with the transform trainable: W_out = 0 still has a gradient.
+    net = SANetTransform(16)
+    net.start_as_soft_swap()
+    assert net.needs_style_relu5_1()
+    c4, c5 = _pair(13, 16, (4, 4)), _pair(14, 16, (2, 2))
+    out = net((c4, c5), (_pair(15, 16, (4, 4)), _pair(16, 16, (2, 2))))
+    out.square().sum().backward()
+    assert net.sanet5_1.out.weight.grad is not None and float(net.sanet5_1.out.weight.grad.abs().sum()) > 0
+    net.requires_grad_(False)
+    assert not net.needs_style_relu5_1()

@@ -13,6 +13,7 @@ from atelier.ops import (
     mean_std,
     resize_mask,
     rgb_to_yiq,
+    stats,
     total_variation,
     transfer_luminance,
     yiq_to_rgb,
@@ -51,6 +52,33 @@ def test_mean_std_and_adain():
     m, s = mean_std(out)
     sm, ss = mean_std(style)
     assert torch.allclose(m, sm, atol=1e-4) and torch.allclose(s, ss, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_mean_std_in_chunks_matches_float64(monkeypatch, dtype):
+    # Several chunks (30 positions x 6 channels each), a mean 300x the spread (cancellation would show),
+    # channels-last and contiguous maps: the statistics of the values as stored, to float32 precision.
+    monkeypatch.setattr(stats, "_STATS_CHUNK_ELEMENTS", 180)
+    generator = torch.Generator().manual_seed(0)
+    features = (torch.randn(2, 6, 11, 13, generator=generator) + 300.0).to(dtype)
+    stored = features.double()
+    for layout in (features, features.contiguous(memory_format=torch.channels_last)):
+        mean, std = mean_std(layout, eps=0.0)
+        assert mean.dtype == dtype and mean.shape == (2, 6, 1, 1)
+        mean32, std32 = mean_std(layout, eps=0.0, dtype=torch.float32)
+        assert mean32.dtype == torch.float32
+        torch.testing.assert_close(mean32.double(), stored.mean((2, 3), keepdim=True), rtol=1e-6, atol=0)
+        torch.testing.assert_close(std32.double(), stored.std((2, 3), keepdim=True, correction=0),
+                                   rtol=1e-4, atol=0)
+        torch.testing.assert_close((mean, std), (mean32.to(dtype), std32.to(dtype)), rtol=0, atol=0)
+
+
+def test_mean_std_keeps_its_gradient():
+    features = torch.randn(1, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: torch.cat(mean_std(x)), (features,))
+    with torch.no_grad():
+        no_grad = mean_std(features)
+    torch.testing.assert_close(torch.cat(no_grad), torch.cat(mean_std(features)).detach())
 
 
 def test_total_variation_zero_for_constant_positive_for_noise():

@@ -109,11 +109,12 @@ class AvatarNet(FeedForwardMethod):
         With tiles, each mask's share of the whole image sets the skip statistics' mix.
         """
         cfg = self.config
-        content_features = dict(zip(ENCODED, self.encode_layers(content, ENCODED, precision, tile)))
-        style_features = [self.remember(style, f"avatar/{precision}/{tile}",
-                                        lambda s: dict(zip(ENCODED, self.encode_layers(s, ENCODED,
-                                                                                            precision, tile))))
-                          for style in styles]
+        def encode_image(image: Tensor) -> dict[str, Tensor]:
+            # The skip layers only give their statistics (skip_statistics): no float32 copies.
+            return dict(zip(ENCODED, self.encode_layers(image, ENCODED, precision, tile, keep_dtype=SKIP_LAYERS)))
+
+        content_features = encode_image(content)
+        style_features = [self.remember(style, f"avatar/{precision}/{tile}", encode_image) for style in styles]
 
         score_dtype = torch.bfloat16 if precision == "bf16" else None  # the search's products (see style_swap)
 

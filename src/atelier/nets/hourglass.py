@@ -38,7 +38,7 @@ def _scalar_weights(sources: Sequence[SkipSource]) -> bool:
 
 def skip_statistics(features: Mapping[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
     """``{layer: (mean, std)}`` of encoder features at :data:`SKIP_LAYERS` (each ``(B, C, 1, 1)``)."""
-    return {layer: mean_std(features[layer].float()) for layer in SKIP_LAYERS}
+    return {layer: mean_std(features[layer], dtype=torch.float32) for layer in SKIP_LAYERS}
 
 
 class HourglassDecoder(VGGDecoder):

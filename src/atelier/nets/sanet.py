@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import OptionError
 from ..ops.attention import attend
 from ..ops.layout import spatial_size
 from ..ops.masks import resize_mask
@@ -48,12 +49,31 @@ class SANet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # built with a bias
 
-    def forward(self, content: Tensor, style: Tensor, temperature: float = 1.0,
+    def adds_nothing(self) -> bool:
+        """Whether ``W_out`` is zero (weight and bias) and no gradient is recorded for it.
+
+        The module then returns its content unchanged whatever the style, so :meth:`forward` skips
+        the attention (and callers may skip the style's features). The soft-swap start keeps the
+        relu5_1 module so (:meth:`SANetTransform.start_as_soft_swap`), and the shipped transforms
+        were trained with the transform fixed.
+        """
+        out = self.out
+        assert out.bias is not None  # built with a bias
+        if torch.is_grad_enabled() and (out.weight.requires_grad or out.bias.requires_grad):
+            return False  # a zero W_out still has a gradient: training must run the attention
+        return not (bool(out.weight.any()) or bool(out.bias.any()))
+
+    def forward(self, content: Tensor, style: Tensor | None, temperature: float = 1.0,
                 content_mask: Tensor | None = None) -> Tensor:
         """``content`` ``(B, C, H, W)`` with ``style`` ``(B, C, H', W')`` -> ``(B, C, H, W)``.
 
-        ``content_mask`` restricts the content normalisation statistics to a region.
+        ``content_mask`` restricts the content normalisation statistics to a region. ``style`` may
+        be None when the module :meth:`adds_nothing`; the content comes back as it is.
         """
+        if self.adds_nothing():
+            return content
+        if style is None:
+            raise OptionError("this SANet module attends to the style: style features are required")
         if content_mask is not None:
             content_mask = resize_mask(content_mask, spatial_size(content))
         query = self.f(instance_normalize(content, mask=content_mask))
@@ -111,12 +131,25 @@ class SANetTransform(nn.Module):
         merge.weight[:, :, 1, 1] = torch.eye(merge.in_channels) / (1 + weight)
         merge.bias.zero_()  # type: ignore[union-attr]  # built with a bias
 
-    def attend(self, content: tuple[Tensor, Tensor], style: tuple[Tensor, Tensor], temperature: float = 1.0,
+    def needs_style_relu5_1(self) -> bool:
+        """Whether :meth:`attend` reads the style's relu5_1 features (not when that module adds nothing).
+
+        Without them the style is encoded up to relu4_1 only, and the relu5_1 attention is not
+        computed: 0.1 s less per 512 px image on two CPU threads for the shipped networks
+        (docs/BENCHMARKS.md), with the same output.
+        """
+        return not self.sanet5_1.adds_nothing()
+
+    def attend(self, content: tuple[Tensor, Tensor], style: tuple[Tensor, Tensor | None], temperature: float = 1.0,
                content_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The two modules' outputs (relu4_1, relu5_1 resolution), before the merge, in scaled units."""
+        """The two modules' outputs (relu4_1, relu5_1 resolution), before the merge, in scaled units.
+
+        ``style[1]`` may be None when not :meth:`needs_style_relu5_1`.
+        """
         s4, s5 = self.scales.to(content[0].dtype).unbind()
         return (self.sanet4_1(content[0] / s4, style[0] / s4, temperature, content_mask),
-                self.sanet5_1(content[1] / s5, style[1] / s5, temperature, content_mask))
+                self.sanet5_1(content[1] / s5, None if style[1] is None else style[1] / s5, temperature,
+                              content_mask))
 
     def merge_features(self, attended: tuple[Tensor, Tensor]) -> Tensor:
         """Merge (blends of) the two outputs of :meth:`attend` into relu4_1 features for the decoder."""

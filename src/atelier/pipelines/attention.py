@@ -93,12 +93,23 @@ class StyleAttentionMethod(FeedForwardMethod):
         temperature = self.config.temperature
         relu4_1, relu5_1 = self.encode_layers(content, ATTENTION_LAYERS, precision, tile)
         pair = (relu4_1, relu5_1)
-        style_pairs = [self.remember(style, f"attention/{precision}/{tile}",
-                                     lambda s: tuple(self.encode_layers(s, ATTENTION_LAYERS, precision, tile)))
+        # The style's relu5_1 only where the transform reads it (not for a relu5_1 module that adds nothing).
+        style_layers = ATTENTION_LAYERS if net.needs_style_relu5_1() else ATTENTION_LAYERS[:1]
+
+        def encode_style(image: Tensor) -> tuple[Tensor, Tensor | None]:
+            features = self.encode_layers(image, style_layers, precision, tile)
+            return features[0], features[1] if len(features) > 1 else None
+
+        style_pairs = [self.remember(style, f"attention/{precision}/{tile}/{len(style_layers)}", encode_style)
                        for style in styles]
 
         def transform(c: Tensor, style: Any, mask: Tensor | None) -> Tensor:
-            return net.merge_features(net.attend(pair, style, temperature, mask))
+            # The transform's convolutions in the decoder's precision (the attention's softmax stays
+            # float32: ops.attention). In bf16 on a CPU the 512-channel merge runs by Winograd's
+            # F(2x2, 3x3): SANet's 512 px image 2.34 -> 2.0x s on one thread, no further from the
+            # float32 result than the bf16 decoder alone (docs/BENCHMARKS.md).
+            with torch.autocast(c.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                return net.merge_features(net.attend(pair, style, temperature, mask)).float()
 
         unstyled = transform(pair[0], pair, None) if self.config.alpha < 1 or masks is not None else None
         target = blend_features(pair[0], style_pairs, weights, transform, masks=masks, alpha=self.config.alpha,
