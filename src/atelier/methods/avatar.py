@@ -109,6 +109,7 @@ class AvatarNet(FeedForwardMethod):
         With tiles, each mask's share of the whole image sets the skip statistics' mix.
         """
         cfg = self.config
+
         def encode_image(image: Tensor) -> dict[str, Tensor]:
             # The skip layers only give their statistics (skip_statistics): no float32 copies.
             return dict(zip(ENCODED, self.encode_layers(image, ENCODED, precision, tile, keep_dtype=SKIP_LAYERS)))

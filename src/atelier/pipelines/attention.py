@@ -106,7 +106,7 @@ class StyleAttentionMethod(FeedForwardMethod):
         def transform(c: Tensor, style: Any, mask: Tensor | None) -> Tensor:
             # The transform's convolutions in the decoder's precision (the attention's softmax stays
             # float32: ops.attention). In bf16 on a CPU the 512-channel merge runs by Winograd's
-            # F(2x2, 3x3): SANet's 512 px image 2.34 -> 2.0x s on one thread, no further from the
+            # F(2x2, 3x3): SANet's 512 px image 2.34 -> 2.13 CPU s on one thread, no further from the
             # float32 result than the bf16 decoder alone (docs/BENCHMARKS.md).
             with torch.autocast(c.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 return net.merge_features(net.attend(pair, style, temperature, mask)).float()
