@@ -25,16 +25,18 @@ def mean_std(features: Tensor, eps: float = 1e-5, mask: Tensor | None = None, *,
         eps: added to the variance before the square root, for a finite gradient.
         mask: optional ``(B or 1, 1, H, W)`` weights; the statistics are then those of the
             weighted region (spatial control, Huang & Belongie 2017, sec. 7.2).
-        dtype: dtype of the statistics (default: the features'). Without a mask and a gradient
-            they are computed in float32 (or float64 for float64 features) whatever the features' dtype.
+        dtype: dtype of the statistics (default: the features'). With a mask or a gradient the
+            features are converted to it first; without both the statistics are computed in
+            float32 (or float64 for float64 features) from the features as they are.
 
     Returns:
         ``(mean, std)``, each ``(B, C, 1, 1)``.
     """
     check_bchw(features, "features")
-    dtype = dtype or features.dtype
     if mask is None and not (features.requires_grad and torch.is_grad_enabled()):
-        return _chunked_mean_std(features, eps, dtype)
+        return _chunked_mean_std(features, eps, dtype or features.dtype)
+    if dtype is not None:
+        features = features.to(dtype)
     if mask is None:
         # Two passes (mean, then the mean square of the centred values) over a (B, HW, C) view of
         # channels-last maps (no copy), for autograd: as exact as the chunked path (no
@@ -43,41 +45,44 @@ def mean_std(features: Tensor, eps: float = 1e-5, mask: Tensor | None = None, *,
         positions = features.permute(0, 2, 3, 1).reshape(batch, -1, channels)
         mean = positions.mean(1, keepdim=True)
         var = torch.square(positions - mean).mean(1)
-        return (mean.reshape(batch, channels, 1, 1).to(dtype),
-                (var + eps).sqrt().reshape(batch, channels, 1, 1).to(dtype))
+        return mean.reshape(batch, channels, 1, 1), (var + eps).sqrt().reshape(batch, channels, 1, 1)
     flat = features.flatten(2)
     check_bchw(mask, "mask", channels=1)
     w = mask.to(features.dtype).flatten(2)
     total = w.sum(-1, keepdim=True).clamp_min(1e-8)
     mean = (flat * w).sum(-1, keepdim=True) / total
     var = ((flat - mean) ** 2 * w).sum(-1, keepdim=True) / total
-    return mean[..., None].to(dtype), (var + eps).sqrt()[..., None].to(dtype)
+    return mean[..., None], (var + eps).sqrt()[..., None]
 
 
 def _chunked_mean_std(features: Tensor, eps: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """:func:`mean_std` without a gradient: one pass over cache-sized chunks of positions.
 
-    Each chunk is converted to float32 (float64 stays float64), shifted by the first chunk's mean
-    and summed with its squares: ``var = E[d^2] - E[d]^2`` of the shifted values ``d`` loses
-    nothing to cancellation, since the shift is near the mean. On a channels-last map this reads
-    the features once: 8.6 against 44 ms for the two passes over a float32 copy on a bf16 relu1_1
-    map at 512 px, one thread (10 against 35 ms on two; docs/BENCHMARKS.md), and closer to float64's
-    statistics.
+    Each chunk is converted to float32 (float64 stays float64) in one reused buffer, shifted by
+    the first chunk's mean and summed with its squares: ``var = E[d^2] - E[d]^2`` of the shifted
+    values ``d`` loses nothing to cancellation, since the shift is near the mean. On a channels-last
+    map this reads the features once: 8.6 against 44 ms for the two passes over a float32 copy on a
+    bf16 relu1_1 map at 512 px, one thread (10 against 35 ms on two; docs/BENCHMARKS.md), and
+    closer to float64's statistics.
     """
     batch, channels = features.shape[:2]
     positions = features.permute(0, 2, 3, 1).reshape(batch, -1, channels)
     compute = torch.float64 if features.dtype == torch.float64 else torch.float32
     count = positions.shape[1]
     chunk = max(1, _STATS_CHUNK_ELEMENTS // (batch * channels))
-    shift = positions[:, :chunk].to(compute).mean(1, keepdim=True)
     total = positions.new_zeros((batch, 1, channels), dtype=compute)
     squares = positions.new_zeros((batch, 1, channels), dtype=compute)
     buffer = positions.new_empty((batch, min(chunk, count), channels), dtype=compute)
+    shift: Tensor | None = None
     for start in range(0, count, chunk):
         part = positions[:, start:start + chunk]
-        shifted = buffer[:, :part.shape[1]].copy_(part).sub_(shift)
+        shifted = buffer[:, :part.shape[1]].copy_(part)
+        if shift is None:  # the first chunk's mean, from the converted chunk itself
+            shift = shifted.mean(1, keepdim=True)
+        shifted.sub_(shift)
         total += shifted.sum(1, keepdim=True)
         squares += shifted.mul_(shifted).sum(1, keepdim=True)
+    assert shift is not None  # count >= 1: one chunk at least
     offset = total / count
     var = (squares / count - offset * offset).clamp_min_(0)
     return ((shift + offset).reshape(batch, channels, 1, 1).to(dtype),
