@@ -46,8 +46,8 @@ def mean_std_loss(
     total = output[layers[0]].new_zeros((), dtype=torch.float32)
     for layer in layers:
         scale = layer_scale(layer, scales)
-        mean_o, std_o = mean_std(output[layer].float())
-        mean_s, std_s = mean_std(style[layer].float())
+        mean_o, std_o = mean_std(output[layer], dtype=torch.float32)
+        mean_s, std_s = mean_std(style[layer], dtype=torch.float32)
         total = total + feature_mse(mean_o, mean_s, scale) + feature_mse(std_o, std_s, scale)
     return total
 
