@@ -5,7 +5,7 @@ Methods: adain, wct, lst (relu4_1), lst_relu3_1, sanet, iecontraast, style_swap,
 Usage:
     .venv/bin/python benchmarks/feedforward.py [--sizes 256 512 1024] [--repeats 5] [--methods adain wct ...]
         [--decoder FILE] [--decoder-dir DIR] [--skip-peer] [--skip-psnr] [--skip-sheet] [--table FILE]
-        [--folder-methods adain ...] [--folder-images 5] [--flops-size 512] [--floor-gflops 450]
+        [--folder-methods adain ...] [--folder-images 5] [--flops-size 512] [--floor-gflops 450] [--processes 1]
 
 Without --decoder / --decoder-dir the methods use their usual lookup ($ATELIER_HOME/weights,
 then the shipped files); a method whose weights are missing is reported and skipped.
@@ -22,7 +22,10 @@ Its transform network always runs at 384 px and its output is resized (Lanczos) 
 requested size, so its time barely depends on the size. Then: the work per image at --flops-size
 (GFLOP counted by ``torch.utils.flop_counter`` over one call) and the seconds it would take at
 --floor-gflops; and, for --folder-methods, seconds per image when one style serves a folder of
-same-size images (or a video): the same style tensor every call, so it is encoded once.
+same-size images (or a video): the same style tensor every call, so it is encoded once. With
+--processes N, part 1 runs in N fresh processes one after another (the methods in a rotated order)
+and each cell is the median of their medians with the lowest and highest: on a small VM a process
+can be 10-20% slower than the next for its whole life, so one process is one draw.
 
 Part 2 (reconstruction): PSNR (dB) of decoder(encoder(x)) against x for every WCT decoder
 (relu1_1 ... relu5_1) and the AdaIN decoder (= AdaIN at alpha 0), on every image of
@@ -42,9 +45,14 @@ left in T's compressed space).
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,61 +121,138 @@ class Runner:
 
 
 # -- part 1: speed ---------------------------------------------------------------------------------
-def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> tuple[list[str], list[str]]:
+@dataclass
+class SpeedResult:
+    """What one process measured: seconds per image (or why not) per method and size, work, folder times."""
+
+    seconds: dict[str, dict[int, float | str]] = field(default_factory=dict)
+    folder: dict[str, dict[int, float | str]] = field(default_factory=dict)
+    gflop: dict[str, float] = field(default_factory=dict)
+    shapes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SpeedResult:
+        data = json.loads(text)
+        for key in ("seconds", "folder"):  # JSON object keys are strings
+            data[key] = {name: {int(size): value for size, value in cells.items()} for name, cells in data[key].items()}
+        return cls(**data)
+
+
+def timed(label: str, size: int, run: Any, repeats: int, cells: dict[int, float | str], notes: list[str]) -> bool:
+    """Median seconds of ``run`` into ``cells[size]`` (or "failed" and a note); whether it ran."""
+    try:
+        seconds, times = median_time(run, repeats)
+    except Exception as error:
+        cells[size] = "failed"
+        notes.append(f"{label} at {size} px failed: {type(error).__name__}: {error}")
+        return False
+    cells[size] = seconds
+    print(f"{label:18s} {size:5d} px  {seconds:.3f} s/image  (runs: {', '.join(f'{t:.3f}' for t in times)})",
+          flush=True)
+    return True
+
+
+def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> SpeedResult:
     from atelier.io.images import load_image, resize_longest, tensor_to_pil
 
     content_full, style_full = load_image(args.content), load_image(args.style)
-    rows: dict[str, list[str]] = {name: [] for name in [*runners, *([PEER] if peer is not None else [])]}
-    notes = []
-    shapes = []
-    flops: dict[str, float] = {}
+    result = SpeedResult()
     for size in args.sizes:
         content, style = resize_longest(content_full, size), resize_longest(style_full, size)
-        shapes.append(f"{content.shape[-1]}x{content.shape[-2]}")
+        result.shapes.append(f"{content.shape[-1]}x{content.shape[-2]}")
         for name, runner in runners.items():
+            cells = result.seconds.setdefault(name, {})
             if size > MAX_SPEED_SIZE.get(name, size):
-                rows[name].append("not timed")
-                notes.append(f"{name} not timed above {MAX_SPEED_SIZE[name]} px (quadratic patch search)")
+                cells[size] = "not timed"
+                result.notes.append(f"{name} not timed above {MAX_SPEED_SIZE[name]} px (quadratic patch search)")
                 continue
-            try:
-                seconds, times = median_time(lambda: runner(content, style), args.repeats)  # noqa: B023
-            except Exception as error:
-                rows[name].append("failed")
-                notes.append(f"{name} at {size} px failed: {type(error).__name__}: {error}")
-                continue
-            rows[name].append(f"{seconds:.3f}")
-            print(f"{name:18s} {size:5d} px  {seconds:.3f} s/image  (runs: {', '.join(f'{t:.3f}' for t in times)})",
-                  flush=True)
-            if size == args.flops_size:
-                flops[name] = counted_gflop(lambda: runner(content, style))  # noqa: B023
+            ran = timed(name, size, lambda: runner(content, style), args.repeats, cells, result.notes)  # noqa: B023
+            if ran and size == args.flops_size:
+                result.gflop[name] = counted_gflop(lambda: runner(content, style))  # noqa: B023
         if peer is not None:
             content_pil, style_pil = tensor_to_pil(content), tensor_to_pil(style)
-            try:
-                seconds, times = median_time(lambda: peer.stylize_with(content_pil, style_pil,  # noqa: B023
-                                                                       max_size=size), args.repeats)  # noqa: B023
-            except Exception as error:
-                rows[PEER].append("failed")
-                notes.append(f"{PEER} at {size} px failed: {type(error).__name__}: {error}")
-                continue
-            rows[PEER].append(f"{seconds:.3f}")
-            print(f"{PEER:18s} {size:5d} px  {seconds:.3f} s/image  (runs: {', '.join(f'{t:.3f}' for t in times)})",
-                  flush=True)
-    folder_lines = one_style_folder(args, runners)
+            timed(PEER, size, lambda: peer.stylize_with(content_pil, style_pil, max_size=size),  # noqa: B023
+                  args.repeats, result.seconds.setdefault(PEER, {}), result.notes)
+    result.folder = one_style_folder(args, runners)
+    return result
+
+
+def cell(values: list[float | str]) -> str:
+    """One table cell from the processes' medians: their median, and their range when there are several."""
+    numbers = [v for v in values if isinstance(v, float)]
+    if not numbers:
+        return str(values[0]) if values else "n/a"
+    text = f"{statistics.median(numbers):.3f}"
+    if len(numbers) > 1:
+        text += f" ({min(numbers):.3f}\u2013{max(numbers):.3f})"
+    return text + ("" if len(numbers) == len(values) else f", {len(values) - len(numbers)} failed")
+
+
+def speed_tables(args: argparse.Namespace, results: list[SpeedResult]) -> tuple[list[str], list[str]]:
+    """The speed, work and folder tables of one or several processes' :class:`SpeedResult`; the notes."""
+    first = results[0]
+    names = list(dict.fromkeys(name for result in results for name in result.seconds))
+    across = (f"; the median over {len(results)} processes (each its own median; in brackets the lowest and "
+              "highest)") if len(results) > 1 else ""
     header = [f"## Speed: seconds per image on the CPU ({args.content.name} + {args.style.name}, "
-              f"median of {args.repeats} after 1 warm-up, {torch.get_num_threads()} threads)", "",
-              "| method | " + " | ".join(f"{s} px ({shape})" for s, shape in zip(args.sizes, shapes)) + " |",
+              f"median of {args.repeats} after 1 warm-up, {args.threads} threads{across})", "",
+              "| method | " + " | ".join(f"{s} px ({shape})" for s, shape in zip(args.sizes, first.shapes)) + " |",
               "|---|" + "---:|" * len(args.sizes)]
     labels = {"lst": "atelier lst (relu4_1)", "lst_relu3_1": "atelier lst (relu3_1)",
               PEER: f"{PEER} (style image, 384 px network)"}
-    labels |= {name: f"atelier {name}" for name in runners if name not in labels}
-    lines = header + [f"| {labels.get(name, name)} | " + " | ".join(cells) + " |" for name, cells in rows.items()]
-    if flops:
+    lines = header + [f"| {labels.get(name, f'atelier {name}')} | "
+                      + " | ".join(cell([r.seconds[name][s] for r in results if s in r.seconds.get(name, {})])
+                                   for s in args.sizes) + " |" for name in names]
+    gflop = {name: g for result in results for name, g in result.gflop.items()}
+    if gflop:
         lines += ["", f"Work per image at {args.flops_size} px (torch.utils.flop_counter: convolutions and matrix "
                   f"products, 1 multiply-add = 2 FLOP) and the time it would take at --floor-gflops "
                   f"{args.floor_gflops:.0f} GFLOP/s (this CPU's bf16 channels-last convolutions on 2 cores)", "",
                   "| method | GFLOP | s at the floor rate |", "|---|---:|---:|",
-                  *[f"| atelier {name} | {g:.0f} | {g / args.floor_gflops:.2f} |" for name, g in flops.items()]]
-    return lines + folder_lines, notes
+                  *[f"| atelier {name} | {g:.0f} | {g / args.floor_gflops:.2f} |" for name, g in gflop.items()]]
+    folder_names = list(dict.fromkeys(name for result in results for name in result.folder))
+    if folder_names:
+        lines += ["", f"One style for a folder or video: seconds per image, median over {args.folder_images} square "
+                  f"contents of {rel(DATA / 'content')} after one warm-up image (the style encoded once){across}", "",
+                  "| method | " + " | ".join(f"{s} px ({s}x{s})" for s in args.sizes) + " |",
+                  "|---|" + "---:|" * len(args.sizes),
+                  *[f"| atelier {name}, one style | "
+                    + " | ".join(cell([r.folder[name][s] for r in results if s in r.folder.get(name, {})])
+                                 for s in args.sizes) + " |" for name in folder_names]]
+    notes = list(dict.fromkeys(note for result in results for note in result.notes))
+    return lines, notes
+
+
+def speed_in_processes(args: argparse.Namespace) -> list[SpeedResult]:
+    """Part 1 in ``args.processes`` fresh processes, one after another, each timing every method.
+
+    On a small VM one process can run every operator 10-20% slower than the next for its whole
+    life (docs/BENCHMARKS.md): one process's numbers are a draw from two modes, several give the
+    spread. Process ``k`` times the methods in an order rotated by ``k``; only the first counts
+    the work (it does not vary).
+    """
+    results = []
+    for k in range(args.processes):
+        methods = args.methods[k % len(args.methods):] + args.methods[: k % len(args.methods)]
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "speed.json"
+            command = [sys.executable, str(Path(__file__).resolve()), "--speed-json", str(out),
+                       "--sizes", *map(str, args.sizes), "--repeats", str(args.repeats), "--methods", *methods,
+                       "--precision", args.precision, "--threads", str(args.threads),
+                       "--content", str(args.content), "--style", str(args.style),
+                       "--folder-methods", *args.folder_methods, "--folder-images", str(args.folder_images),
+                       "--flops-size", str(args.flops_size if k == 0 else 0),
+                       *(["--decoder", str(args.decoder)] if args.decoder else []),
+                       *(["--decoder-dir", str(args.decoder_dir)] if args.decoder_dir else []),
+                       *(["--skip-peer"] if args.skip_peer else [])]
+            print(f"# process {k + 1} of {args.processes}", flush=True)
+            subprocess.run(command, check=True)
+            results.append(SpeedResult.from_json(out.read_text()))
+    return results
 
 
 def counted_gflop(run: Any) -> float:
@@ -180,7 +265,7 @@ def counted_gflop(run: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def one_style_folder(args: argparse.Namespace, runners: dict[str, Runner]) -> list[str]:
+def one_style_folder(args: argparse.Namespace, runners: dict[str, Runner]) -> dict[str, dict[int, float | str]]:
     """Seconds per image when one style serves a folder of same-size images or a video's frames.
 
     The style tensor is the same object for every image, so each method encodes (and summarises)
@@ -192,17 +277,17 @@ def one_style_folder(args: argparse.Namespace, runners: dict[str, Runner]) -> li
 
     names = [name for name in args.folder_methods if name in runners]
     if not names or args.folder_images < 1:
-        return []
+        return {}
     paths = content_images(DATA / "content")[: args.folder_images + 1]
     style_full = load_image(args.style)
-    rows: dict[str, list[str]] = {name: [] for name in names}
+    rows: dict[str, dict[int, float | str]] = {name: {} for name in names}
     for size in args.sizes:
         contents = [square(load_image(p), size) for p in paths]
         style = resize_longest(style_full, size)
         for name in names:
             runner = runners[name]
             if size > MAX_SPEED_SIZE.get(name, size):
-                rows[name].append("not timed")
+                rows[name][size] = "not timed"
                 continue
             runner(contents[0], style, fresh_style=False)  # warm-up: encodes the style once
             times = []
@@ -210,14 +295,10 @@ def one_style_folder(args: argparse.Namespace, runners: dict[str, Runner]) -> li
                 start = time.perf_counter()
                 runner(content, style, fresh_style=False)
                 times.append(time.perf_counter() - start)
-            rows[name].append(f"{statistics.median(times):.3f}")
+            rows[name][size] = statistics.median(times)
             print(f"{name:18s} {size:5d} px  {statistics.median(times):.3f} s/image with one style over "
                   f"{len(times)} images ({', '.join(f'{t:.3f}' for t in times)})", flush=True)
-    return ["", f"One style for a folder or video: seconds per image, median over {len(paths) - 1} square "
-            f"contents of {rel(DATA / 'content')} after one warm-up image (the style encoded once)", "",
-            "| method | " + " | ".join(f"{s} px ({s}x{s})" for s in args.sizes) + " |",
-            "|---|" + "---:|" * len(args.sizes),
-            *[f"| atelier {name}, one style | " + " | ".join(cells) + " |" for name, cells in rows.items()]]
+    return rows
 
 
 # -- part 2: reconstruction PSNR ---------------------------------------------------------------------
@@ -365,7 +446,13 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-sheet", action="store_true")
     parser.add_argument("--table", type=Path, help="also write the markdown tables to this file")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="time in this many fresh processes, one after another, and report the median and "
+                             "range of their medians (one process can be 10-20%% slower than the next throughout)")
+    parser.add_argument("--speed-json", type=Path, help=argparse.SUPPRESS)  # a --processes child's output
     args = parser.parse_args()
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
     torch.set_num_threads(args.threads)
     args.methods = list(dict.fromkeys(args.methods))
 
@@ -376,7 +463,9 @@ def main() -> None:
           flush=True)
     status = []
     runners: dict[str, Runner] = {}
-    for name in args.methods:
+    # With --processes the children time; the parent loads the methods only for the sheets.
+    in_process = args.processes == 1 or args.speed_json is not None or not args.skip_sheet
+    for name in args.methods if in_process else ():
         try:
             runners[name] = Runner(name, args)
         except Exception as error:
@@ -385,7 +474,7 @@ def main() -> None:
     peer = None
     if args.skip_peer:
         status.append(f"{PEER}: skipped (--skip-peer)")
-    else:
+    elif in_process:
         probe = Image.new("RGB", (64, 64), (128, 96, 64))
         peer, line = load_peer(args.threads, lambda engine: engine.stylize_with(probe, probe))
         line = line.replace("), bundled", "): StyleTransfer.stylize_with, bundled")
@@ -394,8 +483,14 @@ def main() -> None:
 
     lines: list[str] = []
     notes: list[str] = []
-    if (runners or peer is not None) and not args.skip_speed:
-        table, failed = speed(args, runners, peer)
+    if args.speed_json:  # a child of --processes: the numbers only
+        result = speed(args, runners, peer)
+        result.notes[:0] = status  # the peer's version, methods not run
+        args.speed_json.write_text(result.to_json())
+        return
+    if (runners or peer is not None or not in_process) and not args.skip_speed:
+        results = speed_in_processes(args) if args.processes > 1 else [speed(args, runners, peer)]
+        table, failed = speed_tables(args, results)
         lines += [*table, ""]
         notes += failed
     if not args.skip_psnr:
