@@ -511,7 +511,7 @@ def main() -> None:
                       f"pairs at {args.sheet_size} px", "",
                       "| method | Gram distance to the style / the content's (median) | range | "
                       "LST covariance gap left (median) |", "|---|---:|---:|---:|", *stats, ""]
-    lines += [f"- {line}" for line in status + notes]
+    lines += [f"- {line}" for line in dict.fromkeys(status + notes)]  # children repeat the parent's status
     text = "\n".join(lines).rstrip() + "\n"
     print()
     print(text, end="")

@@ -30,7 +30,7 @@ SHIPPED: dict[str, str] = {
     "chinese_landscape": "c0e46741b8f411c0c3c7692f8494200628604fd9fb6cef6dcb52d8a11c87bd47",
     "chinese_landscape_dis": "75004cfec28c8e2335fe591323d15b82fc2b3aee9665250d2410efd30e0df597",
     "cin8": "f47e4615204c75fbe690a0ca659c8c5cf53b5da8a7e73fcdc562445327af53eb",
-    "iecontraast_decoder": "ceaf635692c3cc3d460169be365bb595bc10e9224c28fd0a6e238969a86b58ba",
+    "iecontraast_decoder": "83d31bf8f9903e504916e5d8545d25bbaca9cd3d1887a0abfb02569c785f26cc",
     "iecontraast_transform": "ea62be1ea08e5d9fff45db3d1f5e5090018b9594660c20e0c4b58b5b596bfb32",
     "kaokore": "40e0e24a42d7296dccdebe4420f2e07a187f85ba42c9359b21efb04c2ef0bf33",
     "lst_relu3_1": "5c37cbdab2603b2ce101fe734710c58643d37565c7b9fbaed340e624b9385ddd",
