@@ -24,8 +24,8 @@ requested size, so its time barely depends on the size. Then: the work per image
 --floor-gflops; and, for --folder-methods, seconds per image when one style serves a folder of
 same-size images (or a video): the same style tensor every call, so it is encoded once. With
 --processes N, part 1 runs in N fresh processes one after another (the methods in a rotated order)
-and each cell is the median of their medians with the lowest and highest: on a small VM a process
-can be 10-20% slower than the next for its whole life, so one process is one draw.
+and each cell is the median of their medians with the lowest and highest: on a small VM the speed
+drifts by 10-20% over minutes, so one process is one draw.
 
 Part 2 (reconstruction): PSNR (dB) of decoder(encoder(x)) against x for every WCT decoder
 (relu1_1 ... relu5_1) and the AdaIN decoder (= AdaIN at alpha 0), on every image of
@@ -128,6 +128,7 @@ class SpeedResult:
     seconds: dict[str, dict[int, float | str]] = field(default_factory=dict)
     folder: dict[str, dict[int, float | str]] = field(default_factory=dict)
     gflop: dict[str, float] = field(default_factory=dict)
+    folder_images: int = 0
     shapes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -177,7 +178,7 @@ def speed(args: argparse.Namespace, runners: dict[str, Runner], peer: Any) -> Sp
             content_pil, style_pil = tensor_to_pil(content), tensor_to_pil(style)
             timed(PEER, size, lambda: peer.stylize_with(content_pil, style_pil, max_size=size),  # noqa: B023
                   args.repeats, result.seconds.setdefault(PEER, {}), result.notes)
-    result.folder = one_style_folder(args, runners)
+    result.folder, result.folder_images = one_style_folder(args, runners)
     return result
 
 
@@ -192,6 +193,11 @@ def cell(values: list[float | str]) -> str:
     return text + ("" if len(numbers) == len(values) else f", {len(values) - len(numbers)} failed")
 
 
+def row_cells(tables: list[dict[str, dict[int, float | str]]], name: str, sizes: list[int]) -> str:
+    """``name``'s cells at ``sizes``, each from every process's table that has it (:func:`cell`)."""
+    return " | ".join(cell([table[name][size] for table in tables if size in table.get(name, {})]) for size in sizes)
+
+
 def speed_tables(args: argparse.Namespace, results: list[SpeedResult]) -> tuple[list[str], list[str]]:
     """The speed, work and folder tables of one or several processes' :class:`SpeedResult`; the notes."""
     first = results[0]
@@ -204,9 +210,9 @@ def speed_tables(args: argparse.Namespace, results: list[SpeedResult]) -> tuple[
               "|---|" + "---:|" * len(args.sizes)]
     labels = {"lst": "atelier lst (relu4_1)", "lst_relu3_1": "atelier lst (relu3_1)",
               PEER: f"{PEER} (style image, 384 px network)"}
-    lines = header + [f"| {labels.get(name, f'atelier {name}')} | "
-                      + " | ".join(cell([r.seconds[name][s] for r in results if s in r.seconds.get(name, {})])
-                                   for s in args.sizes) + " |" for name in names]
+    seconds = [result.seconds for result in results]
+    lines = header + [f"| {labels.get(name, f'atelier {name}')} | {row_cells(seconds, name, args.sizes)} |"
+                      for name in names]
     gflop = {name: g for result in results for name, g in result.gflop.items()}
     if gflop:
         lines += ["", f"Work per image at {args.flops_size} px (torch.utils.flop_counter: convolutions and matrix "
@@ -216,13 +222,12 @@ def speed_tables(args: argparse.Namespace, results: list[SpeedResult]) -> tuple[
                   *[f"| atelier {name} | {g:.0f} | {g / args.floor_gflops:.2f} |" for name, g in gflop.items()]]
     folder_names = list(dict.fromkeys(name for result in results for name in result.folder))
     if folder_names:
-        lines += ["", f"One style for a folder or video: seconds per image, median over {args.folder_images} square "
+        lines += ["", f"One style for a folder or video: seconds per image, median over {first.folder_images} square "
                   f"contents of {rel(DATA / 'content')} after one warm-up image (the style encoded once){across}", "",
                   "| method | " + " | ".join(f"{s} px ({s}x{s})" for s in args.sizes) + " |",
                   "|---|" + "---:|" * len(args.sizes),
-                  *[f"| atelier {name}, one style | "
-                    + " | ".join(cell([r.folder[name][s] for r in results if s in r.folder.get(name, {})])
-                                 for s in args.sizes) + " |" for name in folder_names]]
+                  *[f"| atelier {name}, one style | {row_cells([r.folder for r in results], name, args.sizes)} |"
+                    for name in folder_names]]
     notes = list(dict.fromkeys(note for result in results for note in result.notes))
     return lines, notes
 
@@ -230,10 +235,9 @@ def speed_tables(args: argparse.Namespace, results: list[SpeedResult]) -> tuple[
 def speed_in_processes(args: argparse.Namespace) -> list[SpeedResult]:
     """Part 1 in ``args.processes`` fresh processes, one after another, each timing every method.
 
-    On a small VM one process can run every operator 10-20% slower than the next for its whole
-    life (docs/BENCHMARKS.md): one process's numbers are a draw from two modes, several give the
-    spread. Process ``k`` times the methods in an order rotated by ``k``; only the first counts
-    the work (it does not vary).
+    On a small VM every operator's speed drifts by 10-20% over minutes (docs/BENCHMARKS.md, "Sixth
+    look"): one process's numbers are one draw, several give the spread. Process ``k`` times the
+    methods in an order rotated by ``k``; only the first counts the work (it does not vary).
     """
     results = []
     for k in range(args.processes):
@@ -265,7 +269,8 @@ def counted_gflop(run: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def one_style_folder(args: argparse.Namespace, runners: dict[str, Runner]) -> dict[str, dict[int, float | str]]:
+def one_style_folder(args: argparse.Namespace,
+                     runners: dict[str, Runner]) -> tuple[dict[str, dict[int, float | str]], int]:
     """Seconds per image when one style serves a folder of same-size images or a video's frames.
 
     The style tensor is the same object for every image, so each method encodes (and summarises)
@@ -277,7 +282,7 @@ def one_style_folder(args: argparse.Namespace, runners: dict[str, Runner]) -> di
 
     names = [name for name in args.folder_methods if name in runners]
     if not names or args.folder_images < 1:
-        return {}
+        return {}, 0
     paths = content_images(DATA / "content")[: args.folder_images + 1]
     style_full = load_image(args.style)
     rows: dict[str, dict[int, float | str]] = {name: {} for name in names}
@@ -298,7 +303,7 @@ def one_style_folder(args: argparse.Namespace, runners: dict[str, Runner]) -> di
             rows[name][size] = statistics.median(times)
             print(f"{name:18s} {size:5d} px  {statistics.median(times):.3f} s/image with one style over "
                   f"{len(times)} images ({', '.join(f'{t:.3f}' for t in times)})", flush=True)
-    return rows
+    return rows, len(paths) - 1
 
 
 # -- part 2: reconstruction PSNR ---------------------------------------------------------------------
@@ -448,7 +453,7 @@ def main() -> None:
     parser.add_argument("--table", type=Path, help="also write the markdown tables to this file")
     parser.add_argument("--processes", type=int, default=1,
                         help="time in this many fresh processes, one after another, and report the median and "
-                             "range of their medians (one process can be 10-20%% slower than the next throughout)")
+                             "range of their medians (on a small VM the speed drifts by 10-20%% over minutes)")
     parser.add_argument("--speed-json", type=Path, help=argparse.SUPPRESS)  # a --processes child's output
     args = parser.parse_args()
     if args.processes < 1:
@@ -463,9 +468,8 @@ def main() -> None:
           flush=True)
     status = []
     runners: dict[str, Runner] = {}
-    # With --processes the children time; the parent loads the methods only for the sheets.
-    in_process = args.processes == 1 or args.speed_json is not None or not args.skip_sheet
-    for name in args.methods if in_process else ():
+    times_here = args.processes == 1 or args.speed_json is not None  # else --processes: the children time
+    for name in args.methods if times_here or not args.skip_sheet else ():  # the sheets need the methods too
         try:
             runners[name] = Runner(name, args)
         except Exception as error:
@@ -474,7 +478,7 @@ def main() -> None:
     peer = None
     if args.skip_peer:
         status.append(f"{PEER}: skipped (--skip-peer)")
-    elif in_process:
+    elif times_here:
         probe = Image.new("RGB", (64, 64), (128, 96, 64))
         peer, line = load_peer(args.threads, lambda engine: engine.stylize_with(probe, probe))
         line = line.replace("), bundled", "): StyleTransfer.stylize_with, bundled")
@@ -488,7 +492,7 @@ def main() -> None:
         result.notes[:0] = status  # the peer's version, methods not run
         args.speed_json.write_text(result.to_json())
         return
-    if (runners or peer is not None or not in_process) and not args.skip_speed:
+    if (runners or peer is not None or not times_here) and not args.skip_speed:
         results = speed_in_processes(args) if args.processes > 1 else [speed(args, runners, peer)]
         table, failed = speed_tables(args, results)
         lines += [*table, ""]
