@@ -10,8 +10,10 @@ import torch.nn.functional as F
 
 from atelier.errors import OptionError
 from atelier.ops import covariance, nearest_patches, patch_swap, style_decorator, style_patches
+from atelier.ops.wct import colour
 
 patch_swap_module = importlib.import_module("atelier.ops.patch_swap")
+wct_module = importlib.import_module("atelier.ops.wct")
 
 
 def _features(seed, channels=6, size=(9, 11)):
@@ -41,11 +43,55 @@ def test_swap_equals_one_hot_transposed_convolution():
         assert torch.allclose(patch_swap(content, style, k, stride), summed / counts, atol=1e-5), (k, stride)
 
 
-def test_search_in_chunks_matches_one_pass(monkeypatch):
-    content, style = _features(4), _features(5, size=(10, 10))
-    whole = nearest_patches(content, style)
-    monkeypatch.setattr(patch_swap_module, "SCORE_BYTES", 4 * 9 * 7 * 3)  # 3 patches per chunk
-    assert torch.equal(nearest_patches(content, style), whole)
+def _convolution_search(content, style, k, stride, eps=1e-8):
+    """Eq. 1 as the paper computes it: a convolution with every normalised style patch."""
+    patches = style_patches(style, k, stride)
+    norms = patches.flatten(1).norm(dim=1).clamp_min(eps)
+    return F.conv2d(content, patches / norms[:, None, None, None]).argmax(1)
+
+
+@pytest.mark.parametrize(("k", "stride", "content_size", "style_size"),
+                         [(3, 1, (9, 11), (8, 8)), (3, 2, (9, 11), (10, 9)), (2, 1, (7, 5), (6, 6)),
+                          (5, 1, (12, 13), (11, 10)), (1, 1, (5, 6), (4, 4)), (3, 3, (15, 14), (17, 16))])
+def test_exact_search_is_the_convolution_in_any_blocks(monkeypatch, k, stride, content_size, style_size):
+    # The pixel correlations summed along patch diagonals score exactly what the convolution does.
+    generator = torch.Generator().manual_seed(k * 10 + stride)
+    content = torch.randn(2, 6, *content_size, generator=generator, dtype=torch.float64)
+    style = torch.randn(1, 6, *style_size, generator=generator, dtype=torch.float64)
+    reference = _convolution_search(content, style, k, stride)
+    assert torch.equal(nearest_patches(content, style, k, stride), reference)
+    for budget in (4 * 40, 4 * 30 * style_size[1] * content_size[1]):  # 1 x 1 rows; about 5 x 5 rows
+        monkeypatch.setattr(patch_swap_module, "EXACT_BLOCK_BYTES", budget)
+        assert torch.equal(nearest_patches(content, style, k, stride), reference), budget
+
+
+@pytest.mark.parametrize(("out_rows", "width", "grid_rows", "style_width", "k", "stride"),
+                         [(62, 64, 56, 70, 3, 1), (126, 128, 115, 140, 3, 1), (254, 256, 254, 256, 3, 1),
+                          (300, 310, 150, 301, 3, 2), (7, 9, 3, 8, 5, 1)])
+def test_exact_blocks_fit_the_budget_and_cover_the_maps(out_rows, width, grid_rows, style_width, k, stride):
+    content_band, style_band = patch_swap_module._exact_blocks(out_rows, width, grid_rows, style_width, k, stride)
+    assert 1 <= content_band <= out_rows and 1 <= style_band <= grid_rows
+    block = (content_band + k - 1) * width * ((style_band - 1) * stride + k) * style_width * 4
+    assert block <= patch_swap_module.EXACT_BLOCK_BYTES or content_band == style_band == 1
+    # The whole style with at least 8 content rows, or else about as many rows on both sides: the
+    # k - 1 overlap rows of each block stay a small share on both.
+    style_rows = (style_band - 1) * stride + k
+    if style_band == grid_rows:
+        assert content_band >= min(out_rows, 8)
+    else:
+        assert abs(content_band + k - 1 - style_rows) <= max(k, stride), (content_band, style_band)
+
+
+def test_auto_search_is_exact_while_cheap(monkeypatch):
+    content, style = _low_rank(30, 16, 16, (14, 15)), _low_rank(31, 16, 16, (20, 19))
+    exact = nearest_patches(content, style, search="exact")
+    approximate = nearest_patches(content, style, search="approximate", rank=4)
+    assert not torch.equal(exact, approximate)  # the two differ here, so the choice can be seen
+    pairs = 12 * 13 * 18 * 17  # content positions x style patches
+    monkeypatch.setattr(patch_swap_module, "EXACT_MAX_PAIRS", pairs)
+    assert torch.equal(nearest_patches(content, style, search="auto", rank=4), exact)
+    monkeypatch.setattr(patch_swap_module, "EXACT_MAX_PAIRS", pairs - 1)
+    assert torch.equal(nearest_patches(content, style, search="auto", rank=4), approximate)
 
 
 def test_patch_swap_input_errors():
@@ -214,3 +260,30 @@ def test_inverted_file_in_chunks_and_deterministic(monkeypatch):
     torch.manual_seed(5)  # no random state is used
     monkeypatch.setattr(patch_swap_module, "SCORE_BYTES", 4 * 20)  # a few queries per product
     assert torch.equal(nearest_patches(content, style, search="approximate", rank=6, probes=3), whole)
+
+
+def test_patch_swap_pastes_the_source_at_the_patches_found_in_the_style():
+    content, style = _features(40), _features(41, size=(8, 9))
+    source = _features(42, channels=3, size=(8, 9))
+    index = nearest_patches(content, style)
+    # Pasting is linear in the pasted map: the style's patches and another map's, at the same places.
+    reference = patch_swap_module.swapped_features(source, index, (9, 11))
+    torch.testing.assert_close(patch_swap(content, style, source=source), reference)
+    torch.testing.assert_close(patch_swap(content, style, source=2 * style), 2 * patch_swap(content, style))
+    with pytest.raises(OptionError, match="source must be"):
+        patch_swap(content, style, source=source[..., :7])
+
+
+@pytest.mark.parametrize("degenerate", [False, True])
+def test_decorator_is_the_coloured_swap_of_whitened_features(degenerate):
+    # Eq. 2-4 computed step by step. A full-rank style is pasted from its own pixels (no colouring
+    # product); a style with a repeated channel drops an eigenvalue and takes the colouring.
+    content = _smooth(43, 6, (16, 16)).double()
+    style = _smooth(44, 6, (14, 15)).double()
+    if degenerate:
+        content, style = torch.cat([content, content[:, :1]], 1), torch.cat([style, style[:, :1]], 1)
+    whitened_style, mean, colouring, invertible = wct_module.whiten_for_colour(style)
+    assert invertible is not degenerate
+    swapped = patch_swap(wct_module.whiten(content), whitened_style)
+    reference = colour(swapped, mean, colouring)
+    torch.testing.assert_close(style_decorator(content, style), reference, rtol=1e-5, atol=1e-5)

@@ -5,6 +5,7 @@ import torch
 
 from atelier.ops import adain, covariance, mean_std, whiten_color
 from atelier.ops import wct as wct_ops
+from atelier.ops.wct import colour, whiten_for_colour
 
 
 def _features(seed: int, channels: int = 6, size: int = 20) -> torch.Tensor:
@@ -94,3 +95,16 @@ def test_wct_reads_channels_last_maps_and_gives_the_same_result_in_chunks(monkey
     torch.testing.assert_close(out, expected)
     monkeypatch.setattr(wct_ops, "CHUNK", 64)  # the affine map over 7 chunks of positions
     torch.testing.assert_close(whiten_color(content, style), expected)
+
+
+def test_whiten_for_colour_says_whether_the_colouring_undoes_the_whitening():
+    features = torch.randn(1, 6, 9, 10, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    whitened, mean, colouring, invertible = whiten_for_colour(features)
+    assert invertible
+    torch.testing.assert_close(colour(whitened, mean, colouring), features)
+    # A repeated channel leaves one eigenvalue at zero: that direction is dropped and cannot come back.
+    degenerate = torch.cat([features, features[:, :1]], 1)
+    whitened, mean, colouring, invertible = whiten_for_colour(degenerate)
+    assert not invertible
+    _, covariance_whitened = covariance(whitened)
+    assert abs(float(torch.linalg.matrix_rank(covariance_whitened[0])) - 6) < 0.5

@@ -71,10 +71,11 @@ class AvatarNetConfig(FeedForwardConfig):
                                "style (0.8 keeps more of the content's structure than the patch swap alone)")
     patch_size: int = option(3, "side of the decorator's swapped patches in relu4_1 pixels (3 in the paper)")
     stride: int = option(1, "stride of the style patches searched")
-    search: str = option("approximate", "patch search of the decorator: exact (every whitened style patch) or "
-                                        "approximate (projected on 128 of the 512 channels, an inverted file above "
-                                        "4096 patches: the search ~3x faster, matched-patch cost within 4.5% of exact "
-                                        "on 6 pairs, docs/BENCHMARKS.md)", choices=SEARCHES)
+    search: str = option("auto", "patch search of the decorator: exact (every whitened style patch), "
+                                 "approximate (projected on 128 of the 512 channels, an inverted file above 4096 "
+                                 "patches: matched-patch cost 3-7% above exact on 6 pairs) or auto (exact up to "
+                                 "32 M positions x patches, a square image of about 600 px, where it is also the "
+                                 "faster; docs/BENCHMARKS.md)", choices=SEARCHES)
     eps: float = option(1e-5, "eigenvalue floor of the whitening")
     decoder: str = option("", "hourglass decoder weights (.safetensors); default: the shipped avatar_decoder")
 

@@ -48,10 +48,11 @@ class StyleSwapConfig(FeedForwardConfig):
     patch_size: int = option(3, "side of the swapped patches in relu3_1 feature pixels (3 in the paper; larger "
                                 "= bigger copied structures)")
     stride: int = option(1, "stride of the style patches searched (1 in the paper; 2 searches 4x fewer, faster)")
-    search: str = option("approximate", "patch search: exact (every style patch, eq. 1, quadratic in pixels) or "
-                                        "approximate (64 leading channels, an inverted file of the style patches: "
-                                        "N^1.5, ~25x faster than exact at 512 px, matched-patch cost within 2% of "
-                                        "exact on 6 pairs, docs/BENCHMARKS.md)", choices=SEARCHES)
+    search: str = option("auto", "patch search: exact (every style patch, eq. 1, quadratic in pixels), "
+                                 "approximate (64 leading channels, an inverted file of the style patches: N^1.5, "
+                                 "~3x faster than exact at 512 px, matched-patch cost within 2% of exact on 6 pairs) "
+                                 "or auto (exact up to 32 M positions x patches, a square image of about 300 px, "
+                                 "where it is also the faster; docs/BENCHMARKS.md)", choices=SEARCHES)
     inversion: str = option("network", "features to image: network (the trained inverse network, fast) or "
                                        "optimize (pixels optimised to match the swapped features, the paper's "
                                        "reference; slow)", choices=("network", "optimize"))

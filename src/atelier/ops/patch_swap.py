@@ -2,15 +2,22 @@
 
 Style swap replaces every ``k x k`` patch of the content features by the style patch with the
 highest normalised cross-correlation, then averages overlapping patches (Chen & Schmidt 2016,
-"Fast Patch-based Style Transfer of Arbitrary Style", sec. 2, eq. 1–3). The search is one
-convolution of the content with the style patches divided by their norms (the content
-patch's own norm does not change the argmax); the reconstruction (eq. 3, the transposed
-convolution of the one-hot argmax map with the patches, divided by the number of patches
-covering each position) gathers each chosen patch's pixels straight from the style's feature
-map, ``k²`` row gathers, instead of multiplying by zeros or building the ``N x C k²`` patch table.
+"Fast Patch-based Style Transfer of Arbitrary Style", sec. 2, eq. 1–3). The paper's search is a
+convolution of the content with the style patches divided by their norms (the content patch's
+own norm does not change the argmax); the reconstruction (eq. 3, the transposed convolution of
+the one-hot argmax map with the patches, divided by the number of patches covering each
+position) gathers each chosen patch's pixels straight from the style's feature map, ``k²`` row
+gathers, instead of multiplying by zeros or building the ``N x C k²`` patch table.
 
-The exact search costs ``positions x patches x C k²`` multiply-adds: quadratic in pixels. The
-approximate search (``search="approximate"``) does two things, each measured in docs/BENCHMARKS.md:
+**Exact search** (``search="exact"``). A patch correlation is the sum of ``k²`` pixel
+correlations along a diagonal: ``<c_patch(p), s_patch(q)> = Σ_d <c(p + d), s(q + d)>``. So the
+search takes one matrix product of the content's pixels with the style's pixels (``C``
+multiply-adds per pair instead of the convolution's ``C k²``) and sums ``k²`` shifted views of
+it, in blocks of :data:`EXACT_BLOCK_BYTES` (:func:`_exact_nearest`). Still quadratic in pixels,
+but on Avatar-Net's 512 px maps 5-6x faster than the convolution and 2-3x faster than the
+approximate search below (docs/BENCHMARKS.md).
+
+The approximate search (``search="approximate"``) does two things, each measured in docs/BENCHMARKS.md:
 
 * **projection:** both sides go onto the ``rank`` leading principal directions of the
   normalised style patches' pixels, which makes every comparison ``C / rank`` times cheaper
@@ -20,6 +27,9 @@ approximate search (``search="approximate"``) does two things, each measured in 
   puts the projected patches into ``≈ sqrt(N)`` lists; each content patch is scored against the
   lists' centroids and then only against the patches of its ``probes`` best lists. That is
   ``positions x (sqrt(N) + probes sqrt(N)) x rank k²`` multiply-adds, ``N^1.5`` instead of ``N²``.
+
+``search="auto"`` (the methods' default) is exact up to :data:`EXACT_MAX_PAIRS` content
+positions x style patches, where the exact search is the faster one, and approximate above.
 
 PatchMatch (Barnes et al. 2009) was tried and measured slower here (its per-position gathers are
 memory-bound on a CPU); see docs/BENCHMARKS.md.
@@ -36,16 +46,25 @@ from torch import Tensor
 
 from ..errors import OptionError
 from ._checks import check_bchw
-from .layout import channels_last, spatial_size
+from .layout import spatial_size
 from .wct import colour, whiten, whiten_for_colour
 
 __all__ = ["SEARCHES", "approximate_nearest_patches", "matched_patch_cost", "nearest_patches", "patch_swap",
            "style_decorator", "style_patches", "swap_batch", "swapped_features"]
 
-#: Bytes of correlation scores computed at once (the search runs over chunks of style patches).
+#: Bytes of correlation scores computed at once by the approximate search's products.
 SCORE_BYTES = 1 << 27
-#: The patch searches: ``exact`` (every patch, eq. 1) or ``approximate`` (projected, see the module doc).
-SEARCHES = ("exact", "approximate")
+#: Bytes of pixel correlations (float32) the exact search computes at once: a block of content rows
+#: against a block of style rows. 16 MB keeps a block and its partial sums in this CPU's 32 MB L3
+#: (8 and 128 MB were slower, docs/BENCHMARKS.md).
+EXACT_BLOCK_BYTES = 1 << 24
+#: ``auto`` searches exactly up to this many content positions x style patches (about 0.15 s on two
+#: cores at 4.4 ns per pair), approximately above: on Avatar-Net's relu4_1 maps the two were equally
+#: fast at 50-60 M pairs (768 px), the approximate one 2x faster at 250 M (1024 px), docs/BENCHMARKS.md.
+EXACT_MAX_PAIRS = 1 << 25
+#: The patch searches: ``auto`` (exact while cheap, else approximate), ``exact`` (every patch, eq. 1)
+#: or ``approximate`` (projected, see the module doc).
+SEARCHES = ("auto", "exact", "approximate")
 #: Channels kept by the approximate search (of relu3_1's 256: matched-patch cost within 1.4% of exact,
 #: measured in docs/BENCHMARKS.md).
 SEARCH_RANK = 64
@@ -111,30 +130,118 @@ def nearest_patches(content: Tensor, style: Tensor, patch_size: int = 3, stride:
                     score_dtype: torch.dtype | None = None) -> Tensor:
     """Index ``(B, H-k+1, W-k+1)`` into :func:`style_patches` of the patch most correlated with each content patch.
 
-    Chen & Schmidt 2016, eq. 1: the highest normalised cross-correlation. ``search="exact"`` is a
-    convolution with every normalised patch, in chunks so the score maps stay within
-    :data:`SCORE_BYTES`; ``search="approximate"`` is :func:`approximate_nearest_patches`.
-    ``score_dtype`` (default: the content's) is the precision of the exact search's and of the
-    flat projected search's products: ``torch.bfloat16`` runs them about 1.7x faster on a CPU with
-    native bf16 (callers pass it where :func:`atelier.devices.resolve_precision` says so) and picks
-    patches of the same cost within 0.1% (docs/BENCHMARKS.md); maxima are compared in float32.
+    Chen & Schmidt 2016, eq. 1: the highest normalised cross-correlation. ``search="exact"``
+    scores every patch (:func:`_exact_nearest`); ``search="approximate"`` is
+    :func:`approximate_nearest_patches`; ``search="auto"`` is exact up to :data:`EXACT_MAX_PAIRS`
+    positions x patches. ``score_dtype`` (default: the content's) is the precision of the
+    products: ``torch.bfloat16`` runs them about 2x faster on a CPU with native bf16 (callers pass
+    it where :func:`atelier.devices.resolve_precision` says so) and picks patches of the same cost
+    within 0.1% (docs/BENCHMARKS.md); sums and maxima are taken in float32.
     """
     check_bchw(content, "content")
     _check_patches(style, patch_size, stride)
     rank, probes = _checked_search(search, rank, probes)
+    if search == "auto":
+        grid_rows, grid_cols = _patch_grid(style, patch_size, stride)
+        positions = content.shape[0] * (content.shape[-2] - patch_size + 1) * (content.shape[-1] - patch_size + 1)
+        search = "exact" if positions * grid_rows * grid_cols <= EXACT_MAX_PAIRS else "approximate"
     if search == "approximate":
         return approximate_nearest_patches(content, style, patch_size, stride, rank=rank, probes=probes, eps=eps,
                                            score_dtype=score_dtype)
-    score_dtype = score_dtype or content.dtype
-    norms = _patch_norms(style, patch_size, stride).clamp_min(eps).flatten()
-    filters = (style_patches(style.float(), patch_size, stride) / norms[:, None, None, None]).to(score_dtype)
-    queries = content.to(score_dtype)
-    if score_dtype == torch.bfloat16:  # oneDNN's bf16 convolutions want channels-last
-        queries = channels_last(queries)
-        filters = filters.contiguous(memory_format=torch.channels_last)
-    positions = (content.shape[-2] - patch_size + 1) * (content.shape[-1] - patch_size + 1) * content.shape[0]
-    chunk = max(1, SCORE_BYTES // (4 * positions))
-    return _chunked_argmax(lambda start, stop: F.conv2d(queries, filters[start:stop]), len(filters), chunk)
+    return torch.stack([_exact_nearest(item[None], style, patch_size, stride, eps, score_dtype or content.dtype)
+                        for item in content])
+
+
+def _patch_grid(style: Tensor, patch_size: int, stride: int) -> tuple[int, int]:
+    """Rows and columns of the top-left corners of :func:`style_patches`."""
+    return (style.shape[-2] - patch_size) // stride + 1, (style.shape[-1] - patch_size) // stride + 1
+
+
+def _exact_nearest(content: Tensor, style: Tensor, patch_size: int, stride: int, eps: float,
+                   dtype: torch.dtype) -> Tensor:
+    """Eq. 1 over every style patch for one content map ``(1, C, H, W)``: indices ``(H-k+1, W-k+1)``.
+
+    The pixel correlations ``G[p, q] = <c(p), s(q)>`` are one matrix product (in ``dtype``);
+    patch ``n`` at style corner ``s n`` then scores ``Σ_{a,b} G[(i+a, j+b), (s n_r + a, s n_c + b)]``
+    at content corner ``(i, j)``, a sum of ``k²`` strided views of ``G``. The sum runs in two
+    stages (the ``k`` column offsets, then the ``k`` row offsets: ``2(k-1)`` additions rather than
+    ``k² - 1``), in float32 (float64 for float64 products), over blocks of content rows x style
+    rows within :data:`EXACT_BLOCK_BYTES`; each block's maxima are compared across style blocks.
+    """
+    k = patch_size
+    channels, height, width = content.shape[1:]
+    style_width = style.shape[-1]
+    out_rows, out_cols = height - k + 1, width - k + 1
+    grid_rows, grid_cols = _patch_grid(style, k, stride)
+    inverse_norms = _patch_norms(style, k, stride).clamp_min(eps).reciprocal()[0, 0]  # (grid_rows, grid_cols)
+    content_pixels = content[0].permute(1, 2, 0).reshape(-1, channels).to(dtype)  # (H W, C)
+    style_pixels = style[0].permute(1, 2, 0).reshape(-1, channels).to(dtype)  # (H' W', C)
+    sum_dtype = torch.promote_types(dtype, torch.float32)
+    content_band, style_band = _exact_blocks(out_rows, width, grid_rows, style_width, k, stride)
+    best_score = torch.full((out_rows, out_cols), -math.inf, dtype=sum_dtype, device=content.device)
+    best_index = torch.zeros(out_rows, out_cols, dtype=torch.long, device=content.device)
+    for row in range(0, out_rows, content_band):
+        rows = min(content_band, out_rows - row)
+        queries = content_pixels[row * width : (row + rows + k - 1) * width]
+        for grid_row in range(0, grid_rows, style_band):
+            patch_rows = min(style_band, grid_rows - grid_row)
+            style_rows = (patch_rows - 1) * stride + k
+            keys = style_pixels[grid_row * stride * style_width : (grid_row * stride + style_rows) * style_width]
+            pixel_scores = (queries @ keys.T).to(sum_dtype).view(rows + k - 1, width, style_rows, style_width)
+            column_sums = _shifted_sum(pixel_scores, 1, 3, out_cols, grid_cols, k, stride)
+            scores = _shifted_sum(column_sums, 0, 2, rows, patch_rows, k, stride)
+            scores.mul_(inverse_norms[grid_row : grid_row + patch_rows])
+            score, index = scores.view(rows, out_cols, -1).max(-1)
+            index += grid_row * grid_cols
+            better = score > best_score[row : row + rows]
+            best_score[row : row + rows] = torch.where(better, score, best_score[row : row + rows])
+            best_index[row : row + rows] = torch.where(better, index, best_index[row : row + rows])
+    return best_index
+
+
+def _shifted_sum(scores: Tensor, content_dim: int, style_dim: int, content_size: int, style_size: int, k: int,
+                 stride: int) -> Tensor:
+    """``Σ_{d<k} scores[.., d : d + content_size, .., d : d + stride (style_size - 1) + 1 : stride, ..]``.
+
+    The shift ``d`` moves the content axis ``content_dim`` and the style axis ``style_dim`` together
+    (one diagonal of the pixel correlations); the style axis is taken every ``stride``.
+    """
+    def view(offset: int) -> Tensor:
+        return (scores.narrow(content_dim, offset, content_size)
+                .narrow(style_dim, offset, stride * (style_size - 1) + 1)[_every(style_dim, stride)])
+
+    if k == 1:
+        return view(0).clone(memory_format=torch.contiguous_format)
+    first = view(0)
+    total = torch.add(first, view(1), out=torch.empty(first.shape, dtype=first.dtype, device=first.device))
+    for offset in range(2, k):
+        total.add_(view(offset))
+    return total
+
+
+def _every(dim: int, stride: int) -> tuple[slice, ...]:
+    """An index taking every ``stride``-th element along ``dim`` of a 4-d tensor."""
+    return (slice(None),) * dim + (slice(None, None, stride),)
+
+
+def _exact_blocks(out_rows: int, width: int, grid_rows: int, style_width: int, k: int, stride: int) -> tuple[int, int]:
+    """Content output rows and style patch rows per block of :func:`_exact_nearest`.
+
+    A block holds ``(rows + k - 1) width x style_rows style_width`` float32 correlations within
+    :data:`EXACT_BLOCK_BYTES`. The whole style goes in one block when that leaves at least 8
+    content rows (or all of them); otherwise the block is about square in rows, so that the
+    ``k - 1`` rows of overlap with the next block stay a small share on both sides.
+    """
+    budget = max(1, EXACT_BLOCK_BYTES // (4 * width * style_width))  # (content rows) x (style rows)
+    def style_rows(patch_rows: int) -> int:
+        return (patch_rows - 1) * stride + k
+    whole_style = budget // style_rows(grid_rows) - (k - 1)
+    if whole_style >= min(out_rows, 8):
+        return max(1, min(out_rows, whole_style)), grid_rows
+    side = max(1, math.isqrt(budget) - (k - 1))
+    content_band = min(out_rows, side)
+    patch_rows = max(1, (budget // (content_band + k - 1) - k) // stride + 1)
+    return content_band, min(grid_rows, patch_rows)
 
 
 def _chunked_argmax(scores: Callable[[int, int], Tensor], count: int, chunk: int) -> Tensor:
@@ -321,7 +428,8 @@ def swapped_features(style: Tensor, index: Tensor, size: tuple[int, int], patch_
 
 
 def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1, *, search: str = "exact",
-               rank: int | None = None, probes: int | None = None, score_dtype: torch.dtype | None = None) -> Tensor:
+               rank: int | None = None, probes: int | None = None, score_dtype: torch.dtype | None = None,
+               source: Tensor | None = None) -> Tensor:
     """Style swap: each content patch replaced by its best-matching style patch (Chen & Schmidt 2016).
 
     Args:
@@ -335,6 +443,9 @@ def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int 
         probes: lists of the inverted file searched per position (default :data:`SEARCH_PROBES`).
         score_dtype: precision of the search's products (:func:`nearest_patches`); the swapped
             patches keep the content's dtype.
+        source: ``(1, C', H', W')`` features whose patches are pasted at the positions the search
+            chose in ``style`` (default: ``style`` itself); e.g. the style before a transform that
+            the search needed and the output would undo.
 
     Returns:
         ``(B, C, H, W)``: at each position the mean of the selected style patches covering it
@@ -343,12 +454,16 @@ def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int 
     check_bchw(style, "style")
     if content.shape[1] != style.shape[1]:
         raise OptionError(f"channel counts differ: content {content.shape[1]}, style {style.shape[1]}")
+    if source is not None and (source.ndim != 4 or source.shape[0] != 1 or source.shape[-2:] != style.shape[-2:]):
+        raise OptionError(f"source must be (1, C, {style.shape[-2]}, {style.shape[-1]}) like the style's map, "
+                          f"got {tuple(source.shape)}")
     k = patch_size
     if min(content.shape[-2:]) < k:
         raise OptionError(f"content features of {spatial_size(content)} are smaller than a {k}px patch")
     index = nearest_patches(content, style, k, stride, search=search, rank=rank, probes=probes,
                             score_dtype=score_dtype)  # (B, H', W')
-    return swapped_features(style.to(content.dtype), index, spatial_size(content), k, stride)
+    pasted = style if source is None else source
+    return swapped_features(pasted.to(content.dtype), index, spatial_size(content), k, stride)
 
 
 def style_decorator(
@@ -378,10 +493,14 @@ def style_decorator(
         score_dtype: precision of the search's products (:func:`nearest_patches`).
     """
     whitened_content = whiten(content, eps=eps, mask=content_mask, dtype=dtype)
-    whitened_style, style_mean, style_colouring = whiten_for_colour(style, eps=eps, dtype=dtype)
+    whitened_style, style_mean, style_colouring, invertible = whiten_for_colour(style, eps=eps, dtype=dtype)
+    # Eq. 4's colouring is affine and eq. 3 averages patches (weights summing to 1), so colouring the
+    # swapped whitened patches is pasting the coloured ones; and colouring a whitened style pixel
+    # gives the style pixel back when no eigenvalue was dropped. Then the style's own patches are
+    # pasted: the same result without a C x C product over the map.
     swapped = patch_swap(whitened_content, whitened_style, patch_size, stride, search=search, rank=rank,
-                         probes=probes, score_dtype=score_dtype)
-    return colour(swapped, style_mean, style_colouring)
+                         probes=probes, score_dtype=score_dtype, source=style if invertible else None)
+    return swapped if invertible else colour(swapped, style_mean, style_colouring)
 
 
 def swap_batch(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1, *, search: str = "exact",

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_bchw
-from .linalg import symmetric_power, symmetric_powers
+from .linalg import eigen_powers, symmetric_power
 
 __all__ = ["centred_covariance", "colour", "covariance", "whiten", "whiten_color", "whiten_for_colour"]
 
@@ -176,17 +176,20 @@ def whiten(features: Tensor, *, eps: float = 1e-5, mask: Tensor | None = None,
 
 
 def whiten_for_colour(features: Tensor, *, eps: float = 1e-5,
-                      dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor, Tensor]:
+                      dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor, Tensor, bool]:
     """:func:`whiten` ``features``, and return what colours whitened features like them.
 
-    Returns ``(whitened, mean, matrix)``: the mean ``(B, C, 1)`` and the colouring matrix
-    ``E D^{1/2} E^T`` (Li et al. 2017, eq. 3) for :func:`colour`, from the same covariance and
-    eigendecomposition as the whitening (Avatar-Net whitens the style and colours with it).
+    Returns ``(whitened, mean, matrix, invertible)``: the mean ``(B, C, 1)`` and the colouring
+    matrix ``E D^{1/2} E^T`` (Li et al. 2017, eq. 3) for :func:`colour`, from the same covariance
+    and eigendecomposition as the whitening (Avatar-Net whitens the style and colours with it).
+    ``invertible`` says that no eigenvalue was at or below ``eps``: the colouring then undoes the
+    whitening exactly, and colouring whitened pixels of ``features`` gives ``features`` back.
     """
     check_bchw(features, "features")
     mean, cov = centred_covariance(features, None, dtype)
-    whitening, colouring = symmetric_powers(cov, (-0.5, 0.5), eps, drop_small=True)
-    return _affine(features, whitening, -whitening @ mean), mean, colouring
+    values, vectors = torch.linalg.eigh(cov)
+    whitening, colouring = eigen_powers(values, vectors, (-0.5, 0.5), eps, drop_small=True)
+    return _affine(features, whitening, -whitening @ mean), mean, colouring, bool((values > eps).all())
 
 
 def colour(features: Tensor, mean: Tensor, matrix: Tensor) -> Tensor:
