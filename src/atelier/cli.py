@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="methods to evaluate: names (see `atelier methods`), variants (lst_relu3_1), "
                                  "METHOD:KEY=VALUE[,KEY=VALUE] or LABEL=METHOD:KEY=VALUE")
     evaluation.add_argument("--models", nargs="+", default=[], metavar="MODEL",
-                            help="per-style networks (see `atelier models`), each on its own style(s)")
+                            help="per-style networks (see `atelier models`), each on its own style(s); a "
+                                 "collection's network on the collection's average style")
     evaluation.add_argument("--contents", default=None, metavar="DIR",
                             help="folder of content images (or one image); needed unless --video")
     evaluation.add_argument("--styles", default=None, metavar="DIR",

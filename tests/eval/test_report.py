@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 import atelier
 from atelier import cli
@@ -20,6 +21,7 @@ from atelier.eval.metrics import style_distance, style_statistics
 from atelier.io.images import resize_to
 from atelier.methods import Method, MethodConfig, StylizeResult, get_method
 from atelier.nets import VGGDecoder
+from atelier.nets.style_aware import StyleAwareGenerator
 from atelier.nets.transformer import TransformerNet
 from conftest import EXAMPLES
 from helpers import export_transformer, smooth_image, stripes_image
@@ -264,6 +266,23 @@ def test_model_with_a_missing_style_image_still_gets_structure_and_speed(pairs, 
     assert report.candidates == ["warm"] and row.style_top1 == 1.0
     assert sum("style 'cold': style image nowhere/missing_painting.jpg not found" in n for n in report.notes) == 1
     assert (tmp_path / "out" / "sheet_duo.jpg").is_file()
+
+
+def test_collection_network_runs_on_its_average_style_with_structure_and_speed(pairs, tiny_encoder, tmp_path):
+    # A collection's network has no painting of its own: one row on the collection's average style,
+    # the style metrics n/a and said so once, structure and speed measured (it used to crash).
+    model = tmp_path / "stripes_net.safetensors"
+    save_file(StyleAwareGenerator(width=2, blocks=0).state_dict(), str(model),
+              metadata={"task": "style_aware", "collection": "stripes", "width": "2", "blocks": "0"})
+    card = {"name": "stripes_net", "options": {"collection": "stripes"}}
+    (tmp_path / "stripes_net.json").write_text(json.dumps(card))
+    report = evaluate(models=[str(model)], contents=pairs[0], encoder=tiny_encoder, size=32, statistics_size=64,
+                      cell=CELL, progress=False, output=tmp_path / "out")
+    row = report.row("stripes_net")
+    assert row.kind == "model" and row.styles == ["stripes average"] and len(row.done) == 2
+    assert all(p.ssim is not None and p.seconds is not None and p.correct is None for p in row.done)
+    assert report.candidates == [] and row.style_top1 is None
+    assert sum("network of the collection stripes" in note for note in report.notes) == 1
 
 
 def test_cli_bad_input_exits_2_with_one_line(pairs, tmp_path, capsys):
