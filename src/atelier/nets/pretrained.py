@@ -39,7 +39,7 @@ SHIPPED: dict[str, str] = {
     "sanet_decoder": "27851983946c9de8e93f06dfff7867945ef609655a130c23efd046e1e851b463",
     "sanet_transform": "56e94f3ce5a68b5582978457dd8ea487025a225a08b90307e58f34ff2a11494a",
     "small_worlds": "3ae4119a99dfde5bce7ec755db92888ea240140cd7b99ead44cdcae131ae5ce4",
-    "style_swap_decoder": "1705f60e8010587c404a811f98a00093f791c23b53cb774ca7beaa75e6ac30f3",
+    "style_swap_decoder": "72cb769c7c0bc6fe31a9d048e1797d63fc51ef27bb5ba22b608798c3f144b0f2",
     "summer2winter": "99b30286b698141f96e83a862bd7f181c6af61884038b658993acb78f2b1d064",
     "summer2winter_ugatit_light": "32ac9635665d5fe0ddaa4c4d98683d837880b0db3cda05108b95610900ca5af5",
     "wave": "16b6a24e33460191547ebe413b4b54d976c377c9b2951903ed5f1a151c693755",
