@@ -697,12 +697,13 @@ def _plan_model(model: str, options: dict[str, Any], notes: list[str]) -> _Model
     method = build_method(method_name, {**_applicable(options, method_name), "model": model})
     card, card_path = _model_card(model)
     card_options = card.get("options") or {}
+    row_name = Path(model).stem if Path(model).suffix else model
     if not hasattr(method, "style_names"):  # a collection's network: no painting of its own
         method.network  # type: ignore[attr-defined]  # noqa: B018  # loads it: a bad file fails here
         collection = card_options.get("collection") or "its collection"
         notes.append(f"{model}: a network of the collection {collection}, run with the collection's average "
                      "style; its style metrics are n/a (for how it deceives a genre classifier: --collections)")
-        return _Model(Path(model).stem if Path(model).suffix else model, method, [(f"{collection} average", None)])
+        return _Model(row_name, method, [(f"{collection} average", None)])
     names = method.style_names()  # loads the network: a bad file fails here
     files, card_names = list(card_options.get("styles") or []), list(card_options.get("style_names") or [])
     if card_options.get("style"):  # a one-painting task (multimodal) names its style alone
@@ -716,7 +717,7 @@ def _plan_model(model: str, options: dict[str, Any], notes: list[str]) -> _Model
             what = f"style image {entry} not found" if entry else "its model card names no style image"
             notes.append(f"{model}: style {name!r}: {what}; its style metrics are n/a")
         styles.append((name, path))
-    return _Model(Path(model).stem if Path(model).suffix else model, method, styles)
+    return _Model(row_name, method, styles)
 
 
 class _Candidates:

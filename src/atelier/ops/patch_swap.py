@@ -166,7 +166,7 @@ def _exact_nearest(content: Tensor, style: Tensor, patch_size: int, stride: int,
     at content corner ``(i, j)``, a sum of ``k²`` strided views of ``G``. The sum runs in two
     stages (the ``k`` column offsets, then the ``k`` row offsets: ``2(k-1)`` additions rather than
     ``k² - 1``), in float32 (float64 for float64 products), over blocks of content rows x style
-    rows within :data:`EXACT_BLOCK_BYTES`; each block's maxima are compared across style blocks.
+    rows within :data:`EXACT_BLOCK_BYTES`; style blocks are combined by :func:`_chunked_argmax`.
     """
     k = patch_size
     channels, height, width = content.shape[1:]
@@ -178,24 +178,24 @@ def _exact_nearest(content: Tensor, style: Tensor, patch_size: int, stride: int,
     style_pixels = style[0].permute(1, 2, 0).reshape(-1, channels).to(dtype)  # (H' W', C)
     sum_dtype = torch.promote_types(dtype, torch.float32)
     content_band, style_band = _exact_blocks(out_rows, width, grid_rows, style_width, k, stride)
-    best_score = torch.full((out_rows, out_cols), -math.inf, dtype=sum_dtype, device=content.device)
-    best_index = torch.zeros(out_rows, out_cols, dtype=torch.long, device=content.device)
+    best_index = torch.empty(out_rows, out_cols, dtype=torch.long, device=content.device)
     for row in range(0, out_rows, content_band):
         rows = min(content_band, out_rows - row)
         queries = content_pixels[row * width : (row + rows + k - 1) * width]
-        for grid_row in range(0, grid_rows, style_band):
+
+        def block_scores(start: int, stop: int, queries: Tensor = queries, rows: int = rows) -> Tensor:
+            """Scores ``(rows out_cols, patches)`` of the patches ``start:stop`` (whole grid rows)."""
+            grid_row = start // grid_cols
             patch_rows = min(style_band, grid_rows - grid_row)
             style_rows = (patch_rows - 1) * stride + k
             keys = style_pixels[grid_row * stride * style_width : (grid_row * stride + style_rows) * style_width]
             pixel_scores = (queries @ keys.T).to(sum_dtype).view(rows + k - 1, width, style_rows, style_width)
             column_sums = _shifted_sum(pixel_scores, 1, 3, out_cols, grid_cols, k, stride)
             scores = _shifted_sum(column_sums, 0, 2, rows, patch_rows, k, stride)
-            scores.mul_(inverse_norms[grid_row : grid_row + patch_rows])
-            score, index = scores.view(rows, out_cols, -1).max(-1)
-            index += grid_row * grid_cols
-            better = score > best_score[row : row + rows]
-            best_score[row : row + rows] = torch.where(better, score, best_score[row : row + rows])
-            best_index[row : row + rows] = torch.where(better, index, best_index[row : row + rows])
+            return scores.mul_(inverse_norms[grid_row : grid_row + patch_rows]).view(rows * out_cols, -1)
+
+        best_index[row : row + rows] = _chunked_argmax(block_scores, grid_rows * grid_cols,
+                                                       style_band * grid_cols).view(rows, out_cols)
     return best_index
 
 
@@ -415,7 +415,7 @@ def swapped_features(style: Tensor, index: Tensor, size: tuple[int, int], patch_
     k = patch_size
     batch, rows, cols = index.shape
     channels, width = style.shape[1], style.shape[-1]
-    grid_width = (width - k) // stride + 1
+    grid_width = _patch_grid(style, k, stride)[1]
     corner = (index // grid_width) * (stride * width) + (index % grid_width) * stride  # flat top-left pixel
     table = style[0].permute(1, 2, 0).reshape(-1, channels)  # (H' W', C)
     summed = torch.zeros(batch, *size, channels, dtype=torch.float32, device=style.device)
