@@ -30,7 +30,9 @@ TOLERANCE = 1e-4
 CYCLEGAN = {"width": 4, "blocks": 1, "disc_width": 4, "pool_size": 0, "name": "s2w"}
 
 #: Each process trains every config it is given; rank 0 writes the histories. The script joins the
-#: process group itself, so that the trainer keeps it between the runs (it ends only groups it began).
+#: process group itself, so that the trainer keeps it between the runs (it ends only groups it began),
+#: and so it ends the group itself: a process leaving with a live gloo group can abort at interpreter
+#: exit ("terminate called without an active exception", pytorch#190489), which CI hit once.
 SCRIPT = """
 import json, os, sys, torch
 torch.set_num_threads(1)
@@ -43,6 +45,8 @@ for name, values in json.loads(sys.argv[1]).items():
     histories[name] = {"history": result.history, "exported": [str(p) for p in result.exported]}
 if os.environ["RANK"] == "0":
     open(sys.argv[2], "w").write(json.dumps(histories))
+torch.distributed.barrier()
+torch.distributed.destroy_process_group()
 """
 
 
