@@ -241,6 +241,22 @@ def test_remembered_styles_are_encoded_once(encoder, content_image, style_image)
     assert len(encoded) == 4  # 3 contents + 1 style
 
 
+def test_avatar_whitens_a_remembered_style_once(encoder, content_image, style_image, monkeypatch):
+    # Frames of a video with one style: the style's whitening (covariance, eigendecomposition) and
+    # skip statistics are computed with its features, once; each frame whitens only its content.
+    avatar_module = importlib.import_module("atelier.methods.avatar")
+    whitened = []
+    original = avatar_module.whiten_for_colour
+    monkeypatch.setattr(avatar_module, "whiten_for_colour",
+                        lambda features, **kw: whitened.append(features.shape) or original(features, **kw))
+    method = _method("avatar", encoder)
+    frames = [_run(method, content_image, [style_image]) for _ in range(3)]
+    assert len(whitened) == 1
+    torch.testing.assert_close(frames[2], frames[0])
+    fresh = _run(_method("avatar", encoder), content_image, [style_image.clone()])
+    torch.testing.assert_close(frames[0], fresh)
+
+
 def test_option_errors():
     with pytest.raises(OptionError, match="one of auto, relu3_1, relu4_1"):
         get_method("lst")(layer="relu2_1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -225,18 +227,26 @@ def test_auto_tiling_under_a_small_memory_budget(encoder, style_image, monkeypat
         method.plan_tiles(100, 100, "fp32", 1)
 
 
-def test_wct_encodes_each_style_once_for_every_level(encoder, content_image, style_image):
+def test_wct_encodes_each_style_once_for_every_level(encoder, content_image, style_image, monkeypatch):
     # One pass per level for the content (each level re-encodes the previous output), one pass in
-    # all for the style, and none for a style the method has already seen (a folder, a video).
+    # all for the style, and none for a style the method has already seen (a folder, a video);
+    # nor are that style's covariances and square roots computed again.
+    wct_method = sys.modules["atelier.methods.wct"]
+    colourings: list[tuple[int, ...]] = []
+    original = wct_method.style_colouring
+    monkeypatch.setattr(wct_method, "style_colouring",
+                        lambda style, **kw: colourings.append(tuple(style.shape)) or original(style, **kw))
     method = _method("wct", encoder, alpha=1.0, layers=("relu3_1", "relu2_1", "relu1_1"))
     inputs: list[tuple[int, ...]] = []
     handle = encoder.register_forward_hook(lambda module, args, out: inputs.append(tuple(args[0].shape)))
     try:
         first = _run(method, content_image, [style_image])
         assert len(inputs) == 4, inputs
+        assert len(colourings) == 3, colourings  # one per level
         inputs.clear()
         again = _run(method, content_image, [style_image])
         assert len(inputs) == 3, inputs
+        assert len(colourings) == 3
     finally:
         handle.remove()
     torch.testing.assert_close(again, first)

@@ -287,3 +287,13 @@ def test_decorator_is_the_coloured_swap_of_whitened_features(degenerate):
     swapped = patch_swap(wct_module.whiten(content), whitened_style)
     reference = colour(swapped, mean, colouring)
     torch.testing.assert_close(style_decorator(content, style), reference, rtol=1e-5, atol=1e-5)
+    # A caller reusing the style passes its whitening; the result is the same.
+    given = style_decorator(content, style, whitened_style=wct_module.whiten_for_colour(style))
+    torch.testing.assert_close(given, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_the_decorator_refuses_the_whitening_of_another_map():
+    style = _features(45, size=(6, 6))
+    with pytest.raises(OptionError, match="whitened_style"):
+        style_decorator(_features(46, size=(5, 5)), style,
+                        whitened_style=wct_module.whiten_for_colour(style[..., :5]))

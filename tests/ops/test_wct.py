@@ -5,7 +5,7 @@ import torch
 
 from atelier.ops import adain, covariance, mean_std, whiten_color
 from atelier.ops import wct as wct_ops
-from atelier.ops.wct import colour, whiten_for_colour
+from atelier.ops.wct import colour, style_colouring, whiten_color_with, whiten_for_colour
 
 
 def _features(seed: int, channels: int = 6, size: int = 20) -> torch.Tensor:
@@ -46,6 +46,23 @@ def test_wct_masked_statistics_come_from_the_region():
 def test_wct_rejects_mismatched_channels():
     with pytest.raises(ValueError, match="channel counts differ"):
         whiten_color(_features(0, channels=4), _features(1, channels=5))
+    with pytest.raises(ValueError, match="channel counts differ"):
+        whiten_color_with(_features(0, channels=4), style_colouring(_features(1, channels=5)))
+
+
+def test_a_style_colouring_is_its_mean_and_covariance_square_root_and_serves_every_content():
+    style = _features(8, size=12)
+    colouring = style_colouring(style, eps=1e-10)
+    mean_s, cov_s = covariance(style)
+    # (float32 products summed in float64: 1e-6 relative, see centred_covariance)
+    torch.testing.assert_close(colouring.mean, mean_s, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(colouring.matrix @ colouring.matrix, cov_s, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(colouring.matrix, colouring.matrix.transpose(1, 2))
+    for seed in (9, 10):  # one colouring, several contents: each gets the style's statistics
+        out = whiten_color_with(_features(seed), colouring, eps=1e-10)
+        mean_o, cov_o = covariance(out)
+        assert torch.allclose(mean_o, mean_s, atol=1e-4)
+        assert torch.allclose(cov_o, cov_s, atol=1e-4 * cov_s.abs().max())
 
 
 def test_adain_masked_region_takes_style_statistics():

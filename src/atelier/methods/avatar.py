@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,7 @@ from ..ops.layout import channels_last
 from ..ops.masks import resize_mask
 from ..ops.patch_swap import SEARCHES, style_decorator
 from ..ops.tv import total_variation
+from ..ops.wct import Whitened, whiten_for_colour
 from ..pipelines.base import MethodConfig, option, register
 from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..train.task import TrainingTask, register_task
@@ -115,22 +116,37 @@ class AvatarNet(FeedForwardMethod):
             # The skip layers only give their statistics (skip_statistics): no float32 copies.
             return dict(zip(ENCODED, self.encode_layers(image, ENCODED, precision, tile, keep_dtype=SKIP_LAYERS)))
 
+        def encode_style(image: Tensor) -> _EncodedStyle:
+            features = encode_image(image)
+            return _EncodedStyle(features[LAYER], whiten_for_colour(features[LAYER], eps=cfg.eps),
+                                 skip_statistics(features))
+
         content_features = encode_image(content)
-        style_features = [self.remember(style, f"avatar/{precision}/{tile}", encode_image) for style in styles]
+        # What depends on the style alone, once per style (a folder, the frames of a video).
+        encoded_styles = [self.remember(style, f"avatar/{precision}/{tile}", encode_style) for style in styles]
 
         score_dtype = torch.bfloat16 if precision == "bf16" else None  # the search's products (see style_swap)
 
-        def decorate(c: Tensor, s: dict[str, Tensor], m: Tensor | None) -> Tensor:
-            return style_decorator(c, s[LAYER], patch_size=cfg.patch_size, stride=cfg.stride, eps=cfg.eps,
-                                   content_mask=m, search=cfg.search, rank=SEARCH_RANK, score_dtype=score_dtype)
+        def decorate(c: Tensor, s: _EncodedStyle, m: Tensor | None) -> Tensor:
+            return style_decorator(c, s.features, patch_size=cfg.patch_size, stride=cfg.stride, eps=cfg.eps,
+                                   content_mask=m, search=cfg.search, rank=SEARCH_RANK, score_dtype=score_dtype,
+                                   whitened_style=s.whitened)
 
-        target = blend_features(content_features[LAYER], style_features, weights, decorate, masks=masks,
+        target = blend_features(content_features[LAYER], encoded_styles, weights, decorate, masks=masks,
                                 alpha=cfg.alpha)
         if masks is not None and tile:  # a tile sees only its part of the image: use each mask's share
             masks = resize_mask(masks, (1, 1)).expand_as(masks)
-        sources = skip_sources(skip_statistics(content_features), [skip_statistics(s) for s in style_features],
+        sources = skip_sources(skip_statistics(content_features), [s.skips for s in encoded_styles],
                                weights, masks, cfg.alpha)
         return self.decode(LAYER, target, precision, tile, sources=sources)
+
+
+class _EncodedStyle(NamedTuple):
+    """What Avatar-Net needs of one style: its relu4_1 features, their whitening, the skip layers' statistics."""
+
+    features: Tensor
+    whitened: Whitened
+    skips: dict[str, tuple[Tensor, Tensor]]
 
 
 @dataclass(frozen=True)

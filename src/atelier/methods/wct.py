@@ -26,7 +26,7 @@ from ..eval.metrics import psnr
 from ..losses import CAFFE_FEATURE_SCALES, feature_mse, layer_scale
 from ..nets.decoder import DECODER_LAYERS, WCT_DECODERS, VGGDecoder, decoder_block, fit_linear_decoder
 from ..ops.layout import channels_last
-from ..ops.wct import whiten_color
+from ..ops.wct import Colouring, style_colouring, whiten_color_with
 from ..pipelines.base import MethodConfig, option, register
 from ..pipelines.feedforward import FeedForwardConfig, FeedForwardMethod, Run, blend_features
 from ..train.task import TrainingTask, load_matching, register_task
@@ -95,20 +95,24 @@ class WCT(FeedForwardMethod):
         dtype = getattr(torch, self.config.wct_precision)
         eps = self.config.eps
 
-        def transform(c: Tensor, s: Tensor, m: Tensor | None) -> Tensor:
-            return whiten_color(c, s, eps=eps, content_mask=m, dtype=dtype)
+        def transform(c: Tensor, s: Colouring, m: Tensor | None) -> Tensor:
+            return whiten_color_with(c, s, eps=eps, content_mask=m, dtype=dtype)
+
+        def colourings(style: Tensor) -> dict[str, Colouring]:
+            features = self.encode_layers(style, layers, precision, tile)
+            return {layer: style_colouring(f, eps=eps, dtype=dtype) for layer, f in zip(layers, features)}
 
         layers = sorted(self.config.layers, key=decoder_block, reverse=True)
-        # Each style once, every level's features from one encoder pass (the content cannot:
-        # each level encodes the previous level's output).
-        style_maps = [self.remember(style, f"wct/{','.join(layers)}/{precision}/{tile}",
-                                    lambda s: dict(zip(layers, self.encode_layers(s, layers, precision, tile))))
-                      for style in styles]
+        # Each style once: every level's features from one encoder pass (the content cannot: each
+        # level encodes the previous level's output), reduced to the levels' colourings, which a
+        # folder or the frames of a video then reuse (the style's covariances and square roots).
+        style_colourings = [self.remember(style, f"wct/{','.join(layers)}/{precision}/{tile}", colourings)
+                            for style in styles]
         image = content
         for layer in layers:
             content_features = self.encode_layer(image, layer, precision, tile)
-            style_features = [maps[layer] for maps in style_maps]
-            target = blend_features(content_features, style_features, weights, transform, masks=masks,
+            layer_colourings = [by_layer[layer] for by_layer in style_colourings]
+            target = blend_features(content_features, layer_colourings, weights, transform, masks=masks,
                                     alpha=self.config.alpha)
             image = self.decode(layer, target, precision, tile).clamp(0, 1)
         return image

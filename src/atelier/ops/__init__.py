@@ -14,7 +14,7 @@ from .patch_swap import nearest_patches, patch_swap, style_decorator, style_patc
 from .smoothing import box_filter, guided_filter, photo_smooth
 from .stats import adain, instance_normalize, mean_std
 from .tv import total_variation
-from .wct import colour, covariance, whiten, whiten_color
+from .wct import colour, covariance, style_colouring, whiten, whiten_color, whiten_color_with
 
 __all__ = [
     "adain",
@@ -45,6 +45,7 @@ __all__ = [
     "photo_smooth",
     "resize_mask",
     "rgb_to_yiq",
+    "style_colouring",
     "style_decorator",
     "style_patches",
     "total_variation",
@@ -52,5 +53,6 @@ __all__ = [
     "warp",
     "whiten",
     "whiten_color",
+    "whiten_color_with",
     "yiq_to_rgb",
 ]

@@ -47,7 +47,7 @@ from torch import Tensor
 from ..errors import OptionError
 from ._checks import check_bchw
 from .layout import spatial_size
-from .wct import colour, whiten, whiten_for_colour
+from .wct import Whitened, colour, whiten, whiten_for_colour
 
 __all__ = ["SEARCHES", "approximate_nearest_patches", "matched_patch_cost", "nearest_patches", "patch_swap",
            "style_decorator", "style_patches", "swap_batch", "swapped_features"]
@@ -470,6 +470,7 @@ def style_decorator(
     content: Tensor, style: Tensor, *, patch_size: int = 3, stride: int = 1, eps: float = 1e-5,
     content_mask: Tensor | None = None, dtype: torch.dtype = torch.float64, search: str = "exact",
     rank: int | None = None, probes: int | None = None, score_dtype: torch.dtype | None = None,
+    whitened_style: Whitened | None = None,
 ) -> Tensor:
     """Avatar-Net's style decorator (Sheng et al. 2018, sec. 3.2, eq. 2–4).
 
@@ -491,14 +492,21 @@ def style_decorator(
         rank: channels kept by the approximate search (default :data:`SEARCH_RANK`).
         probes: lists of the inverted file searched per position (default :data:`SEARCH_PROBES`).
         score_dtype: precision of the search's products (:func:`nearest_patches`).
+        whitened_style: ``whiten_for_colour(style, eps=eps, dtype=dtype)`` when the caller has it
+            (a style reused over a folder or the frames of a video); computed here otherwise.
     """
     whitened_content = whiten(content, eps=eps, mask=content_mask, dtype=dtype)
-    whitened_style, style_mean, style_colouring, invertible = whiten_for_colour(style, eps=eps, dtype=dtype)
+    if whitened_style is None:
+        whitened_style = whiten_for_colour(style, eps=eps, dtype=dtype)
+    elif whitened_style.whitened.shape != style.shape:
+        raise OptionError(f"whitened_style is of a {tuple(whitened_style.whitened.shape)} map, the style "
+                          f"{tuple(style.shape)}; pass whiten_for_colour(style)")
+    whitened, style_mean, style_colouring, invertible = whitened_style
     # Eq. 4's colouring is affine and eq. 3 averages patches (weights summing to 1), so colouring the
     # swapped whitened patches is pasting the coloured ones; and colouring a whitened style pixel
     # gives the style pixel back when no eigenvalue was dropped. Then the style's own patches are
     # pasted: the same result without a C x C product over the map.
-    swapped = patch_swap(whitened_content, whitened_style, patch_size, stride, search=search, rank=rank,
+    swapped = patch_swap(whitened_content, whitened, patch_size, stride, search=search, rank=rank,
                          probes=probes, score_dtype=score_dtype, source=style if invertible else None)
     return swapped if invertible else colour(swapped, style_mean, style_colouring)
 

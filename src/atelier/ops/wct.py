@@ -11,13 +11,26 @@ float64 copy.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from ._checks import check_bchw
 from .linalg import eigen_powers, symmetric_power
 
-__all__ = ["centred_covariance", "colour", "covariance", "whiten", "whiten_color", "whiten_for_colour"]
+__all__ = [
+    "Colouring",
+    "Whitened",
+    "centred_covariance",
+    "colour",
+    "covariance",
+    "style_colouring",
+    "whiten",
+    "whiten_color",
+    "whiten_color_with",
+    "whiten_for_colour",
+]
 
 #: Positions per chunk when accumulating statistics and applying the transform.
 CHUNK = 1 << 18
@@ -130,10 +143,43 @@ def whiten_color(
     check_bchw(style, "style")
     if content.shape[1] != style.shape[1]:
         raise ValueError(f"channel counts differ: {content.shape[1]} vs {style.shape[1]}")
+    return whiten_color_with(content, style_colouring(style, eps=eps, mask=style_mask, dtype=dtype), eps=eps,
+                             content_mask=content_mask, dtype=dtype)
+
+
+class Colouring(NamedTuple):
+    """The colouring half of WCT for one style (Li et al. 2017, eq. 3): whitened ``f`` -> ``matrix @ f + mean``."""
+
+    #: ``(B, C, 1)``: the style features' mean.
+    mean: Tensor
+    #: ``(B, C, C)``: ``E_s D_s^{1/2} E_s^T``, the square root of the style features' covariance.
+    matrix: Tensor
+
+
+def style_colouring(style: Tensor, *, eps: float = 1e-5, mask: Tensor | None = None,
+                    dtype: torch.dtype = torch.float64) -> Colouring:
+    """The :class:`Colouring` of ``style`` features ``(B, C, H, W)`` (over ``mask``'s region when given).
+
+    The style's half of :func:`whiten_color`: a style reused over many contents (a folder, the
+    frames of a video) computes it once and passes it to :func:`whiten_color_with`.
+    """
+    check_bchw(style, "style")
+    mean, cov = centred_covariance(style, mask, dtype)
+    return Colouring(mean, symmetric_power(cov, 0.5, eps, drop_small=True))
+
+
+def whiten_color_with(content: Tensor, colouring: Colouring, *, eps: float = 1e-5,
+                      content_mask: Tensor | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
+    """:func:`whiten_color` given the style's :func:`style_colouring` instead of its features.
+
+    ``colouring`` should come from the same ``eps`` and ``dtype``; the result is then identical.
+    """
+    check_bchw(content, "content")
+    if content.shape[1] != colouring.mean.shape[1]:
+        raise ValueError(f"channel counts differ: {content.shape[1]} vs {colouring.mean.shape[1]}")
     mean_c, cov_c = centred_covariance(content, content_mask, dtype)
-    mean_s, cov_s = centred_covariance(style, style_mask, dtype)
-    matrix = symmetric_power(cov_s, 0.5, eps, drop_small=True) @ symmetric_power(cov_c, -0.5, eps, drop_small=True)
-    offset = mean_s - matrix @ mean_c
+    matrix = colouring.matrix.to(dtype) @ symmetric_power(cov_c, -0.5, eps, drop_small=True)
+    offset = colouring.mean.to(dtype) - matrix @ mean_c
     return _affine(content, matrix, offset)
 
 
@@ -175,8 +221,16 @@ def whiten(features: Tensor, *, eps: float = 1e-5, mask: Tensor | None = None,
     return _affine(features, matrix, -matrix @ mean)
 
 
-def whiten_for_colour(features: Tensor, *, eps: float = 1e-5,
-                      dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor, Tensor, bool]:
+class Whitened(NamedTuple):
+    """Whitened features with what colours whitened features like them again (:func:`whiten_for_colour`)."""
+
+    whitened: Tensor
+    mean: Tensor
+    matrix: Tensor
+    invertible: bool
+
+
+def whiten_for_colour(features: Tensor, *, eps: float = 1e-5, dtype: torch.dtype = torch.float64) -> Whitened:
     """:func:`whiten` ``features``, and return what colours whitened features like them.
 
     Returns ``(whitened, mean, matrix, invertible)``: the mean ``(B, C, 1)`` and the colouring
@@ -189,7 +243,7 @@ def whiten_for_colour(features: Tensor, *, eps: float = 1e-5,
     mean, cov = centred_covariance(features, None, dtype)
     values, vectors = torch.linalg.eigh(cov)
     whitening, colouring = eigen_powers(values, vectors, (-0.5, 0.5), eps, drop_small=True)
-    return _affine(features, whitening, -whitening @ mean), mean, colouring, bool((values > eps).all())
+    return Whitened(_affine(features, whitening, -whitening @ mean), mean, colouring, bool((values > eps).all()))
 
 
 def colour(features: Tensor, mean: Tensor, matrix: Tensor) -> Tensor:
