@@ -34,7 +34,7 @@ SHIPPED: dict[str, str] = {
     "iecontraast_transform": "ea62be1ea08e5d9fff45db3d1f5e5090018b9594660c20e0c4b58b5b596bfb32",
     "kaokore": "40e0e24a42d7296dccdebe4420f2e07a187f85ba42c9359b21efb04c2ef0bf33",
     "lst_relu3_1": "5c37cbdab2603b2ce101fe734710c58643d37565c7b9fbaed340e624b9385ddd",
-    "lst_relu4_1": "184e4f7ebdc50972c5d53767764fdb73d85b6e17d18263694932eb3fd9cef1db",
+    "lst_relu4_1": "7a7abafaee25d62700f0cce925a64eb474ac34a540c725137f151764c67e8850",
     "multimodal_wave": "9118e15742fe090ee2830543119fa2a41ee697ec7c0c9b513816f2b47d1975af",
     "sanet_decoder": "27851983946c9de8e93f06dfff7867945ef609655a130c23efd046e1e851b463",
     "sanet_transform": "56e94f3ce5a68b5582978457dd8ea487025a225a08b90307e58f34ff2a11494a",
