@@ -297,3 +297,24 @@ def test_the_decorator_refuses_the_whitening_of_another_map():
     with pytest.raises(OptionError, match="whitened_style"):
         style_decorator(_features(46, size=(5, 5)), style,
                         whitened_style=wct_module.whiten_for_colour(style[..., :5]))
+
+
+@pytest.mark.parametrize("inverted", [False, True])
+def test_an_index_cache_builds_the_style_index_once_and_finds_the_same_patches(monkeypatch, inverted):
+    if inverted:
+        monkeypatch.setattr(patch_swap_module, "INVERTED_FILE_MIN", 1)
+    style = _low_rank(22, 16, 16, (18, 17))
+    frames = [_low_rank(seed, 16, 16, (14, 15)) for seed in (23, 24, 25)]
+    built = []
+    original = patch_swap_module.PatchIndex.__init__
+    monkeypatch.setattr(patch_swap_module.PatchIndex, "__init__",
+                        lambda self, *a, **k: built.append(1) or original(self, *a, **k))
+    cache: dict = {}
+    cached = [nearest_patches(f, style, search="approximate", rank=8, index_cache=cache) for f in frames]
+    assert len(built) == 1 and len(cache) == 1
+    for frame, index in zip(frames, cached):
+        assert torch.equal(index, nearest_patches(frame, style, search="approximate", rank=8))
+    assert len(built) == 1 + len(frames)  # without a cache, one index per call
+    # Other search settings (here the rank) get their own entry, not the first one's index.
+    nearest_patches(frames[0], style, search="approximate", rank=4, index_cache=cache)
+    assert len(cache) == 2

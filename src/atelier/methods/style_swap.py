@@ -87,13 +87,17 @@ class StyleSwap(FeedForwardMethod):
         """Style swap (Chen & Schmidt 2016) at relu3_1, blended over styles, inverted by the decoder or by L-BFGS."""
         cfg = self.config
         content_features = self.encode_layer(content, LAYER, precision, tile)
-        style_features = [self.style_features(style, LAYER, precision, tile) for style in styles]
+        # Each style's features with the dict where the approximate search keeps that style's index,
+        # both remembered: the frames of a video (a folder) search one index, built on first use.
+        style_maps = [(self.style_features(style, LAYER, precision, tile),
+                       self.remember(style, f"style_swap/index/{precision}/{tile}", lambda _: {}))
+                      for style in styles]
         # bf16 scores where the CPU computes bf16 natively (precision auto): the same patches' cost
         # within 0.1%, the search 1.7x faster (docs/BENCHMARKS.md).
         score_dtype = torch.bfloat16 if precision == "bf16" else None
-        target = blend_features(content_features, style_features, weights,
-                                lambda c, s, m: patch_swap(c, s, cfg.patch_size, cfg.stride, search=cfg.search,
-                                                           score_dtype=score_dtype),
+        target = blend_features(content_features, style_maps, weights,
+                                lambda c, s, m: patch_swap(c, s[0], cfg.patch_size, cfg.stride, search=cfg.search,
+                                                           score_dtype=score_dtype, index_cache=s[1]),
                                 masks=masks, alpha=cfg.alpha)
         if cfg.inversion == "network":
             return self.decode(LAYER, target, precision, tile)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +50,8 @@ from ._checks import check_bchw
 from .layout import spatial_size
 from .wct import Whitened, colour, whiten, whiten_for_colour
 
-__all__ = ["SEARCHES", "approximate_nearest_patches", "matched_patch_cost", "nearest_patches", "patch_swap",
-           "style_decorator", "style_patches", "swap_batch", "swapped_features"]
+__all__ = ["SEARCHES", "PatchIndex", "approximate_nearest_patches", "matched_patch_cost", "nearest_patches",
+           "patch_swap", "style_decorator", "style_patches", "swap_batch", "swapped_features"]
 
 #: Bytes of correlation scores computed at once by the approximate search's products.
 SCORE_BYTES = 1 << 27
@@ -127,7 +128,8 @@ def _patch_norms(style: Tensor, patch_size: int, stride: int) -> Tensor:
 
 def nearest_patches(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1, eps: float = 1e-8, *,
                     search: str = "exact", rank: int | None = None, probes: int | None = None,
-                    score_dtype: torch.dtype | None = None) -> Tensor:
+                    score_dtype: torch.dtype | None = None,
+                    index_cache: dict[tuple[Any, ...], PatchIndex] | None = None) -> Tensor:
     """Index ``(B, H-k+1, W-k+1)`` into :func:`style_patches` of the patch most correlated with each content patch.
 
     Chen & Schmidt 2016, eq. 1: the highest normalised cross-correlation. ``search="exact"``
@@ -136,7 +138,8 @@ def nearest_patches(content: Tensor, style: Tensor, patch_size: int = 3, stride:
     positions x patches. ``score_dtype`` (default: the content's) is the precision of the
     products: ``torch.bfloat16`` runs them about 2x faster on a CPU with native bf16 (callers pass
     it where :func:`atelier.devices.resolve_precision` says so) and picks patches of the same cost
-    within 0.1% (docs/BENCHMARKS.md); sums and maxima are taken in float32.
+    within 0.1% (docs/BENCHMARKS.md); sums and maxima are taken in float32. ``index_cache``: see
+    :func:`approximate_nearest_patches` (the exact search has no index to keep).
     """
     check_bchw(content, "content")
     _check_patches(style, patch_size, stride)
@@ -147,7 +150,7 @@ def nearest_patches(content: Tensor, style: Tensor, patch_size: int = 3, stride:
         search = "exact" if positions * grid_rows * grid_cols <= EXACT_MAX_PAIRS else "approximate"
     if search == "approximate":
         return approximate_nearest_patches(content, style, patch_size, stride, rank=rank, probes=probes, eps=eps,
-                                           score_dtype=score_dtype)
+                                           score_dtype=score_dtype, index_cache=index_cache)
     return torch.stack([_exact_nearest(item[None], style, patch_size, stride, eps, score_dtype or content.dtype)
                         for item in content])
 
@@ -268,8 +271,25 @@ def _chunked_argmax(scores: Callable[[int, int], Tensor], count: int, chunk: int
 
 def approximate_nearest_patches(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1, *,
                                 rank: int = SEARCH_RANK, probes: int = SEARCH_PROBES, eps: float = 1e-8,
-                                score_dtype: torch.dtype | None = None) -> Tensor:
+                                score_dtype: torch.dtype | None = None,
+                                index_cache: dict[tuple[Any, ...], PatchIndex] | None = None) -> Tensor:
     """Eq. 1 of Chen & Schmidt 2016 with both sides projected on ``rank`` channels, through an inverted file.
+
+    The style's side (projection, keys, inverted file) is a :class:`PatchIndex`. ``index_cache``,
+    a dict the caller keeps for this one style map, holds it once built, so that the frames of a
+    video or the images of a folder search the same index. Deterministic: no random state.
+    """
+    key = (tuple(style.shape), patch_size, stride, rank, eps, score_dtype)
+    index = None if index_cache is None else index_cache.get(key)
+    if index is None:
+        index = PatchIndex(style, patch_size, stride, rank=rank, eps=eps, score_dtype=score_dtype)
+        if index_cache is not None:
+            index_cache[key] = index
+    return index.nearest(content, probes)
+
+
+class PatchIndex:
+    """The style's side of :func:`approximate_nearest_patches`: what every content search reuses.
 
     **Projection.** The basis is the leading eigenvectors of the second moment of the pixels of
     the normalised style patches, so the correlation keeps the directions the style's patches
@@ -281,37 +301,47 @@ def approximate_nearest_patches(content: Tensor, style: Tensor, patch_size: int 
 
     **Search.** Below :data:`INVERTED_FILE_MIN` patches every projected patch is scored (one
     matrix product per chunk, in ``score_dtype``); from there on, an inverted file (:class:`_InvertedFile`).
-    Deterministic: no random state.
     """
-    k = patch_size
-    style = style.float()
-    norm_grid = _patch_norms(style, k, stride).clamp_min(eps)
-    basis = None
-    if rank < style.shape[1]:
-        # Every pixel of every normalised patch, as the correlation sees them: the centre pixels
-        # alone (9x cheaper) gave 3x the cost gap (1.8% against 0.6% on chicago x mondrian at 512 px).
-        coverage = F.conv_transpose2d(norm_grid.pow(-2), style.new_ones(1, 1, k, k), stride=stride)
-        coverage = F.pad(coverage, (0, style.shape[-1] - coverage.shape[-1], 0, style.shape[-2] - coverage.shape[-2]))
-        pixels = style[0].flatten(1)  # (C, H W)
-        _, eigenvectors = torch.linalg.eigh((pixels * coverage.flatten()) @ pixels.T)
-        basis = eigenvectors[:, -rank:]  # (C, rank), the leading directions (eigh sorts ascending)
-    keys = _unfolded(style, basis, k, stride) / norm_grid.flatten()[:, None]  # (N, rank k²), channel-major
-    inverted_file = _InvertedFile(keys, score_dtype) if len(keys) >= INVERTED_FILE_MIN else None
-    # The flat search's keys, converted once for every content item (unused with the inverted file).
-    flat_keys = keys if inverted_file is not None else keys.to(score_dtype or keys.dtype)
-    indices = []
-    for item in content.float():
-        queries = _unfolded(item[None], basis, k, 1)  # (positions, rank k²)
-        h, w = item.shape[-2] - k + 1, item.shape[-1] - k + 1
-        if inverted_file is not None:
-            best_index = inverted_file.search(queries, probes)
-        else:
-            flat_queries = queries.to(flat_keys.dtype)
-            chunk = max(1, SCORE_BYTES // (4 * len(queries)))
-            best_index = _chunked_argmax(lambda start, stop: flat_queries @ flat_keys[start:stop].T,  # noqa: B023
-                                         len(keys), chunk)
-        indices.append(best_index.reshape(h, w))
-    return torch.stack(indices)
+
+    def __init__(self, style: Tensor, patch_size: int = 3, stride: int = 1, *, rank: int = SEARCH_RANK,
+                 eps: float = 1e-8, score_dtype: torch.dtype | None = None) -> None:
+        k = self.patch_size = patch_size
+        style = style.float()
+        norm_grid = _patch_norms(style, k, stride).clamp_min(eps)
+        basis = None
+        if rank < style.shape[1]:
+            # Every pixel of every normalised patch, as the correlation sees them: the centre pixels
+            # alone (9x cheaper) gave 3x the cost gap (1.8% against 0.6% on chicago x mondrian at 512 px).
+            coverage = F.conv_transpose2d(norm_grid.pow(-2), style.new_ones(1, 1, k, k), stride=stride)
+            coverage = F.pad(coverage, (0, style.shape[-1] - coverage.shape[-1],
+                                        0, style.shape[-2] - coverage.shape[-2]))
+            pixels = style[0].flatten(1)  # (C, H W)
+            _, eigenvectors = torch.linalg.eigh((pixels * coverage.flatten()) @ pixels.T)
+            basis = eigenvectors[:, -rank:]  # (C, rank), the leading directions (eigh sorts ascending)
+        self.basis = basis
+        keys = _unfolded(style, basis, k, stride) / norm_grid.flatten()[:, None]  # (N, rank k²), channel-major
+        self.count = len(keys)
+        self.inverted_file = _InvertedFile(keys, score_dtype) if len(keys) >= INVERTED_FILE_MIN else None
+        # The flat search's keys, converted once for every content item (none with the inverted file).
+        self.flat_keys = None if self.inverted_file is not None else keys.to(score_dtype or keys.dtype)
+
+    def nearest(self, content: Tensor, probes: int = SEARCH_PROBES) -> Tensor:
+        """Index ``(B, H-k+1, W-k+1)`` of the best style patch for each content patch (``probes`` lists searched)."""
+        k = self.patch_size
+        indices = []
+        for item in content.float():
+            queries = _unfolded(item[None], self.basis, k, 1)  # (positions, rank k²)
+            h, w = item.shape[-2] - k + 1, item.shape[-1] - k + 1
+            if self.inverted_file is not None:
+                best_index = self.inverted_file.search(queries, probes)
+            else:
+                assert self.flat_keys is not None
+                flat_keys, flat_queries = self.flat_keys, queries.to(self.flat_keys.dtype)
+                chunk = max(1, SCORE_BYTES // (4 * len(queries)))
+                best_index = _chunked_argmax(lambda start, stop: flat_queries @ flat_keys[start:stop].T,  # noqa: B023
+                                             self.count, chunk)
+            indices.append(best_index.reshape(h, w))
+        return torch.stack(indices)
 
 
 def _unfolded(features: Tensor, basis: Tensor | None, patch_size: int, stride: int) -> Tensor:
@@ -429,7 +459,7 @@ def swapped_features(style: Tensor, index: Tensor, size: tuple[int, int], patch_
 
 def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int = 1, *, search: str = "exact",
                rank: int | None = None, probes: int | None = None, score_dtype: torch.dtype | None = None,
-               source: Tensor | None = None) -> Tensor:
+               source: Tensor | None = None, index_cache: dict[tuple[Any, ...], PatchIndex] | None = None) -> Tensor:
     """Style swap: each content patch replaced by its best-matching style patch (Chen & Schmidt 2016).
 
     Args:
@@ -446,6 +476,8 @@ def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int 
         source: ``(1, C', H', W')`` features whose patches are pasted at the positions the search
             chose in ``style`` (default: ``style`` itself); e.g. the style before a transform that
             the search needed and the output would undo.
+        index_cache: a dict kept for this one style map, where the approximate search keeps its
+            :class:`PatchIndex` (a style reused over a folder or the frames of a video).
 
     Returns:
         ``(B, C, H, W)``: at each position the mean of the selected style patches covering it
@@ -461,7 +493,7 @@ def patch_swap(content: Tensor, style: Tensor, patch_size: int = 3, stride: int 
     if min(content.shape[-2:]) < k:
         raise OptionError(f"content features of {spatial_size(content)} are smaller than a {k}px patch")
     index = nearest_patches(content, style, k, stride, search=search, rank=rank, probes=probes,
-                            score_dtype=score_dtype)  # (B, H', W')
+                            score_dtype=score_dtype, index_cache=index_cache)  # (B, H', W')
     pasted = style if source is None else source
     return swapped_features(pasted.to(content.dtype), index, spatial_size(content), k, stride)
 
