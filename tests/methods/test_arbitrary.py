@@ -257,17 +257,18 @@ def test_avatar_whitens_a_remembered_style_once(encoder, content_image, style_im
     torch.testing.assert_close(frames[0], fresh)
 
 
-def test_style_swap_keeps_a_remembered_styles_patch_index(encoder, content_image, style_image, monkeypatch):
+@pytest.mark.parametrize("name", ["style_swap", "avatar"])
+def test_a_remembered_styles_patch_index_is_built_once(encoder, content_image, style_image, monkeypatch, name):
     patch_swap_module = importlib.import_module("atelier.ops.patch_swap")
     built = []
     original = patch_swap_module.PatchIndex.__init__
     monkeypatch.setattr(patch_swap_module.PatchIndex, "__init__",
                         lambda self, *a, **k: built.append(1) or original(self, *a, **k))
-    method = _method("style_swap", encoder, search="approximate")
+    method = _method(name, encoder, search="approximate")
     frames = [_run(method, content_image, [style_image]) for _ in range(3)]
     assert len(built) == 1
     torch.testing.assert_close(frames[2], frames[0])
-    torch.testing.assert_close(frames[0], _run(_method("style_swap", encoder, search="approximate"),
+    torch.testing.assert_close(frames[0], _run(_method(name, encoder, search="approximate"),
                                                 content_image, [style_image.clone()]))
     assert len(built) == 2
 

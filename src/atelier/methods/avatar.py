@@ -29,7 +29,7 @@ from ..nets.hourglass import SKIP_LAYERS, HourglassDecoder, SkipSource, skip_sta
 from ..nets.spec import WeightsSpec
 from ..ops.layout import channels_last
 from ..ops.masks import resize_mask
-from ..ops.patch_swap import SEARCHES, style_decorator
+from ..ops.patch_swap import SEARCHES, PatchIndex, style_decorator
 from ..ops.tv import total_variation
 from ..ops.wct import Whitened, whiten_for_colour
 from ..pipelines.base import MethodConfig, option, register
@@ -119,7 +119,7 @@ class AvatarNet(FeedForwardMethod):
         def encode_style(image: Tensor) -> _EncodedStyle:
             features = encode_image(image)
             return _EncodedStyle(features[LAYER], whiten_for_colour(features[LAYER], eps=cfg.eps),
-                                 skip_statistics(features))
+                                 skip_statistics(features), {})
 
         content_features = encode_image(content)
         # What depends on the style alone, once per style (a folder, the frames of a video).
@@ -130,7 +130,7 @@ class AvatarNet(FeedForwardMethod):
         def decorate(c: Tensor, s: _EncodedStyle, m: Tensor | None) -> Tensor:
             return style_decorator(c, s.features, patch_size=cfg.patch_size, stride=cfg.stride, eps=cfg.eps,
                                    content_mask=m, search=cfg.search, rank=SEARCH_RANK, score_dtype=score_dtype,
-                                   whitened_style=s.whitened)
+                                   whitened_style=s.whitened, index_cache=s.index_cache)
 
         target = blend_features(content_features[LAYER], encoded_styles, weights, decorate, masks=masks,
                                 alpha=cfg.alpha)
@@ -142,11 +142,15 @@ class AvatarNet(FeedForwardMethod):
 
 
 class _EncodedStyle(NamedTuple):
-    """What Avatar-Net needs of one style: its relu4_1 features, their whitening, the skip layers' statistics."""
+    """What Avatar-Net needs of one style: its relu4_1 features, their whitening, the skip layers' statistics.
+
+    ``index_cache`` holds the approximate search's index of the whitened style once built.
+    """
 
     features: Tensor
     whitened: Whitened
     skips: dict[str, tuple[Tensor, Tensor]]
+    index_cache: dict[tuple[Any, ...], PatchIndex]
 
 
 @dataclass(frozen=True)

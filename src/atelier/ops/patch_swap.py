@@ -502,7 +502,7 @@ def style_decorator(
     content: Tensor, style: Tensor, *, patch_size: int = 3, stride: int = 1, eps: float = 1e-5,
     content_mask: Tensor | None = None, dtype: torch.dtype = torch.float64, search: str = "exact",
     rank: int | None = None, probes: int | None = None, score_dtype: torch.dtype | None = None,
-    whitened_style: Whitened | None = None,
+    whitened_style: Whitened | None = None, index_cache: dict[tuple[Any, ...], PatchIndex] | None = None,
 ) -> Tensor:
     """Avatar-Net's style decorator (Sheng et al. 2018, sec. 3.2, eq. 2–4).
 
@@ -526,6 +526,7 @@ def style_decorator(
         score_dtype: precision of the search's products (:func:`nearest_patches`).
         whitened_style: ``whiten_for_colour(style, eps=eps, dtype=dtype)`` when the caller has it
             (a style reused over a folder or the frames of a video); computed here otherwise.
+        index_cache: where the approximate search keeps the whitened style's index (:func:`patch_swap`).
     """
     whitened_content = whiten(content, eps=eps, mask=content_mask, dtype=dtype)
     if whitened_style is None:
@@ -539,7 +540,8 @@ def style_decorator(
     # gives the style pixel back when no eigenvalue was dropped. Then the style's own patches are
     # pasted: the same result without a C x C product over the map.
     swapped = patch_swap(whitened_content, whitened, patch_size, stride, search=search, rank=rank,
-                         probes=probes, score_dtype=score_dtype, source=style if invertible else None)
+                         probes=probes, score_dtype=score_dtype, source=style if invertible else None,
+                         index_cache=index_cache)
     return swapped if invertible else colour(swapped, style_mean, style_colouring)
 
 
