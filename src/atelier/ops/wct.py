@@ -139,10 +139,7 @@ def whiten_color(
     Returns:
         ``(B, C, H, W)`` in the dtype of ``content``, whose covariance equals the style's.
     """
-    check_bchw(content, "content")
-    check_bchw(style, "style")
-    if content.shape[1] != style.shape[1]:
-        raise ValueError(f"channel counts differ: {content.shape[1]} vs {style.shape[1]}")
+    # style_colouring checks the style's shape, whiten_color_with the content's and the channel counts.
     return whiten_color_with(content, style_colouring(style, eps=eps, mask=style_mask, dtype=dtype), eps=eps,
                              content_mask=content_mask, dtype=dtype)
 
